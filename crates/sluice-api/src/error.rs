@@ -1,0 +1,26 @@
+//! The one error shape of every 4xx and 5xx answer.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error answer: a message for people, a stable `code` for programs, and the request id
+/// that appears in the server's log lines for this request and in `X-Request-Id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    #[schema(example = "body is not valid JSON: expected value at line 1 column 1")]
+    pub error: String,
+    /// Stable snake_case identifier of the kind of error, for programs.
+    #[schema(example = "invalid_json")]
+    pub code: String,
+    /// The request id (`X-Request-Id`); quote it when reporting a problem.
+    #[schema(example = "01JDQ6V6M9WJ3V4C2K7Q9X8Y7Z")]
+    pub error_id: String,
+    /// For validation errors: the path of the offending field, e.g. `points[3].value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "points[3].value")]
+    pub field: Option<String>,
+    /// Present on seed routes, which keep their documented `success: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+}

@@ -1,0 +1,541 @@
+//! The one configuration loader: embedded defaults, then a TOML file, then `SLUICE_*`
+//! environment variables, then command-line flags (each layer overrides the one before).
+//!
+//! Every key has a default (see [`Config::default`] and `docs/configuration.md`). Every key also
+//! has an environment variable named `SLUICE_` + its path in upper case with `.` → `_`
+//! (`wal.segment_size_bytes` → `SLUICE_WAL_SEGMENT_SIZE_BYTES`); a few keys also answer to the
+//! names the seeds use ([`ENV_ALIASES`]). Env values are parsed as the key's type. Unknown keys
+//! in the file are errors, so a typo never silently leaves a default in force.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration of a server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding every database's WAL and data.
+    pub data_dir: PathBuf,
+    /// Allow binding a non-loopback address while authentication is off.
+    pub unauthenticated: bool,
+    pub http: HttpConfig,
+    pub wire: WireConfig,
+    pub wal: WalSection,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP API.
+    pub addr: SocketAddr,
+    /// Runtime worker threads serving HTTP and running handlers; 0 = one per core.
+    pub network_threads: usize,
+    /// Time a client has to send a complete request head. The same timer bounds how long an
+    /// idle keep-alive connection is kept (like the seed's `keepalive_timeout_sec = 30`), so
+    /// client pools should drop idle connections sooner. Slowloris defence together with
+    /// `max_connections`.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a complete request body once the head is read.
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the accept backlog.
+    pub max_connections: usize,
+    /// Body limit of ordinary routes.
+    pub max_body_bytes: usize,
+    /// Body limit of batch and import routes.
+    pub max_batch_body_bytes: usize,
+    /// Deepest nesting of arrays and objects accepted in a JSON body.
+    pub max_json_depth: usize,
+    /// On shutdown, time given to open connections to finish before they are cut.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WireConfig {
+    /// Address of the binary wire protocol listener.
+    pub addr: SocketAddr,
+}
+
+/// `[wal]`: the write-ahead log of every database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSection {
+    pub segment_size_bytes: u64,
+    /// Records waiting for the writer before writes are refused with 503.
+    pub queue_capacity: usize,
+    pub max_batch_records: usize,
+    pub max_batch_bytes: usize,
+    /// Longest time a write acknowledged at `buffer` or `wal` stays unsynced.
+    pub flush_interval_ms: u64,
+}
+
+/// `[limits]`: bounds on what one request may carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Points in one batch request.
+    pub max_points_per_batch: usize,
+    /// Bytes of a metric or entity name.
+    pub max_name_bytes: usize,
+    /// Tags on one point.
+    pub max_tags_per_point: usize,
+    /// Bytes of a tag key or value.
+    pub max_tag_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `sluice_server=debug,info`.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./sluice-data"),
+            unauthenticated: false,
+            http: HttpConfig::default(),
+            wire: WireConfig::default(),
+            wal: WalSection::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            network_threads: 0,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            max_body_bytes: 1024 * 1024,
+            max_batch_body_bytes: 32 * 1024 * 1024,
+            max_json_depth: 32,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        WireConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 18765)),
+        }
+    }
+}
+
+impl Default for WalSection {
+    fn default() -> Self {
+        let d = sluice_wal::WalConfig::default();
+        WalSection {
+            segment_size_bytes: d.segment_size_bytes,
+            queue_capacity: d.queue_capacity,
+            max_batch_records: d.max_batch_records,
+            max_batch_bytes: d.max_batch_bytes,
+            flush_interval_ms: d.flush_interval_ms,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = sluice_ts::PointLimits::default();
+        LimitsConfig {
+            max_points_per_batch: 100_000,
+            max_name_bytes: d.max_name_bytes,
+            max_tags_per_point: d.max_tags,
+            max_tag_bytes: d.max_tag_bytes,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl WalSection {
+    pub fn to_wal_config(&self) -> sluice_wal::WalConfig {
+        sluice_wal::WalConfig {
+            segment_size_bytes: self.segment_size_bytes,
+            queue_capacity: self.queue_capacity,
+            max_batch_records: self.max_batch_records,
+            max_batch_bytes: self.max_batch_bytes,
+            flush_interval_ms: self.flush_interval_ms,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn point_limits(&self) -> sluice_ts::PointLimits {
+        sluice_ts::PointLimits {
+            max_name_bytes: self.max_name_bytes,
+            max_tags: self.max_tags_per_point,
+            max_tag_bytes: self.max_tag_bytes,
+        }
+    }
+}
+
+/// Environment names the seeds use, mapped to our keys (besides the derived `SLUICE_<PATH>`).
+pub const ENV_ALIASES: &[(&str, &str)] = &[];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<SocketAddr>,
+    pub wire_addr: Option<SocketAddr>,
+    pub unauthenticated: bool,
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← `env` ← `overrides`, then checks the result.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let defaults = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut merged = defaults.clone();
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file_value: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            merge(&mut merged, file_value);
+            // Check the file alone for unknown keys and wrong types, so the message names it.
+            toml::Value::try_into::<Config>(merged.clone()).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
+
+        let keys = leaf_keys(&defaults);
+        for (var, value) in env {
+            let Some(key) = env_key(&var, &keys) else {
+                continue;
+            };
+            let env_err = |message: String| ConfigError::Env {
+                var: var.clone(),
+                value: value.clone(),
+                message,
+            };
+            let default_leaf =
+                lookup(&defaults, &key).ok_or_else(|| env_err("unknown key".into()))?;
+            let parsed = parse_like(default_leaf, &value).map_err(env_err)?;
+            set(&mut merged, &key, parsed);
+        }
+
+        let mut config: Config = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        if let Some(d) = &overrides.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(a) = overrides.http_addr {
+            config.http.addr = a;
+        }
+        if let Some(a) = overrides.wire_addr {
+            config.wire.addr = a;
+        }
+        config.unauthenticated |= overrides.unauthenticated;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks relations between keys that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            (
+                "http.max_batch_body_bytes",
+                self.http.max_batch_body_bytes as u64,
+            ),
+            ("http.max_json_depth", self.http.max_json_depth as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
+            ("wal.segment_size_bytes", self.wal.segment_size_bytes),
+            ("wal.queue_capacity", self.wal.queue_capacity as u64),
+            ("wal.max_batch_records", self.wal.max_batch_records as u64),
+            ("wal.max_batch_bytes", self.wal.max_batch_bytes as u64),
+            ("wal.flush_interval_ms", self.wal.flush_interval_ms),
+            (
+                "limits.max_points_per_batch",
+                self.limits.max_points_per_batch as u64,
+            ),
+            ("limits.max_name_bytes", self.limits.max_name_bytes as u64),
+            ("limits.max_tag_bytes", self.limits.max_tag_bytes as u64),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
+        }
+        if self.limits.max_name_bytes > u16::MAX as usize
+            || self.limits.max_tag_bytes > u16::MAX as usize
+        {
+            return Err(ConfigError::Invalid(
+                "limits.max_name_bytes and limits.max_tag_bytes must be at most 65535".into(),
+            ));
+        }
+        if self.limits.max_tags_per_point > u16::MAX as usize {
+            return Err(ConfigError::Invalid(
+                "limits.max_tags_per_point must be at most 65535".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (`sluice config print`).
+    pub fn to_toml(&self) -> String {
+        // Serializing a struct of plain fields cannot fail; an empty string would be a bug
+        // caught by the config tests.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The environment variable that sets each key, in key order (for docs and tests).
+    pub fn env_vars() -> Vec<(String, String)> {
+        let defaults =
+            toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
+        leaf_keys(&defaults)
+            .into_iter()
+            .map(|k| (env_name(&k), k))
+            .collect()
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("SLUICE_{}", key.replace('.', "_").to_uppercase())
+}
+
+fn env_key(var: &str, keys: &[String]) -> Option<String> {
+    if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == var) {
+        return Some((*key).to_string());
+    }
+    if !var.starts_with("SLUICE_") {
+        return None;
+    }
+    keys.iter().find(|k| env_name(k) == var).cloned()
+}
+
+fn leaf_keys(v: &toml::Value) -> Vec<String> {
+    fn walk(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, child) in t {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(child, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out
+}
+
+fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(v, |v, part| v.get(part))
+}
+
+fn set(v: &mut toml::Value, key: &str, value: toml::Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = key.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        let toml::Value::Table(t) = cur else { return };
+        cur = t
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    if let toml::Value::Table(t) = cur {
+        t.insert(parts[parts.len() - 1].to_string(), value);
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn parse_like(like: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    match like {
+        toml::Value::String(_) => Ok(toml::Value::String(raw.to_string())),
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| "expected an integer".to_string()),
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| "expected a number".to_string()),
+        toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err("expected true or false".to_string()),
+        },
+        _ => Err("this key cannot be set from the environment".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = Config::default().to_toml();
+        assert!(text.contains("data_dir"));
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\n[http]\naddr = \"127.0.0.1:9000\"\n[wal]\nqueue_capacity = 7\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("SLUICE_WAL_QUEUE_CAPACITY", "9"),
+                ("SLUICE_HTTP_ADDR", "127.0.0.1:9001"),
+            ]),
+            &Overrides {
+                http_addr: Some("127.0.0.1:9002".parse().unwrap()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(c.wal.queue_capacity, 9);
+        assert_eq!(c.http.addr, "127.0.0.1:9002".parse().unwrap());
+        assert_eq!(
+            c.wal.segment_size_bytes,
+            WalSection::default().segment_size_bytes
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_env_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, "[wal]\nqueue_capacit = 7\n").unwrap();
+        let e = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("queue_capacit"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("SLUICE_WAL_QUEUE_CAPACITY", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SLUICE_WAL_QUEUE_CAPACITY"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("SLUICE_WAL_QUEUE_CAPACITY", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("wal.queue_capacity"), "{e}");
+    }
+
+    #[test]
+    fn every_key_has_an_env_var() {
+        let vars = Config::env_vars();
+        assert!(vars.contains(&("SLUICE_DATA_DIR".into(), "data_dir".into())));
+        assert!(vars.contains(&("SLUICE_HTTP_ADDR".into(), "http.addr".into())));
+        assert!(vars.contains(&("SLUICE_WIRE_ADDR".into(), "wire.addr".into())));
+        assert!(vars.contains(&("SLUICE_LOG_FORMAT".into(), "log.format".into())));
+        let c = Config::load(
+            None,
+            env(&[
+                ("SLUICE_LOG_FORMAT", "json"),
+                ("SLUICE_UNAUTHENTICATED", "true"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.unauthenticated);
+    }
+}

@@ -1,0 +1,117 @@
+//! The request middleware: the outermost layer every request passes through.
+//!
+//! It assigns the request id and opens the request's span, counts and times the request for
+//! `/metrics`, and makes sure every error answer has the one error shape: responses with status
+//! ≥ 400 that did not come from [`ApiError`] (unknown route, wrong method, framework
+//! rejections, body limits) are rewritten, keeping their status and headers.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tracing::Instrument;
+
+use crate::error::{ApiError, ErrorShaped};
+use crate::http::request_id;
+use crate::state::AppState;
+
+/// The route template a response was produced for, set by [`route_label`].
+#[derive(Clone, Debug)]
+struct RouteLabel(String);
+
+/// Outer middleware (`Router::layer`).
+pub async fn outer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id::from_headers(req.headers());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
+    let metrics = state.metrics();
+    metrics.http_in_flight.inc();
+
+    let mut response = request_id::scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    let status = response.status();
+    if status.as_u16() >= 400 && response.extensions().get::<ErrorShaped>().is_none() {
+        response = request_id::scope(id.clone(), reshape_error(response))
+            .instrument(span.clone())
+            .await;
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(request_id::HEADER, v);
+    }
+
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0.as_str());
+    metrics.observe_http(method.as_str(), route, status.as_u16(), started.elapsed());
+    metrics.http_in_flight.dec();
+    if status.is_server_error() {
+        span.in_scope(|| tracing::warn!(status = status.as_u16(), "request failed"));
+    }
+    response
+}
+
+/// Inner middleware (`Router::route_layer`): runs only for matched routes and records the
+/// route template for the metrics label (bounded cardinality, unlike raw paths).
+pub async fn route_label(req: Request, next: Next) -> Response {
+    let label = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| RouteLabel(p.as_str().to_string()));
+    let mut response = next.run(req).await;
+    if let Some(label) = label {
+        response.extensions_mut().insert(label);
+    }
+    response
+}
+
+/// Rewrites a non-shaped error response into the error shape, keeping status and headers.
+async fn reshape_error(response: Response) -> Response {
+    const MAX_MESSAGE_BYTES: usize = 1024;
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let text = match http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_string(),
+        Err(_) => String::new(),
+    };
+    let mut message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    let mut shaped =
+        ApiError::new(status, ApiError::code_for_status(status), message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped.extensions_mut().extend(parts.extensions);
+    *shaped.status_mut() = status;
+    shaped
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found(req: Request<Body>) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,17 @@
+//! The Sluice server: configuration, databases, the HTTP front door, metrics.
+//!
+//! Data flows one way: transport (`http`) → handler (`http::routes`) → engine (`sluice-ts`) →
+//! WAL (`sluice-wal`) → acknowledgement. Handlers see engines and the WAL through
+//! [`db::Database`]; engines never see HTTP types. Errors of the layers below become HTTP
+//! answers in one place, [`error::ApiError`].
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use server::{ServerError, run};

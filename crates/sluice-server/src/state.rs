@@ -1,0 +1,73 @@
+//! Shared server state handed to every handler.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::Config;
+use crate::db::{Database, Databases};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    metrics: Metrics,
+    /// Set once recovery of every database has finished; until then data routes answer 503.
+    databases: OnceLock<Arc<Databases>>,
+    /// The OpenAPI document, serialized once.
+    openapi_json: OnceLock<Arc<str>>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> AppState {
+        AppState(Arc::new(Inner {
+            config,
+            metrics: Metrics::default(),
+            databases: OnceLock::new(),
+            openapi_json: OnceLock::new(),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The databases, once recovery has finished.
+    pub fn databases(&self) -> Option<&Arc<Databases>> {
+        self.0.databases.get()
+    }
+
+    pub fn set_databases(&self, dbs: Arc<Databases>) {
+        let _ = self.0.databases.set(dbs);
+    }
+
+    /// The named database, or the error to answer with.
+    pub fn database(&self, name: &str) -> Result<Arc<Database>, ApiError> {
+        let dbs = self.databases().ok_or_else(ApiError::not_ready)?;
+        dbs.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "database_not_found",
+                format!("database {name:?} does not exist"),
+            )
+        })
+    }
+
+    pub fn openapi_json(&self) -> Arc<str> {
+        self.0
+            .openapi_json
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::from("{}"))
+    }
+
+    pub fn set_openapi_json(&self, json: String) {
+        let _ = self.0.openapi_json.set(Arc::from(json));
+    }
+}

@@ -1,0 +1,167 @@
+//! A validated time-series point.
+//!
+//! Limits (configurable through [`PointLimits`], defaults in brackets): metric and entity names
+//! [256 bytes], tag keys and values [256 bytes], tags per point [64]. Metric names and tag keys
+//! must be non-empty; entity may be empty (line protocol writes without a host tag). Values must
+//! be finite: JSON cannot carry NaN or infinities, and we refuse to invent a meaning for them.
+//! Tags are kept sorted by key, so a series is identified by metric + entity + tags in one
+//! canonical order.
+
+/// One point, after validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub metric: String,
+    pub entity: String,
+    pub timestamp_ms: i64,
+    pub value: f64,
+    /// Sorted by key, keys unique.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Size limits on a point's strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointLimits {
+    pub max_name_bytes: usize,
+    pub max_tags: usize,
+    pub max_tag_bytes: usize,
+}
+
+impl Default for PointLimits {
+    fn default() -> Self {
+        PointLimits {
+            max_name_bytes: 256,
+            max_tags: 64,
+            max_tag_bytes: 256,
+        }
+    }
+}
+
+/// Why a point was refused, with the field at fault (relative to the point).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidPoint {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidPoint {
+    InvalidPoint {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Point {
+    /// Builds a point from its parts, checking every limit. Tags may come in any order; a key
+    /// given twice is refused.
+    pub fn new(
+        metric: String,
+        entity: String,
+        timestamp_ms: i64,
+        value: f64,
+        tags: impl IntoIterator<Item = (String, String)>,
+        limits: &PointLimits,
+    ) -> Result<Point, InvalidPoint> {
+        if metric.is_empty() {
+            return Err(invalid("metric", "must not be empty"));
+        }
+        if metric.len() > limits.max_name_bytes {
+            return Err(invalid(
+                "metric",
+                format!("longer than {} bytes", limits.max_name_bytes),
+            ));
+        }
+        if entity.len() > limits.max_name_bytes {
+            return Err(invalid(
+                "entity",
+                format!("longer than {} bytes", limits.max_name_bytes),
+            ));
+        }
+        if !value.is_finite() {
+            return Err(invalid("value", "must be a finite number"));
+        }
+        let mut tags: Vec<(String, String)> = tags.into_iter().collect();
+        if tags.len() > limits.max_tags {
+            return Err(invalid(
+                "tags",
+                format!("more than {} tags", limits.max_tags),
+            ));
+        }
+        for (k, v) in &tags {
+            if k.is_empty() {
+                return Err(invalid("tags", "tag keys must not be empty"));
+            }
+            if k.len() > limits.max_tag_bytes {
+                return Err(invalid(
+                    format!("tags.{k}"),
+                    format!("key longer than {} bytes", limits.max_tag_bytes),
+                ));
+            }
+            if v.len() > limits.max_tag_bytes {
+                return Err(invalid(
+                    format!("tags.{k}"),
+                    format!("value longer than {} bytes", limits.max_tag_bytes),
+                ));
+            }
+        }
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = tags.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(invalid(format!("tags.{}", w[0].0), "tag key given twice"));
+        }
+        Ok(Point {
+            metric,
+            entity,
+            timestamp_ms,
+            value,
+            tags,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(metric: &str, value: f64, tags: &[(&str, &str)]) -> Result<Point, InvalidPoint> {
+        Point::new(
+            metric.into(),
+            "e".into(),
+            1,
+            value,
+            tags.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &PointLimits::default(),
+        )
+    }
+
+    #[test]
+    fn tags_are_sorted_and_checked() {
+        let p = point("m", 1.0, &[("b", "2"), ("a", "1")]).unwrap();
+        assert_eq!(
+            p.tags,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(
+            point("m", 1.0, &[("a", "1"), ("a", "2")])
+                .unwrap_err()
+                .field,
+            "tags.a"
+        );
+        assert_eq!(point("m", 1.0, &[("", "1")]).unwrap_err().field, "tags");
+        let long = "x".repeat(257);
+        assert_eq!(
+            point("m", 1.0, &[("k", &long)]).unwrap_err().field,
+            "tags.k"
+        );
+    }
+
+    #[test]
+    fn names_and_values_are_checked() {
+        assert_eq!(point("", 1.0, &[]).unwrap_err().field, "metric");
+        assert_eq!(
+            point(&"m".repeat(300), 1.0, &[]).unwrap_err().field,
+            "metric"
+        );
+        assert_eq!(point("m", f64::NAN, &[]).unwrap_err().field, "value");
+        assert_eq!(point("m", f64::INFINITY, &[]).unwrap_err().field, "value");
+    }
+}

@@ -1,0 +1,59 @@
+//! The Sluice write-ahead log: one per database.
+//!
+//! Every mutation the server accepts becomes a [`record`] in this log before it is acknowledged
+//! (at `wal` or `fsync` level) or within `flush_interval_ms` (at `buffer` level). The engines keep
+//! their unflushed state in memory and rebuild it on start by replaying the log after the
+//! checkpoint; replication ships this log to replicas.
+//!
+//! # Shape
+//! - **Records** ([`record`]): `[len u32][crc32c u32][lsn u64][sync_delta u32][kind u8][payload]`,
+//!   little-endian. The CRC covers the length and everything after the CRC. LSNs start at 1 and
+//!   increase by exactly one per record, so a gap is always detectable.
+//! - **Segments** (`segment.rs`): files `NNNNNNNNNNNNNNNNNNNN.wal` named by the LSN of their first
+//!   record, each starting with a 16-byte header. The writer rolls to a new segment once the
+//!   active one passes `segment_size_bytes`, after an fdatasync of the old one: only the last
+//!   segment can ever hold unsynced bytes.
+//! - **Recovery** (`recovery.rs`): every segment is read and verified on open. A damaged record in
+//!   the last segment is a *torn tail* (cut off, logged) unless a later valid record proves that
+//!   the damaged one had already been fsync'd when it was written over — that, or damage in any
+//!   older segment, a missing segment or a bad header, is *corruption*: the log refuses to open and
+//!   names file and offset. No silent loss of data that was durable.
+//! - **Group commit** (`writer.rs`): one writer thread per log drains a bounded queue and issues
+//!   one `write` and at most one `fdatasync` per drained batch. A full queue is an immediate
+//!   [`WalError::Overloaded`]; memory is bounded by `queue_capacity` records.
+//! - **Checkpoint** (`checkpoint.rs`): the engines report the LSN up to which their state is in
+//!   immutable storage; segments wholly at or below it are deleted.
+//!
+//! # How torn tails are told from corruption
+//! Each record carries `sync_delta = lsn - durable_lsn_when_written` (saturating): the LSN that
+//! was known to be on disk when the record's batch was written. After a bad record with expected
+//! LSN `L`, recovery looks for valid records further on. If one of them says `L` was already
+//! durable, the bad record was once good and on disk: corruption. If none does, the bad region
+//! was never synced, so a power cut may have torn it: the tail from the bad record on is cut.
+//! A flipped bit in the very last record is indistinguishable from a torn write and is cut too;
+//! that record can only have been acknowledged at `fsync` in the instant before the damage.
+//!
+//! # Back of the envelope
+//! A record costs 21 bytes of framing. At 100k single-point records/s (~80 bytes each) the log
+//! grows 8 MB/s; a 64 MiB segment lasts ~8 s. One fdatasync on these VMs costs 0.5–3 ms, so
+//! one-fsync-per-record caps near 1k records/s while group commit amortises it over every
+//! record that queued during the previous sync.
+//!
+//! # Failure policy
+//! A failed `write` or `fdatasync` poisons the log: the outcome of the write is unknowable and
+//! retrying an fsync is unsafe (the kernel may have dropped the dirty pages). Every waiter gets
+//! [`WalError::Poisoned`] and the configured fatal handler runs; the default one aborts the
+//! process so that recovery starts from what is really on disk.
+
+mod checkpoint;
+pub mod error;
+pub mod metrics;
+pub mod record;
+mod recovery;
+mod segment;
+mod writer;
+
+pub use error::{OpenError, WalError};
+pub use metrics::WalMetrics;
+pub use record::{Lsn, RecordKind, RecordRef};
+pub use writer::{AckLevel, Appended, FatalHandler, Ticket, Wal, WalConfig, WalOptions, WalStatus};

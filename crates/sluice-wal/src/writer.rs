@@ -1,0 +1,816 @@
+//! The log handle and its group-commit writer thread.
+//!
+//! Appenders take a short lock that assigns the next LSN and enqueues the record with
+//! `try_send` on a bounded channel, so queue order is LSN order and a full queue fails at once.
+//! One writer thread per log drains whatever has queued (up to `max_batch_records` /
+//! `max_batch_bytes`), encodes it into one buffer, issues one `write`, wakes the `wal`-level
+//! waiters, and — if any record of the batch asked for `fsync`, a checkpoint or sync is pending,
+//! or unsynced data is older than `flush_interval_ms` — one `fdatasync`, then wakes the
+//! `fsync`-level waiters. While it syncs, new appends queue up and form the next batch: that is
+//! the whole of group commit.
+//!
+//! Invariants:
+//! - `durable_lsn <= written_lsn <= next LSN - 1`; every waiter is woken only once its level holds.
+//! - Only the writer thread touches segment files after open.
+//! - A segment is fdatasync'd before the next one is created.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::{OpenError, WalError, io_ctx};
+use crate::metrics::WalMetrics;
+use crate::record::{self, Lsn, MAX_PAYLOAD_BYTES, RecordKind, RecordRef};
+use crate::segment::{self, SegmentInfo};
+use crate::{checkpoint, recovery};
+
+/// How durable a write must be before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AckLevel {
+    /// Accepted into the queue; written at once and fsync'd within `flush_interval_ms`.
+    Buffer,
+    /// Written to the segment file: survives a process crash, not a power cut.
+    Wal,
+    /// fdatasync'd: survives a power cut.
+    Fsync,
+}
+
+/// Tunables of one log. Every field has a production default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalConfig {
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_size_bytes: u64,
+    /// Records that may wait for the writer; beyond it appends fail with `Overloaded`.
+    pub queue_capacity: usize,
+    /// Most records written by one `write` call.
+    pub max_batch_records: usize,
+    /// Most payload bytes gathered into one batch (a single larger record still goes alone).
+    pub max_batch_bytes: usize,
+    /// Longest time data acknowledged at `buffer` or `wal` stays written but not fsync'd.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_size_bytes: 64 * 1024 * 1024,
+            queue_capacity: 65_536,
+            max_batch_records: 8_192,
+            max_batch_bytes: 8 * 1024 * 1024,
+            flush_interval_ms: 10,
+        }
+    }
+}
+
+/// Called once when a write or fdatasync fails. The default aborts the process.
+pub type FatalHandler = Arc<dyn Fn(&WalError) + Send + Sync>;
+
+/// Everything [`Wal::open`] takes besides the directory.
+#[derive(Clone, Default)]
+pub struct WalOptions {
+    pub config: WalConfig,
+    pub metrics: WalMetrics,
+    pub on_fatal: Option<FatalHandler>,
+}
+
+/// A snapshot of the log's positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalStatus {
+    /// The last LSN handed out to an appender.
+    pub last_assigned_lsn: Lsn,
+    /// The last LSN written to the segment file.
+    pub written_lsn: Lsn,
+    /// The last LSN known to be fdatasync'd.
+    pub durable_lsn: Lsn,
+    pub checkpoint_lsn: Lsn,
+    /// Bytes of torn tail cut when the log was opened.
+    pub truncated_bytes_at_open: u64,
+}
+
+/// The write-ahead log of one database.
+pub struct Wal {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: WalConfig,
+    /// The sender and the next LSN to assign, under one lock so queue order is LSN order.
+    /// `None` once the log is closed.
+    submit: Mutex<Option<Submitter>>,
+    written_lsn: AtomicU64,
+    durable_lsn: AtomicU64,
+    checkpoint_lsn: AtomicU64,
+    poisoned: AtomicBool,
+    truncated_bytes_at_open: u64,
+    metrics: WalMetrics,
+    on_fatal: FatalHandler,
+    /// Held for the life of the log: one process per directory.
+    _lock: File,
+    /// Lets unit tests hold the writer between batches.
+    #[cfg(test)]
+    test_gate: Mutex<()>,
+}
+
+struct Submitter {
+    tx: SyncSender<Msg>,
+    next_lsn: u64,
+}
+
+enum Msg {
+    Append(Pending),
+    /// Make everything written so far durable, then answer.
+    Sync(oneshot::Sender<Result<(), WalError>>),
+    /// Make everything up to `lsn` durable, record the checkpoint, delete covered segments.
+    Checkpoint(Lsn, oneshot::Sender<Result<(), WalError>>),
+}
+
+struct Pending {
+    lsn: Lsn,
+    kind: RecordKind,
+    payload: Vec<u8>,
+    ack: AckLevel,
+    done: Option<oneshot::Sender<Result<(), WalError>>>,
+}
+
+/// An accepted append (or control request) whose acknowledgement can be awaited.
+#[must_use = "an append is acknowledged only once the ticket is waited on"]
+pub struct Ticket {
+    lsn: Lsn,
+    done: Option<oneshot::Receiver<Result<(), WalError>>>,
+    shared: Arc<Shared>,
+}
+
+/// The ticket of an append.
+pub type Appended = Ticket;
+
+impl Ticket {
+    /// The LSN assigned to the record (for control requests: the LSN they cover).
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// Waits until the requested level holds.
+    pub async fn wait(self) -> Result<Lsn, WalError> {
+        match self.done {
+            None => Ok(self.lsn),
+            Some(rx) => match rx.await {
+                Ok(result) => result.map(|()| self.lsn),
+                Err(_) => Err(self.shared.stopped_error()),
+            },
+        }
+    }
+
+    /// Blocking form of [`Ticket::wait`], for threads outside an async runtime.
+    pub fn wait_blocking(self) -> Result<Lsn, WalError> {
+        match self.done {
+            None => Ok(self.lsn),
+            Some(rx) => match rx.blocking_recv() {
+                Ok(result) => result.map(|()| self.lsn),
+                Err(_) => Err(self.shared.stopped_error()),
+            },
+        }
+    }
+}
+
+const LOCK_FILE: &str = "LOCK";
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`: locks it, verifies and repairs it (see
+    /// `recovery.rs`), calls `replay` for every record after the checkpoint in LSN order,
+    /// and starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        options: WalOptions,
+        mut replay: impl FnMut(RecordRef<'_>) -> Result<(), String>,
+    ) -> Result<Wal, OpenError> {
+        std::fs::create_dir_all(dir)
+            .map_err(io_ctx::<OpenError>(format!("creating {}", dir.display())))?;
+        let lock = lock_dir(dir)?;
+        let recovered = recovery::recover(dir, &mut replay)?;
+        let WalOptions {
+            config,
+            metrics,
+            on_fatal,
+        } = options;
+
+        let mut segments = recovered.segments;
+        let (file, seg_len) = match segments.last() {
+            Some(last) => {
+                let mut f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&last.path)
+                    .map_err(io_ctx::<OpenError>(format!(
+                        "opening {}",
+                        last.path.display()
+                    )))?;
+                f.seek(SeekFrom::Start(recovered.last_segment_len))
+                    .map_err(io_ctx::<OpenError>(format!(
+                        "seeking {}",
+                        last.path.display()
+                    )))?;
+                (f, recovered.last_segment_len)
+            }
+            None => {
+                let (f, info) =
+                    segment::create(dir, recovered.last_lsn.next()).map_err(OpenError::from)?;
+                segments.push(info);
+                (f, segment::HEADER_BYTES as u64)
+            }
+        };
+
+        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let last = recovered.last_lsn;
+        metrics.truncated_bytes.inc_by(recovered.truncated_bytes);
+        metrics.last_lsn.set(last.0 as i64);
+        metrics
+            .checkpoint_lsn
+            .set(recovered.checkpoint_lsn.0 as i64);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            config,
+            submit: Mutex::new(Some(Submitter {
+                tx,
+                next_lsn: last.0 + 1,
+            })),
+            written_lsn: AtomicU64::new(last.0),
+            durable_lsn: AtomicU64::new(last.0),
+            checkpoint_lsn: AtomicU64::new(recovered.checkpoint_lsn.0),
+            poisoned: AtomicBool::new(false),
+            truncated_bytes_at_open: recovered.truncated_bytes,
+            metrics,
+            on_fatal: on_fatal.unwrap_or_else(|| Arc::new(abort_on_fatal)),
+            _lock: lock,
+            #[cfg(test)]
+            test_gate: Mutex::new(()),
+        });
+
+        let mut writer = Writer {
+            shared: shared.clone(),
+            rx,
+            file,
+            seg_len,
+            segments,
+            written: last,
+            durable: last,
+            unsynced_since: None,
+            buf: Vec::new(),
+        };
+        // Segments wholly below a checkpoint survive a crash between the checkpoint and their
+        // deletion; finish the job now.
+        writer.delete_covered_segments(recovered.checkpoint_lsn);
+        let thread = std::thread::Builder::new()
+            .name("wal-writer".to_string())
+            .spawn(move || writer.run())
+            .map_err(io_ctx::<OpenError>("spawning the WAL writer thread"))?;
+        Ok(Wal {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Enqueues a record. Fails at once with [`WalError::Overloaded`] when the queue is full.
+    /// The record has its LSN on return; wait on the ticket for the `ack` level.
+    pub fn append(
+        &self,
+        kind: RecordKind,
+        payload: Vec<u8>,
+        ack: AckLevel,
+    ) -> Result<Ticket, WalError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(WalError::RecordTooLarge {
+                size: payload.len(),
+                max: MAX_PAYLOAD_BYTES,
+            });
+        }
+        let (done_tx, done_rx) = match ack {
+            AckLevel::Buffer => (None, None),
+            AckLevel::Wal | AckLevel::Fsync => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
+        let mut guard = self.shared.lock_submit()?;
+        let Some(sub) = guard.as_mut() else {
+            return Err(self.shared.stopped_error());
+        };
+        let lsn = Lsn(sub.next_lsn);
+        let msg = Msg::Append(Pending {
+            lsn,
+            kind,
+            payload,
+            ack,
+            done: done_tx,
+        });
+        self.shared.send(&sub.tx, msg)?;
+        sub.next_lsn += 1;
+        drop(guard);
+        Ok(Ticket {
+            lsn,
+            done: done_rx,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<Ticket, WalError> {
+        self.control(|tx| Msg::Sync(tx), None)
+    }
+
+    /// Records that every record up to `lsn` is in immutable storage and deletes the segments
+    /// that hold only such records. `lsn` must have been written.
+    pub fn checkpoint(&self, lsn: Lsn) -> Result<Ticket, WalError> {
+        self.control(|tx| Msg::Checkpoint(lsn, tx), Some(lsn))
+    }
+
+    fn control(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), WalError>>) -> Msg,
+        lsn: Option<Lsn>,
+    ) -> Result<Ticket, WalError> {
+        let (tx, rx) = oneshot::channel();
+        let guard = self.shared.lock_submit()?;
+        let Some(sub) = guard.as_ref() else {
+            return Err(self.shared.stopped_error());
+        };
+        let covered = lsn.unwrap_or(Lsn(sub.next_lsn - 1));
+        self.shared.send(&sub.tx, make(tx))?;
+        drop(guard);
+        Ok(Ticket {
+            lsn: covered,
+            done: Some(rx),
+            shared: self.shared.clone(),
+        })
+    }
+
+    pub fn status(&self) -> WalStatus {
+        let last_assigned = self
+            .shared
+            .submit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(self.shared.written_lsn.load(Ordering::Acquire), |s| {
+                s.next_lsn - 1
+            });
+        WalStatus {
+            last_assigned_lsn: Lsn(last_assigned),
+            written_lsn: Lsn(self.shared.written_lsn.load(Ordering::Acquire)),
+            durable_lsn: Lsn(self.shared.durable_lsn.load(Ordering::Acquire)),
+            checkpoint_lsn: Lsn(self.shared.checkpoint_lsn.load(Ordering::Acquire)),
+            truncated_bytes_at_open: self.shared.truncated_bytes_at_open,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.config
+    }
+
+    /// Stops accepting appends, lets the writer write and fsync everything queued, and joins it.
+    /// Idempotent. Returns `Poisoned` if the log had failed.
+    pub fn close(&self) -> Result<(), WalError> {
+        drop(
+            self.shared
+                .submit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "WAL writer thread panicked");
+            return Err(WalError::Poisoned);
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(WalError::Poisoned);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Shared {
+    fn lock_submit(&self) -> Result<MutexGuard<'_, Option<Submitter>>, WalError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(WalError::Poisoned);
+        }
+        Ok(self.submit.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn send(&self, tx: &SyncSender<Msg>, msg: Msg) -> Result<(), WalError> {
+        match tx.try_send(msg) {
+            Ok(()) => {
+                self.metrics.queue_depth.inc();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                self.metrics.overloaded.inc();
+                Err(WalError::Overloaded {
+                    queue_capacity: self.config.queue_capacity,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => Err(self.stopped_error()),
+        }
+    }
+
+    fn stopped_error(&self) -> WalError {
+        if self.poisoned.load(Ordering::Acquire) {
+            WalError::Poisoned
+        } else {
+            WalError::Closed
+        }
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_ctx::<OpenError>(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_ctx::<OpenError>(format!(
+            "locking {}",
+            path.display()
+        ))(e)),
+    }
+}
+
+fn abort_on_fatal(err: &WalError) {
+    tracing::error!(error = %err, "write-ahead log I/O failed; stopping the process so recovery starts from what is on disk");
+    eprintln!("sluice: fatal: write-ahead log I/O failed: {err}; aborting");
+    std::process::abort();
+}
+
+type Waiter = oneshot::Sender<Result<(), WalError>>;
+
+struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Msg>,
+    file: File,
+    seg_len: u64,
+    segments: Vec<SegmentInfo>,
+    written: Lsn,
+    durable: Lsn,
+    /// When the oldest written-but-unsynced byte was written.
+    unsynced_since: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+/// What one drained batch asks of the writer.
+#[derive(Default)]
+struct Batch {
+    appends: usize,
+    wal_waiters: Vec<Waiter>,
+    fsync_waiters: Vec<Waiter>,
+    checkpoints: Vec<(Lsn, Waiter)>,
+    force_sync: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let flush_interval = Duration::from_millis(self.shared.config.flush_interval_ms);
+        loop {
+            let msg = match self.unsynced_since {
+                Some(since) => {
+                    match self
+                        .rx
+                        .recv_timeout(flush_interval.saturating_sub(since.elapsed()))
+                    {
+                        Ok(msg) => msg,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(e) = self.sync() {
+                                self.fail(e, Batch::default());
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                },
+            };
+            if self.write_batch(msg).is_err() {
+                return;
+            }
+        }
+        // Closed: everything queued has been drained (recv only disconnects once empty).
+        if let Err(e) = self.sync() {
+            self.fail(e, Batch::default());
+        }
+    }
+
+    /// Drains a batch starting with `first`, writes it, syncs if asked, answers everyone.
+    fn write_batch(&mut self, first: Msg) -> Result<(), ()> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        #[cfg(test)]
+        let _gate = shared
+            .test_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut batch = Batch::default();
+        self.buf.clear();
+        let mut next = Some(first);
+        let mut drained = 0i64;
+        while let Some(msg) = next.take() {
+            drained += 1;
+            match msg {
+                Msg::Append(p) => {
+                    debug_assert_eq!(p.lsn, self.written.next());
+                    record::encode(&mut self.buf, p.lsn, self.durable, p.kind, &p.payload);
+                    self.written = p.lsn;
+                    batch.appends += 1;
+                    match (p.ack, p.done) {
+                        (AckLevel::Fsync, Some(w)) => batch.fsync_waiters.push(w),
+                        (_, Some(w)) => batch.wal_waiters.push(w),
+                        (_, None) => {}
+                    }
+                }
+                Msg::Sync(w) => {
+                    batch.force_sync = true;
+                    batch.fsync_waiters.push(w);
+                }
+                Msg::Checkpoint(lsn, w) => {
+                    batch.force_sync = true;
+                    batch.checkpoints.push((lsn, w));
+                }
+            }
+            if batch.appends < config.max_batch_records && self.buf.len() < config.max_batch_bytes {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        self.shared.metrics.queue_depth.dec_by(drained);
+
+        if !self.buf.is_empty() {
+            if let Err(e) = self.file.write_all(&self.buf) {
+                self.fail(io_ctx::<WalError>("writing a WAL segment")(e), batch);
+                return Err(());
+            }
+            self.seg_len += self.buf.len() as u64;
+            let m = &self.shared.metrics;
+            m.appends.inc_by(batch.appends as u64);
+            m.appended_bytes.inc_by(self.buf.len() as u64);
+            m.batches.inc();
+            m.batch_records.observe(batch.appends as f64);
+            m.last_lsn.set(self.written.0 as i64);
+            self.shared
+                .written_lsn
+                .store(self.written.0, Ordering::Release);
+            self.unsynced_since.get_or_insert_with(Instant::now);
+            for w in batch.wal_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+
+        let overdue = self
+            .unsynced_since
+            .is_some_and(|t| t.elapsed().as_millis() >= u128::from(config.flush_interval_ms));
+        if !batch.fsync_waiters.is_empty() || batch.force_sync || overdue {
+            if let Err(e) = self.sync() {
+                self.fail(e, batch);
+                return Err(());
+            }
+            for w in batch.fsync_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+        for (lsn, w) in batch.checkpoints.drain(..) {
+            let _ = w.send(self.apply_checkpoint(lsn));
+        }
+        if self.seg_len >= config.segment_size_bytes {
+            if let Err(e) = self.rotate() {
+                self.fail(e, Batch::default());
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), WalError> {
+        if self.unsynced_since.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.file
+            .sync_data()
+            .map_err(io_ctx::<WalError>("fdatasync of a WAL segment"))?;
+        let m = &self.shared.metrics;
+        m.fsyncs.inc();
+        m.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        self.durable = self.written;
+        self.unsynced_since = None;
+        self.shared
+            .durable_lsn
+            .store(self.durable.0, Ordering::Release);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), WalError> {
+        self.sync()?;
+        let (file, info) =
+            segment::create(&self.shared.dir, self.written.next()).map_err(WalError::from)?;
+        self.file = file;
+        self.seg_len = segment::HEADER_BYTES as u64;
+        self.segments.push(info);
+        self.shared.metrics.segments.set(self.segments.len() as i64);
+        Ok(())
+    }
+
+    fn apply_checkpoint(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        if lsn > self.durable {
+            return Err(WalError::CheckpointBeyondLog {
+                requested: lsn,
+                written: self.durable,
+            });
+        }
+        if lsn.0 <= self.shared.checkpoint_lsn.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Err(e) = checkpoint::store(&self.shared.dir, lsn) {
+            // The checkpoint's fsync failed: the same rule as for segments applies.
+            self.fail(WalError::from(e), Batch::default());
+            return Err(WalError::Poisoned);
+        }
+        self.shared.checkpoint_lsn.store(lsn.0, Ordering::Release);
+        self.shared.metrics.checkpoint_lsn.set(lsn.0 as i64);
+        self.delete_covered_segments(lsn);
+        Ok(())
+    }
+
+    /// Deletes every segment but the active one whose records are all at or below `lsn`.
+    fn delete_covered_segments(&mut self, lsn: Lsn) {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[1].first_lsn.0 - 1 <= lsn.0 {
+            let seg = self.segments.remove(0);
+            match std::fs::remove_file(&seg.path) {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(path = %seg.path.display(), error = %e, "could not delete a checkpointed WAL segment");
+                    self.segments.insert(0, seg);
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            if let Err(e) = segment::sync_dir(&self.shared.dir) {
+                let e = WalError::from(e);
+                tracing::warn!(error = %e, "could not sync the WAL directory after deleting segments");
+            }
+            tracing::debug!(deleted, checkpoint = %lsn, "deleted checkpointed WAL segments");
+        }
+        self.shared.metrics.segments.set(self.segments.len() as i64);
+    }
+
+    /// Poisons the log after an I/O failure: every waiter hears `Poisoned`, nothing more is
+    /// accepted, and the fatal handler runs.
+    fn fail(&mut self, err: WalError, batch: Batch) {
+        if self.shared.poisoned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiters = batch
+            .wal_waiters
+            .into_iter()
+            .chain(batch.fsync_waiters)
+            .chain(batch.checkpoints.into_iter().map(|(_, w)| w));
+        for w in waiters {
+            let _ = w.send(Err(WalError::Poisoned));
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            let w = match msg {
+                Msg::Append(p) => p.done,
+                Msg::Sync(w) | Msg::Checkpoint(_, w) => Some(w),
+            };
+            if let Some(w) = w {
+                let _ = w.send(Err(WalError::Poisoned));
+            }
+        }
+        (self.shared.on_fatal)(&err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, config: WalConfig) -> Wal {
+        let options = WalOptions {
+            config,
+            ..WalOptions::default()
+        };
+        Wal::open(dir, options, |_| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn full_queue_answers_overloaded_at_once_instead_of_blocking_or_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let capacity = 8;
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                queue_capacity: capacity,
+                ..WalConfig::default()
+            },
+        );
+        let gate = wal.shared.test_gate.lock().unwrap();
+        let mut tickets = Vec::new();
+        let overloaded = loop {
+            match wal.append(RecordKind(1), vec![7; 16], AckLevel::Fsync) {
+                Ok(t) => tickets.push(t),
+                Err(e) => break e,
+            }
+            // The writer may hold one batch (blocked on the gate) besides the full queue.
+            assert!(
+                tickets.len() <= 2 * capacity + 1,
+                "queue grew past its bound"
+            );
+        };
+        assert!(
+            matches!(overloaded, WalError::Overloaded { queue_capacity } if queue_capacity == capacity)
+        );
+        assert!(tickets.len() >= capacity);
+        // Refusal left no gap: the next accepted record gets the next LSN.
+        let accepted = tickets.len() as u64;
+        drop(gate);
+        for (i, t) in tickets.into_iter().enumerate() {
+            assert_eq!(t.wait_blocking().unwrap(), Lsn(i as u64 + 1));
+        }
+        let next = wal.append(RecordKind(1), vec![], AckLevel::Fsync).unwrap();
+        assert_eq!(next.wait_blocking().unwrap(), Lsn(accepted + 1));
+        assert_eq!(wal.status().durable_lsn, Lsn(accepted + 1));
+    }
+
+    #[test]
+    fn ack_levels_hold_when_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path(), WalConfig::default());
+        let w = wal
+            .append(RecordKind(1), b"a".to_vec(), AckLevel::Wal)
+            .unwrap();
+        let lsn = w.wait_blocking().unwrap();
+        assert!(wal.status().written_lsn >= lsn);
+        let f = wal
+            .append(RecordKind(1), b"b".to_vec(), AckLevel::Fsync)
+            .unwrap();
+        let lsn = f.wait_blocking().unwrap();
+        assert!(wal.status().durable_lsn >= lsn);
+        let b = wal
+            .append(RecordKind(1), b"c".to_vec(), AckLevel::Buffer)
+            .unwrap();
+        assert_eq!(b.lsn(), Lsn(3));
+        wal.sync().unwrap().wait_blocking().unwrap();
+        assert_eq!(wal.status().durable_lsn, Lsn(3));
+    }
+
+    #[test]
+    fn closed_log_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path(), WalConfig::default());
+        wal.close().unwrap();
+        assert!(matches!(
+            wal.append(RecordKind(1), vec![], AckLevel::Buffer),
+            Err(WalError::Closed)
+        ));
+    }
+
+    #[test]
+    fn second_open_of_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _wal = open(dir.path(), WalConfig::default());
+        let second = Wal::open(dir.path(), WalOptions::default(), |_| Ok(()));
+        assert!(matches!(second, Err(OpenError::Locked { .. })));
+    }
+}

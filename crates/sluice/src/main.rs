@@ -1,0 +1,156 @@
+//! `sluice`: the server and its command-line tools.
+//!
+//! `sluice serve` runs the server (defaults ← `--config` file ← `SLUICE_*` env ← flags);
+//! `sluice config print` prints the effective configuration as TOML; `sluice openapi` prints
+//! the OpenAPI document the server serves at `/openapi.json`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sluice_server::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: time series and vectors behind one fast front door"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the OpenAPI 3.1 document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, env, flags) as TOML.
+    Print(ConfigArgs),
+}
+
+/// The flags that override configuration (each also a `SLUICE_*` env var and a config key).
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory [key: data_dir, env: SLUICE_DATA_DIR].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address [key: http.addr, env: SLUICE_HTTP_ADDR].
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<SocketAddr>,
+    /// Wire protocol listen address [key: wire.addr, env: SLUICE_WIRE_ADDR].
+    #[arg(long, value_name = "HOST:PORT")]
+    wire_addr: Option<SocketAddr>,
+    /// Allow binding a non-loopback address with authentication off
+    /// [key: unauthenticated, env: SLUICE_UNAUTHENTICATED].
+    #[arg(long)]
+    unauthenticated: bool,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            data_dir: self.data_dir.clone(),
+            http_addr: self.http_addr,
+            wire_addr: self.wire_addr,
+            unauthenticated: self.unauthenticated,
+        };
+        Ok(Config::load(
+            self.config.as_deref(),
+            std::env::vars(),
+            &overrides,
+        )?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Config {
+            command: ConfigCommand::Print(args),
+        } => args.load().map(|c| print!("{}", c.to_toml())),
+        Command::Openapi => {
+            println!("{}", sluice_server::http::openapi_json());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sluice: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    init_logging(&config)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().thread_name("sluice-worker");
+    if config.http.network_threads > 0 {
+        runtime.worker_threads(config.http.network_threads);
+    }
+    let runtime = runtime.build().context("starting the async runtime")?;
+    runtime.block_on(sluice_server::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

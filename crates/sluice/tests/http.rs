@@ -1,0 +1,412 @@
+//! The HTTP contract against a real server on loopback: routes, the error shape, limits,
+//! timeouts, protocols.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Options, TestServer, point};
+
+fn assert_error_shape(body: &serde_json::Value, code: &str) {
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["error_id"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn operational_routes_answer() {
+    let s = TestServer::start().await;
+    assert_eq!(s.get_json("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, ready) = s.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready, json!({"status": "ready", "databases": ["default"]}));
+    let (status, version) = s.get_json("/version").await;
+    assert_eq!(status, 200);
+    assert_eq!(version["name"], "sluice");
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    let (status, api) = s.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        api["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        api["openapi"]
+    );
+
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+        "{text}"
+    );
+    for name in [
+        "wal_appends_total",
+        "wal_batches_total",
+        "wal_fsyncs_total",
+        "wal_fsync_seconds_bucket",
+        "wal_queue_depth",
+    ] {
+        assert!(
+            text.contains(&format!("{name}{{")),
+            "missing {name}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_in_the_error_shape_with_error_id_equal_to_request_id() {
+    let s = TestServer::start().await;
+    let r = s.client.get(s.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_error_shape(&body, "not_found");
+    assert_eq!(body["error_id"], id);
+
+    // A client's own request id is echoed and used.
+    let r = s
+        .client
+        .get(s.url("/no/such/route"))
+        .header("x-request-id", "client-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-req-42");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_id"], "client-req-42");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_in_the_error_shape() {
+    let s = TestServer::start().await;
+    let r = s.client.delete(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().contains_key("allow"));
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_error_shape(&body, "method_not_allowed");
+    assert_eq!(body["error_id"], id);
+}
+
+#[tokio::test]
+async fn writes_are_acknowledged_with_increasing_lsns_at_every_level() {
+    let s = TestServer::start().await;
+    let mut last = 0;
+    for ack in ["fsync", "wal", "buffer"] {
+        let (status, body) = s
+            .post_json(&format!("/ts/put?ack={ack}"), &point("cpu", 1, 0.5))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["success"], true);
+        let lsn = body["lsn"].as_u64().unwrap();
+        assert!(lsn > last);
+        last = lsn;
+    }
+    let batch =
+        json!({"points": [point("cpu", 2, 1.0), point("mem", 2, 2.0), point("cpu", 3, 1.5)]});
+    let (status, body) = s.post_json("/ts/put/batch", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["points_written"], 3);
+    assert_eq!(body["lsn"], last + 1);
+}
+
+#[tokio::test]
+async fn malformed_json_and_bad_fields_are_400_with_a_field_path() {
+    let s = TestServer::start().await;
+    let r = s
+        .client
+        .post(s.url("/ts/put"))
+        .body("{\"metric\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_error_shape(&r.json().await.unwrap(), "invalid_json");
+
+    let r = s
+        .client
+        .post(s.url("/ts/put"))
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_error_shape(&r.json().await.unwrap(), "invalid_json");
+
+    let cases = [
+        (
+            json!({"metric": 5, "entity": "e", "timestamp_ms": 1, "value": 1.0}),
+            "metric",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": "now", "value": 1.0}),
+            "timestamp_ms",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": 1.5, "value": 1.0}),
+            "timestamp_ms",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": 1, "value": "high"}),
+            "value",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": 1, "value": 1.0, "tags": {"a": 1}}),
+            "tags.a",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": 1, "value": 1.0, "tags": []}),
+            "tags",
+        ),
+        (
+            json!({"metric": "", "entity": "e", "timestamp_ms": 1, "value": 1.0}),
+            "metric",
+        ),
+        (
+            json!({"metric": "m", "entity": "e", "timestamp_ms": 1, "value": 1.0, "extra": true}),
+            ".",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, err) = s.post_json("/ts/put", &body).await;
+        assert_eq!(status, 400, "{body} → {err}");
+        if field == "." {
+            assert!(err["error"].as_str().unwrap().contains("extra"), "{err}");
+        } else {
+            assert_eq!(err["field"], field, "{body} → {err}");
+        }
+    }
+
+    let (status, err) = s
+        .post_json(
+            "/ts/put/batch",
+            &json!({"points": [point("a", 1, 1.0), {"metric": "b"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"].as_str().unwrap().contains("points[1]"),
+        "{err}"
+    );
+
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let r = s
+        .client
+        .post(s.url("/ts/put"))
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_error_shape(&r.json().await.unwrap(), "json_too_deep");
+
+    let r = s
+        .client
+        .post(s.url("/ts/put?ack=sometimes"))
+        .json(&point("m", 1, 1.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["field"], "ack");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_point_writes_nothing() {
+    let s = TestServer::start().await;
+    let (_, first) = s.post_json("/ts/put", &point("m", 1, 1.0)).await;
+    let lsn = first["lsn"].as_u64().unwrap();
+    let batch = json!({"points": [point("m", 2, 1.0), point("m", 3, 2.0), {"metric": "m", "entity": "e", "timestamp_ms": 4, "value": 1.0, "tags": {"": "x"}}]});
+    let (status, err) = s.post_json("/ts/put/batch", &batch).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["field"], "points[2].tags");
+    // Nothing was logged: the next write takes the very next LSN.
+    let (_, next) = s.post_json("/ts/put", &point("m", 5, 1.0)).await;
+    assert_eq!(next["lsn"].as_u64().unwrap(), lsn + 1);
+    assert_eq!(
+        s.metric(r#"wal_appends_total{db="default"}"#).await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_whether_declared_or_streamed() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_HTTP_MAX_BODY_BYTES", "1000")).await;
+    let big = json!({"metric": "m".repeat(2000), "entity": "e", "timestamp_ms": 1, "value": 1.0});
+    let r = s
+        .client
+        .post(s.url("/ts/put"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_error_shape(&r.json().await.unwrap(), "payload_too_large");
+
+    // Chunked, no Content-Length: counted as read.
+    let mut conn = TcpStream::connect(s.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let chunk = "x".repeat(600);
+    write!(
+        conn,
+        "POST /ts/put HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    )
+    .unwrap();
+    let response = read_response_head(&mut conn);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+
+    // The batch route has its own, larger limit.
+    let (status, _) = s
+        .post_json("/ts/put/batch", &json!({"points": [point("m", 1, 1.0)]}))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_within_the_body_deadline() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_HTTP_BODY_READ_TIMEOUT_MS", "300"))
+            .await;
+    let mut conn = TcpStream::connect(s.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /ts/put HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{{\"metric\""
+    )
+    .unwrap();
+    let response = read_response_head(&mut conn);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+}
+
+#[tokio::test]
+async fn an_incomplete_request_head_is_cut_after_the_header_timeout() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_HTTP_HEADER_READ_TIMEOUT_MS", "300"))
+            .await;
+    let mut conn = TcpStream::connect(s.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(conn, "GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let mut buf = Vec::new();
+    // The server closes the connection (possibly after a 408); a read timeout would fail here.
+    let n = conn
+        .read_to_end(&mut buf)
+        .expect("server kept a half-sent request open");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    // Normal requests on a new connection still work (the pooled ones were idle longer than
+    // the header timeout, which also bounds keep-alive idleness, and are closed too).
+    let fresh = reqwest::Client::new();
+    assert_eq!(
+        fresh.get(s.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served() {
+    let s = TestServer::start().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_full_wal_queue_answers_503_with_retry_after_and_logs_nothing_it_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = Options::default().env("SLUICE_WAL_QUEUE_CAPACITY", "1");
+    let s = TestServer::start_in(&dir, options.clone()).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for round in 0..50 {
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let c = s.client.clone();
+            let url = s.url("/ts/put?ack=fsync");
+            let body = point("load", round * 100 + i, 1.0);
+            requests.spawn(async move { c.post(url).json(&body).send().await.unwrap() });
+        }
+        while let Some(r) = requests.join_next().await {
+            let r = r.unwrap();
+            match r.status().as_u16() {
+                200 => accepted.push(
+                    r.json::<serde_json::Value>().await.unwrap()["lsn"]
+                        .as_u64()
+                        .unwrap(),
+                ),
+                503 => {
+                    assert_eq!(r.headers()["retry-after"], "1");
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_error_shape(&body, "overloaded");
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        if refused > 0 && round >= 2 {
+            break;
+        }
+    }
+    assert!(
+        refused > 0,
+        "a queue of one never overflowed under 64 concurrent writers"
+    );
+    accepted.sort();
+    let n = accepted.len() as u64;
+    assert_eq!(
+        accepted,
+        (1..=n).collect::<Vec<_>>(),
+        "accepted writes must have contiguous LSNs"
+    );
+    assert!(s.stop().success());
+
+    // After a restart the log holds exactly the accepted writes.
+    let s = TestServer::start_in(&dir, options).await;
+    assert_eq!(
+        s.metric(r#"wal_last_lsn{db="default"}"#).await,
+        Some(n as f64)
+    );
+}
+
+/// Reads until the end of the response head.
+fn read_response_head(conn: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => buf.push(byte[0]),
+            Err(e) => panic!(
+                "reading response: {e}; got {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}

@@ -539,3 +539,19 @@ mod tests {
         assert!(c.unauthenticated);
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+
+    #[test]
+    fn docs_configuration_md_names_every_key_and_env_var() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for (env, key) in Config::env_vars() {
+            assert!(
+                doc.contains(&format!("| `{key}` | `{env}` |")),
+                "docs/configuration.md lacks {key} / {env}"
+            );
+        }
+    }
+}

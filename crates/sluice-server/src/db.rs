@@ -118,22 +118,30 @@ impl Databases {
         settings: &OpenSettings,
         metrics: &Metrics,
     ) -> Result<Databases, DatabaseOpenError> {
-        let mut by_name = BTreeMap::new();
-        for name in [DEFAULT_DATABASE] {
-            let (db, stats) = Database::open(name, settings, metrics)?;
-            let status = db.wal.status();
-            tracing::info!(
-                db = name,
-                replayed_records = stats.records,
-                replayed_points = stats.points,
-                last_lsn = status.written_lsn.get(),
-                checkpoint_lsn = status.checkpoint_lsn.get(),
-                truncated_bytes = status.truncated_bytes_at_open,
-                "database open"
-            );
-            by_name.insert(name.to_string(), Arc::new(db));
-        }
-        Ok(Databases { by_name })
+        let mut dbs = Databases::default();
+        dbs.open_one(DEFAULT_DATABASE, settings, metrics)?;
+        Ok(dbs)
+    }
+
+    fn open_one(
+        &mut self,
+        name: &str,
+        settings: &OpenSettings,
+        metrics: &Metrics,
+    ) -> Result<(), DatabaseOpenError> {
+        let (db, stats) = Database::open(name, settings, metrics)?;
+        let status = db.wal.status();
+        tracing::info!(
+            db = name,
+            replayed_records = stats.records,
+            replayed_points = stats.points,
+            last_lsn = status.written_lsn.get(),
+            checkpoint_lsn = status.checkpoint_lsn.get(),
+            truncated_bytes = status.truncated_bytes_at_open,
+            "database open"
+        );
+        self.by_name.insert(name.to_string(), Arc::new(db));
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Database>> {

@@ -114,7 +114,7 @@ pub fn decode(buf: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let body_len = len as usize;
-    if body_len < BODY_FIXED_BYTES || body_len > BODY_FIXED_BYTES + MAX_PAYLOAD_BYTES {
+    if !(BODY_FIXED_BYTES..=BODY_FIXED_BYTES + MAX_PAYLOAD_BYTES).contains(&body_len) {
         return Err(DecodeError::BadLength(len));
     }
     let Some(body) = buf.get(8..8 + body_len) else {

@@ -323,7 +323,7 @@ impl Wal {
 
     /// Makes everything appended so far durable.
     pub fn sync(&self) -> Result<Ticket, WalError> {
-        self.control(|tx| Msg::Sync(tx), None)
+        self.control(Msg::Sync, None)
     }
 
     /// Records that every record up to `lsn` is in immutable storage and deletes the segments
@@ -611,11 +611,11 @@ impl Writer {
         for (lsn, w) in batch.checkpoints.drain(..) {
             let _ = w.send(self.apply_checkpoint(lsn));
         }
-        if self.seg_len >= config.segment_size_bytes {
-            if let Err(e) = self.rotate() {
-                self.fail(e, Batch::default());
-                return Err(());
-            }
+        if self.seg_len >= config.segment_size_bytes
+            && let Err(e) = self.rotate()
+        {
+            self.fail(e, Batch::default());
+            return Err(());
         }
         Ok(())
     }

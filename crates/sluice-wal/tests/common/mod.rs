@@ -14,11 +14,11 @@ pub fn options(config: WalConfig) -> WalOptions {
     }
 }
 
-/// Opens the log and returns it with every replayed record as (lsn, payload).
-pub fn open_collect(
-    dir: &Path,
-    config: WalConfig,
-) -> Result<(Wal, Vec<(u64, Vec<u8>)>), OpenError> {
+/// Records as (lsn, payload).
+pub type Records = Vec<(u64, Vec<u8>)>;
+
+/// Opens the log and returns it with every replayed record.
+pub fn open_collect(dir: &Path, config: WalConfig) -> Result<(Wal, Records), OpenError> {
     let mut seen = Vec::new();
     let wal = Wal::open(dir, options(config), |r| {
         seen.push((r.lsn.get(), r.payload.to_vec()));

@@ -24,7 +24,45 @@ pub struct Config {
     pub wire: WireConfig,
     pub wal: WalSection,
     pub limits: LimitsConfig,
+    pub ts: TsSection,
+    pub features: FeaturesConfig,
     pub log: LogConfig,
+}
+
+/// `[ts]`: the time-series engine of every database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsSection {
+    /// Points older than this are dropped from queries and storage; 0 keeps everything.
+    pub retention_ms: u64,
+    /// Most points one query may collect before aggregation.
+    pub max_query_points: usize,
+    /// A series' chunk is closed at this many points.
+    pub chunk_target_points: usize,
+}
+
+/// `[features]`: the seed's feature blocks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    pub ts_auto_buffer: TsAutoBufferConfig,
+}
+
+/// `[features.ts_auto_buffer]` (seed keys).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsAutoBufferConfig {
+    /// When false, `/ts/put/buffered` acts like `/ts/put` (acknowledged at fsync).
+    pub enabled: bool,
+    /// Flush when the buffer holds this many points.
+    pub max_points_per_buffer: usize,
+    /// Flush when the oldest buffered point is this old.
+    pub flush_interval_ms: u64,
+    /// Flush when the buffer's estimated memory reaches this.
+    pub max_buffer_bytes: usize,
+    /// Refuse writes (503 "Buffer overflow") while buffered plus flushing memory is at or
+    /// above this.
+    pub overflow_buffer_bytes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +105,8 @@ pub struct WalSection {
     pub segment_size_bytes: u64,
     /// Records waiting for the writer before writes are refused with 503.
     pub queue_capacity: usize,
+    /// Payload bytes waiting for the writer before writes are refused with 503.
+    pub queue_capacity_bytes: usize,
     pub max_batch_records: usize,
     pub max_batch_bytes: usize,
     /// Longest time a write acknowledged at `buffer` or `wal` stays unsynced.
@@ -111,6 +151,8 @@ impl Default for Config {
             wire: WireConfig::default(),
             wal: WalSection::default(),
             limits: LimitsConfig::default(),
+            ts: TsSection::default(),
+            features: FeaturesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -146,6 +188,7 @@ impl Default for WalSection {
         WalSection {
             segment_size_bytes: d.segment_size_bytes,
             queue_capacity: d.queue_capacity,
+            queue_capacity_bytes: d.queue_capacity_bytes,
             max_batch_records: d.max_batch_records,
             max_batch_bytes: d.max_batch_bytes,
             flush_interval_ms: d.flush_interval_ms,
@@ -165,6 +208,50 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Default for TsSection {
+    fn default() -> Self {
+        let d = sluice_ts::TsConfig::default();
+        TsSection {
+            retention_ms: d.retention_ms,
+            max_query_points: d.max_query_points,
+            chunk_target_points: d.chunk_target_points,
+        }
+    }
+}
+
+impl Default for TsAutoBufferConfig {
+    fn default() -> Self {
+        let d = sluice_ts::AutoBufferConfig::default();
+        TsAutoBufferConfig {
+            enabled: d.enabled,
+            max_points_per_buffer: d.max_points_per_buffer,
+            flush_interval_ms: d.flush_interval_ms,
+            max_buffer_bytes: d.max_buffer_bytes,
+            overflow_buffer_bytes: d.overflow_buffer_bytes,
+        }
+    }
+}
+
+impl Config {
+    /// The time-series engine's settings.
+    pub fn ts_config(&self) -> sluice_ts::TsConfig {
+        let ab = &self.features.ts_auto_buffer;
+        sluice_ts::TsConfig {
+            auto_buffer: sluice_ts::AutoBufferConfig {
+                enabled: ab.enabled,
+                max_points_per_buffer: ab.max_points_per_buffer,
+                flush_interval_ms: ab.flush_interval_ms,
+                max_buffer_bytes: ab.max_buffer_bytes,
+                overflow_buffer_bytes: ab.overflow_buffer_bytes,
+            },
+            retention_ms: self.ts.retention_ms,
+            max_query_points: self.ts.max_query_points,
+            chunk_target_points: self.ts.chunk_target_points,
+            point_limits: self.limits.point_limits(),
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -179,6 +266,7 @@ impl WalSection {
         sluice_wal::WalConfig {
             segment_size_bytes: self.segment_size_bytes,
             queue_capacity: self.queue_capacity,
+            queue_capacity_bytes: self.queue_capacity_bytes,
             max_batch_records: self.max_batch_records,
             max_batch_bytes: self.max_batch_bytes,
             flush_interval_ms: self.flush_interval_ms,
@@ -197,7 +285,27 @@ impl LimitsConfig {
 }
 
 /// Environment names the seeds use, mapped to our keys (besides the derived `SLUICE_<PATH>`).
-pub const ENV_ALIASES: &[(&str, &str)] = &[];
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    (
+        "SLUICE_TS_AUTO_BUFFER_ENABLED",
+        "features.ts_auto_buffer.enabled",
+    ),
+    (
+        "SLUICE_TS_AUTO_BUFFER_MAX_POINTS",
+        "features.ts_auto_buffer.max_points_per_buffer",
+    ),
+    (
+        "SLUICE_TS_AUTO_BUFFER_FLUSH_INTERVAL_MS",
+        "features.ts_auto_buffer.flush_interval_ms",
+    ),
+    (
+        "SLUICE_TS_AUTO_BUFFER_MAX_BUFFER_BYTES",
+        "features.ts_auto_buffer.max_buffer_bytes",
+    ),
+];
+
+/// `SLUICE_*` variables that are not configuration keys (read by other parts of the program).
+pub const ENV_NOT_CONFIG: &[&str] = &[];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +367,13 @@ impl Config {
         let keys = leaf_keys(&defaults);
         for (var, value) in env {
             let Some(key) = env_key(&var, &keys) else {
+                if var.starts_with("SLUICE_") && !ENV_NOT_CONFIG.contains(&var.as_str()) {
+                    return Err(ConfigError::Env {
+                        var,
+                        value,
+                        message: "no such setting (see docs/configuration.md)".into(),
+                    });
+                }
                 continue;
             };
             let env_err = |message: String| ConfigError::Env {
@@ -322,6 +437,28 @@ impl Config {
                     "{key} must be greater than 0"
                 )));
             }
+        }
+        const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
+        if self.wal.segment_size_bytes < MIN_SEGMENT_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "wal.segment_size_bytes must be at least {MIN_SEGMENT_BYTES}"
+            )));
+        }
+        let ab = &self.features.ts_auto_buffer;
+        if ab.max_points_per_buffer == 0 || ab.flush_interval_ms == 0 || ab.max_buffer_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "features.ts_auto_buffer thresholds must be greater than 0".into(),
+            ));
+        }
+        if ab.overflow_buffer_bytes <= ab.max_buffer_bytes {
+            return Err(ConfigError::Invalid(
+                "features.ts_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes".into(),
+            ));
+        }
+        if self.ts.max_query_points == 0 || self.ts.chunk_target_points == 0 {
+            return Err(ConfigError::Invalid(
+                "ts.max_query_points and ts.chunk_target_points must be greater than 0".into(),
+            ));
         }
         if self.limits.max_name_bytes > u16::MAX as usize
             || self.limits.max_tag_bytes > u16::MAX as usize
@@ -537,6 +674,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(c.unauthenticated);
+        let c = Config::load(
+            None,
+            env(&[("SLUICE_TS_AUTO_BUFFER_MAX_POINTS", "50")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.features.ts_auto_buffer.max_points_per_buffer, 50);
+        let e = Config::load(
+            None,
+            env(&[("SLUICE_WAL_QUEUE_CAPACTY", "5")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no such setting"), "{e}");
     }
 }
 

@@ -1,12 +1,23 @@
 //! The Sluice time-series engine.
 //!
-//! Today this crate owns the validated [`Point`] and its WAL record encoding ([`record`]): every
-//! time-series write is logged in this form before it is acknowledged, and the engine's
-//! in-memory buffer, Gorilla chunks and queries are rebuilt from it. The engine knows nothing
-//! of HTTP: the server converts its wire types into [`Point`]s and maps [`InvalidPoint`] at the
-//! edge.
+//! - [`point`]: the validated point; [`record`]: its WAL record encoding;
+//! - [`series`]: series identity and the roaring-bitmap inverted index;
+//! - [`store`]: Gorilla chunks and the series catalogue in fjall;
+//! - [`query`]: selection, aggregation, grouping;
+//! - [`engine`]: the head (TSAutoBuffer), flushes, and queries over head and chunks.
+//!
+//! The engine knows nothing of HTTP: the server converts its wire types into [`Point`]s and
+//! [`query::Query`]s and maps the engine's errors at the edge.
 
+pub mod engine;
 pub mod point;
+pub mod query;
 pub mod record;
+pub mod series;
+pub mod store;
 
+pub use engine::{
+    AutoBufferConfig, BufferStats, FlushOutcome, FlushTrigger, TsConfig, TsEngine, TsMetrics,
+    WriteError,
+};
 pub use point::{InvalidPoint, Point, PointLimits};

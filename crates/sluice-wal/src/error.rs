@@ -20,6 +20,9 @@ pub enum WalError {
     /// The payload is larger than one record may be.
     #[error("record payload of {size} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { size: usize, max: usize },
+    /// Record kind 0 belongs to the log itself.
+    #[error("record kind 0 is reserved for the log's sync markers")]
+    ReservedKind,
     /// A checkpoint beyond what was written.
     #[error("checkpoint {requested} is beyond the last written LSN {written}")]
     CheckpointBeyondLog { requested: Lsn, written: Lsn },

@@ -20,7 +20,8 @@
 //!   names file and offset. No silent loss of data that was durable.
 //! - **Group commit** (`writer.rs`): one writer thread per log drains a bounded queue and issues
 //!   one `write` and at most one `fdatasync` per drained batch. A full queue is an immediate
-//!   [`WalError::Overloaded`]; memory is bounded by `queue_capacity` records.
+//!   [`WalError::Overloaded`]; memory is bounded by `queue_capacity` records and
+//!   `queue_capacity_bytes` of payload.
 //! - **Checkpoint** (`checkpoint.rs`): the engines report the LSN up to which their state is in
 //!   immutable storage; segments wholly at or below it are deleted.
 //!
@@ -30,8 +31,13 @@
 //! LSN `L`, recovery looks for valid records further on. If one of them says `L` was already
 //! durable, the bad record was once good and on disk: corruption. If none does, the bad region
 //! was never synced, so a power cut may have torn it: the tail from the bad record on is cut.
-//! A flipped bit in the very last record is indistinguishable from a torn write and is cut too;
-//! that record can only have been acknowledged at `fsync` in the instant before the damage.
+//! The last synced batch has no later record to vouch for it, so the writer adds one: after an
+//! fdatasync that leaves the log idle, and on close, it writes and syncs a *sync marker* (kind
+//! 0, repeating the last LSN, never replayed) whose sync point covers everything before it.
+//! What remains indistinguishable from a torn write is damage to a batch whose fsync had
+//! completed but whose marker (or successor) had not yet been written: a window of one fsync
+//! before a crash. If a cut ever leaves the log below its checkpoint, appends resume at
+//! `checkpoint + 1`, so no LSN is handed out twice.
 //!
 //! # Back of the envelope
 //! A record costs 21 bytes of framing. At 100k single-point records/s (~80 bytes each) the log

@@ -45,8 +45,14 @@ impl fmt::Display for Lsn {
 }
 
 /// The type of a record, chosen by the layer that appends it (engines, database catalog).
+/// Kind 0 is reserved for the log's own sync markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RecordKind(pub u8);
+
+/// A sync marker: written by the log after an fdatasync that left the log idle, and on close.
+/// It repeats the last record's LSN (it does not advance the sequence) and says that LSN was
+/// durable, so recovery can tell damage to synced records from a torn tail. Never replayed.
+pub const SYNC_MARKER: RecordKind = RecordKind(0);
 
 /// A decoded record borrowing its payload from the buffer it was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +74,7 @@ impl RecordRef<'_> {
 /// Appends the encoded record to `out`.
 pub fn encode(out: &mut Vec<u8>, lsn: Lsn, synced_lsn: Lsn, kind: RecordKind, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_PAYLOAD_BYTES);
-    debug_assert!(synced_lsn < lsn);
+    debug_assert!(synced_lsn < lsn || (kind == SYNC_MARKER && synced_lsn == lsn));
     let len = (BODY_FIXED_BYTES + payload.len()) as u32;
     let sync_delta = u32::try_from(lsn.0 - synced_lsn.0).unwrap_or(u32::MAX);
     let start = out.len();

@@ -27,6 +27,9 @@ pub(crate) struct Recovered {
     pub last_lsn: Lsn,
     pub checkpoint_lsn: Lsn,
     pub truncated_bytes: u64,
+    /// The log ends below the checkpoint (its tail was cut): appends must start a new segment
+    /// at `checkpoint + 1` so no LSN at or below the checkpoint is handed out again.
+    pub ends_below_checkpoint: bool,
 }
 
 pub(crate) type Replay<'a> = dyn FnMut(RecordRef<'_>) -> Result<(), String> + 'a;
@@ -59,6 +62,17 @@ pub(crate) fn recover(dir: &Path, replay: &mut Replay<'_>) -> Result<Recovered, 
             offset: offset as u64,
             reason,
         };
+        if seg.first_lsn == Lsn::ZERO {
+            return Err(corrupt(
+                0,
+                "segment named after LSN 0, which no record has".to_string(),
+            ));
+        }
+        // A gap is harmless when everything in it is checkpointed (a tail cut below the
+        // checkpoint is followed by a segment starting right after it).
+        if seg.first_lsn > expected && seg.first_lsn.0 - 1 <= checkpoint_lsn.0 {
+            expected = seg.first_lsn;
+        }
         if seg.first_lsn != expected {
             return Err(corrupt(
                 0,
@@ -85,6 +99,9 @@ pub(crate) fn recover(dir: &Path, replay: &mut Replay<'_>) -> Result<Recovered, 
         let mut pos = segment::HEADER_BYTES;
         while pos < bytes.len() {
             match record::decode(&bytes[pos..]) {
+                Ok(rec) if rec.kind == record::SYNC_MARKER && rec.lsn.0 + 1 == expected.0 => {
+                    pos += rec.encoded_len();
+                }
                 Ok(rec) if rec.lsn == expected => {
                     if rec.lsn > checkpoint_lsn {
                         replay(rec).map_err(|message| OpenError::Replay {
@@ -128,17 +145,19 @@ pub(crate) fn recover(dir: &Path, replay: &mut Replay<'_>) -> Result<Recovered, 
         }
     }
 
+    let last_in_log = Lsn(expected.0 - 1);
     Ok(Recovered {
         segments,
         last_segment_len,
-        last_lsn: Lsn(expected.0 - 1),
+        last_lsn: last_in_log.max(checkpoint_lsn),
         checkpoint_lsn,
         truncated_bytes,
+        ends_below_checkpoint: last_in_log < checkpoint_lsn,
     })
 }
 
 /// Searches `bytes` after a bad record at `bad_pos` (expected LSN `bad_lsn`) for a valid record
-/// whose sync point shows `bad_lsn` was durable when it was written. Candidates are filtered by a
+/// or sync marker whose sync point shows `bad_lsn` was durable when it was written. Candidates are filtered by a
 /// plausible LSN before their checksum is computed, so a damaged region costs one pass.
 fn later_synced_record(bytes: &[u8], bad_pos: usize, bad_lsn: Lsn) -> Option<(usize, Lsn)> {
     const PLAUSIBLE_LSN_SPAN: u64 = 1 << 40;
@@ -146,7 +165,7 @@ fn later_synced_record(bytes: &[u8], bad_pos: usize, bad_lsn: Lsn) -> Option<(us
     while pos + record::HEADER_BYTES <= bytes.len() {
         let candidate = &bytes[pos..];
         let plausible = record::peek_lsn(candidate)
-            .is_some_and(|lsn| lsn > bad_lsn && lsn.0 - bad_lsn.0 < PLAUSIBLE_LSN_SPAN);
+            .is_some_and(|lsn| lsn >= bad_lsn && lsn.0 - bad_lsn.0 < PLAUSIBLE_LSN_SPAN);
         if plausible && let Ok(rec) = record::decode(candidate) {
             if rec.synced_lsn >= bad_lsn {
                 return Some((pos, rec.lsn));

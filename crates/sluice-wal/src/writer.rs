@@ -17,7 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -49,6 +49,9 @@ pub struct WalConfig {
     pub segment_size_bytes: u64,
     /// Records that may wait for the writer; beyond it appends fail with `Overloaded`.
     pub queue_capacity: usize,
+    /// Payload bytes that may wait for the writer; beyond it appends fail with `Overloaded`
+    /// (a record is always accepted into an empty queue, whatever its size).
+    pub queue_capacity_bytes: usize,
     /// Most records written by one `write` call.
     pub max_batch_records: usize,
     /// Most payload bytes gathered into one batch (a single larger record still goes alone).
@@ -62,6 +65,7 @@ impl Default for WalConfig {
         WalConfig {
             segment_size_bytes: 64 * 1024 * 1024,
             queue_capacity: 65_536,
+            queue_capacity_bytes: 256 * 1024 * 1024,
             max_batch_records: 8_192,
             max_batch_bytes: 8 * 1024 * 1024,
             flush_interval_ms: 10,
@@ -109,6 +113,8 @@ struct Shared {
     written_lsn: AtomicU64,
     durable_lsn: AtomicU64,
     checkpoint_lsn: AtomicU64,
+    /// Payload bytes enqueued and not yet drained by the writer.
+    queued_bytes: AtomicUsize,
     poisoned: AtomicBool,
     truncated_bytes_at_open: u64,
     metrics: WalMetrics,
@@ -204,7 +210,7 @@ impl Wal {
 
         let mut segments = recovered.segments;
         let (file, seg_len) = match segments.last() {
-            Some(last) => {
+            Some(last) if !recovered.ends_below_checkpoint => {
                 let mut f = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -218,9 +224,16 @@ impl Wal {
                         "seeking {}",
                         last.path.display()
                     )))?;
+                // What survived a process crash may sit only in the page cache; make it durable
+                // before new records claim it as their sync point.
+                f.sync_data().map_err(io_ctx::<OpenError>(format!(
+                    "syncing {}",
+                    last.path.display()
+                )))?;
+                segment::sync_dir(dir).map_err(OpenError::from)?;
                 (f, recovered.last_segment_len)
             }
-            None => {
+            _ => {
                 let (f, info) =
                     segment::create(dir, recovered.last_lsn.next()).map_err(OpenError::from)?;
                 segments.push(info);
@@ -245,6 +258,7 @@ impl Wal {
             written_lsn: AtomicU64::new(last.0),
             durable_lsn: AtomicU64::new(last.0),
             checkpoint_lsn: AtomicU64::new(recovered.checkpoint_lsn.0),
+            queued_bytes: AtomicUsize::new(0),
             poisoned: AtomicBool::new(false),
             truncated_bytes_at_open: recovered.truncated_bytes,
             metrics,
@@ -263,14 +277,23 @@ impl Wal {
             written: last,
             durable: last,
             unsynced_since: None,
+            last_marker: None,
             buf: Vec::new(),
         };
         // Segments wholly below a checkpoint survive a crash between the checkpoint and their
         // deletion; finish the job now.
         writer.delete_covered_segments(recovered.checkpoint_lsn);
+        let watcher = shared.clone();
         let thread = std::thread::Builder::new()
             .name("wal-writer".to_string())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(move || writer.run());
+                if std::panic::catch_unwind(run).is_err() {
+                    // A bug, but the same rule as an I/O failure: stop, recover from disk.
+                    watcher.poisoned.store(true, Ordering::Release);
+                    (watcher.on_fatal)(&WalError::Poisoned);
+                }
+            })
             .map_err(io_ctx::<OpenError>("spawning the WAL writer thread"))?;
         Ok(Wal {
             shared,
@@ -292,6 +315,9 @@ impl Wal {
                 max: MAX_PAYLOAD_BYTES,
             });
         }
+        if kind == record::SYNC_MARKER {
+            return Err(WalError::ReservedKind);
+        }
         let (done_tx, done_rx) = match ack {
             AckLevel::Buffer => (None, None),
             AckLevel::Wal | AckLevel::Fsync => {
@@ -303,6 +329,14 @@ impl Wal {
         let Some(sub) = guard.as_mut() else {
             return Err(self.shared.stopped_error());
         };
+        let size = payload.len();
+        let queued = self.shared.queued_bytes.load(Ordering::Acquire);
+        if queued > 0 && queued + size > self.shared.config.queue_capacity_bytes {
+            self.shared.metrics.overloaded.inc();
+            return Err(WalError::Overloaded {
+                queue_capacity: self.shared.config.queue_capacity,
+            });
+        }
         let lsn = Lsn(sub.next_lsn);
         let msg = Msg::Append(Pending {
             lsn,
@@ -312,6 +346,7 @@ impl Wal {
             done: done_tx,
         });
         self.shared.send(&sub.tx, msg)?;
+        self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
         sub.next_lsn += 1;
         drop(guard);
         Ok(Ticket {
@@ -484,6 +519,8 @@ struct Writer {
     durable: Lsn,
     /// When the oldest written-but-unsynced byte was written.
     unsynced_since: Option<Instant>,
+    /// The LSN the last sync marker vouched for.
+    last_marker: Option<Lsn>,
     buf: Vec<u8>,
 }
 
@@ -509,7 +546,7 @@ impl Writer {
                     {
                         Ok(msg) => msg,
                         Err(RecvTimeoutError::Timeout) => {
-                            if let Err(e) = self.sync() {
+                            if let Err(e) = self.sync().and_then(|()| self.write_sync_marker()) {
                                 self.fail(e, Batch::default());
                                 return;
                             }
@@ -528,7 +565,7 @@ impl Writer {
             }
         }
         // Closed: everything queued has been drained (recv only disconnects once empty).
-        if let Err(e) = self.sync() {
+        if let Err(e) = self.sync().and_then(|()| self.write_sync_marker()) {
             self.fail(e, Batch::default());
         }
     }
@@ -551,6 +588,9 @@ impl Writer {
             match msg {
                 Msg::Append(p) => {
                     debug_assert_eq!(p.lsn, self.written.next());
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(p.payload.len(), Ordering::AcqRel);
                     record::encode(&mut self.buf, p.lsn, self.durable, p.kind, &p.payload);
                     self.written = p.lsn;
                     batch.appends += 1;
@@ -611,7 +651,12 @@ impl Writer {
         for (lsn, w) in batch.checkpoints.drain(..) {
             let _ = w.send(self.apply_checkpoint(lsn));
         }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(());
+        }
+        // A segment with no records is never rotated: its successor would have the same name.
         if self.seg_len >= config.segment_size_bytes
+            && self.seg_len > segment::HEADER_BYTES as u64
             && let Err(e) = self.rotate()
         {
             self.fail(e, Batch::default());
@@ -636,6 +681,37 @@ impl Writer {
         self.shared
             .durable_lsn
             .store(self.durable.0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes and syncs a sync marker vouching for everything written so far (see the crate
+    /// doc). Only called right after a sync, when the log is idle or closing.
+    fn write_sync_marker(&mut self) -> Result<(), WalError> {
+        if self.written == Lsn::ZERO || self.last_marker == Some(self.written) {
+            return Ok(());
+        }
+        debug_assert_eq!(self.durable, self.written);
+        self.buf.clear();
+        record::encode(
+            &mut self.buf,
+            self.written,
+            self.durable,
+            record::SYNC_MARKER,
+            &[],
+        );
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_ctx::<WalError>("writing a WAL sync marker"))?;
+        self.seg_len += self.buf.len() as u64;
+        self.shared
+            .metrics
+            .appended_bytes
+            .inc_by(self.buf.len() as u64);
+        self.file
+            .sync_data()
+            .map_err(io_ctx::<WalError>("fdatasync of a WAL segment"))?;
+        self.shared.metrics.fsyncs.inc();
+        self.last_marker = Some(self.written);
         Ok(())
     }
 
@@ -695,12 +771,15 @@ impl Writer {
         self.shared.metrics.segments.set(self.segments.len() as i64);
     }
 
-    /// Poisons the log after an I/O failure: every waiter hears `Poisoned`, nothing more is
-    /// accepted, and the fatal handler runs.
+    /// Poisons the log after an I/O failure: the fatal handler runs, every waiter hears
+    /// `Poisoned`, and nothing more is accepted.
     fn fail(&mut self, err: WalError, batch: Batch) {
         if self.shared.poisoned.swap(true, Ordering::AcqRel) {
             return;
         }
+        // The handler first (the default one aborts): nobody hears an answer before the
+        // process has decided to stop.
+        (self.shared.on_fatal)(&err);
         let waiters = batch
             .wal_waiters
             .into_iter()
@@ -718,7 +797,6 @@ impl Writer {
                 let _ = w.send(Err(WalError::Poisoned));
             }
         }
-        (self.shared.on_fatal)(&err);
     }
 }
 
@@ -771,6 +849,41 @@ mod tests {
         let next = wal.append(RecordKind(1), vec![], AckLevel::Fsync).unwrap();
         assert_eq!(next.wait_blocking().unwrap(), Lsn(accepted + 1));
         assert_eq!(wal.status().durable_lsn, Lsn(accepted + 1));
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                queue_capacity_bytes: 4096,
+                ..WalConfig::default()
+            },
+        );
+        let gate = wal.shared.test_gate.lock().unwrap();
+        let mut tickets = Vec::new();
+        let refused = loop {
+            match wal.append(RecordKind(1), vec![1; 1000], AckLevel::Wal) {
+                Ok(t) => tickets.push(t),
+                Err(e) => break e,
+            }
+            assert!(tickets.len() <= 10, "byte budget ignored");
+        };
+        assert!(matches!(refused, WalError::Overloaded { .. }));
+        // One record larger than the whole budget still goes through an empty queue.
+        drop(gate);
+        for t in tickets {
+            t.wait_blocking().unwrap();
+        }
+        let big = wal
+            .append(RecordKind(1), vec![2; 10_000], AckLevel::Wal)
+            .unwrap();
+        big.wait_blocking().unwrap();
+        assert!(matches!(
+            wal.append(RecordKind(0), vec![], AckLevel::Buffer),
+            Err(WalError::ReservedKind)
+        ));
     }
 
     #[test]

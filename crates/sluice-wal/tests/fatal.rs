@@ -79,11 +79,17 @@ fn a_write_error_poisons_the_log_and_aborts() {
         ])
         .env(CHILD_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed:\n{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: String = stdout
+        .lines()
+        .filter(|l| !l.starts_with("ack "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(out.status.success(), "child failed:\n{tail}\n{stderr}");
     assert!(stdout.contains("fatal: writing a WAL segment"), "{stdout}");
     assert!(
         stdout.contains("append failed: write-ahead log stopped"),

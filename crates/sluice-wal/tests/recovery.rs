@@ -31,8 +31,11 @@ fn torn_tail_cut_at_every_byte_of_the_last_record_recovers_exactly_the_preceding
     }
     let seg = segments(src.path()).pop().unwrap();
     let full = std::fs::read(&seg).unwrap();
+    // The file ends with the last record, then the sync marker written on close.
+    let marker_len = record::HEADER_BYTES;
     let last_len = record::HEADER_BYTES + payload(n).len();
-    let last_start = full.len() - last_len;
+    let last_end = full.len() - marker_len;
+    let last_start = last_end - last_len;
 
     for cut in last_start..full.len() {
         let scratch = tempfile::tempdir().unwrap();
@@ -43,17 +46,31 @@ fn torn_tail_cut_at_every_byte_of_the_last_record_recovers_exactly_the_preceding
         let (wal, seen) = open_collect(scratch.path(), WalConfig::default())
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let lsns: Vec<u64> = seen.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lsns, (1..n).collect::<Vec<_>>(), "cut at {cut}");
+        let survivors = if cut < last_end { n - 1 } else { n };
+        assert_eq!(lsns, (1..=survivors).collect::<Vec<_>>(), "cut at {cut}");
+        let torn = if cut < last_end {
+            cut - last_start
+        } else {
+            cut - last_end
+        };
         assert_eq!(
             wal.status().truncated_bytes_at_open,
-            (cut - last_start) as u64
+            torn as u64,
+            "cut at {cut}"
         );
-        // The torn record's LSN is reused by the next append, and the log reads back clean.
-        assert_eq!(append_synced(&wal, n, 1), vec![Lsn(n)]);
+        // The next append takes the next LSN, and the log reads back clean.
+        assert_eq!(
+            append_synced(&wal, survivors + 1, 1),
+            vec![Lsn(survivors + 1)]
+        );
         wal.close().unwrap();
         drop(wal);
         let (_, seen) = open_collect(scratch.path(), WalConfig::default()).unwrap();
-        assert_eq!(seen.len() as u64, n, "cut at {cut}: reopen after repair");
+        assert_eq!(
+            seen.len() as u64,
+            survivors + 1,
+            "cut at {cut}: reopen after repair"
+        );
     }
 }
 
@@ -189,12 +206,12 @@ fn unsynced_batches_torn_by_a_power_cut_are_not_mistaken_for_corruption() {
                 .wait_blocking()
                 .unwrap();
         }
-        // Dropping syncs on close, which is fine: the sync points inside the records say what
-        // was durable when each was written.
         wal.close().unwrap();
     }
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
+    // A crash before the close could sync and mark the log: drop the sync marker.
+    bytes.truncate(bytes.len() - record::HEADER_BYTES);
     let start_of_seventh: usize = 16
         + (1..=6)
             .map(|i| record::HEADER_BYTES + payload(i).len())
@@ -305,4 +322,54 @@ fn concurrent_appenders_get_unique_contiguous_lsns() {
     drop(wal);
     let (_, seen) = open_collect(dir.path(), WalConfig::default()).unwrap();
     assert_eq!(seen, acked);
+}
+
+#[test]
+fn damage_to_the_last_synced_batch_is_caught_by_the_close_marker() {
+    let src = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open_collect(src.path(), WalConfig::default()).unwrap();
+        append_synced(&wal, 1, 5);
+        wal.close().unwrap();
+    }
+    let seg = segments(src.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A flipped byte in the last record, which only the marker vouches for.
+    let at = bytes.len() - record::HEADER_BYTES - 3;
+    bytes[at] ^= 0x10;
+    std::fs::write(&seg, bytes).unwrap();
+    assert!(matches!(
+        open_collect(src.path(), WalConfig::default()),
+        Err(OpenError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_tail_cut_below_the_checkpoint_never_reuses_an_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open_collect(dir.path(), WalConfig::default()).unwrap();
+        append_synced(&wal, 1, 10);
+        wal.checkpoint(Lsn(10)).unwrap().wait_blocking().unwrap();
+        wal.close().unwrap();
+    }
+    // Lose the marker and the last three records (damage the checkpointed tail).
+    let seg = segments(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let keep = 16
+        + (1..=7)
+            .map(|i| record::HEADER_BYTES + payload(i).len())
+            .sum::<usize>();
+    std::fs::write(&seg, &bytes[..keep + 5]).unwrap();
+
+    let (wal, seen) = open_collect(dir.path(), WalConfig::default()).unwrap();
+    assert!(
+        seen.is_empty(),
+        "records at or below the checkpoint are not replayed"
+    );
+    assert_eq!(append_synced(&wal, 11, 1), vec![Lsn(11)]);
+    wal.close().unwrap();
+    drop(wal);
+    let (_, seen) = open_collect(dir.path(), WalConfig::default()).unwrap();
+    assert_eq!(seen.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![11]);
 }

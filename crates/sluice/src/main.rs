@@ -73,10 +73,25 @@ impl ConfigArgs {
         };
         Ok(Config::load(
             self.config.as_deref(),
-            std::env::vars(),
+            env_vars()?,
             &overrides,
         )?)
     }
+}
+
+/// The environment as strings; variables that are not UTF-8 are skipped unless they are ours.
+fn env_vars() -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => out.push((k, v)),
+            (Ok(k), Err(_)) if k.starts_with("SLUICE_") => {
+                anyhow::bail!("environment variable {k} is not valid UTF-8")
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 fn main() -> ExitCode {

@@ -410,3 +410,49 @@ fn read_response_head(conn: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&buf).to_string()
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_timeout() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_HTTP_HEADER_READ_TIMEOUT_MS", "300"))
+            .await;
+    for opening in [&b""[..], b"P", b"PRI * HTTP/2.0\r\n"] {
+        let mut conn = TcpStream::connect(s.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(opening).unwrap();
+        let mut buf = Vec::new();
+        // Closed means EOF or a reset (unread bytes); a read timeout means it was kept open.
+        if let Err(e) = conn.read_to_end(&mut buf) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "connection opened with {opening:?} was kept open: {e}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let s = TestServer::start().await;
+    for i in 0..3 {
+        let m = reqwest::Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        let r = s.client.request(m, s.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{method="OTHER",route="/healthz",status="405"} 3"#),
+        "{text}"
+    );
+    assert!(!text.contains("FOO"), "{text}");
+}

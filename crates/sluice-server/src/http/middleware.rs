@@ -30,7 +30,7 @@ pub async fn outer(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
     let metrics = state.metrics();
-    metrics.http_in_flight.inc();
+    let in_flight = InFlight::new(&metrics.http_in_flight);
 
     let mut response = request_id::scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = response.status();
@@ -47,12 +47,52 @@ pub async fn outer(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<RouteLabel>()
         .map_or("unmatched", |r| r.0.as_str());
-    metrics.observe_http(method.as_str(), route, status.as_u16(), started.elapsed());
-    metrics.http_in_flight.dec();
+    metrics.observe_http(
+        method_label(&method),
+        route,
+        status.as_u16(),
+        started.elapsed(),
+    );
+    drop(in_flight);
     if status.is_server_error() {
         span.in_scope(|| tracing::warn!(status = status.as_u16(), "request failed"));
     }
     response
+}
+
+/// Counts a request in flight until dropped, also when the client goes away mid-request and
+/// the request future is dropped.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The method as a metrics label: the standard methods, else `OTHER` (clients choose method
+/// names freely; labels must stay bounded).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 /// Inner middleware (`Router::route_layer`): runs only for matched routes and records the

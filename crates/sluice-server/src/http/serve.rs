@@ -3,11 +3,16 @@
 //!
 //! - `header_read_timeout_ms` bounds the time to receive a request head, including the idle
 //!   wait for the next request on a keep-alive connection (hyper starts the timer when it
-//!   begins reading a head).
+//!   begins reading a head). Before that, the same deadline bounds the protocol sniffing: a
+//!   connection that sends nothing (or a partial HTTP/2 preface) is closed, so silent clients
+//!   cannot hold connection slots.
+//! - HTTP/2 connections are pinged every `header_read_timeout_ms`; a peer that does not answer
+//!   within it is dropped.
 //! - At most `max_connections` connections are served; further clients wait in the kernel's
 //!   accept backlog rather than consume memory here.
 //! - On shutdown the listener closes, every connection finishes its in-flight requests (HTTP/1
-//!   stops keep-alive, HTTP/2 sends GOAWAY), and after `shutdown_grace_ms` the rest are cut.
+//!   stops keep-alive, HTTP/2 sends GOAWAY), and after `shutdown_grace_ms` the connection tasks
+//!   still running are aborted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::config::HttpConfig;
 
@@ -29,18 +35,25 @@ pub async fn serve(
     config: &HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    let head_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .header_read_timeout(head_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(head_timeout)
+        .keep_alive_timeout(head_timeout);
+    let mut connections = JoinSet::new();
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
 
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -61,14 +74,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+        let builder = builder.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        connections.spawn(async move {
+            let _permit = permit;
+            if !protocol_known_within(&stream, head_timeout).await {
+                return;
+            }
+            let service = TowerToHyperService::new(app);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = watcher.watch(conn.into_owned()).await;
         });
     }
     drop(listener);
@@ -76,6 +92,31 @@ pub async fn serve(
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => tracing::warn!(grace_ms = config.shutdown_grace_ms, "shutdown grace elapsed; cutting remaining connections"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_ms = config.shutdown_grace_ms, "shutdown grace elapsed; cutting remaining connections");
+        }
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// Waits until the first bytes tell HTTP/1 from HTTP/2 (prior knowledge), within `deadline`.
+/// False if the peer closed, failed, or stayed silent.
+async fn protocol_known_within(stream: &TcpStream, deadline: Duration) -> bool {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    let sniff = async {
+        loop {
+            let n = match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if n == PREFACE.len() || buf[..n] != PREFACE[..n] {
+                return true;
+            }
+            // A partial HTTP/2 preface: peek would return at once again; wait for the rest.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(deadline, sniff).await.unwrap_or(false)
 }

@@ -1,0 +1,120 @@
+//! Big-endian bit streams: the writer packs bits most-significant first; the reader returns
+//! `None` instead of reading past the end.
+
+#[derive(Debug, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits not yet flushed, left-aligned in the low `pending_bits` of `acc`.
+    acc: u64,
+    pending_bits: u32,
+}
+
+impl BitWriter {
+    /// Writes the low `n` bits of `value` (`n` ≤ 64), most significant first.
+    pub fn write(&mut self, value: u64, n: u32) {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return;
+        }
+        let value = if n == 64 {
+            value
+        } else {
+            value & ((1u64 << n) - 1)
+        };
+        let mut remaining = n;
+        while remaining > 0 {
+            let space = 64 - self.pending_bits;
+            let take = remaining.min(space);
+            let shift = remaining - take;
+            let chunk = if take == 64 {
+                value
+            } else {
+                (value >> shift) & ((1u64 << take) - 1)
+            };
+            self.acc = if take == 64 {
+                chunk
+            } else {
+                (self.acc << take) | chunk
+            };
+            self.pending_bits += take;
+            remaining -= take;
+            if self.pending_bits == 64 {
+                self.bytes.extend_from_slice(&self.acc.to_be_bytes());
+                self.acc = 0;
+                self.pending_bits = 0;
+            }
+        }
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len() + self.pending_bits.div_ceil(8) as usize
+    }
+
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if self.pending_bits > 0 {
+            let aligned = self.acc << (64 - self.pending_bits);
+            let n = self.pending_bits.div_ceil(8) as usize;
+            self.bytes.extend_from_slice(&aligned.to_be_bytes()[..n]);
+        }
+        self.bytes
+    }
+}
+
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit_pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> BitReader<'a> {
+        BitReader { bytes, bit_pos: 0 }
+    }
+
+    /// Reads `n` bits (`n` ≤ 64), or `None` if fewer remain.
+    pub fn read(&mut self, n: u32) -> Option<u64> {
+        debug_assert!(n <= 64);
+        let end = self.bit_pos.checked_add(n as usize)?;
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        let mut value = 0u64;
+        let mut remaining = n;
+        while remaining > 0 {
+            let byte = self.bytes[self.bit_pos / 8];
+            let offset = (self.bit_pos % 8) as u32;
+            let available = 8 - offset;
+            let take = remaining.min(available);
+            let bits = (u64::from(byte) >> (available - take)) & ((1u64 << take) - 1);
+            value = if take == 64 {
+                bits
+            } else {
+                (value << take) | bits
+            };
+            self.bit_pos += take as usize;
+            remaining -= take;
+        }
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn writes_read_back(items in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..200)) {
+            let mut w = BitWriter::default();
+            for &(v, n) in &items {
+                w.write(v, n);
+            }
+            let bytes = w.into_bytes();
+            let mut r = BitReader::new(&bytes);
+            for &(v, n) in &items {
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                prop_assert_eq!(r.read(n), Some(v & mask));
+            }
+        }
+    }
+}

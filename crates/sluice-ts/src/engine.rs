@@ -1,0 +1,748 @@
+//! The time-series engine of one database: the in-memory head (the TSAutoBuffer), flushes into
+//! Gorilla chunks, and queries over both.
+//!
+//! # Write path
+//! [`TsEngine::write`] encodes the points as one WAL record and, under the engine lock, hands it
+//! to the caller's `append` (the WAL enqueue, which assigns the LSN) and inserts the points into
+//! the head. Doing both under one lock makes head order equal LSN order, which is what lets a
+//! flush say "everything up to LSN L is in chunks" and checkpoint the WAL there. The caller then
+//! waits for its acknowledgement level outside the lock. Queries see the head at once
+//! (read-your-writes at every ack level).
+//!
+//! # Flush
+//! A flush (count, age, memory, manual or shutdown trigger) freezes the head (queries keep
+//! seeing it), sorts and de-duplicates each series' points, appends them to the series' tail
+//! chunk when it is small and they all come after it, cuts the rest into chunks of at most
+//! `chunk_target_points`, and commits chunks, new series and the flushed LSN in one atomic,
+//! synced fjall batch. The caller then checkpoints the WAL at that LSN. One flush runs at a time;
+//! writes continue into a fresh head meanwhile.
+//!
+//! # Limits
+//! The head is bounded: a write that would take head plus frozen memory past
+//! `overflow_buffer_bytes` is refused (the seed's "Buffer overflow"), before it reaches the WAL.
+//! Memory is estimated at 16 bytes per point plus each new series' key. A query may collect at
+//! most `max_query_points` points.
+//!
+//! # Out of order and duplicates
+//! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
+//! written more than once, the last write (highest LSN) wins, in queries and in chunks.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sluice_wal::Lsn;
+
+use crate::point::{Point, PointLimits};
+use crate::query::{self, Query, SeriesResult};
+use crate::series::{SeriesId, SeriesIndex, SeriesKey};
+use crate::store::{ChunkStore, ChunkWrite, StoreError};
+
+/// TSAutoBuffer settings (seed names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoBufferConfig {
+    /// When false, buffered routes behave like direct ones (ack at fsync).
+    pub enabled: bool,
+    /// Flush when the head holds this many points.
+    pub max_points_per_buffer: usize,
+    /// Flush when the oldest point in the head is this old.
+    pub flush_interval_ms: u64,
+    /// Flush when the head's estimated memory reaches this.
+    pub max_buffer_bytes: usize,
+    /// Refuse writes while head plus flushing memory is at or above this.
+    pub overflow_buffer_bytes: usize,
+}
+
+impl Default for AutoBufferConfig {
+    fn default() -> Self {
+        AutoBufferConfig {
+            enabled: true,
+            max_points_per_buffer: 1000,
+            flush_interval_ms: 5000,
+            max_buffer_bytes: 64 * 1024 * 1024,
+            overflow_buffer_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TsConfig {
+    pub auto_buffer: AutoBufferConfig,
+    /// Points older than this are dropped from queries and storage; 0 keeps everything.
+    pub retention_ms: u64,
+    pub max_query_points: usize,
+    /// A series' chunk is closed at this many points.
+    pub chunk_target_points: usize,
+    pub point_limits: PointLimits,
+}
+
+impl Default for TsConfig {
+    fn default() -> Self {
+        TsConfig {
+            auto_buffer: AutoBufferConfig::default(),
+            retention_ms: 0,
+            max_query_points: 5_000_000,
+            chunk_target_points: 2048,
+            point_limits: PointLimits::default(),
+        }
+    }
+}
+
+/// Why a flush ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushTrigger {
+    Count,
+    Age,
+    Memory,
+    Manual,
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError<E> {
+    #[error("buffer overflow")]
+    Overflow { buffer_size: u64 },
+    #[error(transparent)]
+    Append(E),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the query would collect more than {limit} points; narrow the range or the selection")]
+    TooManyPoints { limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a write left behind.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOutcome {
+    /// Points in the head after the write.
+    pub buffer_size: u64,
+    /// A count or memory threshold tripped: the caller should wake the flusher.
+    pub flush_due: Option<FlushTrigger>,
+}
+
+/// What a flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FlushOutcome {
+    pub points: u64,
+    /// LSN up to which everything is now in chunks (`None` if the head was empty).
+    pub flushed_lsn: Option<Lsn>,
+}
+
+/// The seed's buffer statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferStats {
+    pub points_buffered: u64,
+    pub points_flushed: u64,
+    pub flush_count: u64,
+    pub auto_flush_count: u64,
+    pub manual_flush_count: u64,
+    pub current_buffer_size: u64,
+    pub current_buffer_memory: u64,
+    pub avg_compression_ratio: f64,
+    pub last_flush_time_ms: Option<i64>,
+}
+
+/// The engine's Prometheus metrics (seed names).
+#[derive(Clone, Debug, Default)]
+pub struct TsMetrics {
+    pub points_buffered: Counter,
+    pub points_flushed: Counter,
+    pub flush_count: Counter,
+    pub compression_ratio: Gauge<f64, AtomicU64>,
+    pub current_size: Gauge,
+}
+
+impl TsMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("ts_auto_buffer");
+        r.register(
+            "points_buffered",
+            "Points accepted into the time-series buffer",
+            self.points_buffered.clone(),
+        );
+        r.register(
+            "points_flushed",
+            "Points flushed into compressed chunks",
+            self.points_flushed.clone(),
+        );
+        r.register("flush_count", "Buffer flushes", self.flush_count.clone());
+        r.register(
+            "compression_ratio",
+            "Raw bytes (16 per point) over stored bytes, over all flushes",
+            self.compression_ratio.clone(),
+        );
+        r.register(
+            "current_size",
+            "Points in the buffer now",
+            self.current_size.clone(),
+        );
+    }
+}
+
+#[derive(Default)]
+struct Head {
+    series: HashMap<SeriesId, Vec<(i64, f64)>>,
+    points: usize,
+    bytes: usize,
+    first_insert: Option<Instant>,
+    last_lsn: Lsn,
+}
+
+struct State {
+    index: SeriesIndex,
+    head: Head,
+    frozen: Option<Arc<Head>>,
+    flushed_lsn: Lsn,
+}
+
+/// The chunk a series' last flush wrote, which the next flush may extend.
+#[derive(Clone, Copy)]
+struct Tail {
+    min_ts: i64,
+    max_ts: i64,
+    seq: u64,
+    count: usize,
+}
+
+struct FlushState {
+    next_seq: u64,
+    persisted_series: usize,
+    tails: HashMap<SeriesId, Tail>,
+}
+
+#[derive(Default)]
+struct Counters {
+    points_buffered: AtomicU64,
+    points_flushed: AtomicU64,
+    flush_count: AtomicU64,
+    manual_flush_count: AtomicU64,
+    stored_bytes: AtomicU64,
+    last_flush_ms: AtomicU64,
+}
+
+pub struct TsEngine {
+    config: TsConfig,
+    store: ChunkStore,
+    state: Mutex<State>,
+    flush: Mutex<FlushState>,
+    counters: Counters,
+    metrics: TsMetrics,
+}
+
+const POINT_BYTES: usize = 16;
+
+impl TsEngine {
+    /// Opens the engine's storage in `dir`. Replay the WAL after this with [`TsEngine::replay`].
+    pub fn open(dir: &Path, config: TsConfig, metrics: TsMetrics) -> Result<TsEngine, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Fjall(e.into()))?;
+        let opened = ChunkStore::open(dir)?;
+        let mut index = SeriesIndex::default();
+        for (id, key) in opened.series.into_iter().enumerate() {
+            index.insert_with_id(key, id as SeriesId);
+        }
+        let persisted_series = index.len();
+        Ok(TsEngine {
+            config,
+            store: opened.store,
+            state: Mutex::new(State {
+                index,
+                head: Head::default(),
+                frozen: None,
+                flushed_lsn: opened.flushed_lsn,
+            }),
+            flush: Mutex::new(FlushState {
+                next_seq: opened.next_seq,
+                persisted_series,
+                tails: HashMap::new(),
+            }),
+            counters: Counters::default(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &TsConfig {
+        &self.config
+    }
+
+    /// The LSN up to which chunks hold everything; WAL records at or below it are not replayed.
+    pub fn flushed_lsn(&self) -> Lsn {
+        self.lock_state().flushed_lsn
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Logs and applies a write: `append` receives the encoded WAL record and returns the
+    /// caller's ticket and the LSN it was given. See the module doc for why this is one step.
+    pub fn write<T, E>(
+        &self,
+        points: Vec<Point>,
+        append: impl FnOnce(Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<(T, WriteOutcome), WriteError<E>> {
+        let payload = crate::record::encode(&points);
+        let mut st = self.lock_state();
+        let frozen_bytes = st.frozen.as_ref().map_or(0, |f| f.bytes);
+        if st.head.bytes + frozen_bytes >= self.config.auto_buffer.overflow_buffer_bytes {
+            return Err(WriteError::Overflow {
+                buffer_size: st.head.points as u64,
+            });
+        }
+        let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
+        let outcome = self.insert(&mut st, points, lsn);
+        Ok((ticket, outcome))
+    }
+
+    /// Re-applies a WAL record during recovery (records already in chunks are skipped).
+    pub fn replay(&self, points: Vec<Point>, lsn: Lsn) {
+        let mut st = self.lock_state();
+        if lsn > st.flushed_lsn {
+            self.insert(&mut st, points, lsn);
+        }
+    }
+
+    fn insert(&self, st: &mut State, points: Vec<Point>, lsn: Lsn) -> WriteOutcome {
+        debug_assert!(lsn > st.head.last_lsn);
+        let n = points.len();
+        for p in points {
+            let key = SeriesKey {
+                metric: p.metric,
+                entity: p.entity,
+                tags: p.tags,
+            };
+            let (id, added) = st.index.get_or_insert(&key);
+            if added {
+                st.head.bytes += key.heap_bytes();
+            }
+            st.head
+                .series
+                .entry(id)
+                .or_default()
+                .push((p.timestamp_ms, p.value));
+        }
+        st.head.points += n;
+        st.head.bytes += n * POINT_BYTES;
+        st.head.last_lsn = lsn;
+        st.head.first_insert.get_or_insert_with(Instant::now);
+        self.counters
+            .points_buffered
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.points_buffered.inc_by(n as u64);
+        self.metrics.current_size.set(st.head.points as i64);
+        let ab = &self.config.auto_buffer;
+        let flush_due = if st.head.points >= ab.max_points_per_buffer {
+            Some(FlushTrigger::Count)
+        } else if st.head.bytes >= ab.max_buffer_bytes {
+            Some(FlushTrigger::Memory)
+        } else {
+            None
+        };
+        WriteOutcome {
+            buffer_size: st.head.points as u64,
+            flush_due,
+        }
+    }
+
+    /// Whether the head has a reason to be flushed now (count, memory or age).
+    pub fn due(&self) -> Option<FlushTrigger> {
+        let st = self.lock_state();
+        let ab = &self.config.auto_buffer;
+        if st.head.points == 0 {
+            None
+        } else if st.head.points >= ab.max_points_per_buffer {
+            Some(FlushTrigger::Count)
+        } else if st.head.bytes >= ab.max_buffer_bytes {
+            Some(FlushTrigger::Memory)
+        } else if st
+            .head
+            .first_insert
+            .is_some_and(|t| t.elapsed().as_millis() >= u128::from(ab.flush_interval_ms))
+        {
+            Some(FlushTrigger::Age)
+        } else {
+            None
+        }
+    }
+
+    /// Milliseconds until the head's age trigger fires, if it holds anything.
+    pub fn ms_until_age_due(&self) -> Option<u64> {
+        let st = self.lock_state();
+        st.head.first_insert.map(|t| {
+            self.config
+                .auto_buffer
+                .flush_interval_ms
+                .saturating_sub(t.elapsed().as_millis() as u64)
+        })
+    }
+
+    /// Flushes the head into chunks. The caller checkpoints the WAL at the returned LSN.
+    pub fn flush(&self, trigger: FlushTrigger) -> Result<FlushOutcome, StoreError> {
+        let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let (frozen, new_series) = {
+            let mut st = self.lock_state();
+            if st.head.points == 0 {
+                if trigger == FlushTrigger::Manual {
+                    self.count_flush(trigger);
+                }
+                return Ok(FlushOutcome::default());
+            }
+            let frozen = Arc::new(std::mem::take(&mut st.head));
+            st.frozen = Some(frozen.clone());
+            let new_series: Vec<(SeriesId, SeriesKey)> = (fs.persisted_series..st.index.len())
+                .filter_map(|id| {
+                    st.index
+                        .key(id as SeriesId)
+                        .map(|k| (id as SeriesId, k.clone()))
+                })
+                .collect();
+            self.metrics.current_size.set(0);
+            (frozen, new_series)
+        };
+
+        let result = self.write_chunks(&mut fs, &frozen, &new_series);
+        let mut st = self.lock_state();
+        match result {
+            Ok(stored_bytes) => {
+                st.frozen = None;
+                st.flushed_lsn = frozen.last_lsn;
+                drop(st);
+                fs.persisted_series += new_series.len();
+                fs.next_seq += 1;
+                let points = frozen.points as u64;
+                self.counters
+                    .points_flushed
+                    .fetch_add(points, Ordering::Relaxed);
+                self.counters
+                    .stored_bytes
+                    .fetch_add(stored_bytes, Ordering::Relaxed);
+                self.metrics.points_flushed.inc_by(points);
+                self.metrics.compression_ratio.set(self.compression_ratio());
+                self.count_flush(trigger);
+                Ok(FlushOutcome {
+                    points,
+                    flushed_lsn: Some(frozen.last_lsn),
+                })
+            }
+            Err(e) => {
+                // Put the points back in front of anything written since, so nothing is lost
+                // from memory; the WAL still holds them too.
+                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|a| clone_head(&a));
+                st.frozen = None;
+                let newer = std::mem::replace(&mut st.head, frozen);
+                merge_head(&mut st.head, newer);
+                Err(e)
+            }
+        }
+    }
+
+    fn count_flush(&self, trigger: FlushTrigger) {
+        self.counters.flush_count.fetch_add(1, Ordering::Relaxed);
+        if trigger == FlushTrigger::Manual {
+            self.counters
+                .manual_flush_count
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .last_flush_ms
+            .store(now_ms().max(0) as u64, Ordering::Relaxed);
+        self.metrics.flush_count.inc();
+    }
+
+    /// Builds and commits the chunks of a frozen head; returns the net stored bytes added.
+    fn write_chunks(
+        &self,
+        fs: &mut FlushState,
+        frozen: &Head,
+        new_series: &[(SeriesId, SeriesKey)],
+    ) -> Result<u64, StoreError> {
+        let target = self.config.chunk_target_points.max(1);
+        let seq = fs.next_seq;
+        let cutoff = self.retention_cutoff();
+        let mut writes = Vec::new();
+        let mut new_tails = Vec::new();
+        let mut replaced_bytes = 0u64;
+        let mut series_ids: Vec<&SeriesId> = frozen.series.keys().collect();
+        series_ids.sort();
+        for &id in series_ids {
+            let raw = &frozen.series[&id];
+            let mut points = query::merge_sources(vec![raw.clone()], cutoff, i64::MAX);
+            if points.is_empty() {
+                continue;
+            }
+            // Extend the series' tail chunk when it is small and every new point comes after it.
+            let mut reuse: Option<Tail> = None;
+            if let Some(tail) = fs.tails.get(&id).copied()
+                && tail.count < target
+                && points[0].0 > tail.max_ts
+                && let Some(old) = self.store.chunk(id, tail.min_ts, tail.seq)?
+            {
+                replaced_bytes +=
+                    (sluice_gorilla::encode(&old.points).len() + CHUNK_OVERHEAD_BYTES) as u64;
+                let mut merged = old.points;
+                merged.extend_from_slice(&points);
+                points = merged;
+                reuse = Some(tail);
+            }
+            for (i, part) in points.chunks(target).enumerate() {
+                let (min_ts, seq) = match (i, reuse) {
+                    (0, Some(t)) => (t.min_ts, t.seq),
+                    _ => (part[0].0, seq),
+                };
+                let max_ts = part[part.len() - 1].0;
+                writes.push(ChunkWrite {
+                    series: id,
+                    min_ts,
+                    max_ts,
+                    seq,
+                    block: sluice_gorilla::encode(part),
+                });
+                if i == points.len().div_ceil(target) - 1 {
+                    new_tails.push((
+                        id,
+                        Tail {
+                            min_ts,
+                            max_ts,
+                            seq,
+                            count: part.len(),
+                        },
+                    ));
+                }
+            }
+        }
+        let series_refs: Vec<(SeriesId, &SeriesKey)> =
+            new_series.iter().map(|(id, k)| (*id, k)).collect();
+        self.store
+            .commit_flush(&series_refs, &writes, frozen.last_lsn, seq + 1)?;
+        for (id, tail) in new_tails {
+            fs.tails.insert(id, tail);
+        }
+        let written: u64 = writes
+            .iter()
+            .map(|w| (w.block.len() + CHUNK_OVERHEAD_BYTES) as u64)
+            .sum();
+        Ok(written.saturating_sub(replaced_bytes))
+    }
+
+    fn compression_ratio(&self) -> f64 {
+        let stored = self.counters.stored_bytes.load(Ordering::Relaxed);
+        if stored == 0 {
+            return 0.0;
+        }
+        (self.counters.points_flushed.load(Ordering::Relaxed) * POINT_BYTES as u64) as f64
+            / stored as f64
+    }
+
+    pub fn stats(&self) -> BufferStats {
+        let (size, memory) = {
+            let st = self.lock_state();
+            (st.head.points as u64, st.head.bytes as u64)
+        };
+        let c = &self.counters;
+        let flush_count = c.flush_count.load(Ordering::Relaxed);
+        let manual = c.manual_flush_count.load(Ordering::Relaxed);
+        let last = c.last_flush_ms.load(Ordering::Relaxed);
+        BufferStats {
+            points_buffered: c.points_buffered.load(Ordering::Relaxed),
+            points_flushed: c.points_flushed.load(Ordering::Relaxed),
+            flush_count,
+            auto_flush_count: flush_count - manual,
+            manual_flush_count: manual,
+            current_buffer_size: size,
+            current_buffer_memory: memory,
+            avg_compression_ratio: self.compression_ratio(),
+            last_flush_time_ms: (last > 0).then_some(last as i64),
+        }
+    }
+
+    /// Net bytes of chunk data stored by flushes since open (Gorilla blocks plus key and header).
+    pub fn stored_bytes(&self) -> u64 {
+        self.counters.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    fn retention_cutoff(&self) -> i64 {
+        if self.config.retention_ms == 0 {
+            i64::MIN
+        } else {
+            now_ms().saturating_sub(self.config.retention_ms.min(i64::MAX as u64) as i64)
+        }
+    }
+
+    /// Deletes chunks wholly past retention; returns how many.
+    pub fn enforce_retention(&self) -> Result<usize, StoreError> {
+        if self.config.retention_ms == 0 {
+            return Ok(0);
+        }
+        self.store.delete_older_than(self.retention_cutoff())
+    }
+
+    /// Runs a query over chunks, the frozen head and the head.
+    pub fn query(&self, q: &Query) -> Result<Vec<SeriesResult>, QueryError> {
+        let from = q.from_ms.max(self.retention_cutoff());
+        let selected = self.select(q);
+        let limit = self.config.max_query_points;
+        let mut collected = 0usize;
+        let mut keys = Vec::with_capacity(selected.len());
+        let mut series_points = Vec::with_capacity(selected.len());
+        for (id, key, buffered) in selected {
+            let mut sources: Vec<Vec<(i64, f64)>> = self
+                .store
+                .chunks_overlapping(id, from, q.to_ms)?
+                .into_iter()
+                .map(|c| c.points)
+                .collect();
+            sources.extend(buffered);
+            let points = query::merge_sources(sources, from, q.to_ms);
+            collected += points.len();
+            if collected > limit {
+                return Err(QueryError::TooManyPoints { limit });
+            }
+            if !points.is_empty() {
+                keys.push(key);
+                series_points.push(points);
+            }
+        }
+        Ok(shape(q, from, keys, series_points))
+    }
+
+    /// Streams every point of the selection, series by series; stops when `emit` returns false.
+    pub fn export(
+        &self,
+        q: &Query,
+        mut emit: impl FnMut(&SeriesKey, i64, f64) -> bool,
+    ) -> Result<(), QueryError> {
+        let from = q.from_ms.max(self.retention_cutoff());
+        for (id, key, buffered) in self.select(q) {
+            let mut sources: Vec<Vec<(i64, f64)>> = self
+                .store
+                .chunks_overlapping(id, from, q.to_ms)?
+                .into_iter()
+                .map(|c| c.points)
+                .collect();
+            sources.extend(buffered);
+            for (t, v) in query::merge_sources(sources, from, q.to_ms) {
+                if !emit(&key, t, v) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The selected series with copies of their buffered points (frozen first, then head).
+    #[allow(clippy::type_complexity)]
+    fn select(&self, q: &Query) -> Vec<(SeriesId, SeriesKey, Vec<Vec<(i64, f64)>>)> {
+        let st = self.lock_state();
+        let ids = st.index.select(&q.metric, q.entity.as_deref(), &q.tags);
+        let mut out = Vec::new();
+        for id in ids.iter() {
+            let Some(key) = st.index.key(id) else {
+                continue;
+            };
+            if !q.matchers.iter().all(|m| m.matches(key)) {
+                continue;
+            }
+            let mut buffered = Vec::new();
+            for head in st.frozen.iter().map(|f| &**f).chain([&st.head]) {
+                if let Some(points) = head.series.get(&id) {
+                    buffered.push(
+                        points
+                            .iter()
+                            .copied()
+                            .filter(|(t, _)| *t >= q.from_ms && *t <= q.to_ms)
+                            .collect(),
+                    );
+                }
+            }
+            out.push((id, key.clone(), buffered));
+        }
+        out.sort_by(|a, b| (&a.1.entity, &a.1.tags).cmp(&(&b.1.entity, &b.1.tags)));
+        out
+    }
+}
+
+/// Bytes a chunk costs besides its Gorilla block: its 20-byte key and 8-byte header.
+const CHUNK_OVERHEAD_BYTES: usize = 28;
+
+fn shape(
+    q: &Query,
+    from: i64,
+    keys: Vec<SeriesKey>,
+    series_points: Vec<Vec<(i64, f64)>>,
+) -> Vec<SeriesResult> {
+    let Some(agg) = q.aggregation else {
+        return keys
+            .into_iter()
+            .zip(series_points)
+            .map(|(k, points)| SeriesResult {
+                metric: k.metric,
+                entity: k.entity,
+                tags: k.tags,
+                points,
+            })
+            .collect();
+    };
+    let bucket_from = q.from_ms;
+    let _ = from;
+    if q.group_by.is_empty() {
+        return keys
+            .into_iter()
+            .zip(series_points)
+            .map(|(k, points)| SeriesResult {
+                points: query::aggregate([points.as_slice()], agg, bucket_from, q.step_ms),
+                metric: k.metric,
+                entity: k.entity,
+                tags: k.tags,
+            })
+            .collect();
+    }
+    query::group(keys.iter(), &q.group_by)
+        .into_iter()
+        .map(|((entity, tags), members)| SeriesResult {
+            metric: q.metric.clone(),
+            entity,
+            tags,
+            points: query::aggregate(
+                members.iter().map(|&i| series_points[i].as_slice()),
+                agg,
+                bucket_from,
+                q.step_ms,
+            ),
+        })
+        .collect()
+}
+
+fn clone_head(h: &Head) -> Head {
+    Head {
+        series: h.series.clone(),
+        points: h.points,
+        bytes: h.bytes,
+        first_insert: h.first_insert,
+        last_lsn: h.last_lsn,
+    }
+}
+
+/// Appends `newer` (written after `base`) into `base`.
+fn merge_head(base: &mut Head, newer: Head) {
+    for (id, points) in newer.series {
+        base.series.entry(id).or_default().extend(points);
+    }
+    base.points += newer.points;
+    base.bytes += newer.bytes;
+    if newer.points > 0 {
+        base.last_lsn = newer.last_lsn;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

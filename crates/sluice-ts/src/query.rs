@@ -1,0 +1,327 @@
+//! Query model and evaluation: selection by metric, entity, tag equalities and matchers;
+//! raw points or aggregation per step; grouping by tags.
+//!
+//! Semantics (documented for users in the API):
+//! - the range is inclusive at both ends: `from_ms <= timestamp_ms <= to_ms`;
+//! - a tag a series lacks matches as the empty string (`!=` and `!~` match it, `=~ ".*"` too);
+//!   regexes are anchored (`=~ "web.*"` means the whole value);
+//! - with `step_ms`, bucket `k` covers `[from + k·step, from + (k+1)·step)` and is reported at
+//!   its start; without it, one bucket covers the range, reported at `from_ms`; empty buckets are
+//!   omitted;
+//! - with `group_by`, the series of a group are merged before aggregating (`avg` is the mean of
+//!   all points in the bucket, not a mean of means); the pseudo-tag `entity` groups by entity;
+//! - duplicate timestamps within a series: the last write (highest LSN) wins.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use crate::series::SeriesKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    Ne,
+    Re,
+    NotRe,
+}
+
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    pub tag: String,
+    pub op: MatchOp,
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+/// Largest compiled regex accepted from a query.
+const MAX_REGEX_BYTES: usize = 1 << 20;
+
+impl Matcher {
+    /// Builds a matcher, compiling (and bounding) its regex.
+    pub fn new(tag: String, op: MatchOp, value: String) -> Result<Matcher, String> {
+        let regex = match op {
+            MatchOp::Re | MatchOp::NotRe => Some(
+                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                    .size_limit(MAX_REGEX_BYTES)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+            MatchOp::Eq | MatchOp::Ne => None,
+        };
+        Ok(Matcher {
+            tag,
+            op,
+            value,
+            regex,
+        })
+    }
+
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        let actual = if self.tag == "entity" {
+            key.entity.as_str()
+        } else {
+            key.tag(&self.tag).unwrap_or("")
+        };
+        match (&self.op, &self.regex) {
+            (MatchOp::Eq, _) => actual == self.value,
+            (MatchOp::Ne, _) => actual != self.value,
+            (MatchOp::Re, Some(r)) => r.is_match(actual),
+            (MatchOp::NotRe, Some(r)) => !r.is_match(actual),
+            (MatchOp::Re | MatchOp::NotRe, None) => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregation {
+    Min,
+    Max,
+    Sum,
+    Avg,
+    Count,
+    First,
+    Last,
+}
+
+/// A validated query.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub metric: String,
+    pub entity: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub matchers: Vec<Matcher>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub aggregation: Option<Aggregation>,
+    /// Positive when set.
+    pub step_ms: Option<i64>,
+    pub group_by: Vec<String>,
+}
+
+/// One series (or group) of a result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesResult {
+    pub metric: String,
+    pub entity: String,
+    pub tags: Vec<(String, String)>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Merges point sources of one series given oldest write first: sorts by timestamp, keeps the
+/// last write of each timestamp, and keeps only `[from, to]`.
+pub fn merge_sources(sources: Vec<Vec<(i64, f64)>>, from: i64, to: i64) -> Vec<(i64, f64)> {
+    let mut all: Vec<(i64, f64)> = sources
+        .into_iter()
+        .flatten()
+        .filter(|(t, _)| *t >= from && *t <= to)
+        .collect();
+    // Stable: equal timestamps stay in write order, so the last one is the newest.
+    all.sort_by_key(|p| p.0);
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(all.len());
+    for p in all {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+struct Acc {
+    min: f64,
+    max: f64,
+    sum: f64,
+    count: u64,
+    first: (i64, f64),
+    last: (i64, f64),
+}
+
+impl Acc {
+    fn new(t: i64, v: f64) -> Acc {
+        Acc {
+            min: v,
+            max: v,
+            sum: v,
+            count: 1,
+            first: (t, v),
+            last: (t, v),
+        }
+    }
+
+    fn add(&mut self, t: i64, v: f64) {
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.sum += v;
+        self.count += 1;
+        if t < self.first.0 {
+            self.first = (t, v);
+        }
+        if t >= self.last.0 {
+            self.last = (t, v);
+        }
+    }
+
+    fn value(&self, agg: Aggregation) -> f64 {
+        match agg {
+            Aggregation::Min => self.min,
+            Aggregation::Max => self.max,
+            Aggregation::Sum => self.sum,
+            Aggregation::Avg => self.sum / self.count as f64,
+            Aggregation::Count => self.count as f64,
+            Aggregation::First => self.first.1,
+            Aggregation::Last => self.last.1,
+        }
+    }
+}
+
+/// Aggregates the points of one or more series into buckets.
+pub fn aggregate<'a>(
+    series: impl IntoIterator<Item = &'a [(i64, f64)]>,
+    agg: Aggregation,
+    from: i64,
+    step: Option<i64>,
+) -> Vec<(i64, f64)> {
+    let mut buckets: BTreeMap<i64, Acc> = BTreeMap::new();
+    for points in series {
+        for &(t, v) in points {
+            let start = match step {
+                // In i128: `t - from` overflows i64 for ranges spanning most of it. The result
+                // lies between `from` and `t`, so it fits back.
+                Some(s) => {
+                    let (t, f, s) = (i128::from(t), i128::from(from), i128::from(s));
+                    (f + (t - f).div_euclid(s) * s) as i64
+                }
+                None => from,
+            };
+            buckets
+                .entry(start)
+                .and_modify(|a| a.add(t, v))
+                .or_insert_with(|| Acc::new(t, v));
+        }
+    }
+    buckets
+        .into_iter()
+        .map(|(t, a)| (t, a.value(agg)))
+        .collect()
+}
+
+/// A group's key: its entity (when grouped by `entity`) and its tag values.
+pub type GroupKey = (String, Vec<(String, String)>);
+
+/// Groups selected series by the values of `group_by` (the pseudo-tag `entity` included).
+/// Returns `(entity, tags)` group keys in sorted order with the member indices.
+pub fn group<'a>(
+    keys: impl IntoIterator<Item = &'a SeriesKey>,
+    group_by: &[String],
+) -> Vec<(GroupKey, Vec<usize>)> {
+    let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let mut entity = String::new();
+        let mut tags = Vec::new();
+        for g in group_by {
+            if g == "entity" {
+                entity = key.entity.clone();
+            } else {
+                tags.push((g.clone(), key.tag(g).unwrap_or("").to_string()));
+            }
+        }
+        tags.sort();
+        groups.entry((entity, tags)).or_default().push(i);
+    }
+    groups.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(entity: &str, tags: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey {
+            metric: "m".into(),
+            entity: entity.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_the_last_write_per_timestamp_and_the_range() {
+        let merged = merge_sources(
+            vec![
+                vec![(1, 1.0), (2, 2.0), (5, 5.0)],
+                vec![(2, 20.0), (0, 0.5)],
+            ],
+            1,
+            4,
+        );
+        assert_eq!(merged, vec![(1, 1.0), (2, 20.0)]);
+    }
+
+    #[test]
+    fn aggregations_per_step() {
+        let pts = [(0, 1.0), (5, 3.0), (10, 2.0), (19, 8.0), (25, -1.0)];
+        let a = |agg| aggregate([&pts[..]], agg, 0, Some(10));
+        assert_eq!(a(Aggregation::Min), vec![(0, 1.0), (10, 2.0), (20, -1.0)]);
+        assert_eq!(a(Aggregation::Max), vec![(0, 3.0), (10, 8.0), (20, -1.0)]);
+        assert_eq!(a(Aggregation::Sum), vec![(0, 4.0), (10, 10.0), (20, -1.0)]);
+        assert_eq!(a(Aggregation::Avg), vec![(0, 2.0), (10, 5.0), (20, -1.0)]);
+        assert_eq!(a(Aggregation::Count), vec![(0, 2.0), (10, 2.0), (20, 1.0)]);
+        assert_eq!(a(Aggregation::First), vec![(0, 1.0), (10, 2.0), (20, -1.0)]);
+        assert_eq!(a(Aggregation::Last), vec![(0, 3.0), (10, 8.0), (20, -1.0)]);
+        assert_eq!(
+            aggregate([&pts[..]], Aggregation::Sum, 0, None),
+            vec![(0, 13.0)]
+        );
+        // Buckets are aligned to `from`, also for points before it would be (negative offsets).
+        assert_eq!(
+            aggregate([&pts[..]], Aggregation::Count, 3, Some(10)),
+            vec![(-7, 1.0), (3, 2.0), (13, 1.0), (23, 1.0)]
+        );
+    }
+
+    #[test]
+    fn matchers_treat_missing_tags_as_empty_and_anchor_regexes() {
+        let k = key("web-1", &[("dc", "eu-west")]);
+        let m =
+            |tag: &str, op, v: &str| Matcher::new(tag.into(), op, v.into()).unwrap().matches(&k);
+        assert!(m("dc", MatchOp::Eq, "eu-west"));
+        assert!(m("dc", MatchOp::Ne, "us"));
+        assert!(m("dc", MatchOp::Re, "eu-.*"));
+        assert!(!m("dc", MatchOp::Re, "eu"));
+        assert!(m("dc", MatchOp::NotRe, "us.*"));
+        assert!(m("env", MatchOp::Eq, ""));
+        assert!(m("env", MatchOp::Ne, "prod"));
+        assert!(m("entity", MatchOp::Re, "web-\\d+"));
+        assert!(Matcher::new("dc".into(), MatchOp::Re, "(".into()).is_err());
+    }
+
+    #[test]
+    fn groups_by_tags_and_entity() {
+        let keys = [
+            key("a", &[("dc", "eu")]),
+            key("b", &[("dc", "us")]),
+            key("c", &[("dc", "eu")]),
+            key("d", &[]),
+        ];
+        let g = group(keys.iter(), &["dc".to_string()]);
+        let members: Vec<(String, Vec<usize>)> = g
+            .into_iter()
+            .map(|((_, t), m)| (t[0].1.clone(), m))
+            .collect();
+        assert_eq!(
+            members,
+            vec![
+                ("".into(), vec![3]),
+                ("eu".into(), vec![0, 2]),
+                ("us".into(), vec![1])
+            ]
+        );
+        let g = group(keys.iter(), &["entity".to_string()]);
+        assert_eq!(g.len(), 4);
+        assert_eq!(g[0].0, ("a".to_string(), vec![]));
+    }
+}

@@ -23,4 +23,7 @@ pub struct ErrorBody {
     /// Present on seed routes, which keep their documented `success: false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
+    /// Present on the seed's buffer overflow answer: points in the buffer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_size: Option<u64>,
 }

@@ -69,3 +69,122 @@ pub struct AckParams {
     /// writes, `buffer` for buffered ones).
     pub ack: Option<Ack>,
 }
+
+/// `POST /ts/put/buffered` answer (seed shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BufferedPutResponse {
+    pub success: bool,
+    /// True when the point went through the buffer; false when the TSAutoBuffer is disabled and
+    /// the write was acknowledged like a direct one.
+    pub buffered: bool,
+    /// Points in the buffer after this write.
+    pub buffer_size: u64,
+}
+
+/// `GET /ts/buffer/stats` answer (seed fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BufferStats {
+    /// Points accepted into the buffer since start (every time-series write passes through it).
+    pub points_buffered: u64,
+    /// Points flushed into compressed chunks since start.
+    pub points_flushed: u64,
+    pub flush_count: u64,
+    /// Flushes triggered by count, age, memory or shutdown.
+    pub auto_flush_count: u64,
+    pub manual_flush_count: u64,
+    /// Points in the buffer now.
+    pub current_buffer_size: u64,
+    /// Estimated bytes the buffer holds now.
+    pub current_buffer_memory: u64,
+    /// Raw size (16 bytes per point) over stored size, over all flushes since start; 0 before
+    /// the first flush.
+    pub avg_compression_ratio: f64,
+    /// RFC 3339 time of the last flush, or null.
+    #[schema(example = "2025-12-15T12:30:00Z")]
+    pub last_flush_time: Option<String>,
+}
+
+/// `POST /ts/buffer/flush` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FlushResponse {
+    pub success: bool,
+    /// Points this flush moved into chunks.
+    pub points_flushed: u64,
+}
+
+/// A tag matcher of a query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagMatcher {
+    /// Tag name; `entity` matches the entity.
+    pub tag: String,
+    /// `=`, `!=`, `=~` (anchored regex) or `!~`.
+    #[schema(example = "=~")]
+    pub op: String,
+    pub value: String,
+}
+
+/// Aggregation of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    Min,
+    Max,
+    Sum,
+    Avg,
+    Count,
+    First,
+    Last,
+}
+
+/// `POST /ts/query` body. The range is inclusive: `from_ms <= timestamp_ms <= to_ms`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub metric: String,
+    pub entity: Option<String>,
+    /// Every pair must match exactly.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub matchers: Vec<TagMatcher>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub aggregation: Option<Aggregation>,
+    /// Bucket width; needs `aggregation`. Buckets start at `from_ms`.
+    pub step_ms: Option<i64>,
+    /// Tags to group by (`entity` included); needs `aggregation`.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// `POST /ts/export` body: a selection without aggregation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub metric: String,
+    pub entity: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub matchers: Vec<TagMatcher>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// One series of a query answer (with `group_by`: one group, `entity`/`tags` hold its key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SeriesData {
+    pub metric: String,
+    pub entity: String,
+    pub tags: BTreeMap<String, String>,
+    /// `[timestamp_ms, value]` pairs, oldest first.
+    #[schema(value_type = Vec<Vec<f64>>, example = json!([[1702645200000i64, 75.5]]))]
+    pub points: Vec<(i64, f64)>,
+}
+
+/// `POST /ts/query` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueryResponse {
+    pub series: Vec<SeriesData>,
+}

@@ -1,8 +1,9 @@
 //! Databases: each an isolated namespace with its own WAL (SPEC §2).
 //!
-//! Layout: `<data_dir>/databases/<name>/wal/`. Opening a database opens (and so recovers) its
-//! WAL and replays the records after the checkpoint into its engines. Only `default` exists
-//! until runtime database management lands; the registry is built for many from the start.
+//! Layout: `<data_dir>/databases/<name>/wal/` and `…/ts/`. Opening a database opens its
+//! time-series engine (chunks and the LSN they hold), then opens (and so recovers) its WAL,
+//! replaying every record after that LSN into the engine, then starts its flusher. Only
+//! `default` exists until runtime database management lands; the registry is built for many.
 //!
 //! Replay refuses record kinds it does not know: they were written by a newer Sluice, and
 //! skipping them would silently drop data.
@@ -11,9 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_ts::PointLimits;
+use sluice_ts::{TsConfig, TsEngine, TsMetrics};
 use sluice_wal::{FatalHandler, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions};
 
+use crate::flusher::Flusher;
 use crate::metrics::Metrics;
 
 pub const DEFAULT_DATABASE: &str = "default";
@@ -21,8 +23,9 @@ pub const DEFAULT_DATABASE: &str = "default";
 /// One open database.
 pub struct Database {
     pub name: String,
-    pub wal: Wal,
-    pub point_limits: PointLimits,
+    pub wal: Arc<Wal>,
+    pub ts: Arc<TsEngine>,
+    pub flusher: Flusher,
 }
 
 /// What replay found in a database's WAL.
@@ -34,11 +37,10 @@ pub struct ReplayStats {
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("database {name:?}: {source}")]
+#[error("database {name:?}: {message}")]
 pub struct DatabaseOpenError {
     pub name: String,
-    #[source]
-    pub source: OpenError,
+    pub message: String,
 }
 
 /// Settings every database opens with.
@@ -46,7 +48,7 @@ pub struct DatabaseOpenError {
 pub struct OpenSettings {
     pub data_dir: PathBuf,
     pub wal: WalConfig,
-    pub point_limits: PointLimits,
+    pub ts: TsConfig,
     pub on_fatal: Option<FatalHandler>,
 }
 
@@ -55,12 +57,27 @@ impl Database {
         data_dir.join("databases").join(name).join("wal")
     }
 
-    /// Opens the database, replaying its WAL.
+    pub fn ts_dir(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir.join("databases").join(name).join("ts")
+    }
+
+    /// Opens the database: engines first, then the WAL replayed into them, then the flusher.
     pub fn open(
         name: &str,
         settings: &OpenSettings,
         metrics: &Metrics,
     ) -> Result<(Database, ReplayStats), DatabaseOpenError> {
+        let err = |message: String| DatabaseOpenError {
+            name: name.to_string(),
+            message,
+        };
+        let ts_metrics = TsMetrics::default();
+        let ts = TsEngine::open(
+            &Database::ts_dir(&settings.data_dir, name),
+            settings.ts.clone(),
+            ts_metrics.clone(),
+        )
+        .map_err(|e| err(e.to_string()))?;
         let wal_metrics = WalMetrics::default();
         let mut stats = ReplayStats::default();
         let options = WalOptions {
@@ -71,29 +88,43 @@ impl Database {
         let wal = Wal::open(
             &Database::wal_dir(&settings.data_dir, name),
             options,
-            |record| replay(record, &mut stats),
+            |record| replay(&ts, record, &mut stats),
         )
-        .map_err(|source| DatabaseOpenError {
-            name: name.to_string(),
-            source,
-        })?;
-        metrics.register_database(name, |r| wal_metrics.register(r));
+        .map_err(|e: OpenError| err(e.to_string()))?;
+        metrics.register_database(name, |r| {
+            wal_metrics.register(r);
+            ts_metrics.register(r);
+        });
+        let ts = Arc::new(ts);
+        let wal = Arc::new(wal);
+        let flusher = Flusher::start(name, ts.clone(), wal.clone())
+            .map_err(|e| err(format!("starting the flusher: {e}")))?;
         Ok((
             Database {
                 name: name.to_string(),
                 wal,
-                point_limits: settings.point_limits,
+                ts,
+                flusher,
             },
             stats,
         ))
     }
+
+    /// Flushes the buffers (checkpointing the WAL) and closes the WAL.
+    pub fn close(&self) {
+        self.flusher.stop();
+        if let Err(e) = self.wal.close() {
+            tracing::error!(db = %self.name, error = %e, "closing the WAL failed");
+        }
+    }
 }
 
-fn replay(record: RecordRef<'_>, stats: &mut ReplayStats) -> Result<(), String> {
+fn replay(ts: &TsEngine, record: RecordRef<'_>, stats: &mut ReplayStats) -> Result<(), String> {
     match record.kind {
         sluice_ts::record::POINTS => {
             let points = sluice_ts::record::decode(record.payload).map_err(|e| e.to_string())?;
             stats.points += points.len() as u64;
+            ts.replay(points, record.lsn);
         }
         other => {
             return Err(format!(
@@ -152,12 +183,10 @@ impl Databases {
         self.by_name.keys().cloned().collect()
     }
 
-    /// Closes every WAL: queued writes are written and fsync'd.
+    /// Flushes every buffer and closes every WAL: nothing acknowledged is left only in memory.
     pub fn close_all(&self) {
-        for (name, db) in &self.by_name {
-            if let Err(e) = db.wal.close() {
-                tracing::error!(db = %name, error = %e, "closing the WAL failed");
-            }
+        for db in self.by_name.values() {
+            db.close();
         }
     }
 }

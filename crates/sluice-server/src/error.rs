@@ -23,7 +23,16 @@ pub struct ApiError {
     pub field: Option<String>,
     pub retry_after_secs: Option<u64>,
     /// Logged, never sent.
-    pub internal: Option<String>,
+    pub internal: Option<Box<str>>,
+    /// Seed routes' extra fields.
+    pub seed: Option<Box<SeedFields>>,
+}
+
+/// Fields a seed route's error answer keeps (`success: false`, `buffer_size`).
+#[derive(Debug, Default)]
+pub struct SeedFields {
+    pub success: Option<bool>,
+    pub buffer_size: Option<u64>,
 }
 
 impl ApiError {
@@ -35,7 +44,25 @@ impl ApiError {
             field: None,
             retry_after_secs: None,
             internal: None,
+            seed: None,
         }
+    }
+
+    /// The seed's buffer overflow answer: 503, `{"success": false, "error": "Buffer overflow",
+    /// "buffer_size": N}` plus `code` and `error_id`.
+    pub fn buffer_overflow(buffer_size: u64) -> ApiError {
+        ApiError {
+            seed: Some(Box::new(SeedFields {
+                success: Some(false),
+                buffer_size: Some(buffer_size),
+            })),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "buffer_overflow",
+                "Buffer overflow",
+            )
+        }
+        .retry_after(1)
     }
 
     /// A 400 naming the field at fault.
@@ -60,7 +87,7 @@ impl ApiError {
     /// A 500 whose detail is logged but not sent.
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError {
-            internal: Some(detail.into()),
+            internal: Some(detail.into().into_boxed_str()),
             ..ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -101,7 +128,8 @@ impl ApiError {
             code: self.code.to_string(),
             error_id,
             field: self.field.clone(),
-            success: None,
+            success: self.seed.as_ref().and_then(|s| s.success),
+            buffer_size: self.seed.as_ref().and_then(|s| s.buffer_size),
         }
     }
 }

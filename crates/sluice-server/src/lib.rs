@@ -8,10 +8,12 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod flusher;
 pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod timefmt;
 
 pub use config::Config;
 pub use server::{ServerError, run};

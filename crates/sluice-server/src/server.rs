@@ -96,7 +96,7 @@ pub async fn run(
     let settings = OpenSettings {
         data_dir: data_dir.clone(),
         wal: config.wal.to_wal_config(),
-        point_limits: config.limits.point_limits(),
+        ts: config.ts_config(),
         on_fatal: None,
     };
     let recovery_state = state.clone();

@@ -39,6 +39,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::system::openapi))
         .routes(routes!(routes::ts::put))
         .routes(routes!(routes::ts::put_batch))
+        .routes(routes!(routes::ts::put_buffered))
+        .routes(routes!(routes::ts::buffer_stats))
+        .routes(routes!(routes::ts::buffer_flush))
+        .routes(routes!(routes::ts::query))
+        .routes(routes!(routes::ts::export))
 }
 
 /// The OpenAPI document as served at `/openapi.json` (and committed as `openapi/openapi.json`).

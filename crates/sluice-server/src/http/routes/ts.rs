@@ -1,18 +1,40 @@
-//! Time-series write routes. Each write is validated completely, encoded as one WAL record and
-//! acknowledged at the requested level (SPEC §3): a batch is all-or-nothing because it is one
-//! record, refused whole before anything is logged if any point is invalid.
+//! Time-series routes: writes (direct, batch, buffered), buffer stats and flush, query, export.
+//!
+//! Every write is validated completely, encoded as one WAL record and inserted into the engine's
+//! head in LSN order (`TsEngine::write`), then acknowledged at the requested level (SPEC §3): a
+//! batch is all-or-nothing because it is one record, refused whole before anything is logged if
+//! any point is invalid. Direct and batch writes default to `ack=fsync`, buffered ones to
+//! `ack=buffer` (or `fsync` when the TSAutoBuffer is disabled).
+
+use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use sluice_api::ErrorBody;
-use sluice_api::ts::{AckParams, BatchPutRequest, BatchPutResponse, DataPoint, PutResponse};
-use sluice_ts::{Point, PointLimits};
+use sluice_api::ts::{
+    AckParams, Aggregation, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse,
+    DataPoint, ExportRequest, FlushResponse, PutResponse, QueryRequest, QueryResponse, SeriesData,
+    TagMatcher,
+};
+use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
+use sluice_ts::{Point, PointLimits, WriteError};
 use sluice_wal::{AckLevel, Lsn};
 
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
 use crate::http::extract::{AckParam, ApiJson, BatchJson};
 use crate::state::AppState;
+use crate::timefmt::rfc3339_from_ms;
+
+/// Most matchers in one query.
+const MAX_MATCHERS: usize = 64;
+/// Most buckets one aggregation may produce per series.
+const MAX_BUCKETS: i64 = 1_000_000;
+/// Export frames are sent when they reach this size.
+const EXPORT_FRAME_BYTES: usize = 64 * 1024;
 
 /// Write one point (default `ack=fsync`).
 #[utoipa::path(post, path = "/ts/put", tag = "timeseries", params(AckParams), request_body = DataPoint,
@@ -20,7 +42,7 @@ use crate::state::AppState;
         (status = 200, description = "Written at the requested level", body = PutResponse),
         (status = 400, description = "Invalid point or parameter", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "Write queue full or server not ready", body = ErrorBody,
+        (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn put(
@@ -29,8 +51,8 @@ pub async fn put(
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<PutResponse>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
-    let point = to_point(point, &db.point_limits, "")?;
-    let lsn = write(&db, &[point], ack.or(AckLevel::Fsync)).await?;
+    let point = to_point(point, &db.ts.config().point_limits, "")?;
+    let (lsn, _) = write(&db, vec![point], ack.or(AckLevel::Fsync)).await?;
     Ok(Json(PutResponse {
         success: true,
         lsn: lsn.get(),
@@ -43,7 +65,7 @@ pub async fn put(
         (status = 200, description = "Every point written at the requested level", body = BatchPutResponse),
         (status = 400, description = "A point or parameter is invalid; nothing was written", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
-        (status = 503, description = "Write queue full or server not ready", body = ErrorBody,
+        (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn put_batch(
@@ -68,18 +90,192 @@ pub async fn put_batch(
             "must hold at least one point",
         ));
     }
+    let limits = db.ts.config().point_limits;
     let points = batch
         .points
         .into_iter()
         .enumerate()
-        .map(|(i, p)| to_point(p, &db.point_limits, &format!("points[{i}].")))
+        .map(|(i, p)| to_point(p, &limits, &format!("points[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let lsn = write(&db, &points, ack.or(AckLevel::Fsync)).await?;
+    let n = points.len() as u64;
+    let (lsn, _) = write(&db, points, ack.or(AckLevel::Fsync)).await?;
     Ok(Json(BatchPutResponse {
         success: true,
-        points_written: points.len() as u64,
+        points_written: n,
         lsn: lsn.get(),
     }))
+}
+
+/// Write one point through the TSAutoBuffer (seed route; default `ack=buffer`).
+#[utoipa::path(post, path = "/ts/put/buffered", tag = "timeseries", params(AckParams), request_body = DataPoint,
+    responses(
+        (status = 200, description = "Accepted; visible to queries at once", body = BufferedPutResponse),
+        (status = 400, description = "Invalid point or parameter", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Buffer overflow (seed body: success false, error \"Buffer overflow\", buffer_size), write queue full, or not ready", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn put_buffered(
+    State(state): State<AppState>,
+    ack: AckParam,
+    ApiJson(point): ApiJson<DataPoint>,
+) -> Result<Json<BufferedPutResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let enabled = db.ts.config().auto_buffer.enabled;
+    let point = to_point(point, &db.ts.config().point_limits, "")?;
+    let default_ack = if enabled {
+        AckLevel::Buffer
+    } else {
+        AckLevel::Fsync
+    };
+    let (_, buffer_size) = write(&db, vec![point], ack.or(default_ack)).await?;
+    Ok(Json(BufferedPutResponse {
+        success: true,
+        buffered: enabled,
+        buffer_size,
+    }))
+}
+
+/// TSAutoBuffer statistics (seed fields).
+#[utoipa::path(get, path = "/ts/buffer/stats", tag = "timeseries",
+    responses(
+        (status = 200, description = "Buffer statistics since start", body = BufferStats),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn buffer_stats(State(state): State<AppState>) -> Result<Json<BufferStats>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let s = db.ts.stats();
+    Ok(Json(BufferStats {
+        points_buffered: s.points_buffered,
+        points_flushed: s.points_flushed,
+        flush_count: s.flush_count,
+        auto_flush_count: s.auto_flush_count,
+        manual_flush_count: s.manual_flush_count,
+        current_buffer_size: s.current_buffer_size,
+        current_buffer_memory: s.current_buffer_memory,
+        avg_compression_ratio: s.avg_compression_ratio,
+        last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
+    }))
+}
+
+/// Flush the TSAutoBuffer now (admin).
+#[utoipa::path(post, path = "/ts/buffer/flush", tag = "timeseries",
+    responses(
+        (status = 200, description = "Flushed; the WAL is checkpointed", body = FlushResponse),
+        (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn buffer_flush(State(state): State<AppState>) -> Result<Json<FlushResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let outcome = db.flusher.flush_now().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "flush_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)
+    })?;
+    Ok(Json(FlushResponse {
+        success: true,
+        points_flushed: outcome.points,
+    }))
+}
+
+/// Query points: raw, or aggregated per step and group.
+#[utoipa::path(post, path = "/ts/query", tag = "timeseries", request_body = QueryRequest,
+    responses(
+        (status = 200, description = "Matching series, ordered by entity and tags", body = QueryResponse),
+        (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn query(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> Result<Json<QueryResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let q = to_query(req)?;
+    let result = tokio::task::spawn_blocking(move || db.ts.query(&q))
+        .await
+        .map_err(|e| ApiError::internal(format!("query task: {e}")))?
+        .map_err(query_error)?;
+    Ok(Json(QueryResponse {
+        series: result
+            .into_iter()
+            .map(|s| SeriesData {
+                metric: s.metric,
+                entity: s.entity,
+                tags: s.tags.into_iter().collect(),
+                points: s.points,
+            })
+            .collect(),
+    }))
+}
+
+/// Export points as NDJSON, one DataPoint per line, streamed series by series.
+#[utoipa::path(post, path = "/ts/export", tag = "timeseries", request_body = ExportRequest,
+    responses(
+        (status = 200, description = "NDJSON stream of DataPoint objects", content_type = "application/x-ndjson", body = DataPoint),
+        (status = 400, description = "Invalid selection", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn export(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ExportRequest>,
+) -> Result<Response, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let q = to_query(QueryRequest {
+        metric: req.metric,
+        entity: req.entity,
+        tags: req.tags,
+        matchers: req.matchers,
+        from_ms: req.from_ms,
+        to_ms: req.to_ms,
+        aggregation: None,
+        step_ms: None,
+        group_by: Vec::new(),
+    })?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut frame = Vec::with_capacity(EXPORT_FRAME_BYTES + 512);
+        let mut open = true;
+        let result = db.ts.export(&q, |key, t, v| {
+            let line = DataPoint {
+                metric: key.metric.clone(),
+                entity: key.entity.clone(),
+                timestamp_ms: t,
+                value: v,
+                tags: key.tags.iter().cloned().collect::<BTreeMap<_, _>>(),
+            };
+            if serde_json::to_writer(&mut frame, &line).is_err() {
+                return false;
+            }
+            frame.push(b'\n');
+            if frame.len() >= EXPORT_FRAME_BYTES {
+                open = tx
+                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut frame))))
+                    .is_ok();
+            }
+            open
+        });
+        match result {
+            Ok(()) if open && !frame.is_empty() => {
+                let _ = tx.blocking_send(Ok(Bytes::from(frame)));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "export failed mid-stream");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn to_point(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, ApiError> {
@@ -87,8 +283,118 @@ fn to_point(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, A
         .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field), e.reason))
 }
 
-async fn write(db: &Database, points: &[Point], ack: AckLevel) -> Result<Lsn, ApiError> {
-    let payload = sluice_ts::record::encode(points);
-    let ticket = db.wal.append(sluice_ts::record::POINTS, payload, ack)?;
-    Ok(ticket.wait().await?)
+/// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.
+/// Returns the LSN and the buffer size after the write.
+pub async fn write(
+    db: &Database,
+    points: Vec<Point>,
+    ack: AckLevel,
+) -> Result<(Lsn, u64), ApiError> {
+    let (ticket, outcome) = db
+        .ts
+        .write(points, |payload| {
+            let ticket = db.wal.append(sluice_ts::record::POINTS, payload, ack)?;
+            let lsn = ticket.lsn();
+            Ok::<_, sluice_wal::WalError>((ticket, lsn))
+        })
+        .map_err(|e| match e {
+            WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
+            WriteError::Append(e) => ApiError::from(e),
+        })?;
+    if let Some(trigger) = outcome.flush_due {
+        db.flusher.nudge(trigger);
+    }
+    let lsn = ticket.wait().await?;
+    Ok((lsn, outcome.buffer_size))
+}
+
+fn to_query(req: QueryRequest) -> Result<Query, ApiError> {
+    if req.metric.is_empty() {
+        return Err(ApiError::invalid_field("metric", "must not be empty"));
+    }
+    if req.to_ms < req.from_ms {
+        return Err(ApiError::invalid_field(
+            "to_ms",
+            "must not be before from_ms",
+        ));
+    }
+    if req.matchers.len() > MAX_MATCHERS {
+        return Err(ApiError::invalid_field(
+            "matchers",
+            format!("at most {MAX_MATCHERS} matchers"),
+        ));
+    }
+    if let Some(step) = req.step_ms {
+        if step <= 0 {
+            return Err(ApiError::invalid_field("step_ms", "must be positive"));
+        }
+        if req.aggregation.is_none() {
+            return Err(ApiError::invalid_field("step_ms", "needs an aggregation"));
+        }
+        let span = i128::from(req.to_ms) - i128::from(req.from_ms);
+        if span / i128::from(step) >= i128::from(MAX_BUCKETS) {
+            return Err(ApiError::invalid_field(
+                "step_ms",
+                format!("the range holds more than {MAX_BUCKETS} steps; use a larger step"),
+            ));
+        }
+    }
+    if !req.group_by.is_empty() && req.aggregation.is_none() {
+        return Err(ApiError::invalid_field("group_by", "needs an aggregation"));
+    }
+    let matchers = req
+        .matchers
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| to_matcher(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Query {
+        metric: req.metric,
+        entity: req.entity,
+        tags: req.tags.into_iter().collect(),
+        matchers,
+        from_ms: req.from_ms,
+        to_ms: req.to_ms,
+        aggregation: req.aggregation.map(|a| match a {
+            Aggregation::Min => tsq::Aggregation::Min,
+            Aggregation::Max => tsq::Aggregation::Max,
+            Aggregation::Sum => tsq::Aggregation::Sum,
+            Aggregation::Avg => tsq::Aggregation::Avg,
+            Aggregation::Count => tsq::Aggregation::Count,
+            Aggregation::First => tsq::Aggregation::First,
+            Aggregation::Last => tsq::Aggregation::Last,
+        }),
+        step_ms: req.step_ms,
+        group_by: req.group_by,
+    })
+}
+
+fn to_matcher(i: usize, m: TagMatcher) -> Result<Matcher, ApiError> {
+    let op = match m.op.as_str() {
+        "=" => MatchOp::Eq,
+        "!=" => MatchOp::Ne,
+        "=~" => MatchOp::Re,
+        "!~" => MatchOp::NotRe,
+        other => {
+            return Err(ApiError::invalid_field(
+                format!("matchers[{i}].op"),
+                format!("{other:?} is not one of =, !=, =~, !~"),
+            ));
+        }
+    };
+    Matcher::new(m.tag, op, m.value).map_err(|e| {
+        ApiError::invalid_field(
+            format!("matchers[{i}].value"),
+            format!("invalid regex: {e}"),
+        )
+    })
+}
+
+fn query_error(e: sluice_ts::engine::QueryError) -> ApiError {
+    match e {
+        sluice_ts::engine::QueryError::TooManyPoints { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "query_too_large", e.to_string())
+        }
+        sluice_ts::engine::QueryError::Store(e) => ApiError::internal(e.to_string()),
+    }
 }

@@ -1,7 +1,7 @@
 //! Big-endian bit streams: the writer packs bits most-significant first; the reader returns
 //! `None` instead of reading past the end.
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct BitWriter {
     bytes: Vec<u8>,
     /// Bits not yet flushed, left-aligned in the low `pending_bits` of `acc`.
@@ -48,6 +48,26 @@ impl BitWriter {
 
     pub fn byte_len(&self) -> usize {
         self.bytes.len() + self.pending_bits.div_ceil(8) as usize
+    }
+
+    /// Appends every bit written to `other`.
+    pub fn append(&mut self, other: &BitWriter) {
+        for &b in &other.bytes {
+            self.write(u64::from(b), 8);
+        }
+        if other.pending_bits > 0 {
+            self.write(other.acc, other.pending_bits);
+        }
+    }
+
+    /// Appends the bytes written so far (the last one zero-padded) to `out`.
+    pub fn write_snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+        if self.pending_bits > 0 {
+            let aligned = self.acc << (64 - self.pending_bits);
+            let n = self.pending_bits.div_ceil(8) as usize;
+            out.extend_from_slice(&aligned.to_be_bytes()[..n]);
+        }
     }
 
     pub fn into_bytes(mut self) -> Vec<u8> {

@@ -30,6 +30,7 @@
 //! hold, so arbitrary bytes give an error, never a panic or a huge allocation.
 
 mod bits;
+pub mod decimal;
 
 use bits::{BitReader, BitWriter};
 
@@ -42,8 +43,10 @@ pub enum DecodeError {
     Truncated { decoded: usize, count: usize },
 }
 
-/// Encodes points one at a time.
-#[derive(Debug, Default)]
+/// Encodes points one at a time. An encoder can be kept open and its block taken as a
+/// snapshot after each batch of pushes ([`Encoder::snapshot`]), so appending to a chunk costs
+/// only the new points.
+#[derive(Clone, Debug, Default)]
 pub struct Encoder {
     out: BitWriter,
     count: u32,
@@ -79,32 +82,13 @@ impl Encoder {
             self.out.write(bits, 64);
         } else {
             let delta = timestamp.wrapping_sub(self.prev_ts);
-            self.write_dod(delta.wrapping_sub(self.prev_delta));
+            write_dod(&mut self.out, delta.wrapping_sub(self.prev_delta));
             self.prev_delta = delta;
             self.write_xor(bits ^ self.prev_bits);
         }
         self.prev_ts = timestamp;
         self.prev_bits = bits;
         self.count += 1;
-    }
-
-    fn write_dod(&mut self, dod: i64) {
-        let z = zigzag(dod);
-        if z == 0 {
-            self.out.write(0b0, 1);
-        } else if z < 1 << 7 {
-            self.out.write(0b10, 2);
-            self.out.write(z, 7);
-        } else if z < 1 << 12 {
-            self.out.write(0b110, 3);
-            self.out.write(z, 12);
-        } else if z < 1 << 20 {
-            self.out.write(0b1110, 4);
-            self.out.write(z, 20);
-        } else {
-            self.out.write(0b1111, 4);
-            self.out.write(z, 64);
-        }
     }
 
     fn write_xor(&mut self, x: u64) {
@@ -137,6 +121,19 @@ impl Encoder {
         block.extend_from_slice(&self.count.to_le_bytes());
         block.extend_from_slice(&self.out.into_bytes());
         block
+    }
+
+    /// The block of the points pushed so far; the encoder stays open.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut block = Vec::with_capacity(4 + self.out.byte_len());
+        block.extend_from_slice(&self.count.to_le_bytes());
+        self.out.write_snapshot(&mut block);
+        block
+    }
+
+    /// Size of the block [`Encoder::snapshot`] would return.
+    pub fn block_len(&self) -> usize {
+        4 + self.out.byte_len()
     }
 }
 
@@ -185,7 +182,26 @@ pub fn decode(block: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
     Ok(out)
 }
 
-fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
+pub(crate) fn write_dod(out: &mut BitWriter, dod: i64) {
+    let z = zigzag(dod);
+    if z == 0 {
+        out.write(0b0, 1);
+    } else if z < 1 << 7 {
+        out.write(0b10, 2);
+        out.write(z, 7);
+    } else if z < 1 << 12 {
+        out.write(0b110, 3);
+        out.write(z, 12);
+    } else if z < 1 << 20 {
+        out.write(0b1110, 4);
+        out.write(z, 20);
+    } else {
+        out.write(0b1111, 4);
+        out.write(z, 64);
+    }
+}
+
+pub(crate) fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
     let z = if r.read(1)? == 0 {
         0
     } else if r.read(1)? == 0 {
@@ -216,18 +232,123 @@ fn read_xor(r: &mut BitReader<'_>, window: &mut (u32, u32)) -> Option<u64> {
     Some(r.read(len)? << trailing)
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(z: u64) -> i64 {
+pub(crate) fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// How a stored chunk is encoded: its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    Gorilla = 0,
+    Decimal = 1,
+}
+
+/// An open chunk in the best codec for its values: decimal when the first points are exact
+/// decimals (see [`decimal`]), else Gorilla. A later point that does not fit the decimal scale
+/// converts the chunk to Gorilla once.
+#[derive(Clone, Debug)]
+pub enum ChunkEncoder {
+    Gorilla(Encoder),
+    Decimal(decimal::DecimalEncoder),
+}
+
+impl ChunkEncoder {
+    /// Chooses the codec from the points the chunk starts with.
+    pub fn for_points(points: &[(i64, f64)]) -> ChunkEncoder {
+        match decimal::scale_of(points.iter().map(|p| p.1)) {
+            Some(k) => ChunkEncoder::Decimal(decimal::DecimalEncoder::new(k)),
+            None => ChunkEncoder::Gorilla(Encoder::new()),
+        }
+    }
+
+    pub fn push(&mut self, timestamp: i64, value: f64) {
+        match self {
+            ChunkEncoder::Gorilla(e) => e.push(timestamp, value),
+            ChunkEncoder::Decimal(d) => {
+                if !d.push(timestamp, value) {
+                    let mut g = Encoder::new();
+                    // The decimal block decodes by construction; an error here is a bug.
+                    for (t, v) in decimal::decode(&d.snapshot()).unwrap_or_default() {
+                        g.push(t, v);
+                    }
+                    g.push(timestamp, value);
+                    *self = ChunkEncoder::Gorilla(g);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ChunkEncoder::Gorilla(e) => e.len(),
+            ChunkEncoder::Decimal(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn codec(&self) -> Codec {
+        match self {
+            ChunkEncoder::Gorilla(_) => Codec::Gorilla,
+            ChunkEncoder::Decimal(_) => Codec::Decimal,
+        }
+    }
+
+    /// The stored form: the codec byte, then the block.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let block = match self {
+            ChunkEncoder::Gorilla(e) => e.snapshot(),
+            ChunkEncoder::Decimal(d) => d.snapshot(),
+        };
+        let mut out = Vec::with_capacity(1 + block.len());
+        out.push(self.codec() as u8);
+        out.extend_from_slice(&block);
+        out
+    }
+}
+
+/// Decodes a stored chunk (codec byte, then block).
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
+    match bytes.split_first() {
+        Some((0, block)) => decode(block),
+        Some((1, block)) => decimal::decode(block),
+        _ => Err(DecodeError::MissingHeader),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn chunk_encoder_picks_decimal_and_falls_back_to_gorilla() {
+        let mut c = ChunkEncoder::for_points(&[(0, 1.25), (1, 2.5)]);
+        assert_eq!(c.codec(), Codec::Decimal);
+        let mut points = vec![];
+        for (t, v) in [(0, 1.25), (1, 2.5), (2, 3.75)] {
+            c.push(t, v);
+            points.push((t, v));
+        }
+        assert_eq!(decode_chunk(&c.snapshot()).unwrap(), points);
+        c.push(3, std::f64::consts::PI);
+        points.push((3, std::f64::consts::PI));
+        assert_eq!(c.codec(), Codec::Gorilla);
+        assert_eq!(decode_chunk(&c.snapshot()).unwrap(), points);
+        assert_eq!(
+            ChunkEncoder::for_points(&[(0, f64::NAN)]).codec(),
+            Codec::Gorilla
+        );
+        assert!(decode_chunk(&[7, 0, 0]).is_err());
+        assert!(decode_chunk(&[]).is_err());
+    }
 
     fn same(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
         a.len() == b.len()
@@ -268,6 +389,23 @@ mod tests {
                 prop_assert!(decode(&block[..cut]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn snapshots_of_an_open_encoder_decode_to_its_prefix() {
+        let points: Vec<(i64, f64)> = (0..500)
+            .map(|i| (i * 1000 + (i % 7), (i as f64 * 0.37).sin()))
+            .collect();
+        let mut e = Encoder::new();
+        for (n, &(t, v)) in points.iter().enumerate() {
+            e.push(t, v);
+            if n % 37 == 0 {
+                let snap = e.snapshot();
+                assert_eq!(snap.len(), e.block_len());
+                assert!(same(&decode(&snap).unwrap(), &points[..=n]));
+            }
+        }
+        assert_eq!(e.snapshot(), e.clone().finish());
     }
 
     #[test]

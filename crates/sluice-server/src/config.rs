@@ -304,8 +304,9 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ),
 ];
 
-/// `SLUICE_*` variables that are not configuration keys (read by other parts of the program).
-pub const ENV_NOT_CONFIG: &[&str] = &[];
+/// `SLUICE_*` variables that are not configuration keys (read by other parts of the program:
+/// `SLUICE_SERVER` is the server the client commands talk to).
+pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -137,15 +137,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error_id = request_id::current();
-        if self.status.is_server_error() {
+        // Only internal errors are logged as errors: 503s (overload, not ready) are expected
+        // under load and counted by the metrics; logging each would amplify the overload.
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(
+                request_id = %error_id,
                 code = self.code,
                 internal = self.internal.as_deref().unwrap_or(""),
                 "{}",
                 self.message
             );
         } else {
-            tracing::debug!(code = self.code, "{}", self.message);
+            tracing::debug!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "{}",
+                self.message
+            );
         }
         let mut response = (self.status, axum::Json(self.body(error_id))).into_response();
         if let Some(secs) = self.retry_after_secs {

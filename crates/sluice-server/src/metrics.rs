@@ -38,6 +38,7 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub http_in_flight: Gauge,
+    pub lineproto_skipped_fields: Counter,
 }
 
 impl Default for Metrics {
@@ -64,7 +65,14 @@ impl Default for Metrics {
             "HTTP requests being handled",
             http_in_flight.clone(),
         );
+        let lineproto_skipped_fields = Counter::default();
+        registry.register(
+            "line_protocol_skipped_string_fields",
+            "String fields in line protocol writes, which are not stored",
+            lineproto_skipped_fields.clone(),
+        );
         Metrics {
+            lineproto_skipped_fields,
             registry: RwLock::new(registry),
             http_requests,
             http_duration,

@@ -1,5 +1,6 @@
 //! The time-series engine of one database: the in-memory head (the TSAutoBuffer), flushes into
-//! Gorilla chunks, and queries over both.
+//! compressed chunks (Gorilla, or decimal-aware when values are exact decimals), and queries over
+//! both.
 //!
 //! # Write path
 //! [`TsEngine::write`] encodes the points as one WAL record and, under the engine lock, hands it
@@ -203,13 +204,18 @@ struct State {
     flushed_lsn: Lsn,
 }
 
-/// The chunk a series' last flush wrote, which the next flush may extend.
-#[derive(Clone, Copy)]
+/// The chunk a series' last flush wrote, kept open: the next flush appends to its encoder if
+/// all new points come after it, and rewrites it under the same key. Costs O(new points) per
+/// flush plus a copy of the block; memory is at most one chunk (`chunk_target_points`, a few KB)
+/// per series written since start.
+#[derive(Clone)]
 struct Tail {
     min_ts: i64,
     max_ts: i64,
     seq: u64,
-    count: usize,
+    encoder: sluice_gorilla::ChunkEncoder,
+    /// Bytes of the block as last stored.
+    stored_len: usize,
 }
 
 struct FlushState {
@@ -467,60 +473,71 @@ impl TsEngine {
         let seq = fs.next_seq;
         let cutoff = self.retention_cutoff();
         let mut writes = Vec::new();
-        let mut new_tails = Vec::new();
+        let mut new_tails: Vec<(SeriesId, Tail)> = Vec::new();
         let mut replaced_bytes = 0u64;
         let mut series_ids: Vec<&SeriesId> = frozen.series.keys().collect();
         series_ids.sort();
         for &id in series_ids {
-            let raw = &frozen.series[&id];
-            let mut points = query::merge_sources(vec![raw.clone()], cutoff, i64::MAX);
+            let points = query::merge_sources(vec![frozen.series[&id].clone()], cutoff, i64::MAX);
             if points.is_empty() {
                 continue;
             }
-            // Extend the series' tail chunk when it is small and every new point comes after it.
-            let mut reuse: Option<Tail> = None;
-            if let Some(tail) = fs.tails.get(&id).copied()
-                && tail.count < target
-                && points[0].0 > tail.max_ts
-                && let Some(old) = self.store.chunk(id, tail.min_ts, tail.seq)?
-            {
-                replaced_bytes +=
-                    (sluice_gorilla::encode(&old.points).len() + CHUNK_OVERHEAD_BYTES) as u64;
-                let mut merged = old.points;
-                merged.extend_from_slice(&points);
-                points = merged;
-                reuse = Some(tail);
-            }
-            for (i, part) in points.chunks(target).enumerate() {
-                let (min_ts, seq) = match (i, reuse) {
-                    (0, Some(t)) => (t.min_ts, t.seq),
-                    _ => (part[0].0, seq),
+            let mut rest = &points[..];
+            // Extend the open tail chunk when every new point comes after it.
+            let mut current: Option<Tail> = match fs.tails.get(&id) {
+                Some(t) if t.encoder.len() < target && points[0].0 > t.max_ts => {
+                    replaced_bytes += (t.stored_len + CHUNK_OVERHEAD_BYTES) as u64;
+                    Some(t.clone())
+                }
+                _ => None,
+            };
+            loop {
+                let mut tail = match current.take() {
+                    Some(t) => t,
+                    None => Tail {
+                        min_ts: rest[0].0,
+                        max_ts: rest[0].0,
+                        seq,
+                        encoder: sluice_gorilla::ChunkEncoder::for_points(
+                            &rest[..rest.len().min(target)],
+                        ),
+                        stored_len: 0,
+                    },
                 };
-                let max_ts = part[part.len() - 1].0;
+                let take = (target - tail.encoder.len()).min(rest.len());
+                for &(t, v) in &rest[..take] {
+                    tail.encoder.push(t, v);
+                }
+                tail.max_ts = rest[take - 1].0;
+                rest = &rest[take..];
+                let block = tail.encoder.snapshot();
+                tail.stored_len = block.len();
                 writes.push(ChunkWrite {
                     series: id,
-                    min_ts,
-                    max_ts,
-                    seq,
-                    block: sluice_gorilla::encode(part),
+                    min_ts: tail.min_ts,
+                    max_ts: tail.max_ts,
+                    seq: tail.seq,
+                    block,
                 });
-                if i == points.len().div_ceil(target) - 1 {
-                    new_tails.push((
-                        id,
-                        Tail {
-                            min_ts,
-                            max_ts,
-                            seq,
-                            count: part.len(),
-                        },
-                    ));
+                if rest.is_empty() {
+                    new_tails.push((id, tail));
+                    break;
                 }
             }
         }
         let series_refs: Vec<(SeriesId, &SeriesKey)> =
             new_series.iter().map(|(id, k)| (*id, k)).collect();
-        self.store
-            .commit_flush(&series_refs, &writes, frozen.last_lsn, seq + 1)?;
+        if let Err(e) = self
+            .store
+            .commit_flush(&series_refs, &writes, frozen.last_lsn, seq + 1)
+        {
+            // The store is unchanged; forget the tails we meant to extend so that nothing is
+            // appended twice if this flush is retried.
+            for (id, _) in &new_tails {
+                fs.tails.remove(id);
+            }
+            return Err(e);
+        }
         for (id, tail) in new_tails {
             fs.tails.insert(id, tail);
         }
@@ -745,4 +762,115 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(dir: &Path, target: usize) -> TsEngine {
+        let config = TsConfig {
+            chunk_target_points: target,
+            ..TsConfig::default()
+        };
+        TsEngine::open(dir, config, TsMetrics::default()).unwrap()
+    }
+
+    fn pt(ts: i64, v: f64) -> Point {
+        Point::new("m".into(), "e".into(), ts, v, [], &PointLimits::default()).unwrap()
+    }
+
+    fn write(e: &TsEngine, lsn: &mut u64, points: Vec<Point>) {
+        *lsn += 1;
+        let l = Lsn(*lsn);
+        e.write(points, |_payload| Ok::<_, ()>(((), l))).unwrap();
+    }
+
+    fn all(e: &TsEngine) -> Vec<(i64, f64)> {
+        let q = Query {
+            metric: "m".into(),
+            entity: None,
+            tags: vec![],
+            matchers: vec![],
+            from_ms: i64::MIN,
+            to_ms: i64::MAX,
+            aggregation: None,
+            step_ms: None,
+            group_by: vec![],
+        };
+        e.query(&q)
+            .unwrap()
+            .pop()
+            .map(|s| s.points)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn tails_are_extended_split_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lsn = 0;
+        let mut want = Vec::new();
+        {
+            let e = engine(dir.path(), 3);
+            // Five flushes of two points each: tails extend to three points, then split.
+            for f in 0..5 {
+                let pts = vec![pt(f * 10, f as f64), pt(f * 10 + 5, f as f64 + 0.5)];
+                want.extend(pts.iter().map(|p| (p.timestamp_ms, p.value)));
+                write(&e, &mut lsn, pts);
+                let out = e.flush(FlushTrigger::Manual).unwrap();
+                assert_eq!(out.flushed_lsn, Some(Lsn(lsn)));
+                assert_eq!(all(&e), want);
+            }
+            // Out of order: a new chunk, not an extension; last write wins for a duplicate.
+            write(&e, &mut lsn, vec![pt(5, 99.0), pt(7, 7.0)]);
+            e.flush(FlushTrigger::Manual).unwrap();
+            want[1] = (5, 99.0);
+            want.insert(2, (7, 7.0));
+            assert_eq!(all(&e), want);
+            let chunks = e.store.chunks_overlapping(0, i64::MIN, i64::MAX).unwrap();
+            assert!(chunks.iter().all(|c| c.points.len() <= 3));
+            assert_eq!(chunks.iter().map(|c| c.points.len()).sum::<usize>(), 12);
+            assert!(e.stats().avg_compression_ratio > 0.0);
+        }
+        let e = engine(dir.path(), 3);
+        assert_eq!(e.flushed_lsn(), Lsn(lsn));
+        assert_eq!(all(&e), want);
+        // Replay of an already flushed record is skipped; a newer one is applied.
+        e.replay(vec![pt(1000, 1.0)], Lsn(lsn));
+        e.replay(vec![pt(2000, 2.0)], Lsn(lsn + 1));
+        let got = all(&e);
+        assert_eq!(got.last(), Some(&(2000, 2.0)));
+        assert!(!got.contains(&(1000, 1.0)));
+    }
+
+    #[test]
+    fn overflow_refuses_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TsConfig {
+            auto_buffer: AutoBufferConfig {
+                max_buffer_bytes: 10,
+                overflow_buffer_bytes: 100,
+                ..AutoBufferConfig::default()
+            },
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let mut appended = 0;
+        let mut refused = false;
+        for i in 0..100 {
+            match e.write(vec![pt(i, 1.0)], |_| {
+                appended += 1;
+                Ok::<_, ()>(((), Lsn(appended)))
+            }) {
+                Ok((_, outcome)) => assert_eq!(outcome.flush_due, Some(FlushTrigger::Memory)),
+                Err(WriteError::Overflow { buffer_size }) => {
+                    assert_eq!(buffer_size, appended);
+                    refused = true;
+                    break;
+                }
+                Err(WriteError::Append(())) => unreachable!(),
+            }
+        }
+        assert!(refused);
+    }
 }

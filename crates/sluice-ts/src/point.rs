@@ -5,7 +5,7 @@
 //! must be non-empty; entity may be empty (line protocol writes without a host tag). Values must
 //! be finite: JSON cannot carry NaN or infinities, and we refuse to invent a meaning for them.
 //! Tags are kept sorted by key, so a series is identified by metric + entity + tags in one
-//! canonical order.
+//! canonical order. Negative zero is stored as zero.
 
 /// One point, after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +80,8 @@ impl Point {
         if !value.is_finite() {
             return Err(invalid("value", "must be a finite number"));
         }
+        // -0.0 is stored as 0.0: they compare equal, and one zero keeps decimal chunks exact.
+        let value = if value == 0.0 { 0.0 } else { value };
         let mut tags: Vec<(String, String)> = tags.into_iter().collect();
         if tags.len() > limits.max_tags {
             return Err(invalid(

@@ -4,7 +4,8 @@
 //! Keyspaces:
 //! - `series`: `id u32 BE` → encoded [`SeriesKey`].
 //! - `chunks`: `id u32 BE ++ min_ts (i64, sign bit flipped) BE ++ seq u64 BE` →
-//!   `max_ts i64 LE ++ Gorilla block`. A series' chunks are contiguous and ordered by start
+//!   `max_ts i64 LE ++ codec u8 ++ block` (Gorilla, or decimal when the values allow it; see
+//!   `sluice-gorilla`). A series' chunks are contiguous and ordered by start
 //!   time; `seq` (the flush that wrote it) orders overlapping chunks for last-write-wins.
 //! - `meta`: `flushed_lsn` and `next_seq`, written in the same atomic batch as the chunks.
 //!
@@ -181,7 +182,7 @@ impl ChunkStore {
             if max_ts < from {
                 continue;
             }
-            let points = sluice_gorilla::decode(block)
+            let points = sluice_gorilla::decode_chunk(block)
                 .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
             out.push(StoredChunk {
                 seq,
@@ -205,7 +206,7 @@ impl ChunkStore {
             return Ok(None);
         };
         let (max_ts, block) = split_value(&v)?;
-        let points = sluice_gorilla::decode(block)
+        let points = sluice_gorilla::decode_chunk(block)
             .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
         Ok(Some(StoredChunk {
             seq,
@@ -295,7 +296,10 @@ mod tests {
         {
             let o = ChunkStore::open(dir.path()).unwrap();
             assert_eq!(o.flushed_lsn, Lsn(0));
-            let block = sluice_gorilla::encode(&[(10, 1.0), (20, 2.0)]);
+            let mut enc = sluice_gorilla::ChunkEncoder::for_points(&[(10, 1.0)]);
+            enc.push(10, 1.0);
+            enc.push(20, 2.0);
+            let block = enc.snapshot();
             let chunk = ChunkWrite {
                 series: 0,
                 min_ts: 10,

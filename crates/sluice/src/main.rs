@@ -2,7 +2,10 @@
 //!
 //! `sluice serve` runs the server (defaults ← `--config` file ← `SLUICE_*` env ← flags);
 //! `sluice config print` prints the effective configuration as TOML; `sluice openapi` prints
-//! the OpenAPI document the server serves at `/openapi.json`.
+//! the OpenAPI document the server serves at `/openapi.json`; `sluice put` and `sluice query`
+//! talk to a running server.
+
+mod client_cmds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,10 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of the HTTP API.
     Openapi,
+    /// Write one point to a running server.
+    Put(client_cmds::PutArgs),
+    /// Query a running server.
+    Query(client_cmds::QueryArgs),
 }
 
 #[derive(Subcommand)]
@@ -105,6 +112,10 @@ fn main() -> ExitCode {
             println!("{}", sluice_server::http::openapi_json());
             Ok(())
         }
+        Command::Put(args) => client_runtime().and_then(|rt| rt.block_on(client_cmds::put(args))),
+        Command::Query(args) => {
+            client_runtime().and_then(|rt| rt.block_on(client_cmds::query(args)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +125,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -65,3 +65,65 @@ fn binding_a_public_address_without_auth_needs_unauthenticated() {
     assert!(!status.success());
     assert!(err.contains("--unauthenticated"), "{err}");
 }
+
+#[tokio::test]
+async fn put_and_query_talk_to_a_running_server() {
+    let s = support::TestServer::start().await;
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        for (ts, v) in [("1000", "1.5"), ("2000", "2.5")] {
+            let (status, out, err) = run_to_exit(
+                &[
+                    "put",
+                    "--server",
+                    &base,
+                    "--metric",
+                    "cli",
+                    "--entity",
+                    "e1",
+                    "--value",
+                    v,
+                    "--timestamp-ms",
+                    ts,
+                    "--tag",
+                    "dc=eu",
+                    "--ack",
+                    "wal",
+                ],
+                &[],
+            );
+            assert!(status.success(), "{err}");
+            assert!(out.contains("\"success\": true"), "{out}");
+        }
+        let (status, out, err) = run_to_exit(
+            &[
+                "query",
+                "--server",
+                &base,
+                "--metric",
+                "cli",
+                "--tag",
+                "dc=eu",
+                "--from-ms",
+                "0",
+                "--to-ms",
+                "5000",
+                "--aggregation",
+                "sum",
+            ],
+            &[],
+        );
+        assert!(status.success(), "{err}");
+        let (status, _, err) = run_to_exit(
+            &["put", "--server", &base, "--metric", "", "--value", "1"],
+            &[],
+        );
+        assert!(!status.success());
+        assert!(err.contains("invalid_field"), "{err}");
+        out
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["series"][0]["points"], serde_json::json!([[0, 4.0]]));
+}

@@ -616,3 +616,108 @@ async fn wal_segments_below_the_checkpoint_are_deleted_after_a_flush() {
     .await;
     assert_eq!(points_of(&series[0])[0].1, ts as f64);
 }
+
+#[tokio::test]
+async fn line_protocol_writes_with_precision_escaping_and_all_or_nothing() {
+    let s = TestServer::start().await;
+    let body = "weather,host=st\\ 1,region=north temp=21.5,hum=40i,ok=true,desc=\"sunny\" 1700000000\n\
+                weather,host=st\\ 1,region=north value=7 1700000060\n";
+    let r = s
+        .client
+        .post(s.url("/write?precision=s"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["x-sluice-skipped-fields"], "1");
+    let q = |metric: &str| json!({"metric": metric, "from_ms": 0, "to_ms": i64::MAX});
+    let temp = query(&s, q("weather_temp")).await;
+    assert_eq!(temp[0]["entity"], "st 1");
+    assert_eq!(temp[0]["tags"], json!({"region": "north"}));
+    assert_eq!(points_of(&temp[0]), vec![(1_700_000_000_000, 21.5)]);
+    assert_eq!(
+        points_of(&query(&s, q("weather_hum")).await[0]),
+        vec![(1_700_000_000_000, 40.0)]
+    );
+    assert_eq!(
+        points_of(&query(&s, q("weather_ok")).await[0]),
+        vec![(1_700_000_000_000, 1.0)]
+    );
+    assert_eq!(
+        points_of(&query(&s, q("weather")).await[0]),
+        vec![(1_700_000_060_000, 7.0)]
+    );
+    assert!(query(&s, q("weather_desc")).await.is_empty());
+
+    // 2.x path, default precision ns.
+    let r = s
+        .client
+        .post(s.url("/api/v2/write?bucket=default"))
+        .body("v2m,entity=e value=3 1700000000123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        points_of(&query(&s, q("v2m")).await[0]),
+        vec![(1_700_000_000_123, 3.0)]
+    );
+
+    // A bad line anywhere: 400 naming it, and nothing of the request is written.
+    let r = s
+        .client
+        .post(s.url("/write"))
+        .body("bad ok=1 1\nbad ok=1 2\nbad ok= 3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["field"], "line 3", "{err}");
+    assert!(query(&s, q("bad_ok")).await.is_empty());
+
+    let r = s
+        .client
+        .post(s.url("/write?precision=fortnight"))
+        .body("m value=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = s
+        .client
+        .post(s.url("/write?db=telegraf"))
+        .body("m value=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "database_not_found"
+    );
+}
+
+#[tokio::test]
+async fn retention_hides_and_deletes_old_points() {
+    let day_ms = 86_400_000i64;
+    let s = TestServer::start_with(
+        Options::default().env("SLUICE_TS_RETENTION_MS", &day_ms.to_string()),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch =
+        json!({"points": [point("r", now - 10 * day_ms, 1.0), point("r", now - 1000, 2.0)]});
+    assert_eq!(s.post_json("/ts/put/batch", &batch).await.0, 200);
+    let q = json!({"metric": "r", "from_ms": 0, "to_ms": i64::MAX});
+    assert_eq!(
+        points_of(&query(&s, q.clone()).await[0]),
+        vec![(now - 1000, 2.0)]
+    );
+    assert_eq!(s.post_json("/ts/buffer/flush", &json!({})).await.0, 200);
+    assert_eq!(points_of(&query(&s, q).await[0]), vec![(now - 1000, 2.0)]);
+}

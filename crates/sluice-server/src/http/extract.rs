@@ -47,6 +47,28 @@ async fn read_json<T: DeserializeOwned>(
     state: &AppState,
     limit: usize,
 ) -> Result<T, ApiError> {
+    let bytes = read_body(req, state, limit).await?;
+    parse_json(&bytes, state.config().http.max_json_depth)
+}
+
+/// A raw body within `http.max_batch_body_bytes` (line protocol, imports).
+pub struct BatchBody(pub axum::body::Bytes);
+
+impl FromRequest<AppState> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config().http.max_batch_body_bytes;
+        read_body(req, state, limit).await.map(BatchBody)
+    }
+}
+
+/// Reads a whole body within `limit` bytes (counted as read) and the body deadline.
+async fn read_body(
+    req: Request,
+    state: &AppState,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,7 +107,7 @@ async fn read_json<T: DeserializeOwned>(
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    parse_json(&bytes, state.config().http.max_json_depth)
+    Ok(bytes)
 }
 
 /// Parses `bytes` as `T`, naming the offending field on type errors.

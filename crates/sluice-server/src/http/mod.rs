@@ -44,6 +44,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ts::buffer_flush))
         .routes(routes!(routes::ts::query))
         .routes(routes!(routes::ts::export))
+        .routes(routes!(routes::lineproto::write_v1))
+        .routes(routes!(routes::lineproto::write_v2))
 }
 
 /// The OpenAPI document as served at `/openapi.json` (and committed as `openapi/openapi.json`).

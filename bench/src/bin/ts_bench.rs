@@ -1,0 +1,366 @@
+//! Time-series benchmark, one run, each figure with its ratio to a reference measured in it:
+//!
+//! (a) single client, sequential: buffered puts (`/ts/put/buffered`, ack=buffer) against
+//!     direct puts (`/ts/put`, ack=fsync) — req/s and ratio (seed claim 10–50×);
+//! (b) batched ingest with ack=fsync, JSON (`/ts/put/batch`) and line protocol (`/write`) —
+//!     points/s, `--clients` concurrent clients;
+//! (c) stored bytes per point after a flush, random-walk gauge with two decimals
+//!     (`--series` × `--points` at 10 s intervals) — target ≤ 1.37 (Gorilla paper);
+//! (d) the same line-protocol payload into VictoriaMetrics (Debian `victoria-metrics`, started
+//!     here on loopback, acks not durable): points/s and bytes/point, and our ratios to it.
+//!
+//! Run: `cargo build --release -p sluice -p sluice-bench && target/release/ts_bench`.
+//! With two or more cores the servers run on CPU 0 and this load generator on CPU 1.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use sluice_bench::{Server, dir_bytes, free_port, pin_self, pinned, start_sluice};
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Path of the sluice binary (release build).
+    #[arg(long, default_value = "target/release/sluice")]
+    sluice: PathBuf,
+    /// Path of the VictoriaMetrics binary; `--no-vm` skips (d).
+    #[arg(long, default_value = "victoria-metrics")]
+    vm: PathBuf,
+    #[arg(long)]
+    no_vm: bool,
+    /// Concurrent clients for batched ingest.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Points per batch request.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Series of the storage dataset.
+    #[arg(long, default_value_t = 100)]
+    series: usize,
+    /// Points per series of the storage dataset.
+    #[arg(long, default_value_t = 10_000)]
+    points: usize,
+    /// Scratch directory (on the disk under test).
+    #[arg(long, default_value = "target/bench-scratch")]
+    dir: PathBuf,
+}
+
+struct Sample {
+    metric: String,
+    host: String,
+    ts_ms: i64,
+    value: f64,
+}
+
+/// `series` random walks with two decimals, 10 s apart, ending now.
+fn dataset(series: usize, points: usize, seed: u64) -> Vec<Sample> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let start = now - points as i64 * 10_000;
+    let mut out = Vec::with_capacity(series * points);
+    for s in 0..series {
+        let mut v: f64 = rng.random_range(10.0..90.0);
+        for i in 0..points {
+            v = ((v + rng.random_range(-1.0..1.0)) * 100.0).round() / 100.0;
+            out.push(Sample {
+                metric: "cpu".into(),
+                host: format!("host{s}"),
+                ts_ms: start + i as i64 * 10_000,
+                value: v,
+            });
+        }
+    }
+    // Interleave series by time, as scrapers send them.
+    out.sort_by_key(|p| p.ts_ms);
+    out
+}
+
+fn line_protocol(samples: &[Sample]) -> String {
+    let mut s = String::with_capacity(samples.len() * 48);
+    for p in samples {
+        use std::fmt::Write;
+        let _ = writeln!(
+            s,
+            "{},host={} usage={} {}",
+            p.metric,
+            p.host,
+            p.value,
+            p.ts_ms * 1_000_000
+        );
+    }
+    s
+}
+
+fn json_batch(samples: &[Sample]) -> String {
+    let points: Vec<Value> = samples
+        .iter()
+        .map(|p| json!({"metric": format!("{}_usage", p.metric), "entity": p.host, "timestamp_ms": p.ts_ms, "value": p.value}))
+        .collect();
+    json!({ "points": points }).to_string()
+}
+
+/// Sends requests from one client, sequentially, for `seconds`; returns req/s.
+async fn sequential(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut ts = 0i64;
+    while Instant::now() < deadline {
+        ts += 1;
+        let body = body.replace("\"timestamp_ms\":0", &format!("\"timestamp_ms\":{ts}"));
+        let r = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("{url} answered {}", r.status());
+        }
+        r.bytes().await?;
+        n += 1;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `clients` concurrent clients cycling through `bodies` for `seconds`; returns points/s.
+async fn concurrent(
+    url: &str,
+    bodies: Arc<Vec<(String, usize)>>,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let bodies = bodies.clone();
+        let url = url.to_string();
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut points = 0usize;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let (body, n) = &bodies[i % bodies.len()];
+                i += clients;
+                let r = client.post(&url).body(body.clone()).send().await?;
+                if !r.status().is_success() {
+                    let status = r.status();
+                    bail!(
+                        "{url} answered {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    );
+                }
+                r.bytes().await?;
+                points += n;
+            }
+            Ok::<usize, anyhow::Error>(points)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn start_vm(binary: &Path, scratch: &Path, cpu: Option<usize>) -> anyhow::Result<Server> {
+    let data_dir = tempfile::tempdir_in(scratch)?.keep();
+    let port = free_port()?;
+    let mut cmd = pinned(binary, cpu);
+    cmd.arg(format!("-storageDataPath={}", data_dir.display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .arg("-loggerLevel=ERROR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        data_dir,
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
+            && r.status() == 200
+        {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!("victoria-metrics not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ingests `lp_batches` into a server's line-protocol endpoint, one client, in order.
+async fn ingest_all(url: &str, lp_batches: &[(String, usize)]) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for (body, _) in lp_batches {
+        let r = client.post(url).body(body.clone()).send().await?;
+        if !r.status().is_success() {
+            bail!("{url} answered {}", r.status());
+        }
+    }
+    Ok(())
+}
+
+fn batches(
+    samples: &[Sample],
+    size: usize,
+    encode: fn(&[Sample]) -> String,
+) -> Vec<(String, usize)> {
+    samples.chunks(size).map(|c| (encode(c), c.len())).collect()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.dir)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_cpu = (cores >= 2).then_some(0);
+    if cores >= 2 {
+        pin_self(1);
+    }
+    println!(
+        "time-series benchmark: {:.1} s per run, {} clients, {}-point batches, servers on cpu {server_cpu:?}",
+        args.seconds, args.clients, args.batch
+    );
+
+    // (a) sequential single-point puts.
+    let s = start_sluice(&args.sluice, &args.dir, &[], server_cpu).await?;
+    let client = reqwest::Client::new();
+    let one = r#"{"metric":"seq","entity":"e1","timestamp_ms":0,"value":1.5,"tags":{"dc":"eu"}}"#;
+    let direct = sequential(&client, &format!("{}/ts/put", s.base), one, args.seconds).await?;
+    let buffered = sequential(
+        &client,
+        &format!("{}/ts/put/buffered", s.base),
+        one,
+        args.seconds,
+    )
+    .await?;
+    println!("(a) single client, sequential");
+    println!("    direct   /ts/put          ack=fsync  {direct:>10.0} req/s   1.00x");
+    println!(
+        "    buffered /ts/put/buffered ack=buffer {buffered:>10.0} req/s  {:>5.2}x  (seed: 10-50x)",
+        buffered / direct
+    );
+    drop(s);
+
+    // (b) batched ingest with ack=fsync.
+    let load = dataset(1000, 200, 7);
+    let json_batches = Arc::new(batches(&load, args.batch, json_batch));
+    let lp_batches = Arc::new(batches(&load, args.batch, line_protocol));
+    let s = start_sluice(&args.sluice, &args.dir, &[], server_cpu).await?;
+    let json_rate = concurrent(
+        &format!("{}/ts/put/batch?ack=fsync", s.base),
+        json_batches,
+        args.clients,
+        args.seconds,
+    )
+    .await?;
+    drop(s);
+    let s = start_sluice(&args.sluice, &args.dir, &[], server_cpu).await?;
+    let lp_rate = concurrent(
+        &format!("{}/write?ack=fsync", s.base),
+        lp_batches.clone(),
+        args.clients,
+        args.seconds,
+    )
+    .await?;
+    drop(s);
+    println!("(b) batched ingest, ack=fsync, {} clients", args.clients);
+    println!("    JSON /ts/put/batch   {json_rate:>12.0} points/s");
+    println!("    line protocol /write {lp_rate:>12.0} points/s");
+
+    // (c) bytes per point after a flush.
+    let walk = dataset(args.series, args.points, 42);
+    let walk_lp = batches(&walk, args.batch, line_protocol);
+    let s = start_sluice(&args.sluice, &args.dir, &[], server_cpu).await?;
+    ingest_all(&format!("{}/write", s.base), &walk_lp).await?;
+    let r = client
+        .post(format!("{}/ts/buffer/flush", s.base))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("flush answered {}", r.status());
+    }
+    let stats: Value = client
+        .get(format!("{}/ts/buffer/stats", s.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ratio = stats["avg_compression_ratio"].as_f64().unwrap_or(0.0);
+    let ours_bpp = if ratio > 0.0 { 16.0 / ratio } else { f64::NAN };
+    let ts_dir = s.data_dir.join("databases/default/ts");
+    let disk_bpp = dir_bytes(&ts_dir) as f64 / walk.len() as f64;
+    drop(s);
+    println!(
+        "(c) storage, {} series x {} points, 2-decimal random walk, 10 s interval",
+        args.series, args.points
+    );
+    println!(
+        "    sluice chunks        {ours_bpp:>8.3} bytes/point   (target <= 1.37; chunk blocks + keys)"
+    );
+    println!(
+        "    sluice ts dir on disk {disk_bpp:>7.3} bytes/point   (incl. fjall journal, not yet compacted)"
+    );
+
+    // (d) VictoriaMetrics on the same payloads.
+    if args.no_vm {
+        println!("(d) skipped (--no-vm)");
+        return Ok(());
+    }
+    let vm = match start_vm(&args.vm, &args.dir, server_cpu).await {
+        Ok(vm) => vm,
+        Err(e) => {
+            println!("(d) skipped: {e:#} (apt-get install victoria-metrics)");
+            return Ok(());
+        }
+    };
+    let vm_rate = concurrent(
+        &format!("{}/write", vm.base),
+        lp_batches,
+        args.clients,
+        args.seconds,
+    )
+    .await?;
+    drop(vm);
+    let mut vm = start_vm(&args.vm, &args.dir, server_cpu).await?;
+    ingest_all(&format!("{}/write", vm.base), &walk_lp).await?;
+    // A graceful stop makes VictoriaMetrics write every in-memory part to disk.
+    vm.stop_gracefully();
+    let vm_bpp = dir_bytes(&vm.data_dir.join("data")) as f64 / walk.len() as f64;
+    drop(vm);
+    println!("(d) VictoriaMetrics (acks not durable), same line-protocol payloads");
+    println!(
+        "    ingest {vm_rate:>12.0} points/s   sluice line protocol / VM = {:.2}x  (target >= 1.0)",
+        lp_rate / vm_rate
+    );
+    println!(
+        "    storage {vm_bpp:>7.3} bytes/point   (data parts after a graceful stop)   sluice chunks / VM = {:.2}x  (lower is better)",
+        ours_bpp / vm_bpp
+    );
+    Ok(())
+}

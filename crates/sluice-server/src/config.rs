@@ -39,6 +39,8 @@ pub struct TsSection {
     pub max_query_points: usize,
     /// A series' chunk is closed at this many points.
     pub chunk_target_points: usize,
+    /// Most series one database may hold; writes that would add more get 422.
+    pub max_series: usize,
 }
 
 /// `[features]`: the seed's feature blocks.
@@ -215,6 +217,7 @@ impl Default for TsSection {
             retention_ms: d.retention_ms,
             max_query_points: d.max_query_points,
             chunk_target_points: d.chunk_target_points,
+            max_series: d.max_series,
         }
     }
 }
@@ -247,6 +250,7 @@ impl Config {
             retention_ms: self.ts.retention_ms,
             max_query_points: self.ts.max_query_points,
             chunk_target_points: self.ts.chunk_target_points,
+            max_series: self.ts.max_series,
             point_limits: self.limits.point_limits(),
         }
     }
@@ -456,7 +460,10 @@ impl Config {
                 "features.ts_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes".into(),
             ));
         }
-        if self.ts.max_query_points == 0 || self.ts.chunk_target_points == 0 {
+        if self.ts.max_query_points == 0
+            || self.ts.chunk_target_points == 0
+            || self.ts.max_series == 0
+        {
             return Err(ConfigError::Invalid(
                 "ts.max_query_points and ts.chunk_target_points must be greater than 0".into(),
             ));

@@ -91,6 +91,14 @@ impl Database {
             |record| replay(&ts, record, &mut stats),
         )
         .map_err(|e: OpenError| err(e.to_string()))?;
+        let flushed = ts.flushed_lsn();
+        if wal.status().written_lsn < flushed {
+            return Err(err(format!(
+                "the WAL ends at LSN {} but the time-series data holds everything up to {flushed}: \
+                 the WAL lost synced records; refusing to start rather than reuse LSNs",
+                wal.status().written_lsn
+            )));
+        }
         metrics.register_database(name, |r| {
             wal_metrics.register(r);
             ts_metrics.register(r);

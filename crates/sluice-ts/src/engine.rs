@@ -79,6 +79,8 @@ pub struct TsConfig {
     pub max_query_points: usize,
     /// A series' chunk is closed at this many points.
     pub chunk_target_points: usize,
+    /// Most series one database may hold; writes that would add more are refused.
+    pub max_series: usize,
     pub point_limits: PointLimits,
 }
 
@@ -89,6 +91,7 @@ impl Default for TsConfig {
             retention_ms: 0,
             max_query_points: 5_000_000,
             chunk_target_points: 2048,
+            max_series: 1_000_000,
             point_limits: PointLimits::default(),
         }
     }
@@ -108,8 +111,18 @@ pub enum FlushTrigger {
 pub enum WriteError<E> {
     #[error("buffer overflow")]
     Overflow { buffer_size: u64 },
+    #[error("the database holds {limit} series, its limit; the write would add more")]
+    SeriesLimit { limit: usize },
     #[error(transparent)]
     Append(E),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the WAL did not become durable: {0}")]
+    Wal(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +315,24 @@ impl TsEngine {
                 buffer_size: st.head.points as u64,
             });
         }
+        let limit = self.config.max_series;
+        if st.index.len() + points.len() > limit {
+            // Near the limit: count the series this write would really add.
+            let mut added: Vec<SeriesKey> = Vec::new();
+            for p in &points {
+                let key = SeriesKey {
+                    metric: p.metric.clone(),
+                    entity: p.entity.clone(),
+                    tags: p.tags.clone(),
+                };
+                if st.index.id(&key).is_none() && !added.contains(&key) {
+                    added.push(key);
+                    if st.index.len() + added.len() > limit {
+                        return Err(WriteError::SeriesLimit { limit });
+                    }
+                }
+            }
+        }
         let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
         let outcome = self.insert(&mut st, points, lsn);
         Ok((ticket, outcome))
@@ -389,8 +420,15 @@ impl TsEngine {
         })
     }
 
-    /// Flushes the head into chunks. The caller checkpoints the WAL at the returned LSN.
-    pub fn flush(&self, trigger: FlushTrigger) -> Result<FlushOutcome, StoreError> {
+    /// Flushes the head into chunks. `wait_durable(L)` must return once the WAL is fsync'd up to
+    /// `L`, the last LSN of the frozen head: the chunks claim "everything up to L", so the log
+    /// must hold L before they do (else a crash could let the log hand out L again). The caller
+    /// checkpoints the WAL at the returned LSN.
+    pub fn flush(
+        &self,
+        trigger: FlushTrigger,
+        wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
+    ) -> Result<FlushOutcome, FlushError> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
         let (frozen, new_series) = {
             let mut st = self.lock_state();
@@ -413,7 +451,12 @@ impl TsEngine {
             (frozen, new_series)
         };
 
-        let result = self.write_chunks(&mut fs, &frozen, &new_series);
+        let result = match wait_durable(frozen.last_lsn) {
+            Ok(()) => self
+                .write_chunks(&mut fs, &frozen, &new_series)
+                .map_err(FlushError::Store),
+            Err(e) => Err(FlushError::Wal(e)),
+        };
         let mut st = self.lock_state();
         match result {
             Ok(stored_bytes) => {
@@ -563,14 +606,15 @@ impl TsEngine {
             (st.head.points as u64, st.head.bytes as u64)
         };
         let c = &self.counters;
-        let flush_count = c.flush_count.load(Ordering::Relaxed);
+        // Manual first: a flush counted between the two loads only makes `flush_count` larger.
         let manual = c.manual_flush_count.load(Ordering::Relaxed);
+        let flush_count = c.flush_count.load(Ordering::Relaxed).max(manual);
         let last = c.last_flush_ms.load(Ordering::Relaxed);
         BufferStats {
             points_buffered: c.points_buffered.load(Ordering::Relaxed),
             points_flushed: c.points_flushed.load(Ordering::Relaxed),
             flush_count,
-            auto_flush_count: flush_count - manual,
+            auto_flush_count: flush_count.saturating_sub(manual),
             manual_flush_count: manual,
             current_buffer_size: size,
             current_buffer_memory: memory,
@@ -817,13 +861,13 @@ mod tests {
                 let pts = vec![pt(f * 10, f as f64), pt(f * 10 + 5, f as f64 + 0.5)];
                 want.extend(pts.iter().map(|p| (p.timestamp_ms, p.value)));
                 write(&e, &mut lsn, pts);
-                let out = e.flush(FlushTrigger::Manual).unwrap();
+                let out = e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
                 assert_eq!(out.flushed_lsn, Some(Lsn(lsn)));
                 assert_eq!(all(&e), want);
             }
             // Out of order: a new chunk, not an extension; last write wins for a duplicate.
             write(&e, &mut lsn, vec![pt(5, 99.0), pt(7, 7.0)]);
-            e.flush(FlushTrigger::Manual).unwrap();
+            e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
             want[1] = (5, 99.0);
             want.insert(2, (7, 7.0));
             assert_eq!(all(&e), want);
@@ -868,7 +912,7 @@ mod tests {
                     refused = true;
                     break;
                 }
-                Err(WriteError::Append(())) => unreachable!(),
+                Err(WriteError::Append(())) | Err(WriteError::SeriesLimit { .. }) => unreachable!(),
             }
         }
         assert!(refused);

@@ -42,9 +42,16 @@ impl Matcher {
     pub fn new(tag: String, op: MatchOp, value: String) -> Result<Matcher, String> {
         let regex = match op {
             MatchOp::Re | MatchOp::NotRe => Some(
-                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                // Compile the value alone first: it must be a whole regex, so that wrapping it
+                // cannot be escaped (`a)|(.*` would otherwise unanchor the pattern).
+                regex::RegexBuilder::new(&value)
                     .size_limit(MAX_REGEX_BYTES)
                     .build()
+                    .and_then(|_| {
+                        regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                            .size_limit(MAX_REGEX_BYTES)
+                            .build()
+                    })
                     .map_err(|e| e.to_string())?,
             ),
             MatchOp::Eq | MatchOp::Ne => None,
@@ -297,6 +304,10 @@ mod tests {
         assert!(m("env", MatchOp::Ne, "prod"));
         assert!(m("entity", MatchOp::Re, "web-\\d+"));
         assert!(Matcher::new("dc".into(), MatchOp::Re, "(".into()).is_err());
+        assert!(
+            Matcher::new("dc".into(), MatchOp::Re, "a)|(.*".into()).is_err(),
+            "anchoring escaped"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,10 @@ struct Shared {
     checkpoint_lsn: AtomicU64,
     /// Payload bytes enqueued and not yet drained by the writer.
     queued_bytes: AtomicUsize,
+    /// Signalled whenever `durable_lsn` advances or the writer stops.
+    durable_changed: Condvar,
+    durable_mutex: Mutex<()>,
+    writer_stopped: AtomicBool,
     poisoned: AtomicBool,
     truncated_bytes_at_open: u64,
     metrics: WalMetrics,
@@ -259,6 +263,9 @@ impl Wal {
             durable_lsn: AtomicU64::new(last.0),
             checkpoint_lsn: AtomicU64::new(recovered.checkpoint_lsn.0),
             queued_bytes: AtomicUsize::new(0),
+            durable_changed: Condvar::new(),
+            durable_mutex: Mutex::new(()),
+            writer_stopped: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             truncated_bytes_at_open: recovered.truncated_bytes,
             metrics,
@@ -293,6 +300,8 @@ impl Wal {
                     watcher.poisoned.store(true, Ordering::Release);
                     (watcher.on_fatal)(&WalError::Poisoned);
                 }
+                watcher.writer_stopped.store(true, Ordering::Release);
+                watcher.notify_durable();
             })
             .map_err(io_ctx::<OpenError>("spawning the WAL writer thread"))?;
         Ok(Wal {
@@ -387,6 +396,34 @@ impl Wal {
         })
     }
 
+    /// Blocks until every record up to `lsn` is fdatasync'd. Records acknowledged at `buffer`
+    /// or `wal` become durable within `flush_interval_ms` of being written, so this waits about
+    /// that long at most, plus any queue ahead of them. Fails if the log stops first.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        let shared = &self.shared;
+        let mut guard = shared
+            .durable_mutex
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if shared.durable_lsn.load(Ordering::Acquire) >= lsn.0 {
+                return Ok(());
+            }
+            if shared.poisoned.load(Ordering::Acquire) {
+                return Err(WalError::Poisoned);
+            }
+            if shared.writer_stopped.load(Ordering::Acquire) {
+                return Err(shared.stopped_error());
+            }
+            // The timeout only guards against a missed wake-up; progress is signalled.
+            guard = shared
+                .durable_changed
+                .wait_timeout(guard, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     pub fn status(&self) -> WalStatus {
         let last_assigned = self
             .shared
@@ -470,6 +507,14 @@ impl Shared {
             }
             Err(TrySendError::Disconnected(_)) => Err(self.stopped_error()),
         }
+    }
+
+    fn notify_durable(&self) {
+        let _guard = self
+            .durable_mutex
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.durable_changed.notify_all();
     }
 
     fn stopped_error(&self) -> WalError {
@@ -681,6 +726,7 @@ impl Writer {
         self.shared
             .durable_lsn
             .store(self.durable.0, Ordering::Release);
+        self.shared.notify_durable();
         Ok(())
     }
 
@@ -906,6 +952,29 @@ mod tests {
         assert_eq!(b.lsn(), Lsn(3));
         wal.sync().unwrap().wait_blocking().unwrap();
         assert_eq!(wal.status().durable_lsn, Lsn(3));
+    }
+
+    #[test]
+    fn wait_durable_returns_once_buffered_records_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                flush_interval_ms: 20,
+                ..WalConfig::default()
+            },
+        );
+        let mut last = Lsn::ZERO;
+        for _ in 0..50 {
+            last = wal
+                .append(RecordKind(1), vec![3; 10], AckLevel::Buffer)
+                .unwrap()
+                .lsn();
+        }
+        wal.wait_durable(last).unwrap();
+        assert!(wal.status().durable_lsn >= last);
+        wal.close().unwrap();
+        assert!(wal.wait_durable(Lsn(last.0 + 1)).is_err());
     }
 
     #[test]

@@ -721,3 +721,59 @@ async fn retention_hides_and_deletes_old_points() {
     assert_eq!(s.post_json("/ts/buffer/flush", &json!({})).await.0, 200);
     assert_eq!(points_of(&query(&s, q).await[0]), vec![(now - 1000, 2.0)]);
 }
+
+#[tokio::test]
+async fn the_series_limit_refuses_new_series_but_not_existing_ones() {
+    let s = TestServer::start_with(Options::default().env("SLUICE_TS_MAX_SERIES", "3")).await;
+    let p =
+        |e: &str, ts: i64| json!({"metric": "lim", "entity": e, "timestamp_ms": ts, "value": 1.0});
+    assert_eq!(
+        s.post_json(
+            "/ts/put/batch",
+            &json!({"points": [p("a", 1), p("b", 1), p("c", 1)]})
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, err) = s
+        .post_json("/ts/put/batch", &json!({"points": [p("a", 2), p("d", 2)]}))
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["code"], "series_limit");
+    // Nothing of the refused batch was written; existing series still accept points.
+    assert_eq!(s.post_json("/ts/put", &p("a", 3)).await.0, 200);
+    let series = query(
+        &s,
+        json!({"metric": "lim", "entity": "a", "from_ms": 0, "to_ms": 10}),
+    )
+    .await;
+    assert_eq!(points_of(&series[0]), vec![(1, 1.0), (3, 1.0)]);
+}
+
+#[tokio::test]
+async fn line_protocol_that_expands_too_far_is_refused() {
+    let s = TestServer::start().await;
+    // One line, 64 fat tags, many fields: under the body limit, far over the expansion bound.
+    let tags: String = (0..64)
+        .map(|i| format!(",k{i:03}={}", "v".repeat(250)))
+        .collect();
+    let fields: String = (0..4000)
+        .map(|i| format!("f{i}=1"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let body = format!("m{tags} {fields} 1\n");
+    assert!(body.len() < 1024 * 1024);
+    let r = s
+        .client
+        .post(s.url("/write"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "too_large_expanded"
+    );
+}

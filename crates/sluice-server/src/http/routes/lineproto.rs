@@ -50,7 +50,8 @@ pub struct LineProtocolParams {
         (status = 204, description = "Every line written at the requested level"),
         (status = 400, description = "A line is invalid (the error names it); nothing was written", body = ErrorBody),
         (status = 404, description = "Unknown database", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body too large, or it expands to too many points", body = ErrorBody),
+        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
         (status = 503, description = "Write queue or buffer full, or not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -70,7 +71,8 @@ pub async fn write_v1(
         (status = 204, description = "Every line written at the requested level"),
         (status = 400, description = "A line is invalid (the error names it); nothing was written", body = ErrorBody),
         (status = 404, description = "Unknown database", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body too large, or it expands to too many points", body = ErrorBody),
+        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
         (status = 503, description = "Write queue or buffer full, or not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -128,6 +130,12 @@ async fn ingest(
     Ok(response)
 }
 
+/// Bytes a point costs beyond its strings once parsed (timestamp, value, lengths).
+const POINT_OVERHEAD_BYTES: usize = 24;
+/// Most bytes of points one request may expand into: as much as the largest JSON batch body
+/// (whose points cannot expand), half the WAL's record limit.
+const MAX_EXPANDED_BYTES: usize = sluice_wal::record::MAX_PAYLOAD_BYTES / 2;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Precision {
     Ns,
@@ -177,6 +185,8 @@ fn parse(
     max_points: usize,
 ) -> Result<Parsed, ApiError> {
     let mut out = Parsed::default();
+    // Each field copies its line's tags: bound what a small body can expand into.
+    let mut expanded_bytes = 0usize;
     let line_error = |n: usize, msg: String| ApiError {
         field: Some(format!("line {n}")),
         ..ApiError::new(
@@ -226,6 +236,23 @@ fn parse(
                 } else {
                     format!("{measurement}_{}", field.as_str())
                 };
+                expanded_bytes += POINT_OVERHEAD_BYTES
+                    + metric.len()
+                    + entity.len()
+                    + tags
+                        .iter()
+                        .map(|(k, v)| 4 + k.len() + v.len())
+                        .sum::<usize>();
+                if expanded_bytes > MAX_EXPANDED_BYTES {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large_expanded",
+                        format!(
+                            "the request expands to more than {MAX_EXPANDED_BYTES} bytes of points \
+                             (each field repeats its line's tags); split it"
+                        ),
+                    ));
+                }
                 let point = Point::new(
                     metric,
                     entity.clone(),

@@ -42,6 +42,7 @@ const EXPORT_FRAME_BYTES: usize = 64 * 1024;
         (status = 200, description = "Written at the requested level", body = PutResponse),
         (status = 400, description = "Invalid point or parameter", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
         (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -65,6 +66,7 @@ pub async fn put(
         (status = 200, description = "Every point written at the requested level", body = BatchPutResponse),
         (status = 400, description = "A point or parameter is invalid; nothing was written", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
+        (status = 422, description = "The batch would exceed the database's series limit", body = ErrorBody),
         (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -112,6 +114,7 @@ pub async fn put_batch(
         (status = 200, description = "Accepted; visible to queries at once", body = BufferedPutResponse),
         (status = 400, description = "Invalid point or parameter", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
         (status = 503, description = "Buffer overflow (seed body: success false, error \"Buffer overflow\", buffer_size), write queue full, or not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -299,6 +302,11 @@ pub async fn write(
         })
         .map_err(|e| match e {
             WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
+            WriteError::SeriesLimit { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "series_limit",
+                e.to_string(),
+            ),
             WriteError::Append(e) => ApiError::from(e),
         })?;
     if let Some(trigger) = outcome.flush_due {

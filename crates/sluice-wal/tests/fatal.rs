@@ -15,10 +15,9 @@ use sluice_wal::{AckLevel, Wal, WalConfig, WalError, WalOptions};
 const CHILD_DIR_ENV: &str = "SLUICE_WAL_FATAL_CHILD_DIR";
 const FILE_SIZE_LIMIT: u64 = 48 * 1024;
 
-#[test]
-#[ignore = "child process of a_write_error_poisons_the_log_and_aborts"]
-fn fatal_child_writer() {
-    let dir = std::env::var(CHILD_DIR_ENV).expect("run by the fatal test");
+/// Makes writes past `FILE_SIZE_LIMIT` fail with EFBIG instead of killing the process.
+fn limit_file_size() {
+    // SAFETY: process-wide settings of this child process, made before any file is written.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         let limit = libc::rlimit {
@@ -27,6 +26,13 @@ fn fatal_child_writer() {
         };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
     }
+}
+
+#[test]
+#[ignore = "child process of a_write_error_poisons_the_log_and_aborts"]
+fn fatal_child_writer() {
+    let dir = std::env::var(CHILD_DIR_ENV).expect("run by the fatal test");
+    limit_file_size();
     let fired = Arc::new(AtomicBool::new(false));
     let fired_in_handler = fired.clone();
     let options = WalOptions {
@@ -151,14 +157,7 @@ fn the_default_fatal_handler_aborts_the_process() {
 #[ignore = "child process of the_default_fatal_handler_aborts_the_process"]
 fn default_handler_child() {
     let dir = std::env::var(CHILD_DIR_ENV).expect("run by the fatal test");
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let limit = libc::rlimit {
-            rlim_cur: FILE_SIZE_LIMIT,
-            rlim_max: FILE_SIZE_LIMIT,
-        };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
-    }
+    limit_file_size();
     let wal = Wal::open(dir.as_ref(), common::options(WalConfig::default()), |_| {
         Ok(())
     })

@@ -12,11 +12,11 @@
 //!
 //! # Flush
 //! A flush (count, age, memory, manual or shutdown trigger) freezes the head (queries keep
-//! seeing it), sorts and de-duplicates each series' points, appends them to the series' tail
-//! chunk when it is small and they all come after it, cuts the rest into chunks of at most
-//! `chunk_target_points`, and commits chunks, new series and the flushed LSN in one atomic,
-//! synced fjall batch. The caller then checkpoints the WAL at that LSN. One flush runs at a time;
-//! writes continue into a fresh head meanwhile.
+//! seeing it), sorts and de-duplicates each series' points, writes them as new chunks of at
+//! most `chunk_target_points`, merges the series' small chunks size-tiered (see [`Small`]), and
+//! commits chunks, deletions, new series and the flushed LSN in one atomic, synced fjall batch.
+//! The caller then checkpoints the WAL at that LSN. One flush runs at a time; writes continue
+//! into a fresh head meanwhile.
 //!
 //! # Limits
 //! The head is bounded: a write that would take head plus frozen memory past
@@ -217,24 +217,24 @@ struct State {
     flushed_lsn: Lsn,
 }
 
-/// The chunk a series' last flush wrote, kept open: the next flush appends to its encoder if
-/// all new points come after it, and rewrites it under the same key. Costs O(new points) per
-/// flush plus a copy of the block; memory is at most one chunk (`chunk_target_points`, a few KB)
-/// per series written since start.
-#[derive(Clone)]
-struct Tail {
+/// A chunk smaller than `chunk_target_points` written since start. Each series keeps the run
+/// of its newest small chunks (oldest first, consecutive in `seq` among the series' chunks) and
+/// merges them size-tiered, like a binary counter: a new chunk at least as large as the one
+/// before it is merged with it (repeatedly), and a merge reaching the target seals full chunks.
+/// Each point is so rewritten O(log(target / points per flush)) times, never once per flush.
+#[derive(Clone, Copy, Debug)]
+struct Small {
     min_ts: i64,
-    max_ts: i64,
     seq: u64,
-    encoder: sluice_gorilla::ChunkEncoder,
-    /// Bytes of the block as last stored.
-    stored_len: usize,
+    count: usize,
+    /// Stored bytes of the chunk (block plus key and header).
+    stored_bytes: usize,
 }
 
 struct FlushState {
     next_seq: u64,
     persisted_series: usize,
-    tails: HashMap<SeriesId, Tail>,
+    small: HashMap<SeriesId, Vec<Small>>,
 }
 
 #[derive(Default)]
@@ -280,7 +280,7 @@ impl TsEngine {
             flush: Mutex::new(FlushState {
                 next_seq: opened.next_seq,
                 persisted_series,
-                tails: HashMap::new(),
+                small: HashMap::new(),
             }),
             counters: Counters::default(),
             metrics,
@@ -505,7 +505,8 @@ impl TsEngine {
         self.metrics.flush_count.inc();
     }
 
-    /// Builds and commits the chunks of a frozen head; returns the net stored bytes added.
+    /// Builds and commits the chunks of a frozen head, merging small chunks size-tiered (see
+    /// [`Small`]); returns the net stored bytes added.
     fn write_chunks(
         &self,
         fs: &mut FlushState,
@@ -516,79 +517,79 @@ impl TsEngine {
         let seq = fs.next_seq;
         let cutoff = self.retention_cutoff();
         let mut writes = Vec::new();
-        let mut new_tails: Vec<(SeriesId, Tail)> = Vec::new();
-        let mut replaced_bytes = 0u64;
+        let mut deletes = Vec::new();
+        let mut runs: Vec<(SeriesId, Vec<Small>)> = Vec::new();
+        let mut deleted_bytes = 0u64;
         let mut series_ids: Vec<&SeriesId> = frozen.series.keys().collect();
         series_ids.sort();
         for &id in series_ids {
-            let points = query::merge_sources(vec![frozen.series[&id].clone()], cutoff, i64::MAX);
+            let mut points =
+                query::merge_sources(vec![frozen.series[&id].clone()], cutoff, i64::MAX);
             if points.is_empty() {
                 continue;
             }
-            let mut rest = &points[..];
-            // Extend the open tail chunk when every new point comes after it.
-            let mut current: Option<Tail> = match fs.tails.get(&id) {
-                Some(t) if t.encoder.len() < target && points[0].0 > t.max_ts => {
-                    replaced_bytes += (t.stored_len + CHUNK_OVERHEAD_BYTES) as u64;
-                    Some(t.clone())
-                }
-                _ => None,
-            };
-            loop {
-                let mut tail = match current.take() {
-                    Some(t) => t,
-                    None => Tail {
-                        min_ts: rest[0].0,
-                        max_ts: rest[0].0,
-                        seq,
-                        encoder: sluice_gorilla::ChunkEncoder::for_points(
-                            &rest[..rest.len().min(target)],
-                        ),
-                        stored_len: 0,
-                    },
+            let mut run = fs.small.get(&id).cloned().unwrap_or_default();
+            // Merge while the newest chunk is at least as large as the one before it.
+            while let Some(prev) = run.last().copied()
+                && prev.count <= points.len()
+                && points.len() < target
+            {
+                let Some(old) = self.store.chunk(id, prev.min_ts, prev.seq)? else {
+                    run.pop();
+                    continue;
                 };
-                let take = (target - tail.encoder.len()).min(rest.len());
-                for &(t, v) in &rest[..take] {
-                    tail.encoder.push(t, v);
+                points = query::merge_sources(vec![old.points, points], i64::MIN, i64::MAX);
+                deletes.push((id, prev.min_ts, prev.seq));
+                deleted_bytes += prev.stored_bytes as u64;
+                run.pop();
+            }
+            if points.len() >= target {
+                // This flush writes a full chunk: it ends the run. Merging older small chunks
+                // past it later would make their points newer than its, and an overwritten
+                // timestamp could come back. They stay as they are.
+                run.clear();
+            }
+            for part in points.chunks(target) {
+                let mut encoder = sluice_gorilla::ChunkEncoder::for_points(part);
+                for &(t, v) in part {
+                    encoder.push(t, v);
                 }
-                tail.max_ts = rest[take - 1].0;
-                rest = &rest[take..];
-                let block = tail.encoder.snapshot();
-                tail.stored_len = block.len();
+                let block = encoder.snapshot();
+                let stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
+                if part.len() < target {
+                    run.push(Small {
+                        min_ts: part[0].0,
+                        seq,
+                        count: part.len(),
+                        stored_bytes,
+                    });
+                }
                 writes.push(ChunkWrite {
                     series: id,
-                    min_ts: tail.min_ts,
-                    max_ts: tail.max_ts,
-                    seq: tail.seq,
+                    min_ts: part[0].0,
+                    max_ts: part[part.len() - 1].0,
+                    seq,
                     block,
                 });
-                if rest.is_empty() {
-                    new_tails.push((id, tail));
-                    break;
-                }
             }
+            runs.push((id, run));
         }
         let series_refs: Vec<(SeriesId, &SeriesKey)> =
             new_series.iter().map(|(id, k)| (*id, k)).collect();
-        if let Err(e) = self
-            .store
-            .commit_flush(&series_refs, &writes, frozen.last_lsn, seq + 1)
-        {
-            // The store is unchanged; forget the tails we meant to extend so that nothing is
-            // appended twice if this flush is retried.
-            for (id, _) in &new_tails {
-                fs.tails.remove(id);
+        self.store
+            .commit_flush(&series_refs, &writes, &deletes, frozen.last_lsn, seq + 1)?;
+        for (id, run) in runs {
+            if run.is_empty() {
+                fs.small.remove(&id);
+            } else {
+                fs.small.insert(id, run);
             }
-            return Err(e);
-        }
-        for (id, tail) in new_tails {
-            fs.tails.insert(id, tail);
         }
         let written: u64 = writes
             .iter()
             .map(|w| (w.block.len() + CHUNK_OVERHEAD_BYTES) as u64)
             .sum();
-        Ok(written.saturating_sub(replaced_bytes))
+        Ok(written.saturating_sub(deleted_bytes))
     }
 
     fn compression_ratio(&self) -> f64 {
@@ -850,33 +851,50 @@ mod tests {
     }
 
     #[test]
-    fn tails_are_extended_split_and_survive_reopen() {
+    fn small_chunks_merge_size_tiered_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut lsn = 0;
         let mut want = Vec::new();
+        let target = 8;
         {
-            let e = engine(dir.path(), 3);
-            // Five flushes of two points each: tails extend to three points, then split.
-            for f in 0..5 {
+            let e = engine(dir.path(), target);
+            // Twenty flushes of two points each: small chunks merge, full ones seal.
+            for f in 0..20 {
                 let pts = vec![pt(f * 10, f as f64), pt(f * 10 + 5, f as f64 + 0.5)];
                 want.extend(pts.iter().map(|p| (p.timestamp_ms, p.value)));
                 write(&e, &mut lsn, pts);
                 let out = e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
                 assert_eq!(out.flushed_lsn, Some(Lsn(lsn)));
                 assert_eq!(all(&e), want);
+                let chunks = e.store.chunks_overlapping(0, i64::MIN, i64::MAX).unwrap();
+                assert!(chunks.iter().all(|c| c.points.len() <= target));
+                // Binary-counter merging keeps the number of chunks logarithmic.
+                assert!(
+                    chunks.len() <= 2 + (f as usize + 1) * 2 / target + 3,
+                    "{} chunks after {} flushes",
+                    chunks.len(),
+                    f + 1
+                );
+                assert_eq!(
+                    chunks.iter().map(|c| c.points.len()).sum::<usize>(),
+                    want.len()
+                );
             }
-            // Out of order: a new chunk, not an extension; last write wins for a duplicate.
+            // Out of order and an overwrite: last write wins across merges.
             write(&e, &mut lsn, vec![pt(5, 99.0), pt(7, 7.0)]);
             e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
             want[1] = (5, 99.0);
             want.insert(2, (7, 7.0));
             assert_eq!(all(&e), want);
-            let chunks = e.store.chunks_overlapping(0, i64::MIN, i64::MAX).unwrap();
-            assert!(chunks.iter().all(|c| c.points.len() <= 3));
-            assert_eq!(chunks.iter().map(|c| c.points.len()).sum::<usize>(), 12);
+            for f in 20..30 {
+                write(&e, &mut lsn, vec![pt(f * 10, f as f64)]);
+                e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+                want.push((f * 10, f as f64));
+            }
+            assert_eq!(all(&e), want);
             assert!(e.stats().avg_compression_ratio > 0.0);
         }
-        let e = engine(dir.path(), 3);
+        let e = engine(dir.path(), target);
         assert_eq!(e.flushed_lsn(), Lsn(lsn));
         assert_eq!(all(&e), want);
         // Replay of an already flushed record is skipped; a newer one is applied.
@@ -885,6 +903,28 @@ mod tests {
         let got = all(&e);
         assert_eq!(got.last(), Some(&(2000, 2.0)));
         assert!(!got.contains(&(1000, 1.0)));
+    }
+
+    #[test]
+    fn an_overwrite_sealed_into_a_full_chunk_is_not_undone_by_later_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lsn = 0;
+        let e = engine(dir.path(), 4);
+        // Small chunk A holds ts 100.
+        write(&e, &mut lsn, vec![pt(100, 1.0), pt(200, 1.0), pt(300, 1.0)]);
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        // Overwrite ts 100 within a flush that seals a full chunk.
+        write(
+            &e,
+            &mut lsn,
+            vec![pt(100, 2.0), pt(150, 2.0), pt(160, 2.0), pt(170, 2.0)],
+        );
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        for i in 0..6 {
+            write(&e, &mut lsn, vec![pt(1000 + i, 3.0)]);
+            e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        }
+        assert!(all(&e).contains(&(100, 2.0)), "{:?}", all(&e));
     }
 
     #[test]

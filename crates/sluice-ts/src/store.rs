@@ -126,16 +126,20 @@ impl ChunkStore {
         })
     }
 
-    /// Writes new series, chunks (a chunk written under an existing key replaces it) and the
-    /// flushed LSN in one atomic batch, then syncs it to disk.
+    /// Deletes merged-away chunks and writes new series, chunks and the flushed LSN in one
+    /// atomic batch, then syncs it to disk.
     pub fn commit_flush(
         &self,
         new_series: &[(SeriesId, &SeriesKey)],
         chunks: &[ChunkWrite],
+        deletes: &[(SeriesId, i64, u64)],
         flushed_lsn: Lsn,
         next_seq: u64,
     ) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
+        for &(series, min_ts, seq) in deletes {
+            batch.remove(&self.chunks, chunk_key(series, min_ts, seq).to_vec());
+        }
         for (id, key) in new_series {
             batch.insert(&self.series, id.to_be_bytes().to_vec(), key.encode());
         }
@@ -308,7 +312,7 @@ mod tests {
                 block,
             };
             o.store
-                .commit_flush(&[(0, &key)], &[chunk], Lsn(7), 2)
+                .commit_flush(&[(0, &key)], &[chunk], &[], Lsn(7), 2)
                 .unwrap();
             let got = o.store.chunks_overlapping(0, 15, 30).unwrap();
             assert_eq!(got.len(), 1);

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -243,7 +243,7 @@ struct Counters {
     points_flushed: AtomicU64,
     flush_count: AtomicU64,
     manual_flush_count: AtomicU64,
-    stored_bytes: AtomicU64,
+    stored_bytes: AtomicI64,
     last_flush_ms: AtomicU64,
 }
 
@@ -506,13 +506,13 @@ impl TsEngine {
     }
 
     /// Builds and commits the chunks of a frozen head, merging small chunks size-tiered (see
-    /// [`Small`]); returns the net stored bytes added.
+    /// [`Small`]); returns the net change of stored bytes.
     fn write_chunks(
         &self,
         fs: &mut FlushState,
         frozen: &Head,
         new_series: &[(SeriesId, SeriesKey)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<i64, StoreError> {
         let target = self.config.chunk_target_points.max(1);
         let seq = fs.next_seq;
         let cutoff = self.retention_cutoff();
@@ -589,12 +589,13 @@ impl TsEngine {
             .iter()
             .map(|w| (w.block.len() + CHUNK_OVERHEAD_BYTES) as u64)
             .sum();
-        Ok(written.saturating_sub(deleted_bytes))
+        // Negative when merges saved more chunk overhead than the new points cost.
+        Ok(written as i64 - deleted_bytes as i64)
     }
 
     fn compression_ratio(&self) -> f64 {
         let stored = self.counters.stored_bytes.load(Ordering::Relaxed);
-        if stored == 0 {
+        if stored <= 0 {
             return 0.0;
         }
         (self.counters.points_flushed.load(Ordering::Relaxed) * POINT_BYTES as u64) as f64
@@ -626,7 +627,7 @@ impl TsEngine {
 
     /// Net bytes of chunk data stored by flushes since open (Gorilla blocks plus key and header).
     pub fn stored_bytes(&self) -> u64 {
-        self.counters.stored_bytes.load(Ordering::Relaxed)
+        self.counters.stored_bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
     fn retention_cutoff(&self) -> i64 {
@@ -925,6 +926,43 @@ mod tests {
             e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
         }
         assert!(all(&e).contains(&(100, 2.0)), "{:?}", all(&e));
+    }
+
+    #[test]
+    fn stored_bytes_stat_matches_the_chunks_after_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path(), 256);
+        let mut lsn = 0u64;
+        for round in 0..60i64 {
+            let pts = (0..5)
+                .flat_map(|s| (0..20).map(move |i| (s, round * 20 + i)))
+                .map(|(s, i)| {
+                    Point::new(
+                        "m".into(),
+                        format!("h{s}"),
+                        i * 1000,
+                        (i % 97) as f64 / 4.0,
+                        [],
+                        &PointLimits::default(),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            write(&e, &mut lsn, pts);
+            e.flush(FlushTrigger::Count, |_| Ok(())).unwrap();
+        }
+        let mut actual = 0usize;
+        for sid in 0..5 {
+            for c in e.store.chunks_overlapping(sid, i64::MIN, i64::MAX).unwrap() {
+                let mut enc = sluice_gorilla::ChunkEncoder::for_points(&c.points);
+                for &(t, v) in &c.points {
+                    enc.push(t, v);
+                }
+                actual += enc.snapshot().len() + CHUNK_OVERHEAD_BYTES;
+            }
+        }
+        assert_eq!(e.stored_bytes(), actual as u64);
+        assert_eq!(e.stats().points_flushed, 6000);
     }
 
     #[test]

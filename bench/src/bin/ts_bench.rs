@@ -324,7 +324,7 @@ async fn main() -> anyhow::Result<()> {
         "    sluice chunks        {ours_bpp:>8.3} bytes/point   (target <= 1.37; chunk blocks + keys)"
     );
     println!(
-        "    sluice ts dir on disk {disk_bpp:>7.3} bytes/point   (incl. fjall journal, not yet compacted)"
+        "    sluice ts dir on disk {disk_bpp:>7.3} bytes/point   (includes fjall's preallocated journal; not a storage figure)"
     );
 
     // (d) VictoriaMetrics on the same payloads.

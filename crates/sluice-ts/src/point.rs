@@ -62,26 +62,14 @@ impl Point {
         tags: impl IntoIterator<Item = (String, String)>,
         limits: &PointLimits,
     ) -> Result<Point, InvalidPoint> {
-        if metric.is_empty() {
-            return Err(invalid("metric", "must not be empty"));
-        }
-        if metric.len() > limits.max_name_bytes {
-            return Err(invalid(
-                "metric",
-                format!("longer than {} bytes", limits.max_name_bytes),
-            ));
-        }
+        check_metric(&metric, limits)?;
         if entity.len() > limits.max_name_bytes {
             return Err(invalid(
                 "entity",
                 format!("longer than {} bytes", limits.max_name_bytes),
             ));
         }
-        if !value.is_finite() {
-            return Err(invalid("value", "must be a finite number"));
-        }
-        // -0.0 is stored as 0.0: they compare equal, and one zero keeps decimal chunks exact.
-        let value = if value == 0.0 { 0.0 } else { value };
+        let value = check_value(value)?;
         let mut tags: Vec<(String, String)> = tags.into_iter().collect();
         if tags.len() > limits.max_tags {
             return Err(invalid(
@@ -120,6 +108,49 @@ impl Point {
     }
 }
 
+impl Point {
+    /// A point of the same series shape (entity, tags) and time with another metric and value,
+    /// as line protocol makes one per field. Only the metric and value are checked: the rest was
+    /// checked when `self` was built.
+    pub fn with_metric_value(
+        &self,
+        metric: String,
+        value: f64,
+        limits: &PointLimits,
+    ) -> Result<Point, InvalidPoint> {
+        check_metric(&metric, limits)?;
+        Ok(Point {
+            metric,
+            entity: self.entity.clone(),
+            timestamp_ms: self.timestamp_ms,
+            value: check_value(value)?,
+            tags: self.tags.clone(),
+        })
+    }
+}
+
+fn check_metric(metric: &str, limits: &PointLimits) -> Result<(), InvalidPoint> {
+    if metric.is_empty() {
+        return Err(invalid("metric", "must not be empty"));
+    }
+    if metric.len() > limits.max_name_bytes {
+        return Err(invalid(
+            "metric",
+            format!("longer than {} bytes", limits.max_name_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// A finite value; -0.0 becomes 0.0 (they compare equal, and one zero keeps decimal chunks
+/// exact).
+fn check_value(value: f64) -> Result<f64, InvalidPoint> {
+    if !value.is_finite() {
+        return Err(invalid("value", "must be a finite number"));
+    }
+    Ok(if value == 0.0 { 0.0 } else { value })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +184,31 @@ mod tests {
         assert_eq!(
             point("m", 1.0, &[("k", &long)]).unwrap_err().field,
             "tags.k"
+        );
+    }
+
+    #[test]
+    fn siblings_share_entity_tags_and_time() {
+        let p = point("m", 1.0, &[("b", "2"), ("a", "1")]).unwrap();
+        let q = p
+            .with_metric_value("m_other".into(), -0.0, &PointLimits::default())
+            .unwrap();
+        assert_eq!(
+            (q.entity.as_str(), q.timestamp_ms, &q.tags),
+            (p.entity.as_str(), p.timestamp_ms, &p.tags)
+        );
+        assert_eq!(q.value.to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            p.with_metric_value(String::new(), 1.0, &PointLimits::default())
+                .unwrap_err()
+                .field,
+            "metric"
+        );
+        assert_eq!(
+            p.with_metric_value("x".into(), f64::NAN, &PointLimits::default())
+                .unwrap_err()
+                .field,
+            "value"
         );
     }
 

@@ -441,15 +441,7 @@ async fn unknown_methods_share_one_metrics_label() {
         let r = s.client.request(m, s.url("/healthz")).send().await.unwrap();
         assert_eq!(r.status(), 405);
     }
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     assert!(
         text.contains(r#"http_requests_total{method="OTHER",route="/healthz",status="405"} 3"#),
         "{text}"

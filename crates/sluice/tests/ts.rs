@@ -110,15 +110,7 @@ async fn seed_shapes_of_buffered_put_stats_and_flush() {
         "{t}"
     );
 
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     for line in [
         r#"ts_auto_buffer_points_buffered_total{db="default"} 1"#,
         r#"ts_auto_buffer_points_flushed_total{db="default"} 1"#,

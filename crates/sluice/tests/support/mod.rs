@@ -124,17 +124,16 @@ impl TestServer {
         (status, r.json().await.unwrap())
     }
 
+    /// The `/metrics` exposition.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     /// The value of a metric line (name plus labels exactly as printed), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)

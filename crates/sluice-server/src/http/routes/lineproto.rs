@@ -26,6 +26,7 @@ use utoipa::IntoParams;
 use crate::db::DEFAULT_DATABASE;
 use crate::error::ApiError;
 use crate::http::extract::{AckParam, BatchBody};
+use crate::http::routes::WriteErrors;
 use crate::http::routes::ts::write;
 use crate::state::AppState;
 
@@ -48,12 +49,8 @@ pub struct LineProtocolParams {
     request_body(content = String, content_type = "text/plain", description = "Line protocol"),
     responses(
         (status = 204, description = "Every line written at the requested level"),
-        (status = 400, description = "A line is invalid (the error names it); nothing was written", body = ErrorBody),
         (status = 404, description = "Unknown database", body = ErrorBody),
-        (status = 413, description = "Body too large, or it expands to too many points", body = ErrorBody),
-        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
-        (status = 503, description = "Write queue or buffer full, or not ready", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteErrors,
     ))]
 pub async fn write_v1(
     State(state): State<AppState>,
@@ -69,12 +66,8 @@ pub async fn write_v1(
     request_body(content = String, content_type = "text/plain", description = "Line protocol"),
     responses(
         (status = 204, description = "Every line written at the requested level"),
-        (status = 400, description = "A line is invalid (the error names it); nothing was written", body = ErrorBody),
         (status = 404, description = "Unknown database", body = ErrorBody),
-        (status = 413, description = "Body too large, or it expands to too many points", body = ErrorBody),
-        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
-        (status = 503, description = "Write queue or buffer full, or not ready", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteErrors,
     ))]
 pub async fn write_v2(
     State(state): State<AppState>,
@@ -220,6 +213,15 @@ fn parse(
                 })?,
                 None => now_ms,
             };
+            // Every field of the line shares its entity, tags and time: check (and size) them
+            // once, then derive one point per field from the line's first point.
+            let series_bytes = POINT_OVERHEAD_BYTES
+                + entity.len()
+                + tags
+                    .iter()
+                    .map(|(k, v)| 4 + k.len() + v.len())
+                    .sum::<usize>();
+            let line_start = out.points.len();
             for (field, value) in &line.field_set {
                 let value = match value {
                     FieldValue::F64(v) => *v,
@@ -236,13 +238,7 @@ fn parse(
                 } else {
                     format!("{measurement}_{}", field.as_str())
                 };
-                expanded_bytes += POINT_OVERHEAD_BYTES
-                    + metric.len()
-                    + entity.len()
-                    + tags
-                        .iter()
-                        .map(|(k, v)| 4 + k.len() + v.len())
-                        .sum::<usize>();
+                expanded_bytes += series_bytes + metric.len();
                 if expanded_bytes > MAX_EXPANDED_BYTES {
                     return Err(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -253,14 +249,17 @@ fn parse(
                         ),
                     ));
                 }
-                let point = Point::new(
-                    metric,
-                    entity.clone(),
-                    timestamp_ms,
-                    value,
-                    tags.clone(),
-                    limits,
-                )
+                let point = match out.points.get(line_start) {
+                    Some(first) => first.with_metric_value(metric, value, limits),
+                    None => Point::new(
+                        metric,
+                        std::mem::take(&mut entity),
+                        timestamp_ms,
+                        value,
+                        std::mem::take(&mut tags),
+                        limits,
+                    ),
+                }
                 .map_err(|e| line_error(n, e.to_string()))?;
                 out.points.push(point);
                 if out.points.len() > max_points {

@@ -26,6 +26,7 @@ use sluice_wal::{AckLevel, Lsn};
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
 use crate::http::extract::{AckParam, ApiJson, BatchJson};
+use crate::http::routes::WriteErrors;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_from_ms;
 
@@ -40,11 +41,7 @@ const EXPORT_FRAME_BYTES: usize = 64 * 1024;
 #[utoipa::path(post, path = "/ts/put", tag = "timeseries", params(AckParams), request_body = DataPoint,
     responses(
         (status = 200, description = "Written at the requested level", body = PutResponse),
-        (status = 400, description = "Invalid point or parameter", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
-        (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteErrors,
     ))]
 pub async fn put(
     State(state): State<AppState>,
@@ -64,11 +61,7 @@ pub async fn put(
 #[utoipa::path(post, path = "/ts/put/batch", tag = "timeseries", params(AckParams), request_body = BatchPutRequest,
     responses(
         (status = 200, description = "Every point written at the requested level", body = BatchPutResponse),
-        (status = 400, description = "A point or parameter is invalid; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body or batch too large", body = ErrorBody),
-        (status = 422, description = "The batch would exceed the database's series limit", body = ErrorBody),
-        (status = 503, description = "Write queue or buffer full, or server not ready", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteErrors,
     ))]
 pub async fn put_batch(
     State(state): State<AppState>,
@@ -112,11 +105,7 @@ pub async fn put_batch(
 #[utoipa::path(post, path = "/ts/put/buffered", tag = "timeseries", params(AckParams), request_body = DataPoint,
     responses(
         (status = 200, description = "Accepted; visible to queries at once", body = BufferedPutResponse),
-        (status = 400, description = "Invalid point or parameter", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "The write would exceed the database's series limit", body = ErrorBody),
-        (status = 503, description = "Buffer overflow (seed body: success false, error \"Buffer overflow\", buffer_size), write queue full, or not ready", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteErrors,
     ))]
 pub async fn put_buffered(
     State(state): State<AppState>,

@@ -1,0 +1,641 @@
+//! One collection: its usearch HNSW index and the catalogue of its entities.
+//!
+//! # Keys
+//! The index knows vectors by `u64` keys; the catalogue maps `pk → key` and `key → (pk,
+//! metadata)`. Every add or update gets a fresh key (never reused), and the entity's previous
+//! key is removed from the index after the catalogue points at the new one. So a key is live
+//! exactly when the catalogue holds it, and a search that checks keys against the catalogue
+//! (under its read lock, held for the whole search) never sees a half-applied write: a key added
+//! but not yet published, or one being replaced, is simply not live. usearch reuses the slots of
+//! removed keys for later adds, so deletes free their space without a rebuild, and its removal
+//! does not block concurrent searches.
+//!
+//! # Concurrency
+//! usearch allows concurrent add, remove and search, each using one of a fixed number of
+//! per-thread contexts; more callers than contexts fail, so callers take a permit first
+//! ([`Permits`]). Growing capacity (`reserve`) must not overlap anything else: it takes the
+//! index's write lock, everything else its read lock. Mutations of one collection are ordered
+//! by the engine (one applier at a time); searches run alongside them.
+//!
+//! # Filters and exact scans
+//! Filters are evaluated inside the index search (usearch's filtered search calls back per
+//! candidate), so `k` results come back when the graph reaches them. A very selective filter
+//! disconnects the graph from the point of view of the search and recall collapses, so a search
+//! first counts the filter's matches (stopping early once they are many): when they are few
+//! (at most `max(EXACT_SCAN_MIN, live / EXACT_SCAN_DIVISOR)`), it scans exactly those vectors
+//! instead, which is both exact and cheaper. If the filtered index search still finds fewer
+//! than `k`, it falls back to the exact scan too.
+//!
+//! # Per-request `ef`
+//! usearch's search expansion is a setting of the whole index, and a search explores
+//! `max(expansion, count)` candidates. The index's own expansion is kept at 1 and each search
+//! asks for `count = max(k, ef)` and keeps the best `k`: the same exploration as a search with
+//! expansion `ef`, without racing other searches over a shared setting.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use usearch::{Index, IndexOptions};
+
+use crate::distance::{Distance, Precision};
+use crate::filter::Filter;
+use crate::record::{EntityData, Op};
+
+/// A filter with at most this many matches is answered by an exact scan...
+pub const EXACT_SCAN_MIN: usize = 1000;
+/// ...or at most this fraction (1/n) of the live entities, whichever is larger.
+pub const EXACT_SCAN_DIVISOR: usize = 50;
+/// Longest collection name.
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct HnswParams {
+    /// Graph connectivity (`M`).
+    pub m: usize,
+    /// Candidates explored while inserting.
+    pub ef_construction: usize,
+    /// Default candidates explored while searching (a request's `ef` overrides it).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 128,
+            ef_search: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    pub name: String,
+    pub dimension: usize,
+    pub distance: Distance,
+    pub precision: Precision,
+    pub hnsw: HnswParams,
+}
+
+/// A collection definition that cannot be used; `field` names the offending field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidCollection {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl CollectionConfig {
+    pub fn validate(&self, max_dimension: usize) -> Result<(), InvalidCollection> {
+        let bad = |field, reason: String| Err(InvalidCollection { field, reason });
+        if !valid_name(&self.name) {
+            return bad(
+                "name",
+                format!(
+                    "1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_' and '-', starting with a letter or digit"
+                ),
+            );
+        }
+        if self.dimension == 0 || self.dimension > max_dimension {
+            return bad("dimension", format!("must be 1 to {max_dimension}"));
+        }
+        let h = &self.hnsw;
+        if !(2..=128).contains(&h.m) {
+            return bad("hnsw.m", "must be 2 to 128".into());
+        }
+        if !(1..=4096).contains(&h.ef_construction) {
+            return bad("hnsw.ef_construction", "must be 1 to 4096".into());
+        }
+        if !(1..=4096).contains(&h.ef_search) {
+            return bad("hnsw.ef_search", "must be 1 to 4096".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Why an index operation failed (usearch reports C++ exceptions as text).
+#[derive(Debug, thiserror::Error)]
+#[error("vector index: {0}")]
+pub struct IndexError(pub String);
+
+fn index_err(e: impl std::fmt::Display) -> IndexError {
+    IndexError(e.to_string())
+}
+
+/// A counting semaphore bounding concurrent index calls to usearch's thread contexts.
+pub struct Permits {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+pub struct Permit<'a>(&'a Permits);
+
+impl Permits {
+    fn new(n: usize) -> Permits {
+        Permits {
+            free: Mutex::new(n),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// A live entity's catalogue entry.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub pk: String,
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    by_pk: HashMap<String, u64>,
+    by_key: HashMap<u64, Stored>,
+    next_key: u64,
+}
+
+impl Catalog {
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn contains_pk(&self, pk: &str) -> bool {
+        self.by_pk.contains_key(pk)
+    }
+}
+
+/// One search hit: the entity and its distance (lower is closer).
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub pk: String,
+    pub distance: f32,
+    pub metadata: Map<String, Value>,
+}
+
+/// What a search needs besides the query vector.
+pub struct SearchSpec<'a> {
+    pub k: usize,
+    pub ef: usize,
+    pub filter: Option<&'a Filter>,
+    /// Entities whose newest state is in the buffer: the index's version must not be returned.
+    pub shadowed: &'a HashSet<String>,
+}
+
+pub struct Collection {
+    pub id: u64,
+    pub config: CollectionConfig,
+    index: RwLock<Index>,
+    catalog: RwLock<Catalog>,
+    permits: Permits,
+    threads: usize,
+    /// Slots freed by removals and maybe not yet reused: counted in capacity planning.
+    freed_slots: Mutex<usize>,
+}
+
+impl Collection {
+    /// A new, empty collection. `threads` is the most concurrent index calls.
+    pub fn new(
+        id: u64,
+        config: CollectionConfig,
+        threads: usize,
+    ) -> Result<Collection, IndexError> {
+        let index = Index::new(&options(&config)).map_err(index_err)?;
+        index
+            .reserve_capacity_and_threads(1024, threads)
+            .map_err(index_err)?;
+        index.change_expansion_search(1);
+        Ok(Collection {
+            id,
+            config,
+            index: RwLock::new(index),
+            catalog: RwLock::new(Catalog::default()),
+            permits: Permits::new(threads),
+            threads,
+            freed_slots: Mutex::new(0),
+        })
+    }
+
+    /// Live entities.
+    pub fn len(&self) -> usize {
+        self.read_catalog().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, pk: &str) -> bool {
+        self.read_catalog().contains_pk(pk)
+    }
+
+    pub fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes the index uses in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.read_index().memory_usage()
+    }
+
+    /// Applies operations (in order; only one applier at a time per collection). Adds run on up
+    /// to `parallelism` threads. On error the catalogue is unchanged; vectors already added
+    /// under fresh keys stay invisible (not live).
+    pub fn apply(&self, ops: Vec<Op>, parallelism: usize) -> Result<(), IndexError> {
+        // The last operation per pk decides; earlier ones in the same batch never become live.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            last.insert(op.pk(), i);
+        }
+        let mut finals: Vec<&Op> = Vec::with_capacity(last.len());
+        for (i, op) in ops.iter().enumerate() {
+            if last[op.pk()] == i {
+                finals.push(op);
+            }
+        }
+        let adds: Vec<&EntityData> = finals.iter().filter_map(|op| op.entity()).collect();
+        let first_key = {
+            let mut cat = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
+            let k = cat.next_key;
+            cat.next_key += adds.len() as u64;
+            k
+        };
+        self.ensure_capacity(adds.len())?;
+        self.add_parallel(first_key, &adds, parallelism)?;
+        // Publish: the catalogue points at the new keys; old keys are then removed.
+        let mut old_keys = Vec::new();
+        {
+            let mut cat = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
+            let mut key = first_key;
+            for op in &finals {
+                let old = match op.entity() {
+                    Some(e) => {
+                        let old = cat.by_pk.insert(e.pk.clone(), key);
+                        cat.by_key.insert(
+                            key,
+                            Stored {
+                                pk: e.pk.clone(),
+                                metadata: e.metadata.clone(),
+                            },
+                        );
+                        key += 1;
+                        old
+                    }
+                    None => cat.by_pk.remove(op.pk()),
+                };
+                if let Some(old) = old {
+                    cat.by_key.remove(&old);
+                    old_keys.push(old);
+                }
+            }
+        }
+        let index = self.read_index();
+        for key in &old_keys {
+            let _permit = self.permits.acquire();
+            index.remove(*key).map_err(index_err)?;
+        }
+        *self
+            .freed_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += old_keys.len();
+        Ok(())
+    }
+
+    fn ensure_capacity(&self, adds: usize) -> Result<(), IndexError> {
+        let freed = *self
+            .freed_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let need = {
+            let index = self.read_index();
+            let need = index.size() + freed + adds;
+            if need <= index.capacity() {
+                return Ok(());
+            }
+            need.max(index.capacity() * 2)
+        };
+        let index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        index
+            .reserve_capacity_and_threads(need, self.threads)
+            .map_err(index_err)
+    }
+
+    fn add_parallel(
+        &self,
+        first_key: u64,
+        adds: &[&EntityData],
+        parallelism: usize,
+    ) -> Result<(), IndexError> {
+        let threads = parallelism
+            .clamp(1, self.threads)
+            .min(adds.len().div_ceil(32).max(1));
+        let index = self.read_index();
+        let add_range = |start: usize, end: usize| -> Result<(), IndexError> {
+            for (i, e) in adds[start..end].iter().enumerate() {
+                let _permit = self.permits.acquire();
+                index
+                    .add(first_key + (start + i) as u64, &e.vector)
+                    .map_err(index_err)?;
+            }
+            Ok(())
+        };
+        if threads <= 1 {
+            return add_range(0, adds.len());
+        }
+        let per = adds.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (start, end) = (t * per, ((t + 1) * per).min(adds.len()));
+                    let add_range = &add_range;
+                    s.spawn(move || add_range(start, end))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<()>, _>>()
+                .map(|_| ())
+        })
+    }
+
+    /// The stored vector (at the collection's precision, as f32) and metadata of `pk`.
+    pub fn get(&self, pk: &str) -> Option<(Vec<f32>, Map<String, Value>)> {
+        let cat = self.read_catalog();
+        let key = *cat.by_pk.get(pk)?;
+        let stored = cat.by_key.get(&key)?;
+        let mut v = vec![0f32; self.config.dimension];
+        let index = self.read_index();
+        let _permit = self.permits.acquire();
+        match index.get(key, &mut v) {
+            Ok(n) if n > 0 => Some((v, stored.metadata.clone())),
+            _ => None,
+        }
+    }
+
+    /// The `k` live entities closest to `query` that pass the filter and are not shadowed.
+    pub fn search(&self, query: &[f32], spec: &SearchSpec<'_>) -> Result<Vec<Hit>, IndexError> {
+        let cat = self.read_catalog();
+        if cat.is_empty() || spec.k == 0 {
+            return Ok(Vec::new());
+        }
+        let index = self.read_index();
+        let count = spec.k.max(spec.ef);
+        let live = |key: u64| -> Option<&Stored> {
+            let s = cat.by_key.get(&key)?;
+            if !spec.shadowed.is_empty() && spec.shadowed.contains(&s.pk) {
+                return None;
+            }
+            if let Some(f) = spec.filter
+                && !f.matches(&s.metadata)
+            {
+                return None;
+            }
+            Some(s)
+        };
+        let collect = |keys: &[u64], distances: &[f32]| -> Vec<Hit> {
+            keys.iter()
+                .zip(distances)
+                .filter_map(|(k, d)| {
+                    live(*k).map(|s| Hit {
+                        pk: s.pk.clone(),
+                        distance: *d,
+                        metadata: s.metadata.clone(),
+                    })
+                })
+                .take(spec.k)
+                .collect()
+        };
+        let wanted = spec.k.min(cat.len());
+        if spec.filter.is_none() && spec.shadowed.is_empty() {
+            // The common case: a plain search, its few unpublished keys dropped afterwards.
+            let m = {
+                let _permit = self.permits.acquire();
+                index.search(query, count).map_err(index_err)?
+            };
+            let hits = collect(&m.keys, &m.distances);
+            if hits.len() >= wanted {
+                return Ok(hits);
+            }
+        }
+        if spec.filter.is_some() {
+            let threshold = EXACT_SCAN_MIN.max(cat.len() / EXACT_SCAN_DIVISOR);
+            let mut matching = Vec::new();
+            for (key, _) in cat.by_key.iter() {
+                if live(*key).is_some() {
+                    matching.push(*key);
+                    if matching.len() > threshold {
+                        break;
+                    }
+                }
+            }
+            if matching.len() <= threshold {
+                return Ok(self.exact(&index, &cat, query, spec.k, matching));
+            }
+        }
+        let m = {
+            let _permit = self.permits.acquire();
+            index
+                .filtered_search(query, count, |key| live(key).is_some())
+                .map_err(index_err)?
+        };
+        let hits = collect(&m.keys, &m.distances);
+        if hits.len() >= spec.k {
+            return Ok(hits);
+        }
+        // The graph did not reach k matches: answer exactly over every match.
+        let matching: Vec<u64> = cat
+            .by_key
+            .keys()
+            .copied()
+            .filter(|k| live(*k).is_some())
+            .collect();
+        Ok(self.exact(&index, &cat, query, spec.k, matching))
+    }
+
+    fn exact(
+        &self,
+        index: &Index,
+        cat: &Catalog,
+        query: &[f32],
+        k: usize,
+        keys: Vec<u64>,
+    ) -> Vec<Hit> {
+        let distance = self.config.distance;
+        let mut heap: BinaryHeap<(OrdF32, u64)> = BinaryHeap::with_capacity(k + 1);
+        let mut v = vec![0f32; self.config.dimension];
+        let _permit = self.permits.acquire();
+        for key in keys {
+            if !matches!(index.get(key, &mut v), Ok(n) if n > 0) {
+                continue;
+            }
+            let d = distance.between(query, &v);
+            if heap.len() < k {
+                heap.push((OrdF32(d), key));
+            } else if heap.peek().is_some_and(|(worst, _)| d < worst.0) {
+                heap.pop();
+                heap.push((OrdF32(d), key));
+            }
+        }
+        heap.into_sorted_vec()
+            .into_iter()
+            .filter_map(|(d, key)| {
+                cat.by_key.get(&key).map(|s| Hit {
+                    pk: s.pk.clone(),
+                    distance: d.0,
+                    metadata: s.metadata.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the index to `index_path` and returns the catalogue's serialized form.
+    pub fn save(&self, index_path: &Path) -> Result<Vec<u8>, IndexError> {
+        let path = index_path
+            .to_str()
+            .ok_or_else(|| IndexError("non-UTF-8 path".into()))?;
+        let index = self.read_index();
+        index.save(path).map_err(index_err)?;
+        let cat = self.read_catalog();
+        let entries: Vec<(u64, &str, &Map<String, Value>)> = cat
+            .by_key
+            .iter()
+            .map(|(k, s)| (*k, s.pk.as_str(), &s.metadata))
+            .collect();
+        serde_json::to_vec(&SavedCatalog {
+            next_key: cat.next_key,
+            entries,
+        })
+        .map_err(index_err)
+    }
+
+    /// Loads a collection saved by [`Collection::save`].
+    pub fn load(
+        id: u64,
+        config: CollectionConfig,
+        threads: usize,
+        index_path: &Path,
+        catalog: &[u8],
+    ) -> Result<Collection, IndexError> {
+        let saved: LoadedCatalog = serde_json::from_slice(catalog).map_err(index_err)?;
+        let c = Collection::new(id, config, threads)?;
+        {
+            let index = c.index.write().unwrap_or_else(PoisonError::into_inner);
+            let path = index_path
+                .to_str()
+                .ok_or_else(|| IndexError("non-UTF-8 path".into()))?;
+            index.load(path).map_err(index_err)?;
+            if index.dimensions() != c.config.dimension {
+                return Err(IndexError(format!(
+                    "index file has dimension {}, collection {}",
+                    index.dimensions(),
+                    c.config.dimension
+                )));
+            }
+            let cap = index.capacity().max(1024);
+            index
+                .reserve_capacity_and_threads(cap, threads)
+                .map_err(index_err)?;
+            index.change_expansion_search(1);
+        }
+        let mut cat = c.catalog.write().unwrap_or_else(PoisonError::into_inner);
+        cat.next_key = saved.next_key;
+        for (key, pk, metadata) in saved.entries {
+            if key >= saved.next_key {
+                return Err(IndexError(format!("catalogue key {key} beyond next_key")));
+            }
+            cat.by_pk.insert(pk.clone(), key);
+            cat.by_key.insert(key, Stored { pk, metadata });
+        }
+        drop(cat);
+        let present = c.read_index().size();
+        if present != c.len() {
+            return Err(IndexError(format!(
+                "index holds {present} vectors, catalogue {}",
+                c.len()
+            )));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Serialize)]
+struct SavedCatalog<'a> {
+    next_key: u64,
+    entries: Vec<(u64, &'a str, &'a Map<String, Value>)>,
+}
+
+#[derive(Deserialize)]
+struct LoadedCatalog {
+    next_key: u64,
+    entries: Vec<(u64, String, Map<String, Value>)>,
+}
+
+fn options(c: &CollectionConfig) -> IndexOptions {
+    IndexOptions {
+        dimensions: c.dimension,
+        metric: c.distance.metric(),
+        quantization: c.precision.scalar(),
+        connectivity: c.hnsw.m,
+        expansion_add: c.hnsw.ef_construction,
+        expansion_search: c.hnsw.ef_search,
+        multi: false,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OrdF32(f32);
+
+impl PartialEq for OrdF32 {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for OrdF32 {}
+
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}

@@ -1,0 +1,1266 @@
+//! The vector engine of one database: collections, the VectorAutoBuffer, direct and buffered
+//! writes, flushes, searches, snapshots and recovery.
+//!
+//! # Write path
+//! Every write is validated completely, then, under the engine's state lock, logged (the
+//! caller's `append`, which assigns the LSN) and either put in the buffer (buffered) or given
+//! an *apply turn* (direct). Turns are handed out under the state lock, so they are in LSN
+//! order, and served one at a time ([`Sequencer`]): index mutations happen in LSN order without
+//! holding the state lock, so buffered writes never wait for an index insert.
+//!
+//! - **Direct** (`/vectors/add`, batches): the caller applies its operations to the index in
+//!   its turn and answers when done, so the entity is searchable on return. A direct write
+//!   supersedes any older buffered operation on the same pk, which is dropped from the buffer.
+//! - **Buffered**: the buffer keeps the newest operation per pk (every operation carries the
+//!   entity's whole state, so older ones are dead). A flush (count, age, memory, manual,
+//!   shutdown) freezes the buffer, takes a turn and applies it to the index in parallel.
+//!
+//! # Reads
+//! A search takes, under the state lock, the newest buffered (head over frozen) operation of
+//! each pk of the collection; scans those exactly, and searches the index with those pks
+//! *shadowed* (the index holds an older version of them, or none). Get reads the buffer first,
+//! then the index. So reads see every write at every ack level (read-your-writes).
+//!
+//! # Snapshots and recovery
+//! The index lives in memory; durability comes from the WAL until a snapshot covers it. A
+//! snapshot takes a turn (so every earlier turn is applied) and records LSN `B` = one below
+//! the oldest buffered operation (or the last vector record when the buffer is empty): every
+//! operation at or below `B` is in the index. It may hold some later ones too (direct writes
+//! applied before the snapshot's turn); that is harmless because every record carries the
+//! entity's whole state and replay applies all records after `B` in order, so replaying a
+//! suffix over a state that already holds part of it ends in the same state. Recovery loads
+//! the snapshot, replays later records into the buffer, and flushes. The WAL may be
+//! checkpointed at `B` ([`VectorEngine::persisted_bound`]).
+//!
+//! # Limits
+//! The buffer refuses writes once its estimated memory (head plus frozen) reaches
+//! `overflow_buffer_bytes`; `k` is at most `max_k`; dimensions at most `max_dimension`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Map, Value};
+use sluice_wal::{Lsn, RecordKind};
+
+use crate::collection::{
+    Collection, CollectionConfig, Hit, HnswParams, IndexError, InvalidCollection, SearchSpec,
+};
+use crate::distance::{Distance, Precision};
+use crate::filter::Filter;
+use crate::record::{self, CollectionChange, EntityData, Op};
+use crate::snapshot::{self, SavedCollection, SnapshotError};
+
+/// The collection the seed's flat routes act on.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// VectorAutoBuffer settings (seed names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoBufferConfig {
+    /// When false, buffered routes behave like direct ones.
+    pub enabled: bool,
+    pub max_vectors_per_buffer: usize,
+    pub flush_interval_ms: u64,
+    pub max_buffer_bytes: usize,
+    /// Refuse writes while head plus flushing memory is at or above this.
+    pub overflow_buffer_bytes: usize,
+}
+
+impl Default for AutoBufferConfig {
+    fn default() -> Self {
+        AutoBufferConfig {
+            enabled: true,
+            max_vectors_per_buffer: 1000,
+            flush_interval_ms: 5000,
+            max_buffer_bytes: 64 * 1024 * 1024,
+            overflow_buffer_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorConfig {
+    pub auto_buffer: AutoBufferConfig,
+    /// Dimension of collection `default`; 0 takes it from the first insert.
+    pub default_dimension: usize,
+    pub default_distance: Distance,
+    pub default_precision: Precision,
+    pub default_hnsw: HnswParams,
+    pub max_dimension: usize,
+    pub max_k: usize,
+    pub max_collections: usize,
+    pub max_pk_bytes: usize,
+    pub max_metadata_bytes: usize,
+    /// Snapshot when this many operations were applied since the last one...
+    pub snapshot_after_ops: u64,
+    /// ...or when there are changes and the last snapshot is this old.
+    pub snapshot_interval_ms: u64,
+    /// Threads applying a flush or a direct batch to the index.
+    pub apply_threads: usize,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        VectorConfig {
+            auto_buffer: AutoBufferConfig::default(),
+            default_dimension: 0,
+            default_distance: Distance::Cosine,
+            default_precision: Precision::F32,
+            default_hnsw: HnswParams::default(),
+            max_dimension: 4096,
+            max_k: 1000,
+            max_collections: 1000,
+            max_pk_bytes: 512,
+            max_metadata_bytes: 64 * 1024,
+            snapshot_after_ops: 200_000,
+            snapshot_interval_ms: 10 * 60 * 1000,
+            apply_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Why a flush ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushTrigger {
+    Count,
+    Age,
+    Memory,
+    Manual,
+    Shutdown,
+}
+
+/// How a write reaches the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Applied to the index before the write returns.
+    Direct,
+    /// Put in the buffer; applied at the next flush.
+    Buffered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError<E = std::convert::Infallible> {
+    #[error("collection {0:?} does not exist")]
+    CollectionNotFound(String),
+    #[error("collection {0:?} already exists")]
+    CollectionExists(String),
+    #[error("the database holds {limit} collections, its limit")]
+    TooManyCollections { limit: usize },
+    #[error(transparent)]
+    InvalidCollection(#[from] InvalidCollection),
+    /// Operation `index` of the request is invalid; `field` is relative to the entity.
+    #[error("{field}: {reason}")]
+    InvalidEntity {
+        index: usize,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("no entity with pk {pk:?}")]
+    NotFound { index: usize, pk: String },
+    #[error("buffer overflow")]
+    Overflow { buffer_size: u64 },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Append(E),
+}
+
+impl VectorError {
+    /// Widens an error that cannot come from an append.
+    pub fn widen<E>(self) -> VectorError<E> {
+        match self {
+            VectorError::CollectionNotFound(n) => VectorError::CollectionNotFound(n),
+            VectorError::CollectionExists(n) => VectorError::CollectionExists(n),
+            VectorError::TooManyCollections { limit } => VectorError::TooManyCollections { limit },
+            VectorError::InvalidCollection(e) => VectorError::InvalidCollection(e),
+            VectorError::InvalidEntity {
+                index,
+                field,
+                reason,
+            } => VectorError::InvalidEntity {
+                index,
+                field,
+                reason,
+            },
+            VectorError::NotFound { index, pk } => VectorError::NotFound { index, pk },
+            VectorError::Overflow { buffer_size } => VectorError::Overflow { buffer_size },
+            VectorError::Index(e) => VectorError::Index(e),
+            VectorError::Append(never) => match never {},
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("{path}: {source}")]
+    Index { path: PathBuf, source: IndexError },
+}
+
+/// What a write left behind.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOutcome {
+    /// Operations in the buffer (head and flushing) after the write.
+    pub buffer_size: u64,
+    pub flush_due: Option<FlushTrigger>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushOutcome {
+    pub vectors: u64,
+}
+
+/// The seed's buffer statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferStats {
+    pub vectors_buffered: u64,
+    pub vectors_flushed: u64,
+    pub flush_count: u64,
+    pub auto_flush_count: u64,
+    pub manual_flush_count: u64,
+    pub current_buffer_size: u64,
+    pub current_buffer_memory: u64,
+    pub last_flush_time_ms: Option<i64>,
+    pub snapshot_count: u64,
+    pub last_snapshot_lsn: u64,
+}
+
+/// An entity as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    pub pk: String,
+    pub vector: Vec<f32>,
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub ef: Option<usize>,
+    pub filter: Option<Filter>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    pub pk: String,
+    /// Distance as the metric defines it (lower is closer).
+    pub distance: f32,
+    /// Cosine similarity, inner product, or Euclidean distance (see `distance.rs`).
+    pub score: f32,
+    pub metadata: Map<String, Value>,
+}
+
+/// A collection's definition and size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectionInfo {
+    pub config: CollectionConfig,
+    pub vectors: u64,
+    pub buffered: u64,
+    pub index_bytes: u64,
+}
+
+/// The engine's Prometheus metrics (seed names).
+#[derive(Clone, Debug, Default)]
+pub struct VectorMetrics {
+    pub vectors_buffered: Counter,
+    pub vectors_flushed: Counter,
+    pub flush_count: Counter,
+    pub current_size: Gauge,
+    pub snapshots: Counter,
+}
+
+impl VectorMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("vector_auto_buffer");
+        r.register(
+            "vectors_buffered",
+            "Vector operations accepted into the buffer",
+            self.vectors_buffered.clone(),
+        );
+        r.register(
+            "vectors_flushed",
+            "Vector operations applied to the index by flushes",
+            self.vectors_flushed.clone(),
+        );
+        r.register("flush_count", "Buffer flushes", self.flush_count.clone());
+        r.register(
+            "current_size",
+            "Vector operations in the buffer now",
+            self.current_size.clone(),
+        );
+        registry.register(
+            "vector_snapshots",
+            "Vector index snapshots written",
+            self.snapshots.clone(),
+        );
+    }
+}
+
+/// A buffered operation.
+#[derive(Clone, Debug)]
+struct Pending {
+    op: Arc<Op>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    /// Collection id → pk → newest operation.
+    ops: HashMap<u64, HashMap<String, Pending>>,
+    entries: usize,
+    bytes: usize,
+    first_insert: Option<Instant>,
+    min_lsn: Option<Lsn>,
+}
+
+impl Buffer {
+    fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    fn insert(&mut self, coll: u64, lsn: Lsn, op: Op) {
+        let bytes = op_bytes(&op);
+        let old = self
+            .ops
+            .entry(coll)
+            .or_default()
+            .insert(op.pk().to_string(), Pending { op: Arc::new(op) });
+        match old {
+            Some(old) => self.bytes = self.bytes - op_bytes(&old.op) + bytes,
+            None => {
+                self.entries += 1;
+                self.bytes += bytes;
+            }
+        }
+        self.first_insert.get_or_insert_with(Instant::now);
+        self.min_lsn.get_or_insert(lsn);
+    }
+
+    fn remove(&mut self, coll: u64, pk: &str) {
+        if let Some(ops) = self.ops.get_mut(&coll)
+            && let Some(old) = ops.remove(pk)
+        {
+            self.entries -= 1;
+            self.bytes -= op_bytes(&old.op);
+        }
+    }
+
+    fn drop_collection(&mut self, coll: u64) {
+        if let Some(ops) = self.ops.remove(&coll) {
+            for p in ops.values() {
+                self.entries -= 1;
+                self.bytes -= op_bytes(&p.op);
+            }
+        }
+    }
+
+    fn get(&self, coll: u64, pk: &str) -> Option<&Pending> {
+        self.ops.get(&coll)?.get(pk)
+    }
+}
+
+fn op_bytes(op: &Op) -> usize {
+    96 + op.pk().len()
+        + op.entity()
+            .map_or(0, |e| 4 * e.vector.len() + 48 * e.metadata.len())
+}
+
+struct State {
+    collections: HashMap<String, Arc<Collection>>,
+    next_collection_id: u64,
+    head: Buffer,
+    frozen: Option<Arc<Buffer>>,
+    /// LSN of the last record this engine logged or replayed.
+    last_lsn: Lsn,
+    /// The last snapshot covers everything at or below this LSN.
+    snapshot_lsn: Lsn,
+    ops_since_snapshot: u64,
+    last_snapshot: Instant,
+}
+
+/// Hands out turns in order and serves them one at a time.
+struct Sequencer {
+    serving: Mutex<(u64, u64)>,
+    cv: Condvar,
+}
+
+/// A place in the apply order; waits for (and then passes on) its turn even when dropped unused.
+struct Ticket<'a> {
+    seq: &'a Sequencer,
+    n: u64,
+    used: bool,
+}
+
+struct Turn<'a> {
+    seq: &'a Sequencer,
+}
+
+impl Sequencer {
+    fn new() -> Sequencer {
+        Sequencer {
+            serving: Mutex::new((0, 0)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Call under the state lock, so tickets follow LSN order.
+    fn ticket(&self) -> Ticket<'_> {
+        let mut g = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = g.1;
+        g.1 += 1;
+        Ticket {
+            seq: self,
+            n,
+            used: false,
+        }
+    }
+}
+
+impl<'a> Ticket<'a> {
+    fn wait(mut self) -> Turn<'a> {
+        self.used = true;
+        self.block();
+        Turn { seq: self.seq }
+    }
+
+    fn block(&self) {
+        let mut g = self
+            .seq
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while g.0 != self.n {
+            g = self.seq.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.block();
+            drop(Turn { seq: self.seq });
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.seq
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0 += 1;
+        self.seq.cv.notify_all();
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    vectors_buffered: AtomicU64,
+    vectors_flushed: AtomicU64,
+    flush_count: AtomicU64,
+    manual_flush_count: AtomicU64,
+    last_flush_ms: AtomicU64,
+    snapshot_count: AtomicU64,
+}
+
+pub struct VectorEngine {
+    dir: PathBuf,
+    config: VectorConfig,
+    /// usearch thread contexts per collection.
+    index_threads: usize,
+    state: Mutex<State>,
+    sequencer: Sequencer,
+    /// One flush, and one snapshot, at a time.
+    flush_lock: Mutex<()>,
+    snapshot_lock: Mutex<()>,
+    counters: Counters,
+    metrics: VectorMetrics,
+}
+
+impl VectorEngine {
+    /// Opens the engine from its last snapshot in `dir`. Replay the WAL after this with
+    /// [`VectorEngine::replay`], then call [`VectorEngine::finish_replay`].
+    pub fn open(
+        dir: &Path,
+        config: VectorConfig,
+        metrics: VectorMetrics,
+    ) -> Result<VectorEngine, OpenError> {
+        std::fs::create_dir_all(dir).map_err(snapshot::io_err(dir))?;
+        let index_threads = (config.apply_threads * 2).max(8) + 64;
+        let manifest = snapshot::read_manifest(dir)?.unwrap_or_default();
+        let mut collections = HashMap::new();
+        for saved in &manifest.collections {
+            let index_path = dir.join(&saved.index_file);
+            let catalog_path = dir.join(&saved.catalog_file);
+            snapshot::verify(&index_path, saved.index_crc)?;
+            let catalog = std::fs::read(&catalog_path).map_err(snapshot::io_err(&catalog_path))?;
+            if crc32c::crc32c(&catalog) != saved.catalog_crc {
+                return Err(SnapshotError::Damaged {
+                    path: catalog_path,
+                    reason: "CRC32C differs from the MANIFEST's".into(),
+                }
+                .into());
+            }
+            let c = Collection::load(
+                saved.id,
+                saved.config.clone(),
+                index_threads,
+                &index_path,
+                &catalog,
+            )
+            .map_err(|source| OpenError::Index {
+                path: index_path.clone(),
+                source,
+            })?;
+            collections.insert(saved.config.name.clone(), Arc::new(c));
+        }
+        let lsn = Lsn(manifest.lsn);
+        Ok(VectorEngine {
+            dir: dir.to_path_buf(),
+            config,
+            index_threads,
+            state: Mutex::new(State {
+                collections,
+                next_collection_id: manifest.next_collection_id,
+                head: Buffer::default(),
+                frozen: None,
+                last_lsn: lsn,
+                snapshot_lsn: lsn,
+                ops_since_snapshot: 0,
+                last_snapshot: Instant::now(),
+            }),
+            sequencer: Sequencer::new(),
+            flush_lock: Mutex::new(()),
+            snapshot_lock: Mutex::new(()),
+            counters: Counters::default(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &VectorConfig {
+        &self.config
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The LSN of the last snapshot: WAL records at or below it are not replayed.
+    pub fn snapshot_lsn(&self) -> Lsn {
+        self.lock_state().snapshot_lsn
+    }
+
+    /// The highest LSN the WAL may be checkpointed at as far as this engine is concerned,
+    /// given `written`, the WAL's written LSN read *before* this call.
+    pub fn persisted_bound(&self, written: Lsn) -> Lsn {
+        let st = self.lock_state();
+        if st.last_lsn <= st.snapshot_lsn {
+            written
+        } else {
+            st.snapshot_lsn
+        }
+    }
+
+    // ----- collections -----
+
+    pub fn collections(&self) -> Vec<CollectionInfo> {
+        let colls: Vec<Arc<Collection>> = {
+            let st = self.lock_state();
+            st.collections.values().cloned().collect()
+        };
+        let mut out: Vec<CollectionInfo> = colls.iter().map(|c| self.info(c)).collect();
+        out.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        out
+    }
+
+    pub fn collection(&self, name: &str) -> Option<CollectionInfo> {
+        let c = self.lock_state().collections.get(name).cloned()?;
+        Some(self.info(&c))
+    }
+
+    fn info(&self, c: &Collection) -> CollectionInfo {
+        let buffered = {
+            let st = self.lock_state();
+            st.head.ops.get(&c.id).map_or(0, |m| m.len())
+                + st.frozen
+                    .as_ref()
+                    .and_then(|f| f.ops.get(&c.id))
+                    .map_or(0, |m| m.len())
+        };
+        CollectionInfo {
+            config: c.config.clone(),
+            vectors: c.len() as u64,
+            buffered: buffered as u64,
+            index_bytes: c.memory_bytes() as u64,
+        }
+    }
+
+    /// The configuration collection `default` gets when created implicitly.
+    pub fn default_collection_config(&self, dimension: usize) -> CollectionConfig {
+        CollectionConfig {
+            name: DEFAULT_COLLECTION.to_string(),
+            dimension: if self.config.default_dimension > 0 {
+                self.config.default_dimension
+            } else {
+                dimension
+            },
+            distance: self.config.default_distance,
+            precision: self.config.default_precision,
+            hnsw: self.config.default_hnsw,
+        }
+    }
+
+    /// Creates a collection, logged through `append`.
+    pub fn create_collection<T, E>(
+        &self,
+        config: CollectionConfig,
+        append: impl FnOnce(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<T, VectorError<E>> {
+        config.validate(self.config.max_dimension)?;
+        let mut st = self.lock_state();
+        self.check_new_collection(&st, &config.name)?;
+        let (t, lsn) = append(
+            record::COLLECTION,
+            record::encode_collection(&CollectionChange::Create(config.clone())),
+        )
+        .map_err(VectorError::Append)?;
+        self.install_collection(&mut st, config, lsn)?;
+        Ok(t)
+    }
+
+    fn check_new_collection<E>(&self, st: &State, name: &str) -> Result<(), VectorError<E>> {
+        if st.collections.contains_key(name) {
+            return Err(VectorError::CollectionExists(name.to_string()));
+        }
+        if st.collections.len() >= self.config.max_collections {
+            return Err(VectorError::TooManyCollections {
+                limit: self.config.max_collections,
+            });
+        }
+        Ok(())
+    }
+
+    fn install_collection(
+        &self,
+        st: &mut State,
+        config: CollectionConfig,
+        lsn: Lsn,
+    ) -> Result<Arc<Collection>, IndexError> {
+        let id = st.next_collection_id;
+        st.next_collection_id += 1;
+        st.last_lsn = lsn;
+        st.ops_since_snapshot += 1;
+        let c = Arc::new(Collection::new(id, config.clone(), self.index_threads)?);
+        st.collections.insert(config.name, c.clone());
+        Ok(c)
+    }
+
+    /// Deletes a collection and everything in it, logged through `append`.
+    pub fn delete_collection<T, E>(
+        &self,
+        name: &str,
+        append: impl FnOnce(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<T, VectorError<E>> {
+        let mut st = self.lock_state();
+        if !st.collections.contains_key(name) {
+            return Err(VectorError::CollectionNotFound(name.to_string()));
+        }
+        let (t, lsn) = append(
+            record::COLLECTION,
+            record::encode_collection(&CollectionChange::Delete(name.to_string())),
+        )
+        .map_err(VectorError::Append)?;
+        Self::remove_collection(&mut st, name, lsn);
+        self.metrics.current_size.set(st.head.entries as i64);
+        Ok(t)
+    }
+
+    fn remove_collection(st: &mut State, name: &str, lsn: Lsn) {
+        if let Some(c) = st.collections.remove(name) {
+            st.head.drop_collection(c.id);
+        }
+        st.last_lsn = lsn;
+        st.ops_since_snapshot += 1;
+    }
+
+    // ----- writes -----
+
+    /// Validates and logs `ops` on `collection`, then buffers or applies them (see the module
+    /// docs). `append` is the WAL enqueue; it may be called twice when collection `default` is
+    /// created implicitly (its creation is logged first). Returns the last append's value.
+    pub fn write<T, E>(
+        &self,
+        collection: &str,
+        ops: Vec<Op>,
+        mode: WriteMode,
+        mut append: impl FnMut(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<(T, WriteOutcome), VectorError<E>> {
+        self.check_shapes(&ops)?;
+        let mut st = self.lock_state();
+        let coll = match st.collections.get(collection) {
+            Some(c) => c.clone(),
+            None if collection == DEFAULT_COLLECTION => {
+                let dim = ops
+                    .iter()
+                    .find_map(|op| op.entity().map(|e| e.vector.len()))
+                    .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
+                let config = self.default_collection_config(dim);
+                config.validate(self.config.max_dimension)?;
+                self.check_new_collection(&st, DEFAULT_COLLECTION)?;
+                self.check_entities(&config, &ops)?;
+                self.check_exists(&st, None, &ops)?;
+                let (_, lsn) = append(
+                    record::COLLECTION,
+                    record::encode_collection(&CollectionChange::Create(config.clone())),
+                )
+                .map_err(VectorError::Append)?;
+                self.install_collection(&mut st, config, lsn)?
+            }
+            None => return Err(VectorError::CollectionNotFound(collection.to_string())),
+        };
+        self.check_entities(&coll.config, &ops)?;
+        self.check_exists(&st, Some(&coll), &ops)?;
+        let buffered_bytes = st.head.bytes + st.frozen.as_ref().map_or(0, |f| f.bytes);
+        if mode == WriteMode::Buffered
+            && buffered_bytes >= self.config.auto_buffer.overflow_buffer_bytes
+        {
+            return Err(VectorError::Overflow {
+                buffer_size: (st.head.entries + st.frozen.as_ref().map_or(0, |f| f.entries)) as u64,
+            });
+        }
+        let payload = record::encode_ops(collection, &ops);
+        let (t, lsn) = append(record::VECTOR_OPS, payload).map_err(VectorError::Append)?;
+        st.last_lsn = lsn;
+        st.ops_since_snapshot += ops.len() as u64;
+        match mode {
+            WriteMode::Buffered => {
+                let n = ops.len() as u64;
+                for op in ops {
+                    st.head.insert(coll.id, lsn, op);
+                }
+                self.counters
+                    .vectors_buffered
+                    .fetch_add(n, Ordering::Relaxed);
+                self.metrics.vectors_buffered.inc_by(n);
+                self.metrics.current_size.set(st.head.entries as i64);
+                let outcome = self.outcome(&st);
+                Ok((t, outcome))
+            }
+            WriteMode::Direct => {
+                for op in &ops {
+                    st.head.remove(coll.id, op.pk());
+                }
+                self.metrics.current_size.set(st.head.entries as i64);
+                let outcome = self.outcome(&st);
+                let ticket = self.sequencer.ticket();
+                drop(st);
+                let _turn = ticket.wait();
+                coll.apply(ops, self.config.apply_threads)?;
+                Ok((t, outcome))
+            }
+        }
+    }
+
+    fn outcome(&self, st: &State) -> WriteOutcome {
+        let cfg = &self.config.auto_buffer;
+        let flush_due = if st.head.entries >= cfg.max_vectors_per_buffer {
+            Some(FlushTrigger::Count)
+        } else if st.head.bytes >= cfg.max_buffer_bytes {
+            Some(FlushTrigger::Memory)
+        } else {
+            None
+        };
+        WriteOutcome {
+            buffer_size: (st.head.entries + st.frozen.as_ref().map_or(0, |f| f.entries)) as u64,
+            flush_due,
+        }
+    }
+
+    /// Checks that need no collection: pk and metadata sizes, finite components.
+    fn check_shapes<E>(&self, ops: &[Op]) -> Result<(), VectorError<E>> {
+        for (index, op) in ops.iter().enumerate() {
+            let bad = |field, reason: String| {
+                Err(VectorError::InvalidEntity {
+                    index,
+                    field,
+                    reason,
+                })
+            };
+            let pk = op.pk();
+            if pk.is_empty() || pk.len() > self.config.max_pk_bytes {
+                return bad(
+                    "pk",
+                    format!("must be 1 to {} bytes", self.config.max_pk_bytes),
+                );
+            }
+            if let Some(e) = op.entity() {
+                if e.vector.is_empty() {
+                    return bad("vector", "must not be empty".into());
+                }
+                if let Some(i) = e.vector.iter().position(|x| !x.is_finite()) {
+                    return bad("vector", format!("component {i} is not a finite f32"));
+                }
+                let meta_bytes = serde_json::to_vec(&e.metadata).map_or(usize::MAX, |v| v.len());
+                if meta_bytes > self.config.max_metadata_bytes {
+                    return bad(
+                        "metadata",
+                        format!(
+                            "{meta_bytes} bytes as JSON; at most {}",
+                            self.config.max_metadata_bytes
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_entities<E>(&self, c: &CollectionConfig, ops: &[Op]) -> Result<(), VectorError<E>> {
+        for (index, op) in ops.iter().enumerate() {
+            let Some(e) = op.entity() else { continue };
+            check_vector(c, &e.vector).map_err(|reason| VectorError::InvalidEntity {
+                index,
+                field: "vector",
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Updates and removes need the entity to exist (as of the operations before them).
+    fn check_exists<E>(
+        &self,
+        st: &State,
+        coll: Option<&Collection>,
+        ops: &[Op],
+    ) -> Result<(), VectorError<E>> {
+        let mut in_request: HashMap<&str, bool> = HashMap::new();
+        for (index, op) in ops.iter().enumerate() {
+            let exists_now = |pk: &str| -> bool {
+                if let Some(&e) = in_request.get(pk) {
+                    return e;
+                }
+                let Some(c) = coll else { return false };
+                let buffered = st
+                    .head
+                    .get(c.id, pk)
+                    .or_else(|| st.frozen.as_ref().and_then(|f| f.get(c.id, pk)));
+                match buffered {
+                    Some(p) => p.op.entity().is_some(),
+                    None => c.contains(pk),
+                }
+            };
+            let must_exist = matches!(op, Op::Update(_) | Op::Remove { .. });
+            if must_exist && !exists_now(op.pk()) {
+                return Err(VectorError::NotFound {
+                    index,
+                    pk: op.pk().to_string(),
+                });
+            }
+            in_request.insert(op.pk(), op.entity().is_some());
+        }
+        Ok(())
+    }
+
+    // ----- flush -----
+
+    /// Which threshold, if any, calls for a flush now.
+    pub fn due(&self) -> Option<FlushTrigger> {
+        let st = self.lock_state();
+        if st.head.is_empty() {
+            return None;
+        }
+        let cfg = &self.config.auto_buffer;
+        if st.head.entries >= cfg.max_vectors_per_buffer {
+            Some(FlushTrigger::Count)
+        } else if st.head.bytes >= cfg.max_buffer_bytes {
+            Some(FlushTrigger::Memory)
+        } else if st
+            .head
+            .first_insert
+            .is_some_and(|t| t.elapsed().as_millis() as u64 >= cfg.flush_interval_ms)
+        {
+            Some(FlushTrigger::Age)
+        } else {
+            None
+        }
+    }
+
+    /// Milliseconds until the age trigger is due, if the buffer holds anything.
+    pub fn ms_until_age_due(&self) -> Option<u64> {
+        let st = self.lock_state();
+        let first = st.head.first_insert?;
+        Some(
+            self.config
+                .auto_buffer
+                .flush_interval_ms
+                .saturating_sub(first.elapsed().as_millis() as u64),
+        )
+    }
+
+    /// Applies the buffer to the indexes (in parallel). Not durable by itself: the WAL holds
+    /// the operations until a snapshot covers them.
+    pub fn flush(&self, trigger: FlushTrigger) -> Result<FlushOutcome, IndexError> {
+        let _one = self
+            .flush_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (frozen, colls, ticket) = {
+            let mut st = self.lock_state();
+            if st.head.is_empty() {
+                return Ok(FlushOutcome::default());
+            }
+            let frozen = Arc::new(std::mem::take(&mut st.head));
+            st.frozen = Some(frozen.clone());
+            let colls: HashMap<u64, Arc<Collection>> =
+                st.collections.values().map(|c| (c.id, c.clone())).collect();
+            self.metrics.current_size.set(0);
+            (frozen, colls, self.sequencer.ticket())
+        };
+        let result = {
+            let _turn = ticket.wait();
+            self.apply_buffer(&frozen, &colls)
+        };
+        self.lock_state().frozen = None;
+        result?;
+        let n = frozen.entries as u64;
+        self.counters
+            .vectors_flushed
+            .fetch_add(n, Ordering::Relaxed);
+        self.counters.flush_count.fetch_add(1, Ordering::Relaxed);
+        if trigger == FlushTrigger::Manual {
+            self.counters
+                .manual_flush_count
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .last_flush_ms
+            .store(now_ms() as u64, Ordering::Relaxed);
+        self.metrics.vectors_flushed.inc_by(n);
+        self.metrics.flush_count.inc();
+        Ok(FlushOutcome { vectors: n })
+    }
+
+    fn apply_buffer(
+        &self,
+        buffer: &Buffer,
+        colls: &HashMap<u64, Arc<Collection>>,
+    ) -> Result<(), IndexError> {
+        for (id, ops) in &buffer.ops {
+            // A collection deleted since: its operations died with it.
+            let Some(c) = colls.get(id) else { continue };
+            let ops: Vec<Op> = ops.values().map(|p| (*p.op).clone()).collect();
+            c.apply(ops, self.config.apply_threads)?;
+        }
+        Ok(())
+    }
+
+    // ----- snapshots -----
+
+    /// Whether enough has changed since the last snapshot to take one.
+    pub fn snapshot_due(&self) -> bool {
+        let st = self.lock_state();
+        st.last_lsn > st.snapshot_lsn
+            && (st.ops_since_snapshot >= self.config.snapshot_after_ops
+                || st.last_snapshot.elapsed().as_millis() as u64
+                    >= self.config.snapshot_interval_ms)
+    }
+
+    /// Writes a snapshot of every collection and returns the LSN it covers (`None` if nothing
+    /// changed since the last one). Searches and buffered writes continue meanwhile; direct
+    /// writes wait for it.
+    pub fn snapshot(&self) -> Result<Option<Lsn>, SnapshotError> {
+        let _one = self
+            .snapshot_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (bound, colls, next_id, ticket, ops_at_start) = {
+            let st = self.lock_state();
+            let oldest_buffered = [st.head.min_lsn, st.frozen.as_ref().and_then(|f| f.min_lsn)]
+                .into_iter()
+                .flatten()
+                .min();
+            let bound = match oldest_buffered {
+                Some(l) => Lsn(l.get() - 1),
+                None => st.last_lsn,
+            };
+            if bound <= st.snapshot_lsn {
+                return Ok(None);
+            }
+            let colls: Vec<Arc<Collection>> = st.collections.values().cloned().collect();
+            (
+                bound,
+                colls,
+                st.next_collection_id,
+                self.sequencer.ticket(),
+                st.ops_since_snapshot,
+            )
+        };
+        let turn = ticket.wait();
+        let mut manifest = snapshot::new_manifest(bound.get(), next_id);
+        for c in &colls {
+            let index_file = snapshot::index_file(c.id, bound.get());
+            let catalog_file = snapshot::catalog_file(c.id, bound.get());
+            let index_path = self.dir.join(&index_file);
+            let catalog = c.save(&index_path).map_err(|e| SnapshotError::Damaged {
+                path: index_path.clone(),
+                reason: e.to_string(),
+            })?;
+            let index_crc = snapshot::sync_and_crc(&index_path)?;
+            let catalog_crc = snapshot::write_synced(&self.dir.join(&catalog_file), &catalog)?;
+            manifest.collections.push(SavedCollection {
+                id: c.id,
+                config: c.config.clone(),
+                index_file,
+                index_crc,
+                catalog_file,
+                catalog_crc,
+            });
+        }
+        drop(turn);
+        snapshot::commit(&self.dir, &manifest)?;
+        let mut st = self.lock_state();
+        st.snapshot_lsn = st.snapshot_lsn.max(bound);
+        st.ops_since_snapshot = st.ops_since_snapshot.saturating_sub(ops_at_start);
+        st.last_snapshot = Instant::now();
+        drop(st);
+        self.counters.snapshot_count.fetch_add(1, Ordering::Relaxed);
+        self.metrics.snapshots.inc();
+        Ok(Some(bound))
+    }
+
+    // ----- recovery -----
+
+    /// Replays one WAL record (records at or below the snapshot's LSN are skipped). Operations
+    /// go to the buffer, which is applied whenever it fills and at [`Self::finish_replay`].
+    pub fn replay(&self, kind: RecordKind, payload: &[u8], lsn: Lsn) -> Result<(), String> {
+        if lsn <= self.snapshot_lsn() {
+            return Ok(());
+        }
+        match kind {
+            record::VECTOR_OPS => {
+                let (name, ops) = record::decode_ops(payload).map_err(|e| e.to_string())?;
+                {
+                    let mut st = self.lock_state();
+                    let id = st.collections.get(&name).map(|c| c.id).ok_or_else(|| {
+                        format!(
+                            "operations on collection {name:?}, which does not exist at LSN {lsn}"
+                        )
+                    })?;
+                    for op in ops {
+                        st.head.insert(id, lsn, op);
+                    }
+                    st.last_lsn = lsn;
+                }
+                if self.due() == Some(FlushTrigger::Count)
+                    || self.due() == Some(FlushTrigger::Memory)
+                {
+                    self.flush(FlushTrigger::Count).map_err(|e| e.to_string())?;
+                }
+            }
+            record::COLLECTION => {
+                let change = record::decode_collection(payload).map_err(|e| e.to_string())?;
+                // Keep order: what is buffered happened before this change.
+                self.flush(FlushTrigger::Count).map_err(|e| e.to_string())?;
+                let mut st = self.lock_state();
+                match change {
+                    CollectionChange::Create(config) => {
+                        // Replayed over a snapshot that already holds it: start it afresh, the
+                        // records after this one rebuild it.
+                        Self::remove_collection(&mut st, &config.name, lsn);
+                        self.install_collection(&mut st, config, lsn)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    CollectionChange::Delete(name) => Self::remove_collection(&mut st, &name, lsn),
+                }
+            }
+            other => return Err(format!("not a vector record kind: {}", other.0)),
+        }
+        Ok(())
+    }
+
+    /// Applies what replay buffered.
+    pub fn finish_replay(&self) -> Result<(), IndexError> {
+        self.flush(FlushTrigger::Count).map(|_| ())
+    }
+
+    // ----- reads -----
+
+    /// The entity `pk` of `collection`, buffered or indexed.
+    pub fn get(&self, collection: &str, pk: &str) -> Result<Option<Entity>, VectorError> {
+        let (coll, buffered) = {
+            let st = self.lock_state();
+            let coll = st
+                .collections
+                .get(collection)
+                .cloned()
+                .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
+            let buffered = st
+                .head
+                .get(coll.id, pk)
+                .or_else(|| st.frozen.as_ref().and_then(|f| f.get(coll.id, pk)))
+                .map(|p| p.op.clone());
+            (coll, buffered)
+        };
+        if let Some(op) = buffered {
+            return Ok(op.entity().map(|e| Entity {
+                pk: e.pk.clone(),
+                vector: e.vector.clone(),
+                metadata: e.metadata.clone(),
+            }));
+        }
+        Ok(coll.get(pk).map(|(vector, metadata)| Entity {
+            pk: pk.to_string(),
+            vector,
+            metadata,
+        }))
+    }
+
+    /// The `k` best entities for the query, buffered and indexed, best first.
+    pub fn search(
+        &self,
+        collection: &str,
+        req: &SearchRequest,
+    ) -> Result<Vec<SearchHit>, VectorError> {
+        if req.k == 0 || req.k > self.config.max_k {
+            return Err(VectorError::InvalidEntity {
+                index: 0,
+                field: "k",
+                reason: format!("must be 1 to {}", self.config.max_k),
+            });
+        }
+        let (coll, pending) = {
+            let st = self.lock_state();
+            let coll = st
+                .collections
+                .get(collection)
+                .cloned()
+                .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
+            let mut pending: HashMap<String, Arc<Op>> = HashMap::new();
+            if let Some(ops) = st.frozen.as_ref().and_then(|f| f.ops.get(&coll.id)) {
+                for (pk, p) in ops {
+                    pending.insert(pk.clone(), p.op.clone());
+                }
+            }
+            if let Some(ops) = st.head.ops.get(&coll.id) {
+                for (pk, p) in ops {
+                    pending.insert(pk.clone(), p.op.clone());
+                }
+            }
+            (coll, pending)
+        };
+        check_vector(&coll.config, &req.vector).map_err(|reason| VectorError::InvalidEntity {
+            index: 0,
+            field: "vector",
+            reason,
+        })?;
+        let distance = coll.config.distance;
+        let mut hits: Vec<Hit> = pending
+            .values()
+            .filter_map(|op| op.entity())
+            .filter(|e| req.filter.as_ref().is_none_or(|f| f.matches(&e.metadata)))
+            .map(|e| Hit {
+                pk: e.pk.clone(),
+                distance: distance.between(&req.vector, &e.vector),
+                metadata: e.metadata.clone(),
+            })
+            .collect();
+        let shadowed: HashSet<String> = pending.into_keys().collect();
+        let spec = SearchSpec {
+            k: req.k,
+            ef: req.ef.unwrap_or(coll.config.hnsw.ef_search),
+            filter: req.filter.as_ref(),
+            shadowed: &shadowed,
+        };
+        hits.extend(coll.search(&req.vector, &spec)?);
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.pk.cmp(&b.pk)));
+        hits.truncate(req.k);
+        Ok(hits
+            .into_iter()
+            .map(|h| SearchHit {
+                score: distance.score(h.distance),
+                pk: h.pk,
+                distance: h.distance,
+                metadata: h.metadata,
+            })
+            .collect())
+    }
+
+    // ----- statistics -----
+
+    pub fn stats(&self) -> BufferStats {
+        let (size, memory) = {
+            let st = self.lock_state();
+            let f = st.frozen.as_ref();
+            (
+                st.head.entries + f.map_or(0, |f| f.entries),
+                st.head.bytes + f.map_or(0, |f| f.bytes),
+            )
+        };
+        let c = &self.counters;
+        let flushes = c.flush_count.load(Ordering::Relaxed);
+        let manual = c.manual_flush_count.load(Ordering::Relaxed);
+        let last = c.last_flush_ms.load(Ordering::Relaxed);
+        BufferStats {
+            vectors_buffered: c.vectors_buffered.load(Ordering::Relaxed),
+            vectors_flushed: c.vectors_flushed.load(Ordering::Relaxed),
+            flush_count: flushes,
+            auto_flush_count: flushes.saturating_sub(manual),
+            manual_flush_count: manual,
+            current_buffer_size: size as u64,
+            current_buffer_memory: memory as u64,
+            last_flush_time_ms: (last > 0).then_some(last as i64),
+            snapshot_count: c.snapshot_count.load(Ordering::Relaxed),
+            last_snapshot_lsn: self.snapshot_lsn().get(),
+        }
+    }
+}
+
+/// Checks a vector against a collection: dimension, and what the distance and precision need.
+pub fn check_vector(c: &CollectionConfig, v: &[f32]) -> Result<(), String> {
+    if v.len() != c.dimension {
+        return Err(format!(
+            "has {} components; collection {:?} has dimension {}",
+            v.len(),
+            c.name,
+            c.dimension
+        ));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(format!("component {i} is not a finite f32"));
+    }
+    if c.distance == Distance::Cosine && v.iter().all(|x| *x == 0.0) {
+        return Err("the zero vector has no cosine distance".into());
+    }
+    if c.precision == Precision::I8
+        && let Some(i) = v.iter().position(|x| !(-1.0..=1.0).contains(x))
+    {
+        return Err(format!(
+            "component {i} is outside [-1, 1], which i8 precision cannot store"
+        ));
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Builds an entity operation (helper for callers and tests).
+pub fn entity(pk: &str, vector: Vec<f32>, metadata: Map<String, Value>) -> EntityData {
+    EntityData {
+        pk: pk.to_string(),
+        vector,
+        metadata,
+    }
+}

@@ -1,0 +1,246 @@
+//! WAL records of the vector engine.
+//!
+//! `VECTOR_OPS` (kind 2): one request's operations on one collection, applied in order.
+//! ```text
+//! collection_len u16, collection, count u32,
+//! count × { op u8 (1 add, 2 update, 3 remove), pk_len u16, pk,
+//!           [add/update: dim u32, dim × f32, metadata_len u32, metadata JSON object] }
+//! ```
+//! `COLLECTION` (kind 3): a collection created or deleted, as JSON
+//! (`{"create": CollectionConfig}` or `{"delete": name}`): rare and small.
+//!
+//! Little-endian. Add and update both carry the entity's whole state, so replaying any suffix
+//! of the log over a snapshot that already holds part of it ends in the same state (the
+//! snapshot recovery argument in `engine.rs` relies on this). Decoding checks every length.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sluice_wal::RecordKind;
+
+use crate::collection::CollectionConfig;
+
+pub const VECTOR_OPS: RecordKind = RecordKind(2);
+pub const COLLECTION: RecordKind = RecordKind(3);
+
+const OP_ADD: u8 = 1;
+const OP_UPDATE: u8 = 2;
+const OP_REMOVE: u8 = 3;
+
+/// One operation on one entity.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Insert or replace.
+    Add(EntityData),
+    /// Replace an entity that exists (checked when written; replayed like `Add`).
+    Update(EntityData),
+    Remove {
+        pk: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityData {
+    pub pk: String,
+    pub vector: Vec<f32>,
+    pub metadata: Map<String, Value>,
+}
+
+impl Op {
+    pub fn pk(&self) -> &str {
+        match self {
+            Op::Add(e) | Op::Update(e) => &e.pk,
+            Op::Remove { pk } => pk,
+        }
+    }
+
+    /// The entity's state after the operation (`None`: removed).
+    pub fn entity(&self) -> Option<&EntityData> {
+        match self {
+            Op::Add(e) | Op::Update(e) => Some(e),
+            Op::Remove { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionChange {
+    Create(CollectionConfig),
+    Delete(String),
+}
+
+/// A payload that is not a valid record.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed vector record: {0}")]
+pub struct DecodeError(pub String);
+
+pub fn encode_ops(collection: &str, ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        6 + collection.len()
+            + ops
+                .iter()
+                .map(|op| {
+                    3 + op.pk().len()
+                        + op.entity()
+                            .map_or(0, |e| 8 + 4 * e.vector.len() + 64 + e.metadata.len() * 32)
+                })
+                .sum::<usize>(),
+    );
+    put_str(&mut out, collection);
+    out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    for op in ops {
+        let tag = match op {
+            Op::Add(_) => OP_ADD,
+            Op::Update(_) => OP_UPDATE,
+            Op::Remove { .. } => OP_REMOVE,
+        };
+        out.push(tag);
+        put_str(&mut out, op.pk());
+        if let Some(e) = op.entity() {
+            out.extend_from_slice(&(e.vector.len() as u32).to_le_bytes());
+            for x in &e.vector {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            let len_at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            serde_json::to_writer(&mut out, &e.metadata).expect("a JSON map serializes");
+            let len = (out.len() - len_at - 4) as u32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+    out
+}
+
+pub fn decode_ops(payload: &[u8]) -> Result<(String, Vec<Op>), DecodeError> {
+    let mut r = Reader { buf: payload };
+    let collection = r.str()?;
+    let count = r.u32()? as usize;
+    // Every op takes at least 3 bytes: never trust the count for an allocation beyond that.
+    let mut ops = Vec::with_capacity(count.min(r.buf.len() / 3));
+    for _ in 0..count {
+        let tag = r.take(1)?[0];
+        let pk = r.str()?;
+        let op = match tag {
+            OP_REMOVE => Op::Remove { pk },
+            OP_ADD | OP_UPDATE => {
+                let dim = r.u32()? as usize;
+                let bytes = r.take(dim.checked_mul(4).ok_or_else(|| err("dimension"))?)?;
+                let vector = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
+                let len = r.u32()? as usize;
+                let metadata = serde_json::from_slice(r.take(len)?)
+                    .map_err(|e| err(&format!("metadata: {e}")))?;
+                let e = EntityData {
+                    pk,
+                    vector,
+                    metadata,
+                };
+                if tag == OP_ADD {
+                    Op::Add(e)
+                } else {
+                    Op::Update(e)
+                }
+            }
+            other => return Err(err(&format!("unknown op {other}"))),
+        };
+        ops.push(op);
+    }
+    if !r.buf.is_empty() {
+        return Err(err("trailing bytes"));
+    }
+    Ok((collection, ops))
+}
+
+pub fn encode_collection(change: &CollectionChange) -> Vec<u8> {
+    serde_json::to_vec(change).expect("a collection change serializes")
+}
+
+pub fn decode_collection(payload: &[u8]) -> Result<CollectionChange, DecodeError> {
+    serde_json::from_slice(payload).map_err(|e| err(&e.to_string()))
+}
+
+fn err(what: &str) -> DecodeError {
+    DecodeError(what.to_string())
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(s.len() <= u16::MAX as usize, "names and pks are short");
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(err("truncated"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| err("invalid UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        let entity = (
+            "[a-z0-9_]{1,12}",
+            proptest::collection::vec(-1e6f32..1e6, 1..16),
+            proptest::collection::btree_map("[a-z]{1,4}", any::<i32>(), 0..4),
+        )
+            .prop_map(|(pk, vector, m)| EntityData {
+                pk,
+                vector,
+                metadata: m.into_iter().map(|(k, v)| (k, json!(v))).collect(),
+            });
+        prop_oneof![
+            entity.clone().prop_map(Op::Add),
+            entity.prop_map(Op::Update),
+            "[a-z0-9]{1,8}".prop_map(|pk| Op::Remove { pk }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn ops_round_trip(name in "[a-z]{1,10}", ops in proptest::collection::vec(arb_op(), 0..20)) {
+            let payload = encode_ops(&name, &ops);
+            let (n, back) = decode_ops(&payload).unwrap();
+            prop_assert_eq!(n, name);
+            prop_assert_eq!(back, ops);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_ops(&bytes);
+            let _ = decode_collection(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(ops in proptest::collection::vec(arb_op(), 1..5)) {
+            let payload = encode_ops("c", &ops);
+            for cut in 0..payload.len() {
+                prop_assert!(decode_ops(&payload[..cut]).is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The vector engine against brute force, and its recovery: snapshot + replay of the logged
+//! records must give the same answers as the engine that wrote them.
+
+use std::cell::RefCell;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+use sluice_vector::engine::{WriteMode, entity};
+use sluice_vector::record::Op;
+use sluice_vector::{
+    CollectionConfig, Distance, Filter, FlushTrigger, HnswParams, Precision, SearchRequest,
+    VectorConfig, VectorEngine, VectorError, VectorMetrics,
+};
+use sluice_wal::{Lsn, RecordKind};
+
+/// Records "logged" by the engine, as the WAL would hold them.
+#[derive(Default)]
+struct Log {
+    records: RefCell<Vec<(RecordKind, Vec<u8>, Lsn)>>,
+}
+
+impl Log {
+    fn append(&self) -> impl FnMut(RecordKind, Vec<u8>) -> Result<((), Lsn), ()> + '_ {
+        move |kind, payload| {
+            let mut r = self.records.borrow_mut();
+            let lsn = Lsn(r.len() as u64 + 1);
+            r.push((kind, payload, lsn));
+            Ok(((), lsn))
+        }
+    }
+
+    fn replay_into(&self, engine: &VectorEngine) {
+        for (kind, payload, lsn) in self.records.borrow().iter() {
+            engine.replay(*kind, payload, *lsn).unwrap();
+        }
+        engine.finish_replay().unwrap();
+    }
+}
+
+fn meta(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+/// `n` vectors around 20 random centres; metadata `bucket` = i % 100 (for selectivity).
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            c.iter()
+                .map(|x| x + rng.random_range(-0.3..0.3f32))
+                .collect()
+        })
+        .collect()
+}
+
+fn collection(name: &str, dim: usize, distance: Distance) -> CollectionConfig {
+    CollectionConfig {
+        name: name.into(),
+        dimension: dim,
+        distance,
+        precision: Precision::F32,
+        hnsw: HnswParams::default(),
+    }
+}
+
+fn engine(dir: &std::path::Path) -> VectorEngine {
+    VectorEngine::open(dir, VectorConfig::default(), VectorMetrics::default()).unwrap()
+}
+
+fn brute_force(
+    data: &[Vec<f32>],
+    q: &[f32],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+    d: Distance,
+) -> Vec<String> {
+    let mut all: Vec<(f32, usize)> = (0..data.len())
+        .filter(|i| keep(*i))
+        .map(|i| (d.between(q, &data[i]), i))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all.into_iter()
+        .take(k)
+        .map(|(_, i)| format!("p{i}"))
+        .collect()
+}
+
+fn load(e: &VectorEngine, log: &Log, data: &[Vec<f32>], mode: WriteMode) {
+    for (chunk_no, chunk) in data.chunks(500).enumerate() {
+        let ops = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let i = chunk_no * 500 + j;
+                Op::Add(entity(
+                    &format!("p{i}"),
+                    v.clone(),
+                    meta(json!({"bucket": i % 100, "parity": if i % 2 == 0 {"even"} else {"odd"}})),
+                ))
+            })
+            .collect();
+        e.write("c", ops, mode, log.append()).unwrap();
+    }
+}
+
+#[test]
+fn recall_at_10_against_brute_force_also_with_selective_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let log = Log::default();
+    let dim = 32;
+    let mut data = clustered(20_100, dim, 7);
+    // Queries from the same distribution as the data (same cluster centres).
+    let queries = data.split_off(20_000);
+    e.create_collection(collection("c", dim, Distance::Cosine), log.append())
+        .unwrap();
+    load(&e, &log, &data, WriteMode::Direct);
+    // (filter, which data indexes pass it, expected selectivity)
+    type Keep = Box<dyn Fn(usize) -> bool>;
+    let cases: Vec<(Option<Value>, Keep)> = vec![
+        (None, Box::new(|_| true)),
+        (Some(json!({"parity": "even"})), Box::new(|i| i % 2 == 0)),
+        (
+            Some(json!({"bucket": {"$lt": 10}})),
+            Box::new(|i| i % 100 < 10),
+        ),
+        (
+            Some(json!({"bucket": {"$in": [42]}})),
+            Box::new(|i| i % 100 == 42),
+        ),
+    ];
+    for (filter, keep) in cases {
+        let f = filter
+            .as_ref()
+            .map(|f| Filter::parse(f, "filter.").unwrap());
+        let mut found = 0;
+        for q in &queries {
+            let truth = brute_force(&data, q, 10, &keep, Distance::Cosine);
+            let hits = e
+                .search(
+                    "c",
+                    &SearchRequest {
+                        vector: q.clone(),
+                        k: 10,
+                        ef: Some(128),
+                        filter: f.clone(),
+                    },
+                )
+                .unwrap();
+            assert_eq!(hits.len(), 10, "exactly k results for {filter:?}");
+            for h in &hits {
+                let i: usize = h.pk[1..].parse().unwrap();
+                assert!(keep(i), "{} does not pass {filter:?}", h.pk);
+            }
+            found += hits.iter().filter(|h| truth.contains(&h.pk)).count();
+        }
+        let recall = found as f64 / (10 * queries.len()) as f64;
+        eprintln!("recall@10 {recall} for {filter:?}");
+        assert!(recall >= 0.95, "recall@10 {recall} for {filter:?}");
+    }
+}
+
+#[test]
+fn buffered_writes_are_searchable_before_and_after_flush_and_updates_and_removes_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let log = Log::default();
+    e.create_collection(collection("c", 3, Distance::L2), log.append())
+        .unwrap();
+    let add = |pk: &str, v: [f32; 3], m: Value, mode| {
+        e.write(
+            "c",
+            vec![Op::Add(entity(pk, v.to_vec(), meta(m)))],
+            mode,
+            log.append(),
+        )
+        .unwrap();
+    };
+    add("a", [0.0, 0.0, 0.0], json!({"t": 1}), WriteMode::Direct);
+    add("b", [5.0, 5.0, 5.0], json!({"t": 2}), WriteMode::Buffered);
+    let search = |q: [f32; 3], k| {
+        e.search(
+            "c",
+            &SearchRequest {
+                vector: q.to_vec(),
+                k,
+                ef: None,
+                filter: None,
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|h| h.pk)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        search([5.0, 5.0, 5.0], 1),
+        ["b"],
+        "buffered add is searchable"
+    );
+    // A buffered update of an indexed entity moves it; the index's old version is shadowed.
+    e.write(
+        "c",
+        vec![Op::Update(entity(
+            "a",
+            vec![6.0, 6.0, 6.0],
+            meta(json!({"t": 3})),
+        ))],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    assert_eq!(search([6.0, 6.0, 6.0], 2), ["a", "b"]);
+    assert_eq!(search([0.0, 0.0, 0.0], 2), ["b", "a"]);
+    assert_eq!(
+        e.get("c", "a").unwrap().unwrap().metadata,
+        meta(json!({"t": 3}))
+    );
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(search([0.0, 0.0, 0.0], 2), ["b", "a"]);
+    assert_eq!(e.get("c", "a").unwrap().unwrap().vector, [6.0, 6.0, 6.0]);
+    // Remove, buffered: gone from search and get at once, and after the flush.
+    e.write(
+        "c",
+        vec![Op::Remove { pk: "b".into() }],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    assert_eq!(search([5.0, 5.0, 5.0], 5), ["a"]);
+    assert_eq!(e.get("c", "b").unwrap(), None);
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(search([5.0, 5.0, 5.0], 5), ["a"]);
+    // Update or remove of a missing pk is refused before anything is logged.
+    let before = log.records.borrow().len();
+    let err = e
+        .write(
+            "c",
+            vec![Op::Remove { pk: "b".into() }],
+            WriteMode::Buffered,
+            log.append(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, VectorError::NotFound { index: 0, .. }),
+        "{err:?}"
+    );
+    let err = e
+        .write(
+            "c",
+            vec![Op::Update(entity("zz", vec![1.0, 1.0, 1.0], Map::new()))],
+            WriteMode::Direct,
+            log.append(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, VectorError::NotFound { .. }), "{err:?}");
+    let err = e
+        .write(
+            "c",
+            vec![Op::Add(entity("x", vec![1.0, 1.0], Map::new()))],
+            WriteMode::Direct,
+            log.append(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VectorError::InvalidEntity {
+                field: "vector",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(log.records.borrow().len(), before);
+}
+
+#[test]
+fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let dim = 16;
+    let mut data = clustered(3020, dim, 3);
+    let queries = data.split_off(3000);
+    let answers = |e: &VectorEngine| -> Vec<Vec<(String, Map<String, Value>)>> {
+        queries
+            .iter()
+            .map(|q| {
+                e.search(
+                    "c",
+                    &SearchRequest {
+                        vector: q.clone(),
+                        k: 10,
+                        ef: Some(200),
+                        filter: Some(Filter::parse(&json!({"bucket": {"$gte": 50}}), "").unwrap()),
+                    },
+                )
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.pk, h.metadata))
+                .collect()
+            })
+            .collect()
+    };
+    let expected = {
+        let e = engine(dir.path());
+        e.create_collection(collection("c", dim, Distance::Ip), log.append())
+            .unwrap();
+        e.create_collection(collection("gone", 2, Distance::L2), log.append())
+            .unwrap();
+        load(&e, &log, &data[..2000], WriteMode::Buffered);
+        e.flush(FlushTrigger::Manual).unwrap();
+        assert!(e.snapshot().unwrap().is_some());
+        // After the snapshot: more adds, updates, removes, and a collection deleted.
+        load(&e, &log, &data, WriteMode::Direct);
+        for i in (0..3000).step_by(7) {
+            e.write(
+                "c",
+                vec![Op::Remove {
+                    pk: format!("p{i}"),
+                }],
+                WriteMode::Buffered,
+                log.append(),
+            )
+            .unwrap();
+        }
+        e.delete_collection("gone", log.append()).unwrap();
+        answers(&e)
+    };
+    let e = engine(dir.path());
+    assert!(e.snapshot_lsn().get() > 0);
+    log.replay_into(&e);
+    assert_eq!(answers(&e), expected);
+    assert!(e.collection("gone").is_none());
+    assert_eq!(
+        e.collection("c").unwrap().vectors,
+        3000 - 3000_u64.div_ceil(7)
+    );
+}

@@ -8,5 +8,6 @@
 pub mod error;
 pub mod system;
 pub mod ts;
+pub mod vector;
 
 pub use error::ErrorBody;

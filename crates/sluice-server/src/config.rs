@@ -25,6 +25,7 @@ pub struct Config {
     pub wal: WalSection,
     pub limits: LimitsConfig,
     pub ts: TsSection,
+    pub vector: VectorSection,
     pub features: FeaturesConfig,
     pub log: LogConfig,
 }
@@ -43,11 +44,63 @@ pub struct TsSection {
     pub max_series: usize,
 }
 
+/// `[vector]`: the vector engine of every database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorSection {
+    /// Dimension of collection `default`; 0 takes it from its first insert.
+    pub default_dimension: usize,
+    /// Distance of collection `default`: `cosine`, `l2` or `ip`.
+    pub default_distance: sluice_vector::Distance,
+    /// Storage precision of collection `default`: `f32`, `f16` or `i8`.
+    pub default_precision: sluice_vector::Precision,
+    /// HNSW parameters of collection `default`, and of new collections that do not say.
+    pub hnsw_m: usize,
+    pub hnsw_ef_construction: usize,
+    pub hnsw_ef_search: usize,
+    /// Largest dimension a collection may have.
+    pub max_dimension: usize,
+    /// Largest `k` a search may ask for.
+    pub max_k: usize,
+    /// Most collections per database.
+    pub max_collections: usize,
+    /// Longest pk, in bytes.
+    pub max_pk_bytes: usize,
+    /// Largest metadata object, in bytes of JSON.
+    pub max_metadata_bytes: usize,
+    /// Most vectors in one batch request.
+    pub max_vectors_per_batch: usize,
+    /// Snapshot the indexes after this many operations since the last snapshot...
+    pub snapshot_after_ops: u64,
+    /// ...or when anything changed and the last snapshot is this old.
+    pub snapshot_interval_ms: u64,
+    /// Threads applying a flush or a batch to an index; 0 = one per core.
+    pub apply_threads: usize,
+}
+
 /// `[features]`: the seed's feature blocks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeaturesConfig {
     pub ts_auto_buffer: TsAutoBufferConfig,
+    pub vector_auto_buffer: VectorAutoBufferConfig,
+}
+
+/// `[features.vector_auto_buffer]` (seed keys).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorAutoBufferConfig {
+    /// When false, the buffered vector routes act like the direct ones.
+    pub enabled: bool,
+    /// Flush when the buffer holds this many operations.
+    pub max_vectors_per_buffer: usize,
+    /// Flush when the oldest buffered operation is this old.
+    pub flush_interval_ms: u64,
+    /// Flush when the buffer's estimated memory reaches this.
+    pub max_buffer_bytes: usize,
+    /// Refuse buffered writes (503 "Buffer overflow") while buffered plus flushing memory is
+    /// at or above this.
+    pub overflow_buffer_bytes: usize,
 }
 
 /// `[features.ts_auto_buffer]` (seed keys).
@@ -154,6 +207,7 @@ impl Default for Config {
             wal: WalSection::default(),
             limits: LimitsConfig::default(),
             ts: TsSection::default(),
+            vector: VectorSection::default(),
             features: FeaturesConfig::default(),
             log: LogConfig::default(),
         }
@@ -222,6 +276,42 @@ impl Default for TsSection {
     }
 }
 
+impl Default for VectorSection {
+    fn default() -> Self {
+        let d = sluice_vector::VectorConfig::default();
+        VectorSection {
+            default_dimension: d.default_dimension,
+            default_distance: d.default_distance,
+            default_precision: d.default_precision,
+            hnsw_m: d.default_hnsw.m,
+            hnsw_ef_construction: d.default_hnsw.ef_construction,
+            hnsw_ef_search: d.default_hnsw.ef_search,
+            max_dimension: d.max_dimension,
+            max_k: d.max_k,
+            max_collections: d.max_collections,
+            max_pk_bytes: d.max_pk_bytes,
+            max_metadata_bytes: d.max_metadata_bytes,
+            max_vectors_per_batch: 10_000,
+            snapshot_after_ops: d.snapshot_after_ops,
+            snapshot_interval_ms: d.snapshot_interval_ms,
+            apply_threads: 0,
+        }
+    }
+}
+
+impl Default for VectorAutoBufferConfig {
+    fn default() -> Self {
+        let d = sluice_vector::engine::AutoBufferConfig::default();
+        VectorAutoBufferConfig {
+            enabled: d.enabled,
+            max_vectors_per_buffer: d.max_vectors_per_buffer,
+            flush_interval_ms: d.flush_interval_ms,
+            max_buffer_bytes: d.max_buffer_bytes,
+            overflow_buffer_bytes: d.overflow_buffer_bytes,
+        }
+    }
+}
+
 impl Default for TsAutoBufferConfig {
     fn default() -> Self {
         let d = sluice_ts::AutoBufferConfig::default();
@@ -252,6 +342,44 @@ impl Config {
             chunk_target_points: self.ts.chunk_target_points,
             max_series: self.ts.max_series,
             point_limits: self.limits.point_limits(),
+        }
+    }
+}
+
+impl Config {
+    /// The vector engine's settings.
+    pub fn vector_config(&self) -> sluice_vector::VectorConfig {
+        let ab = &self.features.vector_auto_buffer;
+        let v = &self.vector;
+        let d = sluice_vector::VectorConfig::default();
+        sluice_vector::VectorConfig {
+            auto_buffer: sluice_vector::engine::AutoBufferConfig {
+                enabled: ab.enabled,
+                max_vectors_per_buffer: ab.max_vectors_per_buffer,
+                flush_interval_ms: ab.flush_interval_ms,
+                max_buffer_bytes: ab.max_buffer_bytes,
+                overflow_buffer_bytes: ab.overflow_buffer_bytes,
+            },
+            default_dimension: v.default_dimension,
+            default_distance: v.default_distance,
+            default_precision: v.default_precision,
+            default_hnsw: sluice_vector::HnswParams {
+                m: v.hnsw_m,
+                ef_construction: v.hnsw_ef_construction,
+                ef_search: v.hnsw_ef_search,
+            },
+            max_dimension: v.max_dimension,
+            max_k: v.max_k,
+            max_collections: v.max_collections,
+            max_pk_bytes: v.max_pk_bytes,
+            max_metadata_bytes: v.max_metadata_bytes,
+            snapshot_after_ops: v.snapshot_after_ops,
+            snapshot_interval_ms: v.snapshot_interval_ms,
+            apply_threads: if v.apply_threads == 0 {
+                d.apply_threads
+            } else {
+                v.apply_threads
+            },
         }
     }
 }
@@ -305,6 +433,22 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     (
         "SLUICE_TS_AUTO_BUFFER_MAX_BUFFER_BYTES",
         "features.ts_auto_buffer.max_buffer_bytes",
+    ),
+    (
+        "SLUICE_VECTOR_AUTO_BUFFER_ENABLED",
+        "features.vector_auto_buffer.enabled",
+    ),
+    (
+        "SLUICE_VECTOR_AUTO_BUFFER_MAX_VECTORS",
+        "features.vector_auto_buffer.max_vectors_per_buffer",
+    ),
+    (
+        "SLUICE_VECTOR_AUTO_BUFFER_FLUSH_INTERVAL_MS",
+        "features.vector_auto_buffer.flush_interval_ms",
+    ),
+    (
+        "SLUICE_VECTOR_AUTO_BUFFER_MAX_BUFFER_BYTES",
+        "features.vector_auto_buffer.max_buffer_bytes",
     ),
 ];
 
@@ -459,6 +603,67 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "features.ts_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes".into(),
             ));
+        }
+        let vb = &self.features.vector_auto_buffer;
+        if vb.max_vectors_per_buffer == 0 || vb.flush_interval_ms == 0 || vb.max_buffer_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "features.vector_auto_buffer thresholds must be greater than 0".into(),
+            ));
+        }
+        if vb.overflow_buffer_bytes <= vb.max_buffer_bytes {
+            return Err(ConfigError::Invalid(
+                "features.vector_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes"
+                    .into(),
+            ));
+        }
+        let v = &self.vector;
+        for (key, n) in [
+            ("vector.max_dimension", v.max_dimension as u64),
+            ("vector.max_k", v.max_k as u64),
+            ("vector.max_collections", v.max_collections as u64),
+            ("vector.max_pk_bytes", v.max_pk_bytes as u64),
+            ("vector.max_metadata_bytes", v.max_metadata_bytes as u64),
+            (
+                "vector.max_vectors_per_batch",
+                v.max_vectors_per_batch as u64,
+            ),
+            ("vector.snapshot_after_ops", v.snapshot_after_ops),
+            ("vector.snapshot_interval_ms", v.snapshot_interval_ms),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
+        }
+        if v.max_pk_bytes > u16::MAX as usize || v.max_dimension > 65_536 {
+            return Err(ConfigError::Invalid(
+                "vector.max_pk_bytes must be at most 65535 and vector.max_dimension at most 65536"
+                    .into(),
+            ));
+        }
+        if v.default_dimension > v.max_dimension {
+            return Err(ConfigError::Invalid(
+                "vector.default_dimension must not exceed vector.max_dimension".into(),
+            ));
+        }
+        let hnsw = sluice_vector::CollectionConfig {
+            name: "default".into(),
+            dimension: v.default_dimension.max(1),
+            distance: v.default_distance,
+            precision: v.default_precision,
+            hnsw: sluice_vector::HnswParams {
+                m: v.hnsw_m,
+                ef_construction: v.hnsw_ef_construction,
+                ef_search: v.hnsw_ef_search,
+            },
+        };
+        if let Err(e) = hnsw.validate(v.max_dimension) {
+            return Err(ConfigError::Invalid(format!(
+                "vector.{}: {}",
+                e.field.replace("hnsw.", "hnsw_"),
+                e.reason
+            )));
         }
         if self.ts.max_query_points == 0
             || self.ts.chunk_target_points == 0

@@ -1,9 +1,14 @@
 //! Databases: each an isolated namespace with its own WAL (SPEC §2).
 //!
-//! Layout: `<data_dir>/databases/<name>/wal/` and `…/ts/`. Opening a database opens its
-//! time-series engine (chunks and the LSN they hold), then opens (and so recovers) its WAL,
-//! replaying every record after that LSN into the engine, then starts its flusher. Only
-//! `default` exists until runtime database management lands; the registry is built for many.
+//! Layout: `<data_dir>/databases/<name>/wal/`, `…/ts/` and `…/vectors/`. Opening a database
+//! opens its engines (time-series chunks and the LSN they hold; the vector snapshot and its
+//! LSN), then opens (and so recovers) its WAL, replaying every record after the checkpoint into
+//! the engine it belongs to (each skips what it already holds), applies the replayed vector
+//! operations, then starts its flusher. Only `default` exists until runtime database
+//! management lands; the registry is built for many.
+//!
+//! The WAL is shared by the engines, so it may only be checkpointed at the lowest LSN every
+//! engine holds durably ([`Database::checkpoint_bound`]).
 //!
 //! Replay refuses record kinds it does not know: they were written by a newer Sluice, and
 //! skipping them would silently drop data.
@@ -13,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_ts::{TsConfig, TsEngine, TsMetrics};
-use sluice_wal::{FatalHandler, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions};
+use sluice_vector::{VectorConfig, VectorEngine, VectorMetrics};
+use sluice_wal::{FatalHandler, Lsn, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions};
 
 use crate::flusher::Flusher;
 use crate::metrics::Metrics;
@@ -25,6 +31,7 @@ pub struct Database {
     pub name: String,
     pub wal: Arc<Wal>,
     pub ts: Arc<TsEngine>,
+    pub vectors: Arc<VectorEngine>,
     pub flusher: Flusher,
 }
 
@@ -33,6 +40,7 @@ pub struct Database {
 pub struct ReplayStats {
     pub records: u64,
     pub points: u64,
+    pub vector_records: u64,
 }
 
 /// Why a database could not be opened.
@@ -49,6 +57,7 @@ pub struct OpenSettings {
     pub data_dir: PathBuf,
     pub wal: WalConfig,
     pub ts: TsConfig,
+    pub vector: VectorConfig,
     pub on_fatal: Option<FatalHandler>,
 }
 
@@ -59,6 +68,18 @@ impl Database {
 
     pub fn ts_dir(data_dir: &Path, name: &str) -> PathBuf {
         data_dir.join("databases").join(name).join("ts")
+    }
+
+    pub fn vector_dir(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir.join("databases").join(name).join("vectors")
+    }
+
+    /// The highest LSN the WAL may be checkpointed at: the lowest that every engine holds.
+    pub fn checkpoint_bound(ts: &TsEngine, vectors: &VectorEngine, wal: &Wal) -> Lsn {
+        // Read before asking the engines (see their `persisted_bound`).
+        let written = wal.status().written_lsn;
+        ts.persisted_bound(written)
+            .min(vectors.persisted_bound(written))
     }
 
     /// Opens the database: engines first, then the WAL replayed into them, then the flusher.
@@ -78,6 +99,13 @@ impl Database {
             ts_metrics.clone(),
         )
         .map_err(|e| err(e.to_string()))?;
+        let vector_metrics = VectorMetrics::default();
+        let vectors = VectorEngine::open(
+            &Database::vector_dir(&settings.data_dir, name),
+            settings.vector.clone(),
+            vector_metrics.clone(),
+        )
+        .map_err(|e| err(format!("opening the vector snapshot: {e}")))?;
         let wal_metrics = WalMetrics::default();
         let mut stats = ReplayStats::default();
         let options = WalOptions {
@@ -88,30 +116,40 @@ impl Database {
         let wal = Wal::open(
             &Database::wal_dir(&settings.data_dir, name),
             options,
-            |record| replay(&ts, record, &mut stats),
+            |record| replay(&ts, &vectors, record, &mut stats),
         )
         .map_err(|e: OpenError| err(e.to_string()))?;
-        let flushed = ts.flushed_lsn();
-        if wal.status().written_lsn < flushed {
-            return Err(err(format!(
-                "the WAL ends at LSN {} but the time-series data holds everything up to {flushed}: \
-                 the WAL lost synced records; refusing to start rather than reuse LSNs",
-                wal.status().written_lsn
-            )));
+        vectors
+            .finish_replay()
+            .map_err(|e| err(format!("applying replayed vector operations: {e}")))?;
+        let written = wal.status().written_lsn;
+        for (engine, held) in [
+            ("time-series data", ts.flushed_lsn()),
+            ("vector snapshot", vectors.snapshot_lsn()),
+        ] {
+            if written < held {
+                return Err(err(format!(
+                    "the WAL ends at LSN {written} but the {engine} holds everything up to {held}: \
+                     the WAL lost synced records; refusing to start rather than reuse LSNs"
+                )));
+            }
         }
         metrics.register_database(name, |r| {
             wal_metrics.register(r);
             ts_metrics.register(r);
+            vector_metrics.register(r);
         });
         let ts = Arc::new(ts);
+        let vectors = Arc::new(vectors);
         let wal = Arc::new(wal);
-        let flusher = Flusher::start(name, ts.clone(), wal.clone())
+        let flusher = Flusher::start(name, ts.clone(), vectors.clone(), wal.clone())
             .map_err(|e| err(format!("starting the flusher: {e}")))?;
         Ok((
             Database {
                 name: name.to_string(),
                 wal,
                 ts,
+                vectors,
                 flusher,
             },
             stats,
@@ -127,12 +165,21 @@ impl Database {
     }
 }
 
-fn replay(ts: &TsEngine, record: RecordRef<'_>, stats: &mut ReplayStats) -> Result<(), String> {
+fn replay(
+    ts: &TsEngine,
+    vectors: &VectorEngine,
+    record: RecordRef<'_>,
+    stats: &mut ReplayStats,
+) -> Result<(), String> {
     match record.kind {
         sluice_ts::record::POINTS => {
             let points = sluice_ts::record::decode(record.payload).map_err(|e| e.to_string())?;
             stats.points += points.len() as u64;
             ts.replay(points, record.lsn);
+        }
+        sluice_vector::record::VECTOR_OPS | sluice_vector::record::COLLECTION => {
+            vectors.replay(record.kind, record.payload, record.lsn)?;
+            stats.vector_records += 1;
         }
         other => {
             return Err(format!(
@@ -174,6 +221,7 @@ impl Databases {
             db = name,
             replayed_records = stats.records,
             replayed_points = stats.points,
+            replayed_vector_records = stats.vector_records,
             last_lsn = status.written_lsn.get(),
             checkpoint_lsn = status.checkpoint_lsn.get(),
             truncated_bytes = status.truncated_bytes_at_open,

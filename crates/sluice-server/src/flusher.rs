@@ -1,15 +1,20 @@
-//! One flusher thread per database: runs the TSAutoBuffer's flushes off the request path and
-//! checkpoints the WAL after each.
+//! One flusher thread per database: runs both auto-buffers' flushes and the vector snapshots
+//! off the request path, and checkpoints the WAL after each.
 //!
-//! Triggers: a write that trips the count or memory threshold nudges the thread (a bounded,
+//! Triggers: a write that trips a count or memory threshold nudges the thread (a bounded,
 //! coalescing channel: a nudge while one is pending is dropped); the thread wakes by itself when
-//! the head's age trigger is due; a manual flush waits for its answer; stop runs a last flush.
-//! Every hour (and at start) it also deletes chunks past retention.
+//! a buffer's age trigger is due, and checks whether a vector snapshot is due; a manual flush
+//! waits for its answer; stop flushes both buffers, snapshots the vector indexes and
+//! checkpoints, so a clean restart replays nothing. Every hour (and at start) it also deletes
+//! time-series chunks past retention.
 //!
-//! Before a flush commits chunks that claim "everything up to LSN L", it waits until the WAL
-//! is durable up to L. A storage or checkpoint failure during a flush is treated like an fsync
-//! failure: the process stops (see the WAL's failure policy); the points are still in the WAL.
-//! A checkpoint refused because the WAL queue is full is simply left to the next flush.
+//! Before a time-series flush commits chunks that claim "everything up to LSN L", it waits
+//! until the WAL is durable up to L. The WAL is checkpointed at the lowest LSN both engines
+//! hold durably (`Database::checkpoint_bound`): chunks for the time series, the last snapshot
+//! for vectors (a vector flush only applies the buffer to the in-memory index). A storage,
+//! index or checkpoint failure is treated like an fsync failure: the process stops (see the
+//! WAL's failure policy); the data is still in the WAL. A checkpoint refused because the WAL
+//! queue is full is simply left to the next round.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,8 +22,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_ts::{FlushOutcome, FlushTrigger, TsEngine};
+use sluice_vector::VectorEngine;
+use sluice_vector::engine::{FlushOutcome as VectorFlushOutcome, FlushTrigger as VectorTrigger};
 use sluice_wal::{Wal, WalError};
 use tokio::sync::oneshot;
+
+use crate::db::Database;
 
 const QUEUE: usize = 64;
 const IDLE_WAKE: Duration = Duration::from_secs(1);
@@ -26,7 +35,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 enum Request {
     Nudge(FlushTrigger),
+    NudgeVectors(VectorTrigger),
     Manual(oneshot::Sender<FlushOutcome>),
+    ManualVectors(oneshot::Sender<VectorFlushOutcome>),
     Stop,
 }
 
@@ -43,35 +54,69 @@ pub struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+struct Engines {
+    db: String,
+    ts: Arc<TsEngine>,
+    vectors: Arc<VectorEngine>,
+    wal: Arc<Wal>,
+}
+
 impl Flusher {
-    pub fn start(db: &str, ts: Arc<TsEngine>, wal: Arc<Wal>) -> std::io::Result<Flusher> {
+    pub fn start(
+        db: &str,
+        ts: Arc<TsEngine>,
+        vectors: Arc<VectorEngine>,
+        wal: Arc<Wal>,
+    ) -> std::io::Result<Flusher> {
         let (tx, rx) = sync_channel(QUEUE);
-        let name = db.to_string();
+        let engines = Engines {
+            db: db.to_string(),
+            ts,
+            vectors,
+            wal,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("flush-{db}"))
-            .spawn(move || run(&name, &ts, &wal, &rx))?;
+            .spawn(move || engines.run(&rx))?;
         Ok(Flusher {
             tx,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Asks for a flush soon; never blocks.
+    /// Asks for a time-series flush soon; never blocks.
     pub fn nudge(&self, trigger: FlushTrigger) {
         let _ = self.tx.try_send(Request::Nudge(trigger));
     }
 
-    /// Flushes now and waits for the outcome.
+    /// Asks for a vector flush soon; never blocks.
+    pub fn nudge_vectors(&self, trigger: VectorTrigger) {
+        let _ = self.tx.try_send(Request::NudgeVectors(trigger));
+    }
+
+    /// Flushes the time-series buffer now and waits for the outcome.
     pub async fn flush_now(&self) -> Result<FlushOutcome, FlushRequestError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Request::Manual(reply)) {
-            Ok(()) => rx.await.map_err(|_| FlushRequestError::Stopped),
+        self.request(Request::Manual(reply))?;
+        rx.await.map_err(|_| FlushRequestError::Stopped)
+    }
+
+    /// Flushes the vector buffer now and waits for the outcome.
+    pub async fn flush_vectors_now(&self) -> Result<VectorFlushOutcome, FlushRequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::ManualVectors(reply))?;
+        rx.await.map_err(|_| FlushRequestError::Stopped)
+    }
+
+    fn request(&self, r: Request) -> Result<(), FlushRequestError> {
+        match self.tx.try_send(r) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(FlushRequestError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(FlushRequestError::Stopped),
         }
     }
 
-    /// Runs a last flush and joins the thread. Idempotent.
+    /// Runs a last flush and snapshot and joins the thread. Idempotent.
     pub fn stop(&self) {
         let _ = self.tx.send(Request::Stop);
         let handle = self
@@ -85,61 +130,129 @@ impl Flusher {
     }
 }
 
-fn run(db: &str, ts: &TsEngine, wal: &Wal, rx: &Receiver<Request>) {
-    let mut last_retention: Option<Instant> = None;
-    loop {
-        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
-            match ts.enforce_retention() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(db, chunks = n, "deleted chunks past retention"),
-                Err(e) => fatal(db, &format!("retention sweep failed: {e}")),
+impl Engines {
+    fn run(&self, rx: &Receiver<Request>) {
+        let db = self.db.as_str();
+        let mut last_retention: Option<Instant> = None;
+        loop {
+            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                match self.ts.enforce_retention() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(db, chunks = n, "deleted chunks past retention"),
+                    Err(e) => fatal(db, &format!("retention sweep failed: {e}")),
+                }
+                last_retention = Some(Instant::now());
             }
-            last_retention = Some(Instant::now());
-        }
-        let wait = ts.ms_until_age_due().map_or(IDLE_WAKE, |ms| {
-            Duration::from_millis(ms.max(1)).min(IDLE_WAKE)
-        });
-        match rx.recv_timeout(wait) {
-            Ok(Request::Nudge(trigger)) => {
-                flush(db, ts, wal, trigger);
-            }
-            Ok(Request::Manual(reply)) => {
-                let _ = reply.send(flush(db, ts, wal, FlushTrigger::Manual));
-            }
-            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                flush(db, ts, wal, FlushTrigger::Shutdown);
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(trigger) = ts.due() {
-                    flush(db, ts, wal, trigger);
+            let due_ms = [self.ts.ms_until_age_due(), self.vectors.ms_until_age_due()]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait = due_ms.map_or(IDLE_WAKE, |ms| {
+                Duration::from_millis(ms.max(1)).min(IDLE_WAKE)
+            });
+            match rx.recv_timeout(wait) {
+                Ok(Request::Nudge(trigger)) => {
+                    self.flush_ts(trigger);
+                }
+                Ok(Request::NudgeVectors(trigger)) => {
+                    self.flush_vectors(trigger);
+                }
+                Ok(Request::Manual(reply)) => {
+                    let _ = reply.send(self.flush_ts(FlushTrigger::Manual));
+                }
+                Ok(Request::ManualVectors(reply)) => {
+                    let _ = reply.send(self.flush_vectors(VectorTrigger::Manual));
+                }
+                Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.flush_ts(FlushTrigger::Shutdown);
+                    self.flush_vectors(VectorTrigger::Shutdown);
+                    self.snapshot();
+                    self.checkpoint();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(trigger) = self.ts.due() {
+                        self.flush_ts(trigger);
+                    }
+                    if let Some(trigger) = self.vectors.due() {
+                        self.flush_vectors(trigger);
+                    }
                 }
             }
+            if self.vectors.snapshot_due() {
+                self.snapshot();
+                self.checkpoint();
+            }
         }
     }
-}
 
-fn flush(db: &str, ts: &TsEngine, wal: &Wal, trigger: FlushTrigger) -> FlushOutcome {
-    let started = Instant::now();
-    let outcome = match ts.flush(trigger, |lsn| {
-        wal.wait_durable(lsn).map_err(|e| e.to_string())
-    }) {
-        Ok(o) => o,
-        Err(e) => fatal(db, &format!("flushing the time-series buffer failed: {e}")),
-    };
-    if let Some(lsn) = outcome.flushed_lsn {
-        match wal.checkpoint(lsn).and_then(|t| t.wait_blocking()) {
+    fn flush_ts(&self, trigger: FlushTrigger) -> FlushOutcome {
+        let started = Instant::now();
+        let wal = &self.wal;
+        let outcome = match self.ts.flush(trigger, |lsn| {
+            wal.wait_durable(lsn).map_err(|e| e.to_string())
+        }) {
+            Ok(o) => o,
+            Err(e) => fatal(
+                &self.db,
+                &format!("flushing the time-series buffer failed: {e}"),
+            ),
+        };
+        if let Some(lsn) = outcome.flushed_lsn {
+            tracing::debug!(db = %self.db, ?trigger, points = outcome.points, lsn = %lsn, ms = started.elapsed().as_millis() as u64, "flushed time series");
+            self.checkpoint();
+        }
+        outcome
+    }
+
+    fn flush_vectors(&self, trigger: VectorTrigger) -> VectorFlushOutcome {
+        let started = Instant::now();
+        let outcome = match self.vectors.flush(trigger) {
+            Ok(o) => o,
+            Err(e) => fatal(&self.db, &format!("applying the vector buffer failed: {e}")),
+        };
+        if outcome.vectors > 0 {
+            tracing::debug!(db = %self.db, ?trigger, vectors = outcome.vectors, ms = started.elapsed().as_millis() as u64, "flushed vectors");
+        }
+        outcome
+    }
+
+    fn snapshot(&self) {
+        let started = Instant::now();
+        match self.vectors.snapshot() {
+            Ok(Some(lsn)) => tracing::info!(
+                db = %self.db,
+                lsn = %lsn,
+                ms = started.elapsed().as_millis() as u64,
+                "vector snapshot written"
+            ),
+            Ok(None) => {}
+            Err(e) => fatal(
+                &self.db,
+                &format!("writing the vector snapshot failed: {e}"),
+            ),
+        }
+    }
+
+    /// Checkpoints the WAL at what both engines hold, if that moved.
+    fn checkpoint(&self) {
+        let lsn = Database::checkpoint_bound(&self.ts, &self.vectors, &self.wal);
+        if lsn <= self.wal.status().checkpoint_lsn {
+            return;
+        }
+        match self.wal.checkpoint(lsn).and_then(|t| t.wait_blocking()) {
             Ok(_) => {}
             // A full queue only delays the checkpoint (and the deletion of old segments) to the
-            // next flush; the chunks already hold the data.
+            // next round; the engines already hold the data.
             Err(WalError::Overloaded { .. }) => {
-                tracing::debug!(db, lsn = %lsn, "WAL queue full; checkpoint left to the next flush");
+                tracing::debug!(db = %self.db, lsn = %lsn, "WAL queue full; checkpoint left to the next round");
             }
-            Err(e) => fatal(db, &format!("checkpointing the WAL at {lsn} failed: {e}")),
+            Err(e) => fatal(
+                &self.db,
+                &format!("checkpointing the WAL at {lsn} failed: {e}"),
+            ),
         }
-        tracing::debug!(db, ?trigger, points = outcome.points, lsn = %lsn, ms = started.elapsed().as_millis() as u64, "flushed");
     }
-    outcome
 }
 
 fn fatal(db: &str, message: &str) -> ! {

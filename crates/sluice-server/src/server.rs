@@ -97,6 +97,7 @@ pub async fn run(
         data_dir: data_dir.clone(),
         wal: config.wal.to_wal_config(),
         ts: config.ts_config(),
+        vector: config.vector_config(),
         on_fatal: None,
     };
     let recovery_state = state.clone();

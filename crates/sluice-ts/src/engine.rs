@@ -296,6 +296,18 @@ impl TsEngine {
         self.lock_state().flushed_lsn
     }
 
+    /// The highest LSN the WAL may be checkpointed at as far as this engine is concerned,
+    /// given `written`, the WAL's written LSN read *before* this call: with nothing buffered,
+    /// every point logged so far is in chunks (writes log and buffer under one lock).
+    pub fn persisted_bound(&self, written: Lsn) -> Lsn {
+        let st = self.lock_state();
+        if st.head.points == 0 && st.frozen.is_none() {
+            written.max(st.flushed_lsn)
+        } else {
+            st.flushed_lsn
+        }
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

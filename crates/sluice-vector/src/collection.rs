@@ -415,9 +415,11 @@ impl Collection {
         }
         let index = self.read_index();
         let count = spec.k.max(spec.ef);
+        // Only buffered pks that the index also holds need hiding (most buffered adds are new).
+        let shadowing = spec.shadowed.iter().any(|pk| cat.by_pk.contains_key(pk));
         let live = |key: u64| -> Option<&Stored> {
             let s = cat.by_key.get(&key)?;
-            if !spec.shadowed.is_empty() && spec.shadowed.contains(&s.pk) {
+            if shadowing && spec.shadowed.contains(&s.pk) {
                 return None;
             }
             if let Some(f) = spec.filter
@@ -441,7 +443,7 @@ impl Collection {
                 .collect()
         };
         let wanted = spec.k.min(cat.len());
-        if spec.filter.is_none() && spec.shadowed.is_empty() {
+        if spec.filter.is_none() && !shadowing {
             // The common case: a plain search, its few unpublished keys dropped afterwards.
             let m = {
                 let _permit = self.permits.acquire();

@@ -24,6 +24,7 @@ use crate::state::AppState;
     tags(
         (name = "system", description = "Health, readiness, version, metrics, this document"),
         (name = "timeseries", description = "Time-series writes and queries"),
+        (name = "vectors", description = "Vector collections, writes and similarity search"),
     ),
     components(schemas(sluice_api::ErrorBody))
 )]
@@ -46,6 +47,23 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ts::export))
         .routes(routes!(routes::lineproto::write_v1))
         .routes(routes!(routes::lineproto::write_v2))
+        .routes(routes!(routes::vectors::add))
+        .routes(routes!(routes::vectors::add_batch))
+        .routes(routes!(routes::vectors::add_buffered))
+        .routes(routes!(routes::vectors::update_buffered))
+        .routes(routes!(routes::vectors::remove_buffered))
+        .routes(routes!(routes::vectors::buffer_stats))
+        .routes(routes!(routes::vectors::buffer_flush))
+        .routes(routes!(routes::vectors::get, routes::vectors::delete))
+        .routes(routes!(routes::vectors::search))
+        .routes(routes!(
+            routes::vectors::list_collections,
+            routes::vectors::create_collection
+        ))
+        .routes(routes!(
+            routes::vectors::get_collection,
+            routes::vectors::delete_collection
+        ))
 }
 
 /// The OpenAPI document as served at `/openapi.json` (and committed as `openapi/openapi.json`).

@@ -4,6 +4,7 @@
 pub mod lineproto;
 pub mod system;
 pub mod ts;
+pub mod vectors;
 
 use sluice_api::ErrorBody;
 

@@ -1,0 +1,603 @@
+//! Vector routes: collections, writes (direct, batch, buffered), buffer stats and flush, get,
+//! delete, search.
+//!
+//! Every write is validated completely, logged as one WAL record and then applied to the index
+//! (direct: before the answer, so the entity is searchable on return) or buffered (the seed's
+//! buffered routes), see `sluice_vector::engine`. Direct writes run on the blocking pool: an
+//! HNSW insert costs tens to hundreds of microseconds per vector. Direct and batch writes
+//! default to `ack=fsync`, buffered ones to `ack=buffer` (or `fsync`, applied directly, when the
+//! VectorAutoBuffer is disabled).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use sluice_api::ErrorBody;
+use sluice_api::ts::AckParams;
+use sluice_api::vector::{
+    AddResponse, BatchAddRequest, BatchAddResponse, BufferedVectorResponse, CollectionInfo,
+    CollectionList, CollectionParams, CreateCollection, DeleteResponse, Distance, HnswSpec,
+    Precision, RemoveRequest, SearchRequest, SearchResponse, SearchResult, VectorBufferStats,
+    VectorEntity, VectorFlushResponse,
+};
+use sluice_vector::engine::{DEFAULT_COLLECTION, WriteMode};
+use sluice_vector::record::{EntityData, Op};
+use sluice_vector::{Filter, VectorError};
+use sluice_wal::{AckLevel, Lsn, WalError};
+
+use crate::db::{DEFAULT_DATABASE, Database};
+use crate::error::ApiError;
+use crate::http::extract::{AckParam, ApiJson, BatchJson};
+use crate::http::routes::WriteErrors;
+use crate::state::AppState;
+use crate::timefmt::rfc3339_from_ms;
+
+/// The `?collection=` parameter (default `default`).
+pub struct CollectionParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CollectionParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(p) = Query::<CollectionParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid_field("collection", e.body_text()))?;
+        Ok(CollectionParam(
+            p.collection
+                .unwrap_or_else(|| DEFAULT_COLLECTION.to_string()),
+        ))
+    }
+}
+
+/// Errors of routes that act on one collection.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only the OpenAPI document uses it; handlers answer with `ApiError`.
+pub enum ReadErrors {
+    /// Invalid input or parameter
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No such collection (or entity)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The server is not ready
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(ErrorBody),
+}
+
+/// Add (or replace) one entity; searchable when acknowledged (default `ack=fsync`).
+#[utoipa::path(post, path = "/vectors/add", tag = "vectors", params(AckParams, CollectionParams),
+    request_body = VectorEntity,
+    responses(
+        (status = 200, description = "Written and indexed", body = AddResponse),
+        (status = 404, description = "No such collection (collection `default` is created by its first insert)", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn add(
+    State(state): State<AppState>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+    ApiJson(e): ApiJson<VectorEntity>,
+) -> Result<Json<AddResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let ops = vec![Op::Add(entity(e))];
+    let (lsn, _) = write(
+        db,
+        collection,
+        ops,
+        WriteMode::Direct,
+        ack.or(AckLevel::Fsync),
+        |_| String::new(),
+    )
+    .await?;
+    Ok(Json(AddResponse {
+        success: true,
+        lsn: lsn.get(),
+    }))
+}
+
+/// Add (or replace) many entities, all or nothing, indexed in parallel (default `ack=fsync`).
+#[utoipa::path(post, path = "/vectors/add/batch", tag = "vectors", params(AckParams, CollectionParams),
+    request_body = BatchAddRequest,
+    responses(
+        (status = 200, description = "Every entity written and indexed", body = BatchAddResponse),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn add_batch(
+    State(state): State<AppState>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+    BatchJson(batch): BatchJson<BatchAddRequest>,
+) -> Result<Json<BatchAddResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let max = state.config().vector.max_vectors_per_batch;
+    if batch.vectors.is_empty() || batch.vectors.len() > max {
+        return Err(ApiError::invalid_field(
+            "vectors",
+            format!("must hold 1 to {max} entities, not {}", batch.vectors.len()),
+        ));
+    }
+    let n = batch.vectors.len() as u64;
+    let ops = batch
+        .vectors
+        .into_iter()
+        .map(|e| Op::Add(entity(e)))
+        .collect();
+    let (lsn, _) = write(
+        db,
+        collection,
+        ops,
+        WriteMode::Direct,
+        ack.or(AckLevel::Fsync),
+        |i| format!("vectors[{i}]."),
+    )
+    .await?;
+    Ok(Json(BatchAddResponse {
+        success: true,
+        vectors_written: n,
+        lsn: lsn.get(),
+    }))
+}
+
+/// Add (or replace) one entity through the VectorAutoBuffer (seed route; default
+/// `ack=buffer`). Searchable at once: searches scan the buffer exactly.
+#[utoipa::path(post, path = "/vectors/add/buffered", tag = "vectors", params(AckParams, CollectionParams),
+    request_body = VectorEntity,
+    responses(
+        (status = 200, description = "Accepted; visible to get and search at once", body = BufferedVectorResponse),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn add_buffered(
+    State(state): State<AppState>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+    ApiJson(e): ApiJson<VectorEntity>,
+) -> Result<Json<BufferedVectorResponse>, ApiError> {
+    buffered(state, ack, collection, Op::Add(entity(e))).await
+}
+
+/// Replace an existing entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
+#[utoipa::path(post, path = "/vectors/update/buffered", tag = "vectors", params(AckParams, CollectionParams),
+    request_body = VectorEntity,
+    responses(
+        (status = 200, description = "Accepted; visible to get and search at once", body = BufferedVectorResponse),
+        (status = 404, description = "No such collection or entity", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn update_buffered(
+    State(state): State<AppState>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+    ApiJson(e): ApiJson<VectorEntity>,
+) -> Result<Json<BufferedVectorResponse>, ApiError> {
+    buffered(state, ack, collection, Op::Update(entity(e))).await
+}
+
+/// Remove an entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
+#[utoipa::path(delete, path = "/vectors/remove/buffered", tag = "vectors", params(AckParams, CollectionParams),
+    request_body = RemoveRequest,
+    responses(
+        (status = 200, description = "Accepted; gone from get and search at once", body = BufferedVectorResponse),
+        (status = 404, description = "No such collection or entity", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn remove_buffered(
+    State(state): State<AppState>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+    ApiJson(r): ApiJson<RemoveRequest>,
+) -> Result<Json<BufferedVectorResponse>, ApiError> {
+    buffered(state, ack, collection, Op::Remove { pk: r.pk }).await
+}
+
+async fn buffered(
+    state: AppState,
+    ack: AckParam,
+    collection: String,
+    op: Op,
+) -> Result<Json<BufferedVectorResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let enabled = db.vectors.config().auto_buffer.enabled;
+    let (mode, default_ack) = if enabled {
+        (WriteMode::Buffered, AckLevel::Buffer)
+    } else {
+        (WriteMode::Direct, AckLevel::Fsync)
+    };
+    let (_, buffer_size) = write(db, collection, vec![op], mode, ack.or(default_ack), |_| {
+        String::new()
+    })
+    .await?;
+    Ok(Json(BufferedVectorResponse {
+        success: true,
+        buffered: enabled,
+        buffer_size,
+    }))
+}
+
+/// VectorAutoBuffer statistics (seed fields).
+#[utoipa::path(get, path = "/vectors/buffer/stats", tag = "vectors",
+    responses(
+        (status = 200, description = "Buffer statistics since start", body = VectorBufferStats),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn buffer_stats(
+    State(state): State<AppState>,
+) -> Result<Json<VectorBufferStats>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let s = db.vectors.stats();
+    Ok(Json(VectorBufferStats {
+        vectors_buffered: s.vectors_buffered,
+        vectors_flushed: s.vectors_flushed,
+        flush_count: s.flush_count,
+        auto_flush_count: s.auto_flush_count,
+        manual_flush_count: s.manual_flush_count,
+        current_buffer_size: s.current_buffer_size,
+        current_buffer_memory: s.current_buffer_memory,
+        compression_type: "none".to_string(),
+        last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
+        snapshot_count: s.snapshot_count,
+        last_snapshot_lsn: s.last_snapshot_lsn,
+    }))
+}
+
+/// Apply the VectorAutoBuffer to the indexes now (admin).
+#[utoipa::path(post, path = "/vectors/buffer/flush", tag = "vectors",
+    responses(
+        (status = 200, description = "Applied to the indexes", body = VectorFlushResponse),
+        (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn buffer_flush(
+    State(state): State<AppState>,
+) -> Result<Json<VectorFlushResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let outcome = db.flusher.flush_vectors_now().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "flush_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)
+    })?;
+    Ok(Json(VectorFlushResponse {
+        success: true,
+        vectors_flushed: outcome.vectors,
+    }))
+}
+
+/// One entity, buffered or indexed. The vector is returned at the collection's precision.
+#[utoipa::path(get, path = "/vectors/{pk}", tag = "vectors",
+    params(("pk" = String, Path, description = "Primary key"), CollectionParams),
+    responses(
+        (status = 200, description = "The entity", body = VectorEntity),
+        ReadErrors,
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(pk): Path<String>,
+    CollectionParam(collection): CollectionParam,
+) -> Result<Json<VectorEntity>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let found =
+        tokio::task::spawn_blocking(move || db.vectors.get(&collection, &pk).map(|e| (e, pk)))
+            .await
+            .map_err(|e| ApiError::internal(format!("get task: {e}")))?
+            .map_err(|e| vector_error(e.widen(), |_| String::new()))?;
+    match found {
+        (Some(e), _) => Ok(Json(VectorEntity {
+            pk: e.pk,
+            vector: e.vector,
+            metadata: Some(e.metadata),
+        })),
+        (None, pk) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "entity_not_found",
+            format!("no entity with pk {pk:?}"),
+        )),
+    }
+}
+
+/// Remove one entity now (default `ack=fsync`); gone from search on return.
+#[utoipa::path(delete, path = "/vectors/{pk}", tag = "vectors",
+    params(("pk" = String, Path, description = "Primary key"), AckParams, CollectionParams),
+    responses(
+        (status = 200, description = "Removed", body = DeleteResponse),
+        (status = 404, description = "No such collection or entity", body = ErrorBody),
+        WriteErrors,
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(pk): Path<String>,
+    ack: AckParam,
+    CollectionParam(collection): CollectionParam,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let ops = vec![Op::Remove { pk }];
+    let (lsn, _) = write(
+        db,
+        collection,
+        ops,
+        WriteMode::Direct,
+        ack.or(AckLevel::Fsync),
+        |_| String::new(),
+    )
+    .await?;
+    Ok(Json(DeleteResponse {
+        success: true,
+        lsn: lsn.get(),
+    }))
+}
+
+/// The `k` nearest entities that pass the filter, best first; buffered writes included.
+#[utoipa::path(post, path = "/vectors/search", tag = "vectors", params(CollectionParams),
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Results, best first", body = SearchResponse),
+        ReadErrors,
+    ))]
+pub async fn search(
+    State(state): State<AppState>,
+    CollectionParam(collection): CollectionParam,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let filter = req
+        .filter
+        .as_ref()
+        .map(|f| Filter::parse(f, "filter."))
+        .transpose()
+        .map_err(|e| ApiError::invalid_field(e.field, e.reason))?;
+    if let Some(ef) = req.ef
+        && !(1..=4096).contains(&ef)
+    {
+        return Err(ApiError::invalid_field("ef", "must be 1 to 4096"));
+    }
+    let request = sluice_vector::SearchRequest {
+        vector: req.vector,
+        k: req.k,
+        ef: req.ef,
+        filter,
+    };
+    let hits = tokio::task::spawn_blocking(move || db.vectors.search(&collection, &request))
+        .await
+        .map_err(|e| ApiError::internal(format!("search task: {e}")))?
+        .map_err(|e| vector_error(e.widen(), |_| String::new()))?;
+    Ok(Json(SearchResponse {
+        results: hits
+            .into_iter()
+            .map(|h| SearchResult {
+                pk: h.pk,
+                score: h.score,
+                distance: h.distance,
+                metadata: h.metadata,
+            })
+            .collect(),
+    }))
+}
+
+/// The collections of the database.
+#[utoipa::path(get, path = "/v1/collections", tag = "vectors",
+    responses(
+        (status = 200, description = "Every collection, by name", body = CollectionList),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn list_collections(
+    State(state): State<AppState>,
+) -> Result<Json<CollectionList>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    Ok(Json(CollectionList {
+        collections: db
+            .vectors
+            .collections()
+            .into_iter()
+            .map(collection_info)
+            .collect(),
+    }))
+}
+
+/// Create a collection.
+#[utoipa::path(post, path = "/v1/collections", tag = "vectors",
+    request_body = CreateCollection,
+    responses(
+        (status = 201, description = "Created", body = CollectionInfo),
+        (status = 400, description = "Invalid definition", body = ErrorBody),
+        (status = 409, description = "A collection of that name exists", body = ErrorBody),
+        (status = 422, description = "The database holds its most collections", body = ErrorBody),
+        (status = 503, description = "Write queue full or server not ready", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn create_collection(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateCollection>,
+) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let defaults = db.vectors.config();
+    let config = sluice_vector::CollectionConfig {
+        name: req.name,
+        dimension: req.dimension,
+        distance: req.distance.map_or(defaults.default_distance, |d| match d {
+            Distance::Cosine => sluice_vector::Distance::Cosine,
+            Distance::L2 => sluice_vector::Distance::L2,
+            Distance::Ip => sluice_vector::Distance::Ip,
+        }),
+        precision: req
+            .precision
+            .map_or(defaults.default_precision, |p| match p {
+                Precision::F32 => sluice_vector::Precision::F32,
+                Precision::F16 => sluice_vector::Precision::F16,
+                Precision::I8 => sluice_vector::Precision::I8,
+            }),
+        hnsw: req
+            .hnsw
+            .map_or(defaults.default_hnsw, |h| sluice_vector::HnswParams {
+                m: h.m,
+                ef_construction: h.ef_construction,
+                ef_search: h.ef_search,
+            }),
+    };
+    let name = config.name.clone();
+    let ticket = db
+        .vectors
+        .create_collection(config, |kind, payload| {
+            let t = db.wal.append(kind, payload, AckLevel::Fsync)?;
+            let lsn = t.lsn();
+            Ok::<_, WalError>((t, lsn))
+        })
+        .map_err(|e| vector_error(e, |_| String::new()))?;
+    ticket.wait().await?;
+    let info = db.vectors.collection(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "collection_not_found",
+            format!("collection {name:?} was deleted meanwhile"),
+        )
+    })?;
+    Ok((StatusCode::CREATED, Json(collection_info(info))))
+}
+
+/// One collection's definition and size.
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "vectors",
+    params(("name" = String, Path, description = "Collection name")),
+    responses(
+        (status = 200, description = "The collection", body = CollectionInfo),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn get_collection(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<CollectionInfo>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    db.vectors
+        .collection(&name)
+        .map(|i| Json(collection_info(i)))
+        .ok_or_else(|| vector_error(VectorError::CollectionNotFound(name), |_| String::new()))
+}
+
+/// Delete a collection and everything in it.
+#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors",
+    params(("name" = String, Path, description = "Collection name")),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteResponse),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 503, description = "Write queue full or server not ready", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn delete_collection(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    let ticket = db
+        .vectors
+        .delete_collection(&name, |kind, payload| {
+            let t = db.wal.append(kind, payload, AckLevel::Fsync)?;
+            let lsn = t.lsn();
+            Ok::<_, WalError>((t, lsn))
+        })
+        .map_err(|e| vector_error(e, |_| String::new()))?;
+    let lsn = ticket.wait().await?;
+    Ok(Json(DeleteResponse {
+        success: true,
+        lsn: lsn.get(),
+    }))
+}
+
+fn entity(e: VectorEntity) -> EntityData {
+    EntityData {
+        pk: e.pk,
+        vector: e.vector,
+        metadata: e.metadata.unwrap_or_default(),
+    }
+}
+
+fn collection_info(i: sluice_vector::engine::CollectionInfo) -> CollectionInfo {
+    let c = i.config;
+    CollectionInfo {
+        name: c.name,
+        dimension: c.dimension,
+        distance: match c.distance {
+            sluice_vector::Distance::Cosine => Distance::Cosine,
+            sluice_vector::Distance::L2 => Distance::L2,
+            sluice_vector::Distance::Ip => Distance::Ip,
+        },
+        precision: match c.precision {
+            sluice_vector::Precision::F32 => Precision::F32,
+            sluice_vector::Precision::F16 => Precision::F16,
+            sluice_vector::Precision::I8 => Precision::I8,
+        },
+        hnsw: HnswSpec {
+            m: c.hnsw.m,
+            ef_construction: c.hnsw.ef_construction,
+            ef_search: c.hnsw.ef_search,
+        },
+        vectors: i.vectors,
+        buffered: i.buffered,
+        index_bytes: i.index_bytes,
+    }
+}
+
+/// Logs and applies or buffers `ops`, nudges the flusher if a threshold tripped, and waits for
+/// `ack`. Returns the LSN and the buffer size after the write. `prefix(i)` is the field path
+/// prefix of operation `i` in the request body.
+async fn write(
+    db: Arc<Database>,
+    collection: String,
+    ops: Vec<Op>,
+    mode: WriteMode,
+    ack: AckLevel,
+    prefix: fn(usize) -> String,
+) -> Result<(Lsn, u64), ApiError> {
+    let engine_db = db.clone();
+    let run = move || {
+        let db = engine_db;
+        db.vectors.write(&collection, ops, mode, |kind, payload| {
+            let t = db.wal.append(kind, payload, ack)?;
+            let lsn = t.lsn();
+            Ok::<_, WalError>((t, lsn))
+        })
+    };
+    let result = match mode {
+        WriteMode::Buffered => run(),
+        WriteMode::Direct => tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| ApiError::internal(format!("vector write task: {e}")))?,
+    };
+    let (ticket, outcome) = result.map_err(|e| vector_error(e, prefix))?;
+    if let Some(trigger) = outcome.flush_due {
+        db.flusher.nudge_vectors(trigger);
+    }
+    let lsn = ticket.wait().await?;
+    Ok((lsn, outcome.buffer_size))
+}
+
+fn vector_error(e: VectorError<WalError>, prefix: fn(usize) -> String) -> ApiError {
+    match e {
+        VectorError::CollectionNotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "collection_not_found", e.to_string())
+        }
+        VectorError::CollectionExists(_) => {
+            ApiError::new(StatusCode::CONFLICT, "collection_exists", e.to_string())
+        }
+        VectorError::TooManyCollections { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "collection_limit",
+            e.to_string(),
+        ),
+        VectorError::InvalidCollection(e) => ApiError::invalid_field(e.field, e.reason),
+        VectorError::InvalidEntity {
+            index,
+            field,
+            reason,
+        } => ApiError::invalid_field(format!("{}{field}", prefix(index)), reason),
+        VectorError::NotFound { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "entity_not_found", e.to_string())
+        }
+        VectorError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
+        VectorError::Index(e) => ApiError::internal(e.to_string()),
+        VectorError::Append(e) => ApiError::from(e),
+    }
+}

@@ -1,8 +1,9 @@
 //! One flusher thread per database: runs both auto-buffers' flushes and the vector snapshots
 //! off the request path, and checkpoints the WAL after each.
 //!
-//! Triggers: a write that trips a count or memory threshold nudges the thread (a bounded,
-//! coalescing channel: a nudge while one is pending is dropped); the thread wakes by itself when
+//! Triggers: a write that trips a count or memory threshold nudges the thread (at most one
+//! nudge per buffer is queued: a nudge while one is pending is dropped, so a burst of writes
+//! never fills the queue and a manual flush always finds room); the thread wakes by itself when
 //! a buffer's age trigger is due, and checks whether a vector snapshot is due; a manual flush
 //! waits for its answer; stop flushes both buffers, snapshots the vector indexes and
 //! checkpoints, so a clean restart replays nothing. Every hour (and at start) it also deletes
@@ -16,6 +17,7 @@
 //! WAL's failure policy); the data is still in the WAL. A checkpoint refused because the WAL
 //! queue is full is simply left to the next round.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -52,6 +54,14 @@ pub enum FlushRequestError {
 pub struct Flusher {
     tx: SyncSender<Request>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    pending: Arc<Pending>,
+}
+
+/// Whether a nudge of each buffer is queued.
+#[derive(Default)]
+struct Pending {
+    ts: AtomicBool,
+    vectors: AtomicBool,
 }
 
 struct Engines {
@@ -59,6 +69,7 @@ struct Engines {
     ts: Arc<TsEngine>,
     vectors: Arc<VectorEngine>,
     wal: Arc<Wal>,
+    pending: Arc<Pending>,
 }
 
 impl Flusher {
@@ -69,11 +80,13 @@ impl Flusher {
         wal: Arc<Wal>,
     ) -> std::io::Result<Flusher> {
         let (tx, rx) = sync_channel(QUEUE);
+        let pending = Arc::new(Pending::default());
         let engines = Engines {
             db: db.to_string(),
             ts,
             vectors,
             wal,
+            pending: pending.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("flush-{db}"))
@@ -81,17 +94,24 @@ impl Flusher {
         Ok(Flusher {
             tx,
             thread: Mutex::new(Some(thread)),
+            pending,
         })
     }
 
     /// Asks for a time-series flush soon; never blocks.
     pub fn nudge(&self, trigger: FlushTrigger) {
-        let _ = self.tx.try_send(Request::Nudge(trigger));
+        self.nudge_once(&self.pending.ts, Request::Nudge(trigger));
     }
 
     /// Asks for a vector flush soon; never blocks.
     pub fn nudge_vectors(&self, trigger: VectorTrigger) {
-        let _ = self.tx.try_send(Request::NudgeVectors(trigger));
+        self.nudge_once(&self.pending.vectors, Request::NudgeVectors(trigger));
+    }
+
+    fn nudge_once(&self, pending: &AtomicBool, request: Request) {
+        if !pending.swap(true, Ordering::AcqRel) && self.tx.try_send(request).is_err() {
+            pending.store(false, Ordering::Release);
+        }
     }
 
     /// Flushes the time-series buffer now and waits for the outcome.
@@ -152,9 +172,11 @@ impl Engines {
             });
             match rx.recv_timeout(wait) {
                 Ok(Request::Nudge(trigger)) => {
+                    self.pending.ts.store(false, Ordering::Release);
                     self.flush_ts(trigger);
                 }
                 Ok(Request::NudgeVectors(trigger)) => {
+                    self.pending.vectors.store(false, Ordering::Release);
                     self.flush_vectors(trigger);
                 }
                 Ok(Request::Manual(reply)) => {

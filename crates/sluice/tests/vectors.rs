@@ -479,7 +479,11 @@ async fn concurrent_direct_and_buffered_writers_and_searchers_agree() {
                         .unwrap();
                     assert_eq!(r.status(), 200);
                     let v: Value = r.json().await.unwrap();
-                    assert_eq!(v["results"][0]["pk"], format!("p{i}"), "own write found: {v}");
+                    assert_eq!(
+                        v["results"][0]["pk"],
+                        format!("p{i}"),
+                        "own write found: {v}"
+                    );
                 }
             }
         }));

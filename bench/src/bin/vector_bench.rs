@@ -1,0 +1,411 @@
+//! Vector benchmark, one run, each figure with its ratio to a reference measured in it. For
+//! each dataset (default 100k × 128 and 20k × 768, clustered, fixed seed):
+//!
+//! (a) insert throughput: `--inserts` single-entity requests from `--clients` concurrent
+//!     clients, direct (`/vectors/add`, ack=fsync, indexed before the answer) against buffered
+//!     (`/vectors/add/buffered`, ack=buffer; timed until a final flush has indexed everything)
+//!     — the seed claims up to 500×;
+//! (b) index build: the whole dataset through `/vectors/add/batch` (ack=fsync) against the
+//!     bare usearch index (same crate, same M / ef_construction, same one core) built in this
+//!     process — vectors/s and our ratio (target ≥ 0.8×);
+//! (c) search: QPS and recall@10 (against brute force) at several `ef`, over HTTP with
+//!     `--clients` concurrent clients against the bare index searched in a loop on one core —
+//!     and our QPS ratio (target ≥ 0.8×).
+//!
+//! Run: `cargo build --release -p sluice -p sluice-bench && target/release/vector_bench`.
+//! With two or more cores the server (and the bare index) run on CPU 0, the clients on CPU 1;
+//! the server applies with one thread so both sides have one core.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use sluice_bench::{pin_self, start_sluice};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+#[derive(Parser)]
+struct Args {
+    /// Datasets as `N x DIM`, comma separated.
+    #[arg(long, default_value = "100000x128,20000x768")]
+    datasets: String,
+    /// Queries per `ef` (recall is measured against brute force over all of them).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// Times the query set is run per `ef` for the QPS figures (recall is from the first).
+    #[arg(long, default_value_t = 3)]
+    passes: usize,
+    /// Single-entity requests of (a).
+    #[arg(long, default_value_t = 3000)]
+    inserts: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// `ef` values of (c).
+    #[arg(long, default_value = "16,32,64,128,256")]
+    ef: String,
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    #[arg(long, default_value_t = 128)]
+    ef_construction: usize,
+    /// Entities per batch request of (b).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Path of the sluice binary (release build).
+    #[arg(long, default_value = "target/release/sluice")]
+    sluice: PathBuf,
+    /// Scratch directory (on the disk under test).
+    #[arg(long, default_value = "target/bench-scratch")]
+    dir: PathBuf,
+}
+
+const K: usize = 10;
+
+/// `n` vectors around 100 random centres (uniform noise), fixed seed.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..100)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.random_range(0..centres.len())];
+            c.iter()
+                .map(|x| x + rng.random_range(-0.35..0.35f32))
+                .collect()
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    sluice_vector::Distance::Cosine.between(a, b)
+}
+
+/// The exact top-K of every query (by index into `data`).
+fn brute_force(data: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<usize>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = queries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .chunks(per.max(1))
+            .map(|qs| {
+                s.spawn(move || {
+                    qs.iter()
+                        .map(|q| {
+                            let mut all: Vec<(f32, usize)> = data
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| (cosine(q, v), i))
+                                .collect();
+                            all.select_nth_unstable_by(K, |a, b| a.0.total_cmp(&b.0));
+                            all.truncate(K);
+                            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                            all.into_iter().map(|(_, i)| i).collect()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+fn recall(found: &[Vec<usize>], truth: &[Vec<usize>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
+        .sum();
+    hits as f64 / (K * truth.len()) as f64
+}
+
+/// Sends `bodies` to `url` from `clients` concurrent clients; returns seconds and answers.
+async fn fire(
+    url: &str,
+    bodies: Arc<Vec<String>>,
+    clients: usize,
+) -> anyhow::Result<(f64, Vec<Value>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, bodies, next) = (url.to_string(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() {
+                    return Ok::<_, anyhow::Error>(out);
+                }
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(bodies[i].clone())
+                    .send()
+                    .await?;
+                let status = r.status();
+                let v: Value = r.json().await?;
+                if !status.is_success() {
+                    bail!("{url}: {status} {v}");
+                }
+                out.push((i, v));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_by_key(|(i, _)| *i);
+    Ok((secs, all.into_iter().map(|(_, v)| v).collect()))
+}
+
+fn entity(i: usize, v: &[f32]) -> Value {
+    json!({"pk": format!("p{i}"), "vector": v, "metadata": {"i": i}})
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
+    let r = client.post(url).json(body).send().await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    if !status.is_success() {
+        bail!("{url}: {status} {v}");
+    }
+    Ok(v)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.dir)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_cpu = (cores >= 2).then_some(0);
+    if cores >= 2 {
+        pin_self(1);
+    }
+    let efs: Vec<usize> = args
+        .ef
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("--ef")?;
+    println!(
+        "vector benchmark: cosine, f32, M={} ef_construction={}, {} clients, server and bare index on cpu {server_cpu:?}, one core each",
+        args.m, args.ef_construction, args.clients
+    );
+    for spec in args.datasets.split(',') {
+        let (n, dim) = spec
+            .split_once('x')
+            .and_then(|(n, d)| Some((n.trim().parse().ok()?, d.trim().parse().ok()?)))
+            .with_context(|| format!("dataset {spec:?} is not N x DIM"))?;
+        run_dataset(&args, n, dim, server_cpu, &efs).await?;
+    }
+    Ok(())
+}
+
+async fn run_dataset(
+    args: &Args,
+    n: usize,
+    dim: usize,
+    server_cpu: Option<usize>,
+    efs: &[usize],
+) -> anyhow::Result<()> {
+    let mut data = clustered(n + args.queries, dim, 42 + dim as u64);
+    let queries = data.split_off(n);
+    println!("\ndataset {n} x {dim} ({} queries)", queries.len());
+    let t = Instant::now();
+    let truth = brute_force(&data, &queries);
+    println!(
+        "  ground truth by brute force in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // One apply thread: the server gets one core, like the bare index. The collections below
+    // set their own HNSW parameters.
+    let env = [
+        ("SLUICE_VECTOR_APPLY_THREADS", "1"),
+        ("SLUICE_HTTP_MAX_BATCH_BODY_BYTES", "268435456"),
+        ("SLUICE_VECTOR_MAX_VECTORS_PER_BATCH", "100000"),
+    ];
+    let server = start_sluice(&args.sluice, &args.dir, &env, server_cpu).await?;
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let create = |name: &str| {
+        json!({"name": name, "dimension": dim, "distance": "cosine",
+               "hnsw": {"m": args.m, "ef_construction": args.ef_construction, "ef_search": 64}})
+    };
+
+    // (a) single-entity inserts, direct vs buffered.
+    let m = args.inserts.min(n);
+    for name in ["direct", "buffered"] {
+        post(&client, &format!("{base}/v1/collections"), &create(name)).await?;
+    }
+    let bodies: Arc<Vec<String>> =
+        Arc::new((0..m).map(|i| entity(i, &data[i]).to_string()).collect());
+    let (direct_s, _) = fire(
+        &format!("{base}/vectors/add?collection=direct"),
+        bodies.clone(),
+        args.clients,
+    )
+    .await?;
+    let started = Instant::now();
+    let (ack_s, _) = fire(
+        &format!("{base}/vectors/add/buffered?collection=buffered"),
+        bodies,
+        args.clients,
+    )
+    .await?;
+    post(&client, &format!("{base}/vectors/buffer/flush"), &json!({})).await?;
+    let buffered_s = started.elapsed().as_secs_f64();
+    let direct_rate = m as f64 / direct_s;
+    println!("  (a) {m} single-entity inserts, {} clients", args.clients);
+    println!(
+        "      direct   /vectors/add          ack=fsync  {direct_rate:>9.0} vectors/s   1.00x"
+    );
+    println!(
+        "      buffered /vectors/add/buffered ack=buffer {:>9.0} vectors/s  {:>5.1}x  (acknowledged; {:.0}/s = {:.1}x counting the flush that indexes them; seed claim: up to 500x)",
+        m as f64 / ack_s,
+        direct_s / ack_s,
+        m as f64 / buffered_s,
+        direct_s / buffered_s,
+    );
+
+    // (b) build: batches over HTTP vs the bare index in this process.
+    post(&client, &format!("{base}/v1/collections"), &create("bench")).await?;
+    let batch_bodies: Arc<Vec<String>> = Arc::new(
+        data.chunks(args.batch)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let vectors: Vec<Value> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| entity(c * args.batch + j, v))
+                    .collect();
+                json!({"vectors": vectors}).to_string()
+            })
+            .collect(),
+    );
+    let (ours_build_s, _) = fire(
+        &format!("{base}/vectors/add/batch?collection=bench"),
+        batch_bodies,
+        2,
+    )
+    .await?;
+    let bare = Index::new(&IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::Cos,
+        quantization: ScalarKind::F32,
+        connectivity: args.m,
+        expansion_add: args.ef_construction,
+        expansion_search: 1,
+        multi: false,
+    })?;
+    bare.reserve(n)?;
+    let bare_build_s = on_server_cpu(server_cpu, || {
+        let t = Instant::now();
+        for (i, v) in data.iter().enumerate() {
+            bare.add(i as u64, v).expect("add");
+        }
+        t.elapsed().as_secs_f64()
+    });
+    println!("  (b) build the index of {n} vectors");
+    println!(
+        "      bare usearch, in process           {:>9.0} vectors/s   1.00x",
+        n as f64 / bare_build_s
+    );
+    println!(
+        "      sluice /vectors/add/batch ack=fsync {:>9.0} vectors/s  {:>5.2}x  (target >= 0.8x; includes JSON, WAL and HTTP)",
+        n as f64 / ours_build_s,
+        bare_build_s / ours_build_s
+    );
+
+    // (c) search QPS and recall at each ef.
+    println!(
+        "  (c) search, k={K}, {} queries x {} passes per ef",
+        queries.len(),
+        args.passes.max(1)
+    );
+    println!(
+        "      {:>5}  {:>12} {:>8}  {:>12} {:>8}  {:>6}",
+        "ef", "bare q/s", "recall", "sluice q/s", "recall", "ratio"
+    );
+    for &ef in efs {
+        let passes = args.passes.max(1);
+        let (bare_s, bare_found) = on_server_cpu(server_cpu, || {
+            let t = Instant::now();
+            let mut found = Vec::new();
+            for _ in 0..passes {
+                found = queries
+                    .iter()
+                    .map(|q| {
+                        let m = bare.search(q, K.max(ef)).expect("search");
+                        m.keys
+                            .iter()
+                            .take(K)
+                            .map(|k| *k as usize)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+            }
+            (t.elapsed().as_secs_f64(), found)
+        });
+        let bodies: Arc<Vec<String>> = Arc::new(
+            (0..passes)
+                .flat_map(|_| queries.iter())
+                .map(|q| json!({"vector": q, "k": K, "ef": ef}).to_string())
+                .collect(),
+        );
+        let (ours_s, answers) = fire(
+            &format!("{base}/vectors/search?collection=bench"),
+            bodies,
+            args.clients,
+        )
+        .await?;
+        let ours_found: Vec<Vec<usize>> = answers[..queries.len()]
+            .iter()
+            .map(|a| {
+                a["results"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|h| h["pk"].as_str()?[1..].parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let bare_qps = (passes * queries.len()) as f64 / bare_s;
+        let ours_qps = (passes * queries.len()) as f64 / ours_s;
+        println!(
+            "      {ef:>5}  {bare_qps:>12.0} {:>8.3}  {ours_qps:>12.0} {:>8.3}  {:>5.2}x",
+            recall(&bare_found, &truth),
+            recall(&ours_found, &truth),
+            ours_qps / bare_qps
+        );
+    }
+    drop(server);
+    Ok(())
+}
+
+/// Runs `f` on a thread pinned to the server's CPU (the bare index gets what the server got).
+fn on_server_cpu<T: Send>(cpu: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(cpu) = cpu {
+                pin_self(cpu);
+            }
+            f()
+        })
+        .join()
+        .expect("bench thread")
+    })
+}

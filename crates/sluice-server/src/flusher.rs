@@ -241,7 +241,11 @@ impl Engines {
 
     fn snapshot(&self) {
         let started = Instant::now();
-        match self.vectors.snapshot() {
+        let wal = &self.wal;
+        match self
+            .vectors
+            .snapshot(|lsn| wal.wait_durable(lsn).map_err(|e| e.to_string()))
+        {
             Ok(Some(lsn)) => tracing::info!(
                 db = %self.db,
                 lsn = %lsn,

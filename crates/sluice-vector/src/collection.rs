@@ -296,6 +296,14 @@ impl Collection {
         };
         self.ensure_capacity(adds.len())?;
         self.add_parallel(first_key, &adds, parallelism)?;
+        {
+            // usearch reuses freed slots for new adds first.
+            let mut freed = self
+                .freed_slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *freed = freed.saturating_sub(adds.len());
+        }
         // Publish: the catalogue points at the new keys; old keys are then removed.
         let mut old_keys = Vec::new();
         {

@@ -132,6 +132,8 @@ pub enum FlushTrigger {
     Memory,
     Manual,
     Shutdown,
+    /// Recovery applying what it replayed (not counted in the statistics).
+    Replay,
 }
 
 /// How a write reaches the index.
@@ -303,9 +305,10 @@ impl VectorMetrics {
     }
 }
 
-/// A buffered operation.
+/// A logged operation not yet in the index.
 #[derive(Clone, Debug)]
 struct Pending {
+    lsn: Lsn,
     op: Arc<Op>,
 }
 
@@ -326,11 +329,13 @@ impl Buffer {
 
     fn insert(&mut self, coll: u64, lsn: Lsn, op: Op) {
         let bytes = op_bytes(&op);
-        let old = self
-            .ops
-            .entry(coll)
-            .or_default()
-            .insert(op.pk().to_string(), Pending { op: Arc::new(op) });
+        let old = self.ops.entry(coll).or_default().insert(
+            op.pk().to_string(),
+            Pending {
+                lsn,
+                op: Arc::new(op),
+            },
+        );
         match old {
             Some(old) => self.bytes = self.bytes - op_bytes(&old.op) + bytes,
             None => {
@@ -342,13 +347,16 @@ impl Buffer {
         self.min_lsn.get_or_insert(lsn);
     }
 
-    fn remove(&mut self, coll: u64, pk: &str) {
+    /// Removes the operation on `pk` (only if it is the one logged at `lsn`, when given).
+    fn remove(&mut self, coll: u64, pk: &str, lsn: Option<Lsn>) {
         if let Some(ops) = self.ops.get_mut(&coll)
+            && ops.get(pk).is_some_and(|p| lsn.is_none_or(|l| p.lsn == l))
             && let Some(old) = ops.remove(pk)
         {
             self.entries -= 1;
             self.bytes -= op_bytes(&old.op);
         }
+        self.reset_if_empty();
     }
 
     fn drop_collection(&mut self, coll: u64) {
@@ -358,11 +366,50 @@ impl Buffer {
                 self.bytes -= op_bytes(&p.op);
             }
         }
+        self.reset_if_empty();
+    }
+
+    /// An empty buffer has no age and no oldest LSN (they drive flushes and snapshot bounds).
+    fn reset_if_empty(&mut self) {
+        if self.entries == 0 {
+            *self = Buffer::default();
+        }
     }
 
     fn get(&self, coll: u64, pk: &str) -> Option<&Pending> {
         self.ops.get(&coll)?.get(pk)
     }
+}
+
+/// Every pk of a collection with a logged but unapplied operation, with the newest one.
+fn pending_ops(st: &State, coll: u64) -> HashMap<String, Pending> {
+    let mut out: HashMap<String, Pending> = HashMap::new();
+    let sources = [
+        st.frozen.as_ref().and_then(|f| f.ops.get(&coll)),
+        st.inflight.ops.get(&coll),
+        st.head.ops.get(&coll),
+    ];
+    for ops in sources.into_iter().flatten() {
+        for (pk, p) in ops {
+            if out.get(pk).is_none_or(|q| q.lsn < p.lsn) {
+                out.insert(pk.clone(), p.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The newest logged but unapplied operation on `pk`: buffered, flushing, or a direct write in
+/// flight (highest LSN wins).
+fn newest<'a>(st: &'a State, coll: u64, pk: &str) -> Option<&'a Pending> {
+    [
+        st.head.get(coll, pk),
+        st.inflight.get(coll, pk),
+        st.frozen.as_ref().and_then(|f| f.get(coll, pk)),
+    ]
+    .into_iter()
+    .flatten()
+    .max_by_key(|p| p.lsn)
 }
 
 fn op_bytes(op: &Op) -> usize {
@@ -372,10 +419,14 @@ fn op_bytes(op: &Op) -> usize {
 }
 
 struct State {
+    /// By name; a collection's id is the LSN of its creation record (unique, and the same
+    /// after recovery, so logged operations name the incarnation they belong to).
     collections: HashMap<String, Arc<Collection>>,
-    next_collection_id: u64,
     head: Buffer,
     frozen: Option<Arc<Buffer>>,
+    /// Direct operations logged and waiting for (or in) their apply turn: visible to reads and
+    /// existence checks until the index holds them.
+    inflight: Buffer,
     /// LSN of the last record this engine logged or replayed.
     last_lsn: Lsn,
     /// The last snapshot covers everything at or below this LSN.
@@ -529,9 +580,9 @@ impl VectorEngine {
             index_threads,
             state: Mutex::new(State {
                 collections,
-                next_collection_id: manifest.next_collection_id,
                 head: Buffer::default(),
                 frozen: None,
+                inflight: Buffer::default(),
                 last_lsn: lsn,
                 snapshot_lsn: lsn,
                 ops_since_snapshot: 0,
@@ -587,14 +638,7 @@ impl VectorEngine {
     }
 
     fn info(&self, c: &Collection) -> CollectionInfo {
-        let buffered = {
-            let st = self.lock_state();
-            st.head.ops.get(&c.id).map_or(0, |m| m.len())
-                + st.frozen
-                    .as_ref()
-                    .and_then(|f| f.ops.get(&c.id))
-                    .map_or(0, |m| m.len())
-        };
+        let buffered = pending_ops(&self.lock_state(), c.id).len();
         CollectionInfo {
             config: c.config.clone(),
             vectors: c.len() as u64,
@@ -654,8 +698,7 @@ impl VectorEngine {
         config: CollectionConfig,
         lsn: Lsn,
     ) -> Result<Arc<Collection>, IndexError> {
-        let id = st.next_collection_id;
-        st.next_collection_id += 1;
+        let id = lsn.get();
         st.last_lsn = lsn;
         st.ops_since_snapshot += 1;
         let c = Arc::new(Collection::new(id, config.clone(), self.index_threads)?);
@@ -679,13 +722,14 @@ impl VectorEngine {
         )
         .map_err(VectorError::Append)?;
         Self::remove_collection(&mut st, name, lsn);
-        self.metrics.current_size.set(st.head.entries as i64);
+        self.set_gauge(&st);
         Ok(t)
     }
 
     fn remove_collection(st: &mut State, name: &str, lsn: Lsn) {
         if let Some(c) = st.collections.remove(name) {
             st.head.drop_collection(c.id);
+            st.inflight.drop_collection(c.id);
         }
         st.last_lsn = lsn;
         st.ops_since_snapshot += 1;
@@ -704,6 +748,18 @@ impl VectorEngine {
         mut append: impl FnMut(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
     ) -> Result<(T, WriteOutcome), VectorError<E>> {
         self.check_shapes(&ops)?;
+        // Whether the index holds the pks that updates and removes need, looked up before the
+        // state lock: a catalogue lock may wait behind a long search, and the state lock must
+        // never wait for one (every write and read needs it).
+        let known = self.lock_state().collections.get(collection).cloned();
+        let indexed: HashMap<&str, bool> = match &known {
+            Some(c) => ops
+                .iter()
+                .filter(|op| matches!(op, Op::Update(_) | Op::Remove { .. }))
+                .map(|op| (op.pk(), c.contains(op.pk())))
+                .collect(),
+            None => HashMap::new(),
+        };
         let mut st = self.lock_state();
         let coll = match st.collections.get(collection) {
             Some(c) => c.clone(),
@@ -716,7 +772,7 @@ impl VectorEngine {
                 config.validate(self.config.max_dimension)?;
                 self.check_new_collection(&st, DEFAULT_COLLECTION)?;
                 self.check_entities(&config, &ops)?;
-                self.check_exists(&st, None, &ops)?;
+                self.check_exists(&st, None, &HashMap::new(), &ops)?;
                 let (_, lsn) = append(
                     record::COLLECTION,
                     record::encode_collection(&CollectionChange::Create(config.clone())),
@@ -727,7 +783,12 @@ impl VectorEngine {
             None => return Err(VectorError::CollectionNotFound(collection.to_string())),
         };
         self.check_entities(&coll.config, &ops)?;
-        self.check_exists(&st, Some(&coll), &ops)?;
+        // The collection was replaced meanwhile: the lookups above were of another incarnation.
+        let indexed = match &known {
+            Some(k) if Arc::ptr_eq(k, &coll) => indexed,
+            _ => HashMap::new(),
+        };
+        self.check_exists(&st, Some(&coll), &indexed, &ops)?;
         let buffered_bytes = st.head.bytes + st.frozen.as_ref().map_or(0, |f| f.bytes);
         if mode == WriteMode::Buffered
             && buffered_bytes >= self.config.auto_buffer.overflow_buffer_bytes
@@ -736,7 +797,7 @@ impl VectorEngine {
                 buffer_size: (st.head.entries + st.frozen.as_ref().map_or(0, |f| f.entries)) as u64,
             });
         }
-        let payload = record::encode_ops(collection, &ops);
+        let payload = record::encode_ops(collection, coll.id, &ops);
         let (t, lsn) = append(record::VECTOR_OPS, payload).map_err(VectorError::Append)?;
         st.last_lsn = lsn;
         st.ops_since_snapshot += ops.len() as u64;
@@ -750,23 +811,42 @@ impl VectorEngine {
                     .vectors_buffered
                     .fetch_add(n, Ordering::Relaxed);
                 self.metrics.vectors_buffered.inc_by(n);
-                self.metrics.current_size.set(st.head.entries as i64);
+                self.set_gauge(&st);
                 let outcome = self.outcome(&st);
                 Ok((t, outcome))
             }
             WriteMode::Direct => {
+                // Older buffered operations on these pks are superseded (a later flush must not
+                // apply them over this write); until applied, this write is what reads see.
                 for op in &ops {
-                    st.head.remove(coll.id, op.pk());
+                    st.head.remove(coll.id, op.pk(), None);
+                    st.inflight.insert(coll.id, lsn, op.clone());
                 }
-                self.metrics.current_size.set(st.head.entries as i64);
+                self.set_gauge(&st);
                 let outcome = self.outcome(&st);
                 let ticket = self.sequencer.ticket();
                 drop(st);
                 let _turn = ticket.wait();
-                coll.apply(ops, self.config.apply_threads)?;
+                let pks: Vec<String> = ops.iter().map(|op| op.pk().to_string()).collect();
+                let applied = coll.apply(ops, self.config.apply_threads);
+                // Still in the turn: nothing applied after this write can be hidden by it.
+                let mut st = self.lock_state();
+                for pk in &pks {
+                    st.inflight.remove(coll.id, pk, Some(lsn));
+                }
+                drop(st);
+                applied?;
                 Ok((t, outcome))
             }
         }
+    }
+
+    /// The `current_size` gauge: operations buffered or being flushed (as the stats count).
+    fn set_gauge(&self, st: &State) {
+        let frozen = st.frozen.as_ref().map_or(0, |f| f.entries);
+        self.metrics
+            .current_size
+            .set((st.head.entries + frozen) as i64);
     }
 
     fn outcome(&self, st: &State) -> WriteOutcome {
@@ -836,10 +916,14 @@ impl VectorEngine {
     }
 
     /// Updates and removes need the entity to exist (as of the operations before them).
+    /// `indexed` says which pks the index held when looked up just before the state lock; the
+    /// logged but unapplied operations (buffer, in-flight direct writes) override it. A pk
+    /// missing from `indexed` counts as absent.
     fn check_exists<E>(
         &self,
         st: &State,
         coll: Option<&Collection>,
+        indexed: &HashMap<&str, bool>,
         ops: &[Op],
     ) -> Result<(), VectorError<E>> {
         let mut in_request: HashMap<&str, bool> = HashMap::new();
@@ -849,13 +933,9 @@ impl VectorEngine {
                     return e;
                 }
                 let Some(c) = coll else { return false };
-                let buffered = st
-                    .head
-                    .get(c.id, pk)
-                    .or_else(|| st.frozen.as_ref().and_then(|f| f.get(c.id, pk)));
-                match buffered {
+                match newest(st, c.id, pk) {
                     Some(p) => p.op.entity().is_some(),
-                    None => c.contains(pk),
+                    None => indexed.get(pk).copied().unwrap_or(false),
                 }
             };
             let must_exist = matches!(op, Op::Update(_) | Op::Remove { .. });
@@ -922,16 +1002,23 @@ impl VectorEngine {
             st.frozen = Some(frozen.clone());
             let colls: HashMap<u64, Arc<Collection>> =
                 st.collections.values().map(|c| (c.id, c.clone())).collect();
-            self.metrics.current_size.set(0);
             (frozen, colls, self.sequencer.ticket())
         };
         let result = {
             let _turn = ticket.wait();
-            self.apply_buffer(&frozen, &colls)
+            let result = self.apply_buffer(&frozen, &colls);
+            // Cleared inside the turn: a direct write applied after this flush must never be
+            // shadowed by an older operation of the frozen buffer.
+            let mut st = self.lock_state();
+            st.frozen = None;
+            self.set_gauge(&st);
+            result
         };
-        self.lock_state().frozen = None;
         result?;
         let n = frozen.entries as u64;
+        if trigger == FlushTrigger::Replay {
+            return Ok(FlushOutcome { vectors: n });
+        }
         self.counters
             .vectors_flushed
             .fetch_add(n, Ordering::Relaxed);
@@ -977,12 +1064,18 @@ impl VectorEngine {
     /// Writes a snapshot of every collection and returns the LSN it covers (`None` if nothing
     /// changed since the last one). Searches and buffered writes continue meanwhile; direct
     /// writes wait for it.
-    pub fn snapshot(&self) -> Result<Option<Lsn>, SnapshotError> {
+    ///
+    /// `wait_durable(B)` must return once the WAL is durable up to `B`, the LSN the snapshot
+    /// claims to cover: a snapshot may never be ahead of the log it lets be checkpointed.
+    pub fn snapshot(
+        &self,
+        wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
+    ) -> Result<Option<Lsn>, SnapshotError> {
         let _one = self
             .snapshot_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (bound, colls, next_id, ticket, ops_at_start) = {
+        let (bound, colls, ticket, ops_at_start) = {
             let st = self.lock_state();
             let oldest_buffered = [st.head.min_lsn, st.frozen.as_ref().and_then(|f| f.min_lsn)]
                 .into_iter()
@@ -996,16 +1089,10 @@ impl VectorEngine {
                 return Ok(None);
             }
             let colls: Vec<Arc<Collection>> = st.collections.values().cloned().collect();
-            (
-                bound,
-                colls,
-                st.next_collection_id,
-                self.sequencer.ticket(),
-                st.ops_since_snapshot,
-            )
+            (bound, colls, self.sequencer.ticket(), st.ops_since_snapshot)
         };
         let turn = ticket.wait();
-        let mut manifest = snapshot::new_manifest(bound.get(), next_id);
+        let mut manifest = snapshot::new_manifest(bound.get());
         for c in &colls {
             let index_file = snapshot::index_file(c.id, bound.get());
             let catalog_file = snapshot::catalog_file(c.id, bound.get());
@@ -1026,6 +1113,10 @@ impl VectorEngine {
             });
         }
         drop(turn);
+        wait_durable(bound).map_err(|reason| SnapshotError::Damaged {
+            path: self.dir.join(snapshot::MANIFEST),
+            reason: format!("the WAL did not become durable up to {bound}: {reason}"),
+        })?;
         snapshot::commit(&self.dir, &manifest)?;
         let mut st = self.lock_state();
         st.snapshot_lsn = st.snapshot_lsn.max(bound);
@@ -1047,34 +1138,43 @@ impl VectorEngine {
         }
         match kind {
             record::VECTOR_OPS => {
-                let (name, ops) = record::decode_ops(payload).map_err(|e| e.to_string())?;
+                let (name, created, ops) =
+                    record::decode_ops(payload).map_err(|e| e.to_string())?;
                 {
                     let mut st = self.lock_state();
-                    let id = st.collections.get(&name).map(|c| c.id).ok_or_else(|| {
-                        format!(
-                            "operations on collection {name:?}, which does not exist at LSN {lsn}"
-                        )
-                    })?;
+                    st.last_lsn = lsn;
+                    // The incarnation the operations were logged against is gone (deleted, or
+                    // deleted and created again, after this record; the snapshot was taken
+                    // later than its LSN): a later record deletes or recreates it, so they are
+                    // dead.
+                    let Some(id) = st
+                        .collections
+                        .get(&name)
+                        .map(|c| c.id)
+                        .filter(|id| *id == created)
+                    else {
+                        return Ok(());
+                    };
                     for op in ops {
                         st.head.insert(id, lsn, op);
                     }
-                    st.last_lsn = lsn;
                 }
-                if self.due() == Some(FlushTrigger::Count)
-                    || self.due() == Some(FlushTrigger::Memory)
-                {
-                    self.flush(FlushTrigger::Count).map_err(|e| e.to_string())?;
+                if matches!(self.due(), Some(FlushTrigger::Count | FlushTrigger::Memory)) {
+                    self.flush(FlushTrigger::Replay)
+                        .map_err(|e| e.to_string())?;
                 }
             }
             record::COLLECTION => {
                 let change = record::decode_collection(payload).map_err(|e| e.to_string())?;
                 // Keep order: what is buffered happened before this change.
-                self.flush(FlushTrigger::Count).map_err(|e| e.to_string())?;
+                self.flush(FlushTrigger::Replay)
+                    .map_err(|e| e.to_string())?;
                 let mut st = self.lock_state();
                 match change {
                     CollectionChange::Create(config) => {
-                        // Replayed over a snapshot that already holds it: start it afresh, the
-                        // records after this one rebuild it.
+                        // Replayed over a snapshot that already holds a collection of that name
+                        // (this incarnation, or a later one): start afresh; the records after
+                        // this one rebuild it.
                         Self::remove_collection(&mut st, &config.name, lsn);
                         self.install_collection(&mut st, config, lsn)
                             .map_err(|e| e.to_string())?;
@@ -1089,7 +1189,7 @@ impl VectorEngine {
 
     /// Applies what replay buffered.
     pub fn finish_replay(&self) -> Result<(), IndexError> {
-        self.flush(FlushTrigger::Count).map(|_| ())
+        self.flush(FlushTrigger::Replay).map(|_| ())
     }
 
     // ----- reads -----
@@ -1103,11 +1203,7 @@ impl VectorEngine {
                 .get(collection)
                 .cloned()
                 .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
-            let buffered = st
-                .head
-                .get(coll.id, pk)
-                .or_else(|| st.frozen.as_ref().and_then(|f| f.get(coll.id, pk)))
-                .map(|p| p.op.clone());
+            let buffered = newest(&st, coll.id, pk).map(|p| p.op.clone());
             (coll, buffered)
         };
         if let Some(op) = buffered {
@@ -1144,17 +1240,7 @@ impl VectorEngine {
                 .get(collection)
                 .cloned()
                 .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
-            let mut pending: HashMap<String, Arc<Op>> = HashMap::new();
-            if let Some(ops) = st.frozen.as_ref().and_then(|f| f.ops.get(&coll.id)) {
-                for (pk, p) in ops {
-                    pending.insert(pk.clone(), p.op.clone());
-                }
-            }
-            if let Some(ops) = st.head.ops.get(&coll.id) {
-                for (pk, p) in ops {
-                    pending.insert(pk.clone(), p.op.clone());
-                }
-            }
+            let pending = pending_ops(&st, coll.id);
             (coll, pending)
         };
         check_vector(&coll.config, &req.vector).map_err(|reason| VectorError::InvalidEntity {
@@ -1165,7 +1251,7 @@ impl VectorEngine {
         let distance = coll.config.distance;
         let mut hits: Vec<Hit> = pending
             .values()
-            .filter_map(|op| op.entity())
+            .filter_map(|p| p.op.entity())
             .filter(|e| req.filter.as_ref().is_none_or(|f| f.matches(&e.metadata)))
             .map(|e| Hit {
                 pk: e.pk.clone(),
@@ -1236,6 +1322,16 @@ pub fn check_vector(c: &CollectionConfig, v: &[f32]) -> Result<(), String> {
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(format!("component {i} is not a finite f32"));
+    }
+    if !v.iter().map(|x| x * x).sum::<f32>().is_finite() {
+        return Err("components are too large: the squared norm overflows f32".into());
+    }
+    if c.precision == Precision::F16
+        && let Some(i) = v.iter().position(|x| x.abs() > 65504.0)
+    {
+        return Err(format!(
+            "component {i} is beyond ±65504, which f16 precision cannot store"
+        ));
     }
     if c.distance == Distance::Cosine && v.iter().all(|x| *x == 0.0) {
         return Err("the zero vector has no cosine distance".into());

@@ -2,7 +2,8 @@
 //!
 //! `VECTOR_OPS` (kind 2): one request's operations on one collection, applied in order.
 //! ```text
-//! collection_len u16, collection, count u32,
+//! collection_len u16, collection, created u64 (LSN of the collection's creation record: which
+//! incarnation of the name the operations belong to), count u32,
 //! count × { op u8 (1 add, 2 update, 3 remove), pk_len u16, pk,
 //!           [add/update: dim u32, dim × f32, metadata_len u32, metadata JSON object] }
 //! ```
@@ -74,9 +75,9 @@ pub enum CollectionChange {
 #[error("malformed vector record: {0}")]
 pub struct DecodeError(pub String);
 
-pub fn encode_ops(collection: &str, ops: &[Op]) -> Vec<u8> {
+pub fn encode_ops(collection: &str, created: u64, ops: &[Op]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        6 + collection.len()
+        14 + collection.len()
             + ops
                 .iter()
                 .map(|op| {
@@ -87,6 +88,7 @@ pub fn encode_ops(collection: &str, ops: &[Op]) -> Vec<u8> {
                 .sum::<usize>(),
     );
     put_str(&mut out, collection);
+    out.extend_from_slice(&created.to_le_bytes());
     out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
     for op in ops {
         let tag = match op {
@@ -111,9 +113,11 @@ pub fn encode_ops(collection: &str, ops: &[Op]) -> Vec<u8> {
     out
 }
 
-pub fn decode_ops(payload: &[u8]) -> Result<(String, Vec<Op>), DecodeError> {
+/// Decodes `(collection, created, ops)`.
+pub fn decode_ops(payload: &[u8]) -> Result<(String, u64, Vec<Op>), DecodeError> {
     let mut r = Reader { buf: payload };
     let collection = r.str()?;
+    let created = u64::from_le_bytes(r.take(8)?.try_into().expect("8"));
     let count = r.u32()? as usize;
     // Every op takes at least 3 bytes: never trust the count for an allocation beyond that.
     let mut ops = Vec::with_capacity(count.min(r.buf.len() / 3));
@@ -150,7 +154,7 @@ pub fn decode_ops(payload: &[u8]) -> Result<(String, Vec<Op>), DecodeError> {
     if !r.buf.is_empty() {
         return Err(err("trailing bytes"));
     }
-    Ok((collection, ops))
+    Ok((collection, created, ops))
 }
 
 pub fn encode_collection(change: &CollectionChange) -> Vec<u8> {
@@ -223,9 +227,10 @@ mod tests {
     proptest! {
         #[test]
         fn ops_round_trip(name in "[a-z]{1,10}", ops in proptest::collection::vec(arb_op(), 0..20)) {
-            let payload = encode_ops(&name, &ops);
-            let (n, back) = decode_ops(&payload).unwrap();
+            let payload = encode_ops(&name, 77, &ops);
+            let (n, created, back) = decode_ops(&payload).unwrap();
             prop_assert_eq!(n, name);
+            prop_assert_eq!(created, 77);
             prop_assert_eq!(back, ops);
         }
 
@@ -237,7 +242,7 @@ mod tests {
 
         #[test]
         fn every_truncation_is_an_error(ops in proptest::collection::vec(arb_op(), 1..5)) {
-            let payload = encode_ops("c", &ops);
+            let payload = encode_ops("c", 1, &ops);
             for cut in 0..payload.len() {
                 prop_assert!(decode_ops(&payload[..cut]).is_err());
             }

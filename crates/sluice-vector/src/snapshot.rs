@@ -2,7 +2,7 @@
 //!
 //! Layout of the engine's directory:
 //! ```text
-//! MANIFEST                     JSON: format, lsn, next collection id, collections
+//! MANIFEST                     JSON: format, lsn, collections
 //! c{id}-{lsn}.usearch          usearch's own index file
 //! c{id}-{lsn}.catalog          JSON catalogue (next key; key, pk, metadata per entity)
 //! ```
@@ -28,7 +28,6 @@ pub struct Manifest {
     pub format: u32,
     /// Every operation at or below this LSN is in the snapshot.
     pub lsn: u64,
-    pub next_collection_id: u64,
     pub collections: Vec<SavedCollection>,
 }
 
@@ -155,11 +154,10 @@ pub fn commit(dir: &Path, manifest: &Manifest) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-pub fn new_manifest(lsn: u64, next_collection_id: u64) -> Manifest {
+pub fn new_manifest(lsn: u64) -> Manifest {
     Manifest {
         format: FORMAT,
         lsn,
-        next_collection_id,
         collections: Vec::new(),
     }
 }

@@ -320,7 +320,7 @@ fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
             .unwrap();
         load(&e, &log, &data[..2000], WriteMode::Buffered);
         e.flush(FlushTrigger::Manual).unwrap();
-        assert!(e.snapshot().unwrap().is_some());
+        assert!(e.snapshot(|_| Ok(())).unwrap().is_some());
         // After the snapshot: more adds, updates, removes, and a collection deleted.
         load(&e, &log, &data, WriteMode::Direct);
         for i in (0..3000).step_by(7) {
@@ -356,4 +356,106 @@ fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
         e.collection("c").unwrap().vectors,
         3000 - 3000_u64.div_ceil(7)
     );
+}
+
+#[test]
+fn replay_skips_operations_of_a_collection_deleted_before_the_snapshot_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    {
+        let e = engine(dir.path());
+        e.create_collection(collection("d", 2, Distance::L2), log.append())
+            .unwrap();
+        e.create_collection(collection("c", 2, Distance::L2), log.append())
+            .unwrap();
+        // A buffered operation keeps the snapshot's bound below everything after it.
+        e.write(
+            "d",
+            vec![Op::Add(entity("x", vec![1.0, 2.0], Map::new()))],
+            WriteMode::Buffered,
+            log.append(),
+        )
+        .unwrap();
+        e.write(
+            "c",
+            vec![Op::Add(entity("y", vec![3.0, 4.0], Map::new()))],
+            WriteMode::Direct,
+            log.append(),
+        )
+        .unwrap();
+        e.delete_collection("c", log.append()).unwrap();
+        // `c` again, another dimension: operations of the old one must not reach it.
+        e.create_collection(collection("c", 3, Distance::L2), log.append())
+            .unwrap();
+        e.write(
+            "c",
+            vec![Op::Add(entity("z", vec![1.0, 1.0, 1.0], Map::new()))],
+            WriteMode::Direct,
+            log.append(),
+        )
+        .unwrap();
+        let bound = e.snapshot(|_| Ok(())).unwrap().unwrap();
+        assert_eq!(bound, Lsn(2), "one below the oldest buffered operation");
+    }
+    let e = engine(dir.path());
+    log.replay_into(&e);
+    assert_eq!(e.get("d", "x").unwrap().unwrap().vector, [1.0, 2.0]);
+    assert_eq!(e.get("c", "y").unwrap(), None);
+    assert_eq!(e.get("c", "z").unwrap().unwrap().vector, [1.0, 1.0, 1.0]);
+    assert_eq!(e.collection("c").unwrap().config.dimension, 3);
+}
+
+#[test]
+fn a_direct_write_superseding_a_buffered_one_lets_snapshots_and_checkpoints_advance() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let e = engine(dir.path());
+    e.create_collection(collection("c", 2, Distance::L2), log.append())
+        .unwrap();
+    e.write(
+        "c",
+        vec![Op::Add(entity("p", vec![1.0, 0.0], Map::new()))],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    e.write(
+        "c",
+        vec![Op::Add(entity("p", vec![0.0, 1.0], Map::new()))],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    assert_eq!(e.ms_until_age_due(), None, "nothing is buffered any more");
+    assert_eq!(e.due(), None);
+    let last = Lsn(log.records.borrow().len() as u64);
+    assert_eq!(e.snapshot(|_| Ok(())).unwrap(), Some(last));
+    assert_eq!(
+        e.persisted_bound(Lsn(99)),
+        Lsn(99),
+        "clean: any written LSN"
+    );
+    assert_eq!(e.get("c", "p").unwrap().unwrap().vector, [0.0, 1.0]);
+    // A later flush must not bring the superseded buffered version back.
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(e.get("c", "p").unwrap().unwrap().vector, [0.0, 1.0]);
+}
+
+#[test]
+fn the_snapshot_waits_for_the_wal_and_fails_without_committing_if_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let e = engine(dir.path());
+    e.create_collection(collection("c", 2, Distance::L2), log.append())
+        .unwrap();
+    assert!(e.snapshot(|_| Err("no".into())).is_err());
+    assert_eq!(e.snapshot_lsn(), Lsn(0));
+    assert!(!dir.path().join("MANIFEST").exists());
+    let mut asked = None;
+    e.snapshot(|l| {
+        asked = Some(l);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(asked, Some(Lsn(1)));
 }

@@ -352,7 +352,8 @@ pub async fn search(
         .as_ref()
         .map(|f| Filter::parse(f, "filter."))
         .transpose()
-        .map_err(|e| ApiError::invalid_field(e.field, e.reason))?;
+        .map_err(|e| ApiError::invalid_field(e.field, e.reason))?
+        .filter(|f| !f.is_empty());
     if let Some(ef) = req.ef
         && !(1..=4096).contains(&ef)
     {
@@ -582,7 +583,17 @@ async fn write(
             .await
             .map_err(|e| ApiError::internal(format!("vector write task: {e}")))?,
     };
-    let (ticket, outcome) = result.map_err(|e| vector_error(e, prefix))?;
+    let (ticket, outcome) = match result {
+        Ok(r) => r,
+        // The operations are logged but the index failed to take them: memory and log now
+        // disagree. Like a failed fsync, that stops the process; recovery applies the log.
+        Err(VectorError::Index(e)) => {
+            tracing::error!(error = %e, "applying a logged vector write failed; stopping the process so recovery starts from the WAL");
+            eprintln!("sluice: fatal: applying a logged vector write failed: {e}; aborting");
+            std::process::abort();
+        }
+        Err(e) => return Err(vector_error(e, prefix)),
+    };
     if let Some(trigger) = outcome.flush_due {
         db.flusher.nudge_vectors(trigger);
     }

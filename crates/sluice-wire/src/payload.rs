@@ -1,0 +1,454 @@
+//! Request payloads: typed decoding (borrowing where it pays) and encoding.
+//!
+//! Item layouts (one item, or with [`FLAG_BATCH`] `count u32` then `count` items):
+//! ```text
+//! TS_PUT_BUFFERED         metric_len u16, metric, entity_len u16, entity, timestamp_ms i64,
+//!                         value f64, tags_len u16, tags (JSON object of strings; 0 bytes: none)
+//! VECTOR_ADD_BUFFERED,    pk_len u16, pk, dim u32, dim × f32,
+//! VECTOR_UPDATE_BUFFERED  metadata_len u32, metadata (JSON object; 0 bytes: none)
+//! VECTOR_REMOVE_BUFFERED  pk_len u16, pk
+//! AUTH                    token_len u16, token (no batch)
+//! *_STATS, *_FLUSH        empty (no batch)
+//! WAL_APPLY_COMPRESSED,   opaque bytes, interpreted by replication
+//! REPLICATION_CONFIG
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::frame::{FLAG_BATCH, Opcode, RawFrame, Status, encode_frame};
+
+/// Smallest encoded item per opcode: bounds a batch's count by the bytes present.
+const MIN_TS_ITEM: usize = 2 + 2 + 8 + 8 + 2;
+const MIN_VECTOR_ITEM: usize = 2 + 4 + 4;
+const MIN_REMOVE_ITEM: usize = 2;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown opcode 0x{0:02x}")]
+    UnknownOpcode(u8),
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    /// The response status for this error.
+    pub fn status(&self) -> Status {
+        match self {
+            DecodeError::UnknownOpcode(_) => Status::InvalidOpcode,
+            DecodeError::Malformed(_) => Status::MalformedPayload,
+        }
+    }
+}
+
+fn malformed(what: impl Into<String>) -> DecodeError {
+    DecodeError::Malformed(what.into())
+}
+
+/// A time-series point as the wire carries it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TsPoint {
+    pub metric: String,
+    pub entity: String,
+    pub timestamp_ms: i64,
+    pub value: f64,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A vector's components as little-endian `f32` bytes, borrowed from the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VectorRef<'a>(&'a [u8]);
+
+impl<'a> VectorRef<'a> {
+    /// Components.
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = f32> + 'a {
+        self.0
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.iter().collect()
+    }
+
+    /// The components without copying, when the bytes happen to be 4-byte aligned on a
+    /// little-endian machine.
+    pub fn as_f32s(&self) -> Option<&'a [f32]> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        // SAFETY: every bit pattern is a valid f32, and align_to only yields the aligned middle.
+        let (head, body, tail) = unsafe { self.0.align_to::<f32>() };
+        (head.is_empty() && tail.is_empty()).then_some(body)
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+/// A vector entity as the wire carries it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorEntity<'a> {
+    pub pk: &'a str,
+    pub vector: VectorRef<'a>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A decoded request. `batch` records whether the frame carried the batch flag.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request<'a> {
+    Auth {
+        token: &'a str,
+    },
+    TsPutBuffered {
+        points: Vec<TsPoint>,
+        batch: bool,
+    },
+    TsBufferStats,
+    TsBufferFlush,
+    VectorAddBuffered {
+        entities: Vec<VectorEntity<'a>>,
+        batch: bool,
+    },
+    VectorUpdateBuffered {
+        entities: Vec<VectorEntity<'a>>,
+        batch: bool,
+    },
+    VectorRemoveBuffered {
+        pks: Vec<&'a str>,
+        batch: bool,
+    },
+    VectorBufferStats,
+    VectorBufferFlush,
+    WalApplyCompressed(&'a [u8]),
+    ReplicationStats,
+    ReplicationConfig(&'a [u8]),
+}
+
+impl Request<'_> {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Auth { .. } => Opcode::Auth,
+            Request::TsPutBuffered { .. } => Opcode::TsPutBuffered,
+            Request::TsBufferStats => Opcode::TsBufferStats,
+            Request::TsBufferFlush => Opcode::TsBufferFlush,
+            Request::VectorAddBuffered { .. } => Opcode::VectorAddBuffered,
+            Request::VectorUpdateBuffered { .. } => Opcode::VectorUpdateBuffered,
+            Request::VectorRemoveBuffered { .. } => Opcode::VectorRemoveBuffered,
+            Request::VectorBufferStats => Opcode::VectorBufferStats,
+            Request::VectorBufferFlush => Opcode::VectorBufferFlush,
+            Request::WalApplyCompressed(_) => Opcode::WalApplyCompressed,
+            Request::ReplicationStats => Opcode::ReplicationStats,
+            Request::ReplicationConfig(_) => Opcode::ReplicationConfig,
+        }
+    }
+
+    /// Appends this request as one frame.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let op = self.opcode() as u8;
+        let (flags, payload) = match self {
+            Request::Auth { token } => (0, encode_auth(token)),
+            Request::TsPutBuffered { points, batch } => batched(*batch, points, encode_ts_point),
+            Request::VectorAddBuffered { entities, batch }
+            | Request::VectorUpdateBuffered { entities, batch } => {
+                batched(*batch, entities, encode_vector_entity)
+            }
+            Request::VectorRemoveBuffered { pks, batch } => {
+                batched(*batch, pks, |pk, out| put_str16(out, pk))
+            }
+            Request::WalApplyCompressed(b) | Request::ReplicationConfig(b) => (0, b.to_vec()),
+            Request::TsBufferStats
+            | Request::TsBufferFlush
+            | Request::VectorBufferStats
+            | Request::VectorBufferFlush
+            | Request::ReplicationStats => (0, Vec::new()),
+        };
+        encode_frame(op, flags, &payload, out);
+    }
+}
+
+fn batched<T>(batch: bool, items: &[T], item: impl Fn(&T, &mut Vec<u8>)) -> (u8, Vec<u8>) {
+    let mut out = Vec::new();
+    if batch {
+        out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+        for i in items {
+            item(i, &mut out);
+        }
+        (FLAG_BATCH, out)
+    } else {
+        if let Some(first) = items.first() {
+            item(first, &mut out);
+        }
+        (0, out)
+    }
+}
+
+/// The payload of an `AUTH` frame.
+pub fn encode_auth(token: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + token.len());
+    put_str16(&mut out, token);
+    out
+}
+
+/// `TS_PUT_BUFFERED` payload for `points` (batch flag when more than one).
+pub fn encode_ts_points(points: &[TsPoint]) -> (u8, Vec<u8>) {
+    batched(points.len() != 1, points, encode_ts_point)
+}
+
+/// `VECTOR_ADD/UPDATE_BUFFERED` payload for `entities` (batch flag when more than one).
+pub fn encode_vector_entities(entities: &[VectorEntity<'_>]) -> (u8, Vec<u8>) {
+    batched(entities.len() != 1, entities, encode_vector_entity)
+}
+
+/// `VECTOR_REMOVE_BUFFERED` payload for `pks` (batch flag when more than one).
+pub fn encode_vector_removes(pks: &[&str]) -> (u8, Vec<u8>) {
+    batched(pks.len() != 1, pks, |pk, out| put_str16(out, pk))
+}
+
+fn encode_ts_point(p: &TsPoint, out: &mut Vec<u8>) {
+    put_str16(out, &p.metric);
+    put_str16(out, &p.entity);
+    out.extend_from_slice(&p.timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&p.value.to_le_bytes());
+    if p.tags.is_empty() {
+        out.extend_from_slice(&0u16.to_le_bytes());
+    } else {
+        let json = serde_json::to_vec(&p.tags).expect("a string map serializes");
+        put_bytes16(out, &json);
+    }
+}
+
+fn encode_vector_entity(e: &VectorEntity<'_>, out: &mut Vec<u8>) {
+    put_str16(out, e.pk);
+    out.extend_from_slice(&(e.vector.len() as u32).to_le_bytes());
+    out.extend_from_slice(e.vector.bytes());
+    match &e.metadata {
+        Some(m) => {
+            let json = serde_json::to_vec(m).expect("a JSON map serializes");
+            out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            out.extend_from_slice(&json);
+        }
+        None => out.extend_from_slice(&0u32.to_le_bytes()),
+    }
+}
+
+impl<'a> VectorEntity<'a> {
+    /// An entity over `vector_bytes` (little-endian f32s, e.g. from [`le_bytes`]).
+    pub fn new(pk: &'a str, vector_bytes: &'a [u8], metadata: Option<Map<String, Value>>) -> Self {
+        VectorEntity {
+            pk,
+            vector: VectorRef(vector_bytes),
+            metadata,
+        }
+    }
+}
+
+/// Little-endian bytes of `v`, for building a [`VectorEntity`].
+pub fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    put_bytes16(out, s.as_bytes());
+}
+
+fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
+    let len = u16::try_from(b.len()).expect("callers keep u16-length fields short");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Decodes a request frame.
+pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeError> {
+    let op = Opcode::from_u8(frame.code).ok_or(DecodeError::UnknownOpcode(frame.code))?;
+    if frame.flags & !FLAG_BATCH != 0 {
+        return Err(malformed(format!("unknown flags 0x{:02x}", frame.flags)));
+    }
+    let batch = frame.flags & FLAG_BATCH != 0;
+    let batchable = matches!(
+        op,
+        Opcode::TsPutBuffered
+            | Opcode::VectorAddBuffered
+            | Opcode::VectorUpdateBuffered
+            | Opcode::VectorRemoveBuffered
+    );
+    if batch && !batchable {
+        return Err(malformed(format!("{op:?} takes no batch flag")));
+    }
+    let mut r = Reader::new(frame.payload);
+    let request = match op {
+        Opcode::Auth => Request::Auth { token: r.str16()? },
+        Opcode::TsPutBuffered => Request::TsPutBuffered {
+            points: items(&mut r, batch, MIN_TS_ITEM, decode_ts_point)?,
+            batch,
+        },
+        Opcode::VectorAddBuffered => Request::VectorAddBuffered {
+            entities: items(&mut r, batch, MIN_VECTOR_ITEM, decode_vector_entity)?,
+            batch,
+        },
+        Opcode::VectorUpdateBuffered => Request::VectorUpdateBuffered {
+            entities: items(&mut r, batch, MIN_VECTOR_ITEM, decode_vector_entity)?,
+            batch,
+        },
+        Opcode::VectorRemoveBuffered => Request::VectorRemoveBuffered {
+            pks: items(&mut r, batch, MIN_REMOVE_ITEM, |r| r.str16())?,
+            batch,
+        },
+        Opcode::WalApplyCompressed => Request::WalApplyCompressed(r.rest()),
+        Opcode::ReplicationConfig => Request::ReplicationConfig(r.rest()),
+        Opcode::TsBufferStats => Request::TsBufferStats,
+        Opcode::TsBufferFlush => Request::TsBufferFlush,
+        Opcode::VectorBufferStats => Request::VectorBufferStats,
+        Opcode::VectorBufferFlush => Request::VectorBufferFlush,
+        Opcode::ReplicationStats => Request::ReplicationStats,
+    };
+    if !r.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", r.remaining())));
+    }
+    Ok(request)
+}
+
+fn items<'a, T>(
+    r: &mut Reader<'a>,
+    batch: bool,
+    min_item: usize,
+    item: impl Fn(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    if !batch {
+        return Ok(vec![item(r)?]);
+    }
+    let count = r.u32()? as usize;
+    if count == 0 {
+        return Err(malformed("a batch holds at least one item"));
+    }
+    if count > r.remaining() / min_item {
+        return Err(malformed(format!(
+            "a batch of {count} items cannot fit in {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(item(r)?);
+    }
+    Ok(out)
+}
+
+fn decode_ts_point(r: &mut Reader<'_>) -> Result<TsPoint, DecodeError> {
+    let metric = r.str16()?.to_string();
+    let entity = r.str16()?.to_string();
+    let timestamp_ms = r.i64()?;
+    let value = r.f64()?;
+    let tags_json = r.bytes16()?;
+    let tags = if tags_json.is_empty() {
+        BTreeMap::new()
+    } else {
+        serde_json::from_slice(tags_json)
+            .map_err(|e| malformed(format!("tags: not a JSON object of strings: {e}")))?
+    };
+    Ok(TsPoint {
+        metric,
+        entity,
+        timestamp_ms,
+        value,
+        tags,
+    })
+}
+
+fn decode_vector_entity<'a>(r: &mut Reader<'a>) -> Result<VectorEntity<'a>, DecodeError> {
+    let pk = r.str16()?;
+    let dim = r.u32()? as usize;
+    let bytes = dim
+        .checked_mul(4)
+        .ok_or_else(|| malformed("dimension overflows"))?;
+    let vector = VectorRef(r.take(bytes)?);
+    let len = r.u32()? as usize;
+    let json = r.take(len)?;
+    let metadata = if json.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_slice(json)
+                .map_err(|e| malformed(format!("metadata: not a JSON object: {e}")))?,
+        )
+    };
+    Ok(VectorEntity {
+        pk,
+        vector,
+        metadata,
+    })
+}
+
+/// A bounds-checked little-endian reader over a payload.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(malformed(format!(
+                "needs {n} more bytes, {} left",
+                self.buf.len()
+            )));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
+    }
+
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    pub fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+
+    pub fn bytes16(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u16()? as usize;
+        self.take(n)
+    }
+
+    pub fn str16(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes16()?).map_err(|_| malformed("a string is not UTF-8"))
+    }
+}

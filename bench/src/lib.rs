@@ -75,6 +75,7 @@ pub async fn start_sluice(
         .arg(&data_dir)
         .args(["--http-addr", "127.0.0.1:0"])
         .env("SLUICE_LOG_LEVEL", "warn")
+        .env("SLUICE_WIRE_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -151,6 +151,12 @@ pub struct HttpConfig {
 pub struct WireConfig {
     /// Address of the binary wire protocol listener.
     pub addr: SocketAddr,
+    /// Largest frame payload; a longer frame gets an error frame and the connection closes.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[wal]`: the write-ahead log of every database.
@@ -234,6 +240,9 @@ impl Default for WireConfig {
     fn default() -> Self {
         WireConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 18765)),
+            max_frame_bytes: 32 * 1024 * 1024,
+            max_connections: 10_000,
+            idle_timeout_ms: 300_000,
         }
     }
 }
@@ -563,6 +572,9 @@ impl Config {
                 self.http.max_batch_body_bytes as u64,
             ),
             ("http.max_json_depth", self.http.max_json_depth as u64),
+            ("wire.max_frame_bytes", self.wire.max_frame_bytes as u64),
+            ("wire.max_connections", self.wire.max_connections as u64),
+            ("wire.idle_timeout_ms", self.wire.idle_timeout_ms),
             (
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms,

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod timefmt;
+pub mod wire;
 
 pub use config::Config;
 pub use server::{ServerError, run};

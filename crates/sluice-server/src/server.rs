@@ -4,7 +4,7 @@
 //! before returning.
 //!
 //! `<data_dir>/server.json` tells tools and tests where the server listens
-//! (`{"pid", "http_addr"}`, written atomically after binding, removed on clean exit). It makes
+//! (`{"pid", "http_addr", "wire_addr"}`, written atomically after binding, removed on clean exit). It makes
 //! `--http-addr 127.0.0.1:0` usable.
 
 use std::fs::{File, OpenOptions};
@@ -55,8 +55,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let addr = config.http.addr;
-    if !addr.ip().is_loopback() && !config.unauthenticated {
-        return Err(ServerError::UnauthenticatedExposure { addr });
+    for a in [addr, config.wire.addr] {
+        if !a.ip().is_loopback() && !config.unauthenticated {
+            return Err(ServerError::UnauthenticatedExposure { addr: a });
+        }
     }
     tracing::warn!(
         "authentication is OFF (dev mode): every client has full access. Bind loopback only, \
@@ -71,11 +73,24 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
-    write_runtime_file(&data_dir, local).map_err(|source| ServerError::DataDir {
+    let wire_addr = config.wire.addr;
+    let wire_listener = TcpListener::bind(wire_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: wire_addr,
+            source,
+        })?;
+    let wire_local = wire_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: wire_addr,
+            source,
+        })?;
+    write_runtime_file(&data_dir, local, wire_local).map_err(|source| ServerError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
-    tracing::info!(http_addr = %local, data_dir = %data_dir.display(), "listening");
+    tracing::info!(http_addr = %local, wire_addr = %wire_local, data_dir = %data_dir.display(), "listening");
 
     let state = AppState::new(config.clone());
     let app = http::app(state.clone());
@@ -89,6 +104,11 @@ pub async fn run(
         })
     };
     let http_config = config.http.clone();
+    let wire_server = tokio::spawn(crate::wire::serve(
+        wire_listener,
+        state.clone(),
+        stop_rx.clone(),
+    ));
     let server = tokio::spawn(async move {
         http::serve::serve(listener, app, &http_config, stopped(stop_rx)).await;
     });
@@ -118,6 +138,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
     }
     let _ = server.await;
+    let _ = wire_server.await;
     stop_signal.abort();
 
     if let Some(dbs) = state.databases().cloned() {
@@ -155,10 +176,15 @@ fn lock_data_dir(dir: &Path) -> Result<File, ServerError> {
     }
 }
 
-fn write_runtime_file(dir: &Path, http_addr: SocketAddr) -> std::io::Result<()> {
+fn write_runtime_file(
+    dir: &Path,
+    http_addr: SocketAddr,
+    wire_addr: SocketAddr,
+) -> std::io::Result<()> {
     let body = serde_json::json!({
         "pid": std::process::id(),
         "http_addr": http_addr.to_string(),
+        "wire_addr": wire_addr.to_string(),
     });
     let tmp = dir.join(format!("{RUNTIME_FILE}.tmp"));
     std::fs::write(&tmp, body.to_string())?;

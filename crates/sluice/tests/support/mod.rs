@@ -183,11 +183,20 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, PathBuf) {
         .args(["--http-addr", "127.0.0.1:0"])
         .args(&options.args)
         .env_remove("RUST_LOG")
+        // Tests run in parallel: never the fixed default port (flags in `args` still win).
+        .env("SLUICE_WIRE_ADDR", "127.0.0.1:0")
         .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
     (cmd.spawn().unwrap(), stderr_path)
+}
+
+/// The wire protocol address from `server.json`.
+pub fn read_wire_addr(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join("server.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["wire_addr"].as_str().map(str::to_string)
 }
 
 fn read_runtime_addr(data_dir: &Path) -> Option<String> {
@@ -212,7 +221,12 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
 
 /// Runs `sluice` with `args` to completion (for commands that must fail fast).
 pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BIN)
+    let mut cmd = Command::new(BIN);
+    if args.first() == Some(&"serve") {
+        // Tests run in parallel: never the fixed default wire port (the test's env still wins).
+        cmd.env("SLUICE_WIRE_ADDR", "127.0.0.1:0");
+    }
+    let mut child = cmd
         .args(args)
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())

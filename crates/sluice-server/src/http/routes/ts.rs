@@ -136,8 +136,13 @@ pub async fn put_buffered(
     ))]
 pub async fn buffer_stats(State(state): State<AppState>) -> Result<Json<BufferStats>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
+    Ok(Json(stats_body(&db)))
+}
+
+/// The TSAutoBuffer statistics as HTTP and the wire protocol answer them.
+pub fn stats_body(db: &Database) -> BufferStats {
     let s = db.ts.stats();
-    Ok(Json(BufferStats {
+    BufferStats {
         points_buffered: s.points_buffered,
         points_flushed: s.points_flushed,
         flush_count: s.flush_count,
@@ -147,7 +152,7 @@ pub async fn buffer_stats(State(state): State<AppState>) -> Result<Json<BufferSt
         current_buffer_memory: s.current_buffer_memory,
         avg_compression_ratio: s.avg_compression_ratio,
         last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
-    }))
+    }
 }
 
 /// Flush the TSAutoBuffer now (admin).
@@ -159,6 +164,11 @@ pub async fn buffer_stats(State(state): State<AppState>) -> Result<Json<BufferSt
     ))]
 pub async fn buffer_flush(State(state): State<AppState>) -> Result<Json<FlushResponse>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
+    flush_now(&db).await.map(Json)
+}
+
+/// A manual TSAutoBuffer flush, as HTTP and the wire protocol run it.
+pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
     let outcome = db.flusher.flush_now().await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -167,10 +177,10 @@ pub async fn buffer_flush(State(state): State<AppState>) -> Result<Json<FlushRes
         )
         .retry_after(1)
     })?;
-    Ok(Json(FlushResponse {
+    Ok(FlushResponse {
         success: true,
         points_flushed: outcome.points,
-    }))
+    })
 }
 
 /// Query points: raw, or aggregated per step and group.

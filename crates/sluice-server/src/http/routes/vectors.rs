@@ -230,8 +230,13 @@ pub async fn buffer_stats(
     State(state): State<AppState>,
 ) -> Result<Json<VectorBufferStats>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
+    Ok(Json(stats_body(&db)))
+}
+
+/// The VectorAutoBuffer statistics as HTTP and the wire protocol answer them.
+pub fn stats_body(db: &Database) -> VectorBufferStats {
     let s = db.vectors.stats();
-    Ok(Json(VectorBufferStats {
+    VectorBufferStats {
         vectors_buffered: s.vectors_buffered,
         vectors_flushed: s.vectors_flushed,
         flush_count: s.flush_count,
@@ -243,7 +248,7 @@ pub async fn buffer_stats(
         last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
         snapshot_count: s.snapshot_count,
         last_snapshot_lsn: s.last_snapshot_lsn,
-    }))
+    }
 }
 
 /// Apply the VectorAutoBuffer to the indexes now (admin).
@@ -257,6 +262,11 @@ pub async fn buffer_flush(
     State(state): State<AppState>,
 ) -> Result<Json<VectorFlushResponse>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
+    flush_now(&db).await.map(Json)
+}
+
+/// A manual VectorAutoBuffer flush, as HTTP and the wire protocol run it.
+pub async fn flush_now(db: &Database) -> Result<VectorFlushResponse, ApiError> {
     let outcome = db.flusher.flush_vectors_now().await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -265,10 +275,10 @@ pub async fn buffer_flush(
         )
         .retry_after(1)
     })?;
-    Ok(Json(VectorFlushResponse {
+    Ok(VectorFlushResponse {
         success: true,
         vectors_flushed: outcome.vectors,
-    }))
+    })
 }
 
 /// One entity, buffered or indexed. The vector is returned at the collection's precision.
@@ -560,7 +570,7 @@ fn collection_info(i: sluice_vector::engine::CollectionInfo) -> CollectionInfo {
 /// Logs and applies or buffers `ops`, nudges the flusher if a threshold tripped, and waits for
 /// `ack`. Returns the LSN and the buffer size after the write. `prefix(i)` is the field path
 /// prefix of operation `i` in the request body.
-async fn write(
+pub(crate) async fn write(
     db: Arc<Database>,
     collection: String,
     ops: Vec<Op>,

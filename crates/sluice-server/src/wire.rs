@@ -1,0 +1,313 @@
+//! The binary wire protocol listener (SPEC §7; frames in `sluice-wire`, reference in
+//! `docs/wire-protocol.md`).
+//!
+//! One task per connection reads into a buffer, splits frames without copying
+//! ([`sluice_wire::split_frame`]), and answers each request in order through the same engine
+//! paths as HTTP (`routes::ts::write`, `routes::vectors::write`, the stats builders), so an
+//! operation behaves the same on both transports. Clients may pipeline: requests are read
+//! while earlier ones are answered, and the answers go out in request order, batched into one
+//! write when several are ready.
+//!
+//! # Limits
+//! - A frame longer than `wire.max_frame_bytes` gets an error frame (status `0x02`) and the
+//!   connection is closed: its payload is never read, so the stream cannot be resynchronised.
+//! - An unknown opcode (`0x01`) or a malformed payload (`0x02`) gets an error frame and the
+//!   connection stays usable (the frame's length was honoured).
+//! - At most `wire.max_connections` connections; a connection idle for `wire.idle_timeout_ms`
+//!   is closed. Memory per connection is bounded by one frame plus the answers of one read.
+//! - A full buffer or WAL queue answers `0x04` (buffer overflow; retry later) with the HTTP
+//!   error body.
+//! - Shutdown: the listener stops accepting, connections finish the request in hand and close.
+//!
+//! `AUTH` is accepted and answered ok: authentication arrives with the security issue, until
+//! then every connection is in dev mode like HTTP. Replication opcodes answer "not supported on
+//! this node" (`0x03`) until replication exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_api::ErrorBody;
+use sluice_ts::Point;
+use sluice_vector::engine::WriteMode;
+use sluice_vector::record::{EntityData, Op};
+use sluice_wal::AckLevel;
+use sluice_wire::{DecodeError, FrameError, Request, Status, encode_frame, split_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::WireConfig;
+use crate::db::{DEFAULT_DATABASE, Database};
+use crate::error::ApiError;
+use crate::http::request_id;
+use crate::http::routes;
+use crate::state::AppState;
+
+/// Serves the wire protocol on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+    let config = state.config().wire.clone();
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let stopping = *stop.borrow();
+        if stopping {
+            break;
+        }
+        let permit = tokio::select! {
+            c = stop.changed() => if c.is_err() { break } else { continue },
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            c = stop.changed() => if c.is_err() { break } else { continue },
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "wire accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (state, config, stop) = (state.clone(), config.clone(), stop.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, &state, &config, stop).await {
+                tracing::debug!(error = %e, "wire connection ended");
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    // Connections notice the stop between requests; give them a moment, then cut them.
+    let grace = Duration::from_millis(state.config().http.shutdown_grace_ms);
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    state: &AppState,
+    config: &WireConfig,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Answer every complete frame already buffered, in order.
+        let mut used = 0;
+        loop {
+            match split_frame(&buf[used..], config.max_frame_bytes) {
+                Ok(Some((frame, n))) => {
+                    handle(state, &frame, &mut out).await;
+                    used += n;
+                }
+                Ok(None) => break,
+                Err(FrameError::TooLarge { length, max }) => {
+                    error_frame(
+                        Status::MalformedPayload,
+                        ApiError::new(
+                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "frame_too_large",
+                            format!(
+                                "a frame of {length} bytes exceeds the limit of {max}; closing"
+                            ),
+                        ),
+                        &mut out,
+                    );
+                    stream.write_all(&out).await?;
+                    return stream.shutdown().await;
+                }
+            }
+        }
+        buf.drain(..used);
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        let stopping = *stop.borrow();
+        if stopping {
+            return stream.shutdown().await;
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read(&mut chunk)) => Ok(r),
+            c = stop.changed() => Err(c.is_err()),
+        };
+        let n = match read {
+            Ok(Ok(r)) => r?,
+            // Idle too long, or the server's stop signal is gone.
+            Ok(Err(_)) | Err(true) => return stream.shutdown().await,
+            // The stop signal changed: checked at the loop's top.
+            Err(false) => continue,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Answers one request frame into `out`.
+async fn handle(state: &AppState, frame: &sluice_wire::RawFrame<'_>, out: &mut Vec<u8>) {
+    let request = match sluice_wire::decode_request(frame) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e {
+                DecodeError::UnknownOpcode(_) => "invalid_opcode",
+                DecodeError::Malformed(_) => "malformed_payload",
+            };
+            let status = e.status();
+            let err = ApiError::new(axum::http::StatusCode::BAD_REQUEST, code, e.to_string());
+            return error_frame(status, err, out);
+        }
+    };
+    match dispatch(state, request).await {
+        Ok(payload) => encode_frame(Status::Ok as u8, 0, &payload, out),
+        Err(e) => {
+            let status = match e.status.as_u16() {
+                // The buffer or the WAL queue is full: retry later (backpressure).
+                _ if e.code == "buffer_overflow" || e.code == "overloaded" => {
+                    Status::BufferOverflow
+                }
+                401 => Status::Unauthorized,
+                403 => Status::Forbidden,
+                429 => Status::TooManyRequests,
+                _ => Status::ProcessingError,
+            };
+            error_frame(status, e, out)
+        }
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
+    match request {
+        Request::Auth { .. } => Ok(Vec::new()),
+        Request::TsPutBuffered { points, .. } => {
+            let limits = db.ts.config().point_limits;
+            let prefix = |i: usize, batch: bool| {
+                if batch {
+                    format!("points[{i}].")
+                } else {
+                    String::new()
+                }
+            };
+            let batch = points.len() > 1;
+            let points = points
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Point::new(p.metric, p.entity, p.timestamp_ms, p.value, p.tags, &limits)
+                        .map_err(|e| {
+                            ApiError::invalid_field(
+                                format!("{}{}", prefix(i, batch), e.field),
+                                e.reason,
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let ack = ts_buffered_ack(&db);
+            let (_, size) = routes::ts::write(&db, points, ack).await?;
+            Ok(size.to_le_bytes().to_vec())
+        }
+        Request::TsBufferStats => Ok(json(&routes::ts::stats_body(&db))),
+        Request::TsBufferFlush => Ok(json(&routes::ts::flush_now(&db).await?)),
+        Request::VectorAddBuffered { entities, .. } => {
+            vector_write(
+                db,
+                entities.into_iter().map(|e| Op::Add(entity(e))).collect(),
+            )
+            .await
+        }
+        Request::VectorUpdateBuffered { entities, .. } => {
+            vector_write(
+                db,
+                entities
+                    .into_iter()
+                    .map(|e| Op::Update(entity(e)))
+                    .collect(),
+            )
+            .await
+        }
+        Request::VectorRemoveBuffered { pks, .. } => {
+            let ops = pks
+                .into_iter()
+                .map(|pk| Op::Remove { pk: pk.to_string() })
+                .collect();
+            vector_write(db, ops).await
+        }
+        Request::VectorBufferStats => Ok(json(&routes::vectors::stats_body(&db))),
+        Request::VectorBufferFlush => Ok(json(&routes::vectors::flush_now(&db).await?)),
+        Request::WalApplyCompressed(_)
+        | Request::ReplicationStats
+        | Request::ReplicationConfig(_) => Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_supported",
+            "replication is not supported on this node",
+        )),
+    }
+}
+
+fn ts_buffered_ack(db: &Database) -> AckLevel {
+    if db.ts.config().auto_buffer.enabled {
+        AckLevel::Buffer
+    } else {
+        AckLevel::Fsync
+    }
+}
+
+fn entity(e: sluice_wire::VectorEntity<'_>) -> EntityData {
+    EntityData {
+        pk: e.pk.to_string(),
+        vector: e.vector.to_vec(),
+        metadata: e.metadata.unwrap_or_default(),
+    }
+}
+
+async fn vector_write(db: Arc<Database>, ops: Vec<Op>) -> Result<Vec<u8>, ApiError> {
+    let enabled = db.vectors.config().auto_buffer.enabled;
+    let (mode, ack) = if enabled {
+        (WriteMode::Buffered, AckLevel::Buffer)
+    } else {
+        (WriteMode::Direct, AckLevel::Fsync)
+    };
+    let batch = ops.len() > 1;
+    let prefix: fn(usize) -> String = if batch {
+        |i| format!("items[{i}].")
+    } else {
+        |_| String::new()
+    };
+    let (_, size) = routes::vectors::write(
+        db,
+        sluice_vector::engine::DEFAULT_COLLECTION.to_string(),
+        ops,
+        mode,
+        ack,
+        prefix,
+    )
+    .await?;
+    Ok(size.to_le_bytes().to_vec())
+}
+
+/// An error frame carrying the HTTP error shape; 5xx details are logged, not sent.
+fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
+    let id = request_id::generate();
+    if e.status.is_server_error() {
+        tracing::error!(request_id = %id, code = e.code, detail = e.internal.as_deref().unwrap_or(""), "wire request failed");
+    }
+    let body: ErrorBody = e.body(id);
+    encode_frame(status as u8, 0, &json(&body), out);
+}

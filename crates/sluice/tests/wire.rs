@@ -1,0 +1,318 @@
+//! The wire protocol over real TCP: each opcode's effect is visible over HTTP, stats frames
+//! carry the HTTP JSON, errors keep the connection usable (or close it for an oversized
+//! frame), pipelined requests are answered in order, and backpressure answers `0x04`.
+
+mod support;
+
+use serde_json::{Value, json};
+use sluice_wire::{Request, Status, TsPoint, VectorEntity, le_bytes};
+use support::{Options, TestServer, read_wire_addr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn connect(s: &TestServer) -> TcpStream {
+    let addr = read_wire_addr(&s.data_dir).expect("server.json names the wire address");
+    TcpStream::connect(addr).await.unwrap()
+}
+
+async fn send(c: &mut TcpStream, req: &Request<'_>) {
+    let mut out = Vec::new();
+    req.encode(&mut out);
+    c.write_all(&out).await.unwrap();
+}
+
+/// Reads one response frame: (status, payload).
+async fn recv(c: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 6];
+    c.read_exact(&mut header).await.unwrap();
+    let len = u32::from_le_bytes(header[2..6].try_into().unwrap()) as usize;
+    let mut payload = vec![0u8; len];
+    c.read_exact(&mut payload).await.unwrap();
+    (header[0], payload)
+}
+
+async fn call(c: &mut TcpStream, req: &Request<'_>) -> (u8, Vec<u8>) {
+    send(c, req).await;
+    recv(c).await
+}
+
+fn point(t: i64, v: f64) -> TsPoint {
+    TsPoint {
+        metric: "wire_cpu".into(),
+        entity: "e1".into(),
+        timestamp_ms: t,
+        value: v,
+        tags: [("dc".to_string(), "eu".to_string())].into(),
+    }
+}
+
+fn u64_of(payload: &[u8]) -> u64 {
+    u64::from_le_bytes(payload.try_into().expect("8-byte buffer size"))
+}
+
+#[tokio::test]
+async fn time_series_opcodes_act_like_their_http_routes() {
+    let s = TestServer::start().await;
+    let mut c = connect(&s).await;
+    assert_eq!(call(&mut c, &Request::Auth { token: "dev" }).await.0, 0);
+    let (status, payload) = call(
+        &mut c,
+        &Request::TsPutBuffered {
+            points: vec![point(1000, 1.5)],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, Status::Ok as u8);
+    assert_eq!(u64_of(&payload), 1, "buffer size after the put");
+    let (status, payload) = call(
+        &mut c,
+        &Request::TsPutBuffered {
+            points: vec![point(2000, 2.5), point(3000, 3.5)],
+            batch: true,
+        },
+    )
+    .await;
+    assert_eq!((status, u64_of(&payload)), (0, 3));
+    // Visible over HTTP at once.
+    let (status, r) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "wire_cpu", "from_ms": 0, "to_ms": 10_000}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        r["series"][0]["points"],
+        json!([[1000, 1.5], [2000, 2.5], [3000, 3.5]])
+    );
+    assert_eq!(r["series"][0]["tags"], json!({"dc": "eu"}));
+    // Stats carry the HTTP JSON.
+    let (status, payload) = call(&mut c, &Request::TsBufferStats).await;
+    assert_eq!(status, 0);
+    let wire: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(wire, s.get_json("/ts/buffer/stats").await.1);
+    assert_eq!(wire["points_buffered"], 3);
+    let (status, payload) = call(&mut c, &Request::TsBufferFlush).await;
+    assert_eq!(status, 0);
+    let flushed: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(flushed, json!({"success": true, "points_flushed": 3}));
+    assert_eq!(
+        s.get_json("/ts/buffer/stats").await.1["manual_flush_count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn vector_opcodes_act_like_their_http_routes() {
+    let s = TestServer::start().await;
+    let mut c = connect(&s).await;
+    let v1 = le_bytes(&[1.0, 0.0, 0.0]);
+    let v2 = le_bytes(&[0.0, 1.0, 0.0]);
+    let meta = json!({"category": "tech"}).as_object().unwrap().clone();
+    let (status, payload) = call(
+        &mut c,
+        &Request::VectorAddBuffered {
+            entities: vec![
+                VectorEntity::new("a", &v1, Some(meta.clone())),
+                VectorEntity::new("b", &v2, None),
+            ],
+            batch: true,
+        },
+    )
+    .await;
+    assert_eq!((status, u64_of(&payload)), (0, 2));
+    let (_, got) = s.get_json("/vectors/a").await;
+    assert_eq!(got["vector"], json!([1.0, 0.0, 0.0]));
+    assert_eq!(got["metadata"], json!({"category": "tech"}));
+    let (status, _) = call(
+        &mut c,
+        &Request::VectorUpdateBuffered {
+            entities: vec![VectorEntity::new("b", &v1, None)],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, 0);
+    assert_eq!(
+        s.get_json("/vectors/b").await.1["vector"],
+        json!([1.0, 0.0, 0.0])
+    );
+    let (status, _) = call(
+        &mut c,
+        &Request::VectorRemoveBuffered {
+            pks: vec!["a"],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, 0);
+    assert_eq!(s.get_json("/vectors/a").await.0, 404);
+    // Updating what does not exist is a processing error with the HTTP error body.
+    let (status, payload) = call(
+        &mut c,
+        &Request::VectorUpdateBuffered {
+            entities: vec![VectorEntity::new("nope", &v1, None)],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, Status::ProcessingError as u8);
+    let e: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(e["code"], "entity_not_found");
+    let (status, payload) = call(&mut c, &Request::VectorBufferStats).await;
+    assert_eq!(status, 0);
+    let wire: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(wire, s.get_json("/vectors/buffer/stats").await.1);
+    let (status, payload) = call(&mut c, &Request::VectorBufferFlush).await;
+    assert_eq!(status, 0);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["success"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn errors_answer_an_error_frame_and_the_connection_stays_usable() {
+    let s = TestServer::start().await;
+    let mut c = connect(&s).await;
+    // Unknown opcode.
+    c.write_all(&[0x55, 0, 0, 0, 0, 0]).await.unwrap();
+    let (status, payload) = recv(&mut c).await;
+    assert_eq!(status, Status::InvalidOpcode as u8);
+    let e: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(e["code"], "invalid_opcode");
+    assert!(e["error_id"].as_str().is_some_and(|id| !id.is_empty()));
+    // Malformed payload: a put cut short.
+    c.write_all(&[0x70, 0, 3, 0, 0, 0, 9, 0, b'c'])
+        .await
+        .unwrap();
+    let (status, _) = recv(&mut c).await;
+    assert_eq!(status, Status::MalformedPayload as u8);
+    // A well-formed frame with an invalid value names the field.
+    let (status, payload) = call(
+        &mut c,
+        &Request::TsPutBuffered {
+            points: vec![TsPoint {
+                metric: String::new(),
+                ..point(1, 1.0)
+            }],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, Status::ProcessingError as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["field"],
+        "metric"
+    );
+    // Replication is not on this node.
+    let (status, payload) = call(&mut c, &Request::ReplicationStats).await;
+    assert_eq!(status, Status::ProcessingError as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["code"],
+        "not_supported"
+    );
+    // Still usable.
+    assert_eq!(call(&mut c, &Request::TsBufferStats).await.0, 0);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_gets_an_error_frame_and_the_connection_closes() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_WIRE_MAX_FRAME_BYTES", "1024")).await;
+    let mut c = connect(&s).await;
+    c.write_all(&[0x70, 0, 0x00, 0x08, 0, 0]).await.unwrap(); // 2048 bytes announced
+    let (status, payload) = recv(&mut c).await;
+    assert_eq!(status, Status::MalformedPayload as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["code"],
+        "frame_too_large"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).await.unwrap(),
+        0,
+        "closed after the error frame"
+    );
+    // The server is fine.
+    let mut c = connect(&s).await;
+    assert_eq!(call(&mut c, &Request::TsBufferStats).await.0, 0);
+}
+
+#[tokio::test]
+async fn a_thousand_pipelined_requests_are_answered_in_order() {
+    let s = TestServer::start_with(
+        Options::default().env("SLUICE_TS_AUTO_BUFFER_MAX_POINTS", "100000"),
+    )
+    .await;
+    let mut c = connect(&s).await;
+    let mut out = Vec::new();
+    for i in 0..1000 {
+        Request::TsPutBuffered {
+            points: vec![point(i, i as f64)],
+            batch: false,
+        }
+        .encode(&mut out);
+    }
+    let (mut rd, mut wr) = c.split();
+    let writer = async {
+        wr.write_all(&out).await.unwrap();
+    };
+    let reader = async {
+        let mut sizes = Vec::new();
+        for _ in 0..1000 {
+            let mut header = [0u8; 6];
+            rd.read_exact(&mut header).await.unwrap();
+            let mut p = vec![0u8; u32::from_le_bytes(header[2..6].try_into().unwrap()) as usize];
+            rd.read_exact(&mut p).await.unwrap();
+            assert_eq!(header[0], 0);
+            sizes.push(u64_of(&p));
+        }
+        sizes
+    };
+    let ((), sizes) = tokio::join!(writer, reader);
+    assert_eq!(
+        sizes,
+        (1..=1000).collect::<Vec<u64>>(),
+        "answers in request order"
+    );
+}
+
+#[tokio::test]
+async fn a_full_write_queue_answers_0x04_and_refused_writes_are_not_applied() {
+    let s = TestServer::start_with(Options::default().env("SLUICE_WAL_QUEUE_CAPACITY", "1")).await;
+    let mut c = connect(&s).await;
+    let n = 3000;
+    let mut out = Vec::new();
+    for i in 0..n {
+        Request::TsPutBuffered {
+            points: vec![point(i, 1.0)],
+            batch: false,
+        }
+        .encode(&mut out);
+    }
+    c.write_all(&out).await.unwrap();
+    let (mut ok, mut full) = (0, 0);
+    for _ in 0..n {
+        match recv(&mut c).await.0 {
+            0x00 => ok += 1,
+            0x04 => full += 1,
+            other => panic!("status {other:#x}"),
+        }
+    }
+    assert!(
+        full > 0,
+        "a one-record queue must overflow under 3000 pipelined writes"
+    );
+    let (_, r) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "wire_cpu", "from_ms": 0, "to_ms": n, "aggregation": "count"}),
+        )
+        .await;
+    assert_eq!(
+        r["series"][0]["points"][0][1], ok as f64,
+        "only acknowledged writes exist"
+    );
+}

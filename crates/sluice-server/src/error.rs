@@ -194,3 +194,15 @@ impl From<WalError> for ApiError {
         }
     }
 }
+
+impl From<crate::flusher::FlushRequestError> for ApiError {
+    /// A manual flush the flusher cannot take now: 503, retry shortly.
+    fn from(e: crate::flusher::FlushRequestError) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "flush_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)
+    }
+}

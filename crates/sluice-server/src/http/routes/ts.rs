@@ -169,14 +169,7 @@ pub async fn buffer_flush(State(state): State<AppState>) -> Result<Json<FlushRes
 
 /// A manual TSAutoBuffer flush, as HTTP and the wire protocol run it.
 pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
-    let outcome = db.flusher.flush_now().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "flush_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1)
-    })?;
+    let outcome = db.flusher.flush_now().await?;
     Ok(FlushResponse {
         success: true,
         points_flushed: outcome.points,

@@ -267,14 +267,7 @@ pub async fn buffer_flush(
 
 /// A manual VectorAutoBuffer flush, as HTTP and the wire protocol run it.
 pub async fn flush_now(db: &Database) -> Result<VectorFlushResponse, ApiError> {
-    let outcome = db.flusher.flush_vectors_now().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "flush_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1)
-    })?;
+    let outcome = db.flusher.flush_vectors_now().await?;
     Ok(VectorFlushResponse {
         success: true,
         vectors_flushed: outcome.vectors,

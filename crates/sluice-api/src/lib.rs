@@ -5,6 +5,7 @@
 //! names and their OpenAPI schemas. Field names are part of the contract (SPEC §6): add fields
 //! freely, never rename one.
 
+pub mod database;
 pub mod error;
 pub mod system;
 pub mod ts;

@@ -28,6 +28,120 @@ pub struct Config {
     pub vector: VectorSection,
     pub features: FeaturesConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub admission: AdmissionConfig,
+    /// `[databases.<name>]`: the catalogue of databases (see `catalogue.rs`); rewritten by
+    /// runtime create/delete.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub databases: std::collections::BTreeMap<String, crate::catalogue::DatabaseSettings>,
+    /// The file this configuration was loaded from (not a setting).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `[auth]`: credentials and policies (SPEC §9). No tokens and no JWT key = dev mode (open).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// JSON file of bearer tokens: `{"actor": "token"}` or
+    /// `{"actor": {"token": "…", "roles": {"*": "reader", "db1": "writer"}}}`; a token may be
+    /// written as `sha256:<hex>` (`sluice token hash`). Env: `SLUICE_BEARER_TOKENS_FILE`.
+    pub bearer_tokens_file: String,
+    /// The same JSON, inline. Env: `SLUICE_BEARER_TOKENS_JSON`.
+    pub bearer_tokens_json: String,
+    /// One token for actor `default`, admin everywhere. Env: `SLUICE_BEARER_TOKEN`.
+    pub bearer_token: String,
+    /// Serve `/metrics` without credentials.
+    pub public_metrics: bool,
+    /// Server-level Cedar policies (file).
+    pub cedar_policy_file: String,
+    pub jwt: JwtConfig,
+}
+
+/// `[auth.jwt]`: JWT bearer tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// HS256 shared secret (at least 32 bytes).
+    pub hs256_secret: String,
+    /// RS256 public key (PEM file).
+    pub rs256_public_key_file: String,
+    /// ES256 (P-256) public key (PEM file).
+    pub es256_public_key_file: String,
+    /// JWKS file; every key must name its `alg` (HS256, RS256 or ES256).
+    pub jwks_file: String,
+    /// Required `iss` (empty = not checked).
+    pub issuer: String,
+    /// Required `aud` (empty = not checked).
+    pub audience: String,
+    /// Claim naming the actor.
+    pub actor_claim: String,
+    /// Claim holding the roles: `"reader"` or `{"*": "reader", "db1": "writer"}`.
+    pub roles_claim: String,
+    /// Clock skew allowed when checking `exp` and `nbf`.
+    pub leeway_sec: u64,
+}
+
+/// `[admission]`: per-actor admission control and load shedding (SPEC §9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    pub enabled: bool,
+    /// Requests one actor may have in flight; more → 429.
+    pub max_in_flight_per_actor: usize,
+    /// Request body bytes (as read, after decompression) one actor may hold in flight; more → 429.
+    pub max_in_flight_bytes_per_actor: usize,
+    /// Token-bucket refill rate per actor, requests per second (0 = no rate limit).
+    pub rate_limit_per_sec: u64,
+    /// Token-bucket size per actor (burst).
+    pub rate_limit_burst: u64,
+    /// Requests in flight on the whole server; more → 503 (load shedding).
+    pub max_in_flight_total: usize,
+    /// An actor idle this long with nothing in flight is forgotten.
+    pub idle_actor_evict_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bearer_tokens_file: String::new(),
+            bearer_tokens_json: String::new(),
+            bearer_token: String::new(),
+            public_metrics: true,
+            cedar_policy_file: String::new(),
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            hs256_secret: String::new(),
+            rs256_public_key_file: String::new(),
+            es256_public_key_file: String::new(),
+            jwks_file: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            actor_claim: "sub".into(),
+            roles_claim: "roles".into(),
+            leeway_sec: 30,
+        }
+    }
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            enabled: true,
+            max_in_flight_per_actor: 512,
+            max_in_flight_bytes_per_actor: 256 * 1024 * 1024,
+            rate_limit_per_sec: 100_000,
+            rate_limit_burst: 200_000,
+            max_in_flight_total: 8192,
+            idle_actor_evict_ms: 60_000,
+        }
+    }
 }
 
 /// `[ts]`: the time-series engine of every database.
@@ -144,6 +258,13 @@ pub struct HttpConfig {
     pub max_json_depth: usize,
     /// On shutdown, time given to open connections to finish before they are cut.
     pub shutdown_grace_ms: u64,
+    /// TLS certificate chain (PEM). With `tls_key_file`, HTTP is served over TLS 1.3 only,
+    /// with ALPN `h2` and `http/1.1`.
+    pub tls_cert_file: String,
+    /// TLS private key (PEM).
+    pub tls_key_file: String,
+    /// Compress responses (gzip, br, zstd) when the client accepts it.
+    pub compression: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,6 +337,10 @@ impl Default for Config {
             vector: VectorSection::default(),
             features: FeaturesConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            admission: AdmissionConfig::default(),
+            databases: Default::default(),
+            config_file: None,
         }
     }
 }
@@ -232,6 +357,9 @@ impl Default for HttpConfig {
             max_batch_body_bytes: 32 * 1024 * 1024,
             max_json_depth: 32,
             shutdown_grace_ms: 10_000,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            compression: true,
         }
     }
 }
@@ -427,6 +555,9 @@ impl LimitsConfig {
 
 /// Environment names the seeds use, mapped to our keys (besides the derived `SLUICE_<PATH>`).
 pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("SLUICE_BEARER_TOKENS_FILE", "auth.bearer_tokens_file"),
+    ("SLUICE_BEARER_TOKENS_JSON", "auth.bearer_tokens_json"),
+    ("SLUICE_BEARER_TOKEN", "auth.bearer_token"),
     (
         "SLUICE_TS_AUTO_BUFFER_ENABLED",
         "features.ts_auto_buffer.enabled",
@@ -462,8 +593,8 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// `SLUICE_*` variables that are not configuration keys (read by other parts of the program:
-/// `SLUICE_SERVER` is the server the client commands talk to).
-pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER"];
+/// `SLUICE_SERVER` is the server the client commands talk to, `SLUICE_TOKEN` their token).
+pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER", "SLUICE_TOKEN"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -558,6 +689,7 @@ impl Config {
             config.wire.addr = a;
         }
         config.unauthenticated |= overrides.unauthenticated;
+        config.config_file = file.map(std::path::Path::to_path_buf);
         config.validate()?;
         Ok(config)
     }
@@ -692,6 +824,30 @@ impl Config {
                 "limits.max_name_bytes and limits.max_tag_bytes must be at most 65535".into(),
             ));
         }
+        if self.http.tls_cert_file.is_empty() != self.http.tls_key_file.is_empty() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert_file and http.tls_key_file must be set together".into(),
+            ));
+        }
+        let a = &self.admission;
+        if a.enabled
+            && (a.max_in_flight_per_actor == 0
+                || a.max_in_flight_bytes_per_actor == 0
+                || a.max_in_flight_total == 0
+                || (a.rate_limit_per_sec > 0 && a.rate_limit_burst == 0))
+        {
+            return Err(ConfigError::Invalid(
+                "admission limits must be greater than 0 (rate_limit_per_sec = 0 turns rate limiting off)"
+                    .into(),
+            ));
+        }
+        for name in self.databases.keys() {
+            if !crate::catalogue::valid_name(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "[databases.{name}]: invalid database name (lower-case letters, digits, _ and -, at most 64 bytes)"
+                )));
+            }
+        }
         if self.limits.max_tags_per_point > u16::MAX as usize {
             return Err(ConfigError::Invalid(
                 "limits.max_tags_per_point must be at most 65535".into(),
@@ -701,10 +857,21 @@ impl Config {
     }
 
     /// The effective configuration as TOML (`sluice config print`).
+    /// Secrets (tokens, the JWT secret) are shown as `<redacted>`.
     pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        for secret in [
+            &mut shown.auth.bearer_token,
+            &mut shown.auth.bearer_tokens_json,
+            &mut shown.auth.jwt.hs256_secret,
+        ] {
+            if !secret.is_empty() {
+                *secret = "<redacted>".into();
+            }
+        }
         // Serializing a struct of plain fields cannot fail; an empty string would be a bug
         // caught by the config tests.
-        toml::to_string_pretty(self).unwrap_or_default()
+        toml::to_string_pretty(&shown).unwrap_or_default()
     }
 
     /// The environment variable that sets each key, in key order (for docs and tests).

@@ -4,8 +4,8 @@
 //! opens its engines (time-series chunks and the LSN they hold; the vector snapshot and its
 //! LSN), then opens (and so recovers) its WAL, replaying every record after the checkpoint into
 //! the engine it belongs to (each skips what it already holds), applies the replayed vector
-//! operations, then starts its flusher. Only `default` exists until runtime database
-//! management lands; the registry is built for many.
+//! operations, then starts its flusher. [`Databases`] is the registry: `default` plus what the
+//! catalogue lists, created and deleted at runtime.
 //!
 //! The WAL is shared by the engines, so it may only be checkpointed at the lowest LSN every
 //! engine holds durably ([`Database::checkpoint_bound`]).
@@ -15,12 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use sluice_ts::{TsConfig, TsEngine, TsMetrics};
 use sluice_vector::{VectorConfig, VectorEngine, VectorMetrics};
 use sluice_wal::{FatalHandler, Lsn, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions};
 
+use crate::catalogue::{Catalogue, CatalogueError, DatabaseSettings, valid_name};
 use crate::flusher::Flusher;
 use crate::metrics::Metrics;
 
@@ -33,6 +34,10 @@ pub struct Database {
     pub ts: Arc<TsEngine>,
     pub vectors: Arc<VectorEngine>,
     pub flusher: Flusher,
+    /// Its `[databases.<name>]` settings.
+    pub settings: DatabaseSettings,
+    /// Its Cedar policies, compiled (with the server-level ones added by the authorizer).
+    pub policy: Option<Arc<crate::auth::policy::CompiledPolicy>>,
 }
 
 /// What replay found in a database's WAL.
@@ -151,6 +156,8 @@ impl Database {
                 ts,
                 vectors,
                 flusher,
+                settings: DatabaseSettings::default(),
+                policy: None,
             },
             stats,
         ))
@@ -192,30 +199,86 @@ fn replay(
     Ok(())
 }
 
-/// The open databases, by name.
-#[derive(Default)]
+/// Why a database could not be created or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error(
+        "invalid database name {0:?}: use lower-case letters, digits, _ and -, starting with a letter or digit, at most 64 bytes"
+    )]
+    InvalidName(String),
+    #[error("the database \"default\" always exists and cannot be deleted")]
+    Protected,
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    Open(#[from] DatabaseOpenError),
+    #[error("database {name:?}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// The open databases, by name, and the catalogue that lists them.
+///
+/// Create and delete are serialized (`manage`), update the catalogue file first (so a refused
+/// file change leaves everything as it was), and are blocking: run them off the async workers.
+/// A deleted database's directory is renamed to `databases/.trash-*` and then removed; trash
+/// left by a crash is removed at the next start, and a directory found where a new database is
+/// being created (its delete crashed after the catalogue was updated) is moved to the trash
+/// first, so a new database never sees old data.
 pub struct Databases {
-    by_name: BTreeMap<String, Arc<Database>>,
+    by_name: RwLock<BTreeMap<String, Arc<Database>>>,
+    settings: OpenSettings,
+    catalogue: Catalogue,
+    manage: Mutex<()>,
 }
 
 impl Databases {
-    /// Opens every known database (today: `default`).
+    /// Opens `default` and every database the catalogue lists.
     pub fn open_all(
-        settings: &OpenSettings,
+        settings: OpenSettings,
+        catalogue: Catalogue,
+        listed: BTreeMap<String, DatabaseSettings>,
         metrics: &Metrics,
     ) -> Result<Databases, DatabaseOpenError> {
-        let mut dbs = Databases::default();
-        dbs.open_one(DEFAULT_DATABASE, settings, metrics)?;
+        let dbs = Databases {
+            by_name: RwLock::default(),
+            settings,
+            catalogue,
+            manage: Mutex::new(()),
+        };
+        dbs.empty_trash();
+        let mut all = listed;
+        all.entry(DEFAULT_DATABASE.to_string()).or_default();
+        for (name, db_settings) in &all {
+            dbs.open_one(name, db_settings, metrics)?;
+        }
         Ok(dbs)
     }
 
     fn open_one(
-        &mut self,
+        &self,
         name: &str,
-        settings: &OpenSettings,
+        db_settings: &DatabaseSettings,
         metrics: &Metrics,
-    ) -> Result<(), DatabaseOpenError> {
-        let (db, stats) = Database::open(name, settings, metrics)?;
+    ) -> Result<Arc<Database>, DatabaseOpenError> {
+        let mut settings = self.settings.clone();
+        if let Some(r) = db_settings.retention_ms {
+            settings.ts.retention_ms = r;
+        }
+        let policy = match &db_settings.policy {
+            Some(text) => Some(Arc::new(crate::auth::policy::compile(text).map_err(
+                |e| DatabaseOpenError {
+                    name: name.to_string(),
+                    message: format!("policy: {e}"),
+                },
+            )?)),
+            None => None,
+        };
+        let (mut db, stats) = Database::open(name, &settings, metrics)?;
+        db.settings = db_settings.clone();
+        db.policy = policy;
         let status = db.wal.status();
         tracing::info!(
             db = name,
@@ -227,21 +290,142 @@ impl Databases {
             truncated_bytes = status.truncated_bytes_at_open,
             "database open"
         );
-        self.by_name.insert(name.to_string(), Arc::new(db));
-        Ok(())
+        let db = Arc::new(db);
+        self.by_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), db.clone());
+        Ok(db)
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<Database>> {
-        self.by_name.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<Database>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
+        self.by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Database>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a database: listed in the catalogue file, then opened. Blocking.
+    pub fn create(
+        &self,
+        name: &str,
+        db_settings: &DatabaseSettings,
+        metrics: &Metrics,
+    ) -> Result<Arc<Database>, ManageError> {
+        if !valid_name(name) {
+            return Err(ManageError::InvalidName(name.to_string()));
+        }
+        if let Some(policy) = &db_settings.policy {
+            crate::auth::policy::compile(policy).map_err(|e| DatabaseOpenError {
+                name: name.to_string(),
+                message: format!("policy: {e}"),
+            })?;
+        }
+        let _manage = self.manage.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.get(name).is_some() {
+            return Err(CatalogueError::Exists(name.to_string()).into());
+        }
+        self.catalogue.add(name, db_settings)?;
+        let dir = self.settings.data_dir.join("databases").join(name);
+        let opened = self.move_to_trash(name, &dir).and_then(|()| {
+            self.open_one(name, db_settings, metrics)
+                .map_err(Into::into)
+        });
+        match opened {
+            Ok(db) => {
+                tracing::info!(db = name, "database created");
+                Ok(db)
+            }
+            Err(e) => {
+                // Leave the catalogue as it was: the database does not exist.
+                if let Err(undo) = self.catalogue.remove(name) {
+                    tracing::error!(db = name, error = %undo, "could not unlist a database that failed to open");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a database and its data. Blocking.
+    pub fn delete(&self, name: &str, metrics: &Metrics) -> Result<(), ManageError> {
+        if name == DEFAULT_DATABASE {
+            return Err(ManageError::Protected);
+        }
+        let _manage = self.manage.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.get(name).is_none() {
+            return Err(CatalogueError::NotFound(name.to_string()).into());
+        }
+        self.catalogue.remove(name)?;
+        let db = self
+            .by_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        metrics.unregister_database(name);
+        if let Some(db) = db {
+            db.close();
+        }
+        let dir = self.settings.data_dir.join("databases").join(name);
+        self.move_to_trash(name, &dir)?;
+        self.empty_trash();
+        tracing::info!(db = name, "database deleted");
+        Ok(())
+    }
+
+    fn move_to_trash(&self, name: &str, dir: &Path) -> Result<(), ManageError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let trash = self
+            .settings
+            .data_dir
+            .join("databases")
+            .join(format!(".trash-{name}-{nanos}"));
+        std::fs::rename(dir, &trash).map_err(|source| ManageError::Io {
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    fn empty_trash(&self) {
+        let root = self.settings.data_dir.join("databases");
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".trash-")
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a deleted database's files");
+            }
+        }
     }
 
     /// Flushes every buffer and closes every WAL: nothing acknowledged is left only in memory.
     pub fn close_all(&self) {
-        for db in self.by_name.values() {
+        for db in self.all() {
             db.close();
         }
     }

@@ -5,6 +5,8 @@
 //! [`db::Database`]; engines never see HTTP types. Errors of the layers below become HTTP
 //! answers in one place, [`error::ApiError`].
 
+pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -1,11 +1,14 @@
 //! The server's Prometheus registry and its HTTP metrics.
 //!
-//! One registry per server. Engines and the WAL own their metric handles (atomics) and register
-//! them here with a `db` label when a database opens; `/metrics` encodes the registry in the
-//! Prometheus text format. Route labels are route templates, never raw paths, so cardinality is
-//! bounded by the route table.
+//! One registry for the server's own metrics, plus one per open database: engines and the WAL
+//! own their metric handles (atomics) and register them with a `db` label when a database
+//! opens; deleting the database drops its registry. `/metrics` encodes every registry and merges
+//! them so that each metric family appears once (one `# HELP`/`# TYPE`, the samples of every
+//! database under it), as the Prometheus text format requires. Route labels are route
+//! templates, never raw paths, so cardinality is bounded by the route table.
 
-use std::sync::{PoisonError, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,10 +38,17 @@ fn duration_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: RwLock<Registry>,
+    databases: Mutex<BTreeMap<String, Registry>>,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub http_in_flight: Gauge,
     pub lineproto_skipped_fields: Counter,
+    pub admission_rejections: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -71,9 +81,17 @@ impl Default for Metrics {
             "String fields in line protocol writes, which are not stored",
             lineproto_skipped_fields.clone(),
         );
+        let admission_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "admission_rejected_requests",
+            "Requests refused by admission control, by reason (rate_limited, too_many_in_flight, too_many_bytes_in_flight, server_overloaded)",
+            admission_rejections.clone(),
+        );
         Metrics {
+            admission_rejections,
             lineproto_skipped_fields,
             registry: RwLock::new(registry),
+            databases: Mutex::default(),
             http_requests,
             http_duration,
             http_in_flight,
@@ -98,22 +116,139 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Registers metrics under a `db` label.
-    pub fn register_database(&self, db: &str, register: impl FnOnce(&mut Registry)) {
-        let mut registry = self
-            .registry
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let sub = registry.sub_registry_with_label(("db".into(), db.to_string().into()));
-        register(sub);
+    /// Counts a request refused by admission control (`reason` is a fixed code).
+    pub fn admission_rejected(&self, reason: &'static str) {
+        self.admission_rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
-    /// The registry in the Prometheus text format.
+    /// Registers a database's metrics under a `db` label (replacing any earlier registration of
+    /// that name).
+    pub fn register_database(&self, db: &str, register: impl FnOnce(&mut Registry)) {
+        let mut registry = Registry::with_labels(
+            [(
+                std::borrow::Cow::Borrowed("db"),
+                std::borrow::Cow::Owned(db.to_string()),
+            )]
+            .into_iter(),
+        );
+        register(&mut registry);
+        self.databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(db.to_string(), registry);
+    }
+
+    /// Forgets a deleted database's metrics.
+    pub fn unregister_database(&self, db: &str) {
+        self.databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(db);
+    }
+
+    /// Every registry in the Prometheus text format, each metric family once.
     pub fn encode(&self) -> String {
-        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out = String::with_capacity(16 * 1024);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        let mut texts = Vec::new();
+        {
+            let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+            texts.push(encode_registry(&registry));
+        }
+        for registry in self
+            .databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            texts.push(encode_registry(registry));
+        }
+        merge_families(&texts)
+    }
+}
+
+fn encode_registry(registry: &Registry) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// Merges OpenMetrics texts so that each family's metadata appears once, followed by the
+/// samples of every text, in first-seen order; one `# EOF` at the end.
+fn merge_families(texts: &[String]) -> String {
+    struct Family<'a> {
+        meta: Vec<&'a str>,
+        samples: Vec<&'a str>,
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut families: std::collections::HashMap<&str, Family<'_>> = Default::default();
+    for text in texts {
+        let mut current: Option<&str> = None;
+        let mut meta_seen = false;
+        for line in text.lines() {
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                // `# HELP name …`, `# TYPE name …`, `# UNIT name …`
+                let name = rest.split(' ').nth(1).unwrap_or("");
+                if current != Some(name) {
+                    current = Some(name);
+                    meta_seen = families.contains_key(name);
+                    if !meta_seen {
+                        order.push(name);
+                        families.insert(
+                            name,
+                            Family {
+                                meta: Vec::new(),
+                                samples: Vec::new(),
+                            },
+                        );
+                    }
+                }
+                if !meta_seen && let Some(f) = families.get_mut(name) {
+                    f.meta.push(line);
+                }
+            } else if let Some(f) = current.and_then(|name| families.get_mut(name)) {
+                f.samples.push(line);
+            }
+        }
+    }
+    let mut out = String::with_capacity(texts.iter().map(String::len).sum());
+    for name in order {
+        if let Some(f) = families.get(name) {
+            for line in f.meta.iter().chain(&f.samples) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_of_several_databases_are_merged_once() {
+        let m = Metrics::default();
+        for db in ["a", "b"] {
+            let c = Counter::<u64>::default();
+            c.inc();
+            m.register_database(db, |r| r.register("things", "Things", c.clone()));
+        }
+        let text = m.encode();
+        assert_eq!(text.matches("# HELP things_total").count(), 0, "{text}");
+        assert_eq!(text.matches("# HELP things ").count(), 1, "{text}");
+        assert!(text.contains("things_total{db=\"a\"} 1"), "{text}");
+        assert!(text.contains("things_total{db=\"b\"} 1"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        m.unregister_database("a");
+        let text = m.encode();
+        assert!(!text.contains("db=\"a\""), "{text}");
+        assert!(text.contains("http_requests"), "{text}");
     }
 }

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Auth;
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::db::{DatabaseOpenError, Databases, OpenSettings};
 use crate::http;
@@ -43,6 +45,12 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("authentication configuration: {0}")]
+    Auth(String),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("database catalogue: {0}")]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
     #[error("recovery failed: {0}")]
     Recovery(#[from] DatabaseOpenError),
     #[error("recovery task failed: {0}")]
@@ -55,17 +63,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let addr = config.http.addr;
-    for a in [addr, config.wire.addr] {
-        if !a.ip().is_loopback() && !config.unauthenticated {
-            return Err(ServerError::UnauthenticatedExposure { addr: a });
+    let auth = Auth::from_config(&config.auth).map_err(ServerError::Auth)?;
+    if auth.dev_mode() {
+        for a in [addr, config.wire.addr] {
+            if !a.ip().is_loopback() && !config.unauthenticated {
+                return Err(ServerError::UnauthenticatedExposure { addr: a });
+            }
         }
+        tracing::warn!(
+            "authentication is OFF (dev mode): every client has full access. Bind loopback only, \
+             or configure credentials before exposing this server"
+        );
     }
-    tracing::warn!(
-        "authentication is OFF (dev mode): every client has full access. Bind loopback only, \
-         or configure credentials before exposing this server"
-    );
+    let tls = crate::http::serve::tls_acceptor(&config.http).map_err(ServerError::Tls)?;
     let data_dir = config.data_dir.clone();
     let _lock = lock_data_dir(&data_dir)?;
+    let (catalogue, listed) = Catalogue::open(Catalogue::path_for(
+        config.config_file.as_deref(),
+        &data_dir,
+    ))?;
 
     let listener = TcpListener::bind(addr)
         .await
@@ -92,7 +108,7 @@ pub async fn run(
     })?;
     tracing::info!(http_addr = %local, wire_addr = %wire_local, data_dir = %data_dir.display(), "listening");
 
-    let state = AppState::new(config.clone());
+    let state = AppState::new(config.clone(), auth);
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_signal = {
@@ -110,7 +126,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let server = tokio::spawn(async move {
-        http::serve::serve(listener, app, &http_config, stopped(stop_rx)).await;
+        http::serve::serve(listener, app, &http_config, tls, stopped(stop_rx)).await;
     });
 
     let settings = OpenSettings {
@@ -122,7 +138,7 @@ pub async fn run(
     };
     let recovery_state = state.clone();
     let recovered = tokio::task::spawn_blocking(move || {
-        Databases::open_all(&settings, recovery_state.metrics())
+        Databases::open_all(settings, catalogue, listed, recovery_state.metrics())
     })
     .await;
     let result = match recovered {

@@ -2,9 +2,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::{Database, Databases};
 use crate::error::ApiError;
+use crate::http::admission::Admission;
 use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc`.
@@ -14,6 +16,8 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     metrics: Metrics,
+    auth: Auth,
+    admission: Admission,
     /// Set once recovery of every database has finished; until then data routes answer 503.
     databases: OnceLock<Arc<Databases>>,
     /// The OpenAPI document, serialized once.
@@ -21,9 +25,11 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> AppState {
+    pub fn new(config: Config, auth: Auth) -> AppState {
         AppState(Arc::new(Inner {
+            admission: Admission::new(config.admission.clone()),
             config,
+            auth,
             metrics: Metrics::default(),
             databases: OnceLock::new(),
             openapi_json: OnceLock::new(),
@@ -38,6 +44,14 @@ impl AppState {
         &self.0.metrics
     }
 
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.0.admission
+    }
+
     /// The databases, once recovery has finished.
     pub fn databases(&self) -> Option<&Arc<Databases>> {
         self.0.databases.get()
@@ -50,7 +64,7 @@ impl AppState {
     /// The named database, or the error to answer with.
     pub fn database(&self, name: &str) -> Result<Arc<Database>, ApiError> {
         let dbs = self.databases().ok_or_else(ApiError::not_ready)?;
-        dbs.get(name).cloned().ok_or_else(|| {
+        dbs.get(name).ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 "database_not_found",

@@ -19,9 +19,16 @@
 //!   error body.
 //! - Shutdown: the listener stops accepting, connections finish the request in hand and close.
 //!
-//! `AUTH` is accepted and answered ok: authentication arrives with the security issue, until
-//! then every connection is in dev mode like HTTP. Replication opcodes answer "not supported on
-//! this node" (`0x03`) until replication exists.
+//! # Authentication
+//! With credentials configured, a connection starts unauthenticated: until an `AUTH` frame
+//! carries a valid bearer token or JWT, every other frame is answered `0x05` without decoding
+//! its payload, and frames may be at most [`PRE_AUTH_MAX_FRAME`] bytes (an anonymous peer
+//! cannot make the server buffer 32 MiB). A bad token answers `0x05` and leaves the connection
+//! unauthenticated. Each operation is then authorized exactly like its HTTP route
+//! ([`route_of`] maps opcodes to routes; `auth::classify` and `Auth::authorize` decide), on the
+//! `default` database: `0x06` when refused. In dev mode `AUTH` is accepted and ignored.
+//!
+//! Replication opcodes answer "not supported on this node" (`0x03`) until replication exists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::Actor;
 use crate::config::WireConfig;
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
@@ -92,6 +100,9 @@ pub async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Rece
     }
 }
 
+/// Largest frame accepted before the connection has authenticated.
+pub const PRE_AUTH_MAX_FRAME: usize = 64 * 1024;
+
 async fn connection(
     mut stream: TcpStream,
     state: &AppState,
@@ -99,6 +110,12 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let idle = Duration::from_millis(config.idle_timeout_ms);
+    // Dev mode: every connection acts as the anonymous admin.
+    let mut actor: Option<Arc<Actor>> = if state.auth().dev_mode() {
+        state.auth().authenticate_token("").ok()
+    } else {
+        None
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -106,9 +123,14 @@ async fn connection(
         // Answer every complete frame already buffered, in order.
         let mut used = 0;
         loop {
-            match split_frame(&buf[used..], config.max_frame_bytes) {
+            let max_frame = if actor.is_some() {
+                config.max_frame_bytes
+            } else {
+                PRE_AUTH_MAX_FRAME
+            };
+            match split_frame(&buf[used..], max_frame) {
                 Ok(Some((frame, n))) => {
-                    handle(state, &frame, &mut out).await;
+                    handle(state, &frame, &mut out, &mut actor).await;
                     used += n;
                 }
                 Ok(None) => break,
@@ -156,8 +178,105 @@ async fn connection(
     }
 }
 
+/// The HTTP route an opcode acts like, for authorization.
+pub fn route_of(opcode: sluice_wire::Opcode) -> (axum::http::Method, &'static str) {
+    use axum::http::Method;
+    use sluice_wire::Opcode as O;
+    match opcode {
+        O::Auth => (Method::POST, "/auth"),
+        O::TsPutBuffered => (Method::POST, "/ts/put/buffered"),
+        O::TsBufferStats => (Method::GET, "/ts/buffer/stats"),
+        O::TsBufferFlush => (Method::POST, "/ts/buffer/flush"),
+        O::VectorAddBuffered => (Method::POST, "/vectors/add/buffered"),
+        O::VectorUpdateBuffered => (Method::POST, "/vectors/update/buffered"),
+        O::VectorRemoveBuffered => (Method::DELETE, "/vectors/remove/buffered"),
+        O::VectorBufferStats => (Method::GET, "/vectors/buffer/stats"),
+        O::VectorBufferFlush => (Method::POST, "/vectors/buffer/flush"),
+        O::WalApplyCompressed => (Method::POST, "/api/v1/wal/apply"),
+        O::ReplicationStats => (Method::GET, "/api/v1/replication/stats"),
+        O::ReplicationConfig => (Method::POST, "/api/v1/replication/config"),
+    }
+}
+
+/// Authenticates an `AUTH` frame or authorizes any other; the error to answer otherwise.
+fn admit(
+    state: &AppState,
+    frame: &sluice_wire::RawFrame<'_>,
+    actor: &mut Option<Arc<Actor>>,
+) -> Result<(), (Status, ApiError)> {
+    use axum::http::StatusCode;
+    let auth = state.auth();
+    let opcode = sluice_wire::Opcode::from_u8(frame.code);
+    if opcode == Some(sluice_wire::Opcode::Auth) {
+        if auth.dev_mode() {
+            return Ok(());
+        }
+        let token = match sluice_wire::decode_request(frame) {
+            Ok(Request::Auth { token }) => token,
+            _ => "",
+        };
+        return match auth.authenticate_token(token) {
+            Ok(a) => {
+                *actor = Some(a);
+                Ok(())
+            }
+            Err(_) => Err((
+                Status::Unauthorized,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "invalid or expired credentials",
+                ),
+            )),
+        };
+    }
+    let Some(a) = actor.as_ref() else {
+        return Err((
+            Status::Unauthorized,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "authentication required: send an AUTH frame with a bearer token first",
+            ),
+        ));
+    };
+    // Unknown opcodes are answered by the decoder.
+    let Some(opcode) = opcode else { return Ok(()) };
+    let (method, route) = route_of(opcode);
+    let Some((action, scope)) = crate::auth::classify(&method, route, false) else {
+        return Ok(());
+    };
+    let db = state.databases().and_then(|d| d.get(DEFAULT_DATABASE));
+    let target = match scope {
+        crate::auth::Scope::Database => Some((
+            DEFAULT_DATABASE,
+            db.as_ref().and_then(|d| d.policy.as_deref()),
+        )),
+        _ => None,
+    };
+    auth.authorize(a, action, target, route, "WIRE")
+        .map_err(|_| {
+            (
+                Status::Forbidden,
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("actor {:?} may not {} here", a.name, action.as_str()),
+                ),
+            )
+        })
+}
+
 /// Answers one request frame into `out`.
-async fn handle(state: &AppState, frame: &sluice_wire::RawFrame<'_>, out: &mut Vec<u8>) {
+async fn handle(
+    state: &AppState,
+    frame: &sluice_wire::RawFrame<'_>,
+    out: &mut Vec<u8>,
+    actor: &mut Option<Arc<Actor>>,
+) {
+    if let Err((status, e)) = admit(state, frame, actor) {
+        return error_frame(status, e, out);
+    }
     let request = match sluice_wire::decode_request(frame) {
         Ok(r) => r,
         Err(e) => {

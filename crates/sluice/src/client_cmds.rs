@@ -2,7 +2,7 @@
 //!
 //! Both print the server's JSON answer on stdout and exit 0 on success; on an error answer they
 //! print its body on stderr and exit 1. The server is `--server` or `SLUICE_SERVER`
-//! (default `http://127.0.0.1:8080`).
+//! (default `http://127.0.0.1:8080`); the bearer token is `--token` or `SLUICE_TOKEN`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,9 @@ pub struct ServerArg {
     /// Base URL of the server.
     #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// Bearer token (or JWT) for a server with authentication on.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// `sluice put`: write one point.
@@ -87,11 +90,13 @@ fn tags(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
         .collect()
 }
 
-async fn post(server: &str, path: &str, body: &Value) -> anyhow::Result<()> {
-    let url = format!("{}{path}", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .json(body)
+async fn post(server: &ServerArg, path: &str, body: &Value) -> anyhow::Result<()> {
+    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().post(&url).json(body);
+    if let Some(token) = &server.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
@@ -126,7 +131,7 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
         Some(ack) => format!("{route}?ack={ack}"),
         None => route.to_string(),
     };
-    post(&a.server.server, &path, &body).await
+    post(&a.server, &path, &body).await
 }
 
 pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
@@ -146,5 +151,5 @@ pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
     if let Some(step) = a.step_ms {
         body["step_ms"] = json!(step);
     }
-    post(&a.server.server, "/ts/query", &body).await
+    post(&a.server, "/ts/query", &body).await
 }

@@ -3,7 +3,7 @@
 //! `sluice serve` runs the server (defaults ← `--config` file ← `SLUICE_*` env ← flags);
 //! `sluice config print` prints the effective configuration as TOML; `sluice openapi` prints
 //! the OpenAPI document the server serves at `/openapi.json`; `sluice put` and `sluice query`
-//! talk to a running server.
+//! talk to a running server; `sluice token hash` prints a token's digest for the token file.
 
 mod client_cmds;
 
@@ -41,6 +41,18 @@ enum Command {
     Put(client_cmds::PutArgs),
     /// Query a running server.
     Query(client_cmds::QueryArgs),
+    /// Bearer token tools.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print `sha256:<hex>` of a token read from stdin, for the token file (so the file holds
+    /// no secret in the clear).
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +128,9 @@ fn main() -> ExitCode {
         Command::Query(args) => {
             client_runtime().and_then(|rt| rt.block_on(client_cmds::query(args)))
         }
+        Command::Token {
+            command: TokenCommand::Hash,
+        } => token_hash(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +140,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn token_hash() -> anyhow::Result<()> {
+    let mut token = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+        .context("reading the token from stdin")?;
+    let token = token.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!token.is_empty(), "no token on stdin");
+    println!("{}", sluice_server::auth::tokens::hashed_form(token));
+    Ok(())
 }
 
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -316,3 +316,80 @@ async fn a_full_write_queue_answers_0x04_and_refused_writes_are_not_applied() {
         "only acknowledged writes exist"
     );
 }
+
+#[tokio::test]
+async fn auth_frames_gate_every_operation() {
+    let tokens = json!({
+        "ops": "wire-admin-token-0123456789",
+        "ro": {"token": "wire-reader-token-0123456789", "roles": {"*": "reader"}},
+    })
+    .to_string();
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_BEARER_TOKENS_JSON", &tokens)).await;
+    let mut c = connect(&s).await;
+    let put = Request::TsPutBuffered {
+        points: vec![point(1_700_000_000_000, 1.0)],
+        batch: false,
+    };
+    // Before AUTH: 0x05, payload not decoded, connection usable.
+    let (status, payload) = call(&mut c, &put).await;
+    assert_eq!(status, Status::Unauthorized as u8);
+    let body: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(body["code"], "unauthenticated");
+    assert_eq!(
+        call(&mut c, &Request::TsBufferStats).await.0,
+        Status::Unauthorized as u8
+    );
+    // A bad token: 0x05, still unauthenticated.
+    let (status, _) = call(
+        &mut c,
+        &Request::Auth {
+            token: "wrong-token-0123456789",
+        },
+    )
+    .await;
+    assert_eq!(status, Status::Unauthorized as u8);
+    assert_eq!(call(&mut c, &put).await.0, Status::Unauthorized as u8);
+    // A reader may read but not write.
+    assert_eq!(
+        call(
+            &mut c,
+            &Request::Auth {
+                token: "wire-reader-token-0123456789"
+            }
+        )
+        .await
+        .0,
+        0
+    );
+    assert_eq!(call(&mut c, &Request::TsBufferStats).await.0, 0);
+    assert_eq!(call(&mut c, &put).await.0, Status::Forbidden as u8);
+    assert_eq!(
+        call(&mut c, &Request::TsBufferFlush).await.0,
+        Status::Forbidden as u8
+    );
+    // Re-authenticating as admin on the same connection.
+    assert_eq!(
+        call(
+            &mut c,
+            &Request::Auth {
+                token: "wire-admin-token-0123456789"
+            }
+        )
+        .await
+        .0,
+        0
+    );
+    assert_eq!(call(&mut c, &put).await.0, 0);
+    assert_eq!(call(&mut c, &Request::TsBufferFlush).await.0, 0);
+
+    // Before AUTH, a frame larger than 64 KiB is refused and the connection closed.
+    let mut c = connect(&s).await;
+    let mut header = vec![0x70u8, 0];
+    header.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    c.write_all(&header).await.unwrap();
+    let (status, _) = recv(&mut c).await;
+    assert_eq!(status, Status::MalformedPayload as u8);
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).await.unwrap(), 0, "closed");
+}

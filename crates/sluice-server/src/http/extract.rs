@@ -18,6 +18,42 @@ use sluice_wal::AckLevel;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The database a data route acts on: `{db}` of `/v1/databases/{db}/…`, else `default`.
+pub struct Db(pub std::sync::Arc<crate::db::Database>);
+
+/// The `{db}` path parameter, if the route has one.
+pub async fn path_database(parts: &mut Parts) -> Option<String> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .ok()?;
+    params
+        .iter()
+        .find(|(k, _)| *k == "db")
+        .map(|(_, v)| v.to_string())
+}
+
+/// The `{db}` path parameter as a name (routes that also take the database elsewhere).
+pub struct PathDbName(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathDbName {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PathDbName(path_database(parts).await))
+    }
+}
+
+impl FromRequestParts<AppState> for Db {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let name = path_database(parts).await;
+        state
+            .database(name.as_deref().unwrap_or(crate::db::DEFAULT_DATABASE))
+            .map(Db)
+    }
+}
+
 /// A JSON body within `http.max_body_bytes`.
 pub struct ApiJson<T>(pub T);
 
@@ -98,6 +134,17 @@ async fn read_body(
             ));
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) if find_source::<crate::http::admission::BytesBudgetExceeded>(&*e).is_some() => {
+            let budget = find_source::<crate::http::admission::BytesBudgetExceeded>(&*e);
+            let retry = budget.map_or(1, |b| b.retry_after_sec);
+            let message = budget.map_or_else(String::new, ToString::to_string);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_bytes_in_flight",
+                message,
+            )
+            .retry_after(retry));
+        }
         Ok(Err(e)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -108,6 +155,20 @@ async fn read_body(
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     Ok(bytes)
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Parses `bytes` as `T`, naming the offending field on type errors.

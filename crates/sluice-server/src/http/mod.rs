@@ -1,6 +1,7 @@
 //! The HTTP front door: the router (routes and OpenAPI document from the same definitions),
 //! the request middleware, extractors, and the connection loop.
 
+pub mod admission;
 pub mod extract;
 pub mod middleware;
 pub mod request_id;
@@ -25,19 +26,15 @@ use crate::state::AppState;
         (name = "system", description = "Health, readiness, version, metrics, this document"),
         (name = "timeseries", description = "Time-series writes and queries"),
         (name = "vectors", description = "Vector collections, writes and similarity search"),
+        (name = "databases", description = "Databases: list, create, delete. Every data route also exists under /v1/databases/{db}/…, acting on that database; the flat routes act on `default`."),
     ),
     components(schemas(sluice_api::ErrorBody))
 )]
 struct ApiDoc;
 
-/// The routes with their OpenAPI document, before state and middleware.
-pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::system::healthz))
-        .routes(routes!(routes::system::readyz))
-        .routes(routes!(routes::system::version))
-        .routes(routes!(routes::system::metrics))
-        .routes(routes!(routes::system::openapi))
+/// The data routes: served flat (on `default`) and under `/v1/databases/{db}`.
+fn data_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(routes::ts::put))
         .routes(routes!(routes::ts::put_batch))
         .routes(routes!(routes::ts::put_buffered))
@@ -66,9 +63,149 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
 }
 
-/// The OpenAPI document as served at `/openapi.json` (and committed as `openapi/openapi.json`).
+/// Prefix of the per-database copies of the data routes.
+pub const DATABASE_PREFIX: &str = "/v1/databases/{db}";
+
+/// The routes with their OpenAPI document, before state and middleware.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::system::healthz))
+        .routes(routes!(routes::system::readyz))
+        .routes(routes!(routes::system::version))
+        .routes(routes!(routes::system::metrics))
+        .routes(routes!(routes::system::openapi))
+        .routes(routes!(routes::databases::list, routes::databases::create))
+        .routes(routes!(routes::databases::delete))
+        .merge(data_router())
+        .nest(DATABASE_PREFIX, data_router());
+    document_database_routes(router.get_openapi_mut());
+    router
+}
+
+/// The nested copies share their handlers' documentation: give each its `db` path parameter
+/// and an operation id of its own (`db_<id>`).
+fn document_database_routes(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{Required, schema::Object, schema::Type};
+    let db_param = || -> Parameter {
+        ParameterBuilder::new()
+            .name("db")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("Database name"))
+            .schema(Some(Object::with_type(Type::String)))
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with(DATABASE_PREFIX) || path == DATABASE_PREFIX {
+            continue;
+        }
+        for op in operations_mut(item) {
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            if !params.iter().any(|p| p.name == "db") {
+                params.insert(0, db_param());
+            }
+            if let Some(id) = &op.operation_id {
+                op.operation_id = Some(format!("db_{id}"));
+            }
+            op.responses
+                .responses
+                .entry("404".into())
+                .or_insert_with(|| error_response("No such database (or resource)").into());
+        }
+    }
+}
+
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// With credentials configured, the document declares the bearer scheme, requires it on every
+/// protected operation, and documents 401/403 there; in dev mode it has no security scheme
+/// (SPEC §9). 429 (admission) is documented on every protected operation either way.
+/// A documented error answer with the `ErrorBody` shape.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_metrics: bool) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    if secured {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A bearer token from the token table, or a JWT (HS256, RS256, ES256)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+    for (path, item) in api.paths.paths.iter_mut() {
+        let methods = [
+            (axum::http::Method::GET, item.get.is_some()),
+            (axum::http::Method::POST, item.post.is_some()),
+            (axum::http::Method::DELETE, item.delete.is_some()),
+        ];
+        let public = methods.iter().any(|(m, present)| {
+            *present && crate::auth::classify(m, path, public_metrics).is_none()
+        });
+        if public {
+            continue;
+        }
+        for op in operations_mut(item) {
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("429".into())
+                .or_insert_with(|| error_response("Over this actor's admission budget or rate limit (Retry-After says when to retry)").into());
+            if secured {
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error_response("Missing or invalid credentials").into());
+                responses.entry("403".into()).or_insert_with(|| {
+                    error_response("The actor's roles or policies do not allow this").into()
+                });
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
+    }
+}
+
+/// The OpenAPI document as served at `/openapi.json` in dev mode (and committed as
+/// `openapi/openapi.json`).
 pub fn openapi_json() -> String {
-    let (_, api) = api_router().split_for_parts();
+    let (_, mut api) = api_router().split_for_parts();
+    document_security(&mut api, false, true);
     // The document is built from static definitions; failing to serialize it is a bug that the
     // golden test catches.
     api.to_pretty_json().unwrap_or_default()
@@ -76,11 +213,40 @@ pub fn openapi_json() -> String {
 
 /// The complete application: routes, fallback, middleware, state.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, mut api) = api_router().split_for_parts();
+    let auth = state.auth();
+    document_security(&mut api, !auth.dev_mode(), auth.public_metrics());
     state.set_openapi_json(api.to_pretty_json().unwrap_or_default());
-    router
+    let compression = state.config().http.compression;
+    let router = router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::middleware,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ))
         .route_layer(axum::middleware::from_fn(middleware::route_label))
         .fallback(middleware::not_found)
+        // Request bodies in gzip or zstd are decompressed as they are read; the extractors'
+        // body limits then apply to the decompressed bytes (a bomb gets 413).
+        .layer(
+            tower_http::decompression::RequestDecompressionLayer::new()
+                .gzip(true)
+                .zstd(true),
+        );
+    let router = if compression {
+        router.layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .br(true)
+                .zstd(true),
+        )
+    } else {
+        router
+    };
+    router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::outer,

@@ -10,6 +10,9 @@
 //!   within it is dropped.
 //! - At most `max_connections` connections are served; further clients wait in the kernel's
 //!   accept backlog rather than consume memory here.
+//! - With `tls_cert_file`/`tls_key_file` configured, connections are TLS 1.3 only (rustls,
+//!   ring provider); ALPN offers `h2` and `http/1.1` and the negotiated one is served. The
+//!   handshake must finish within `header_read_timeout_ms`.
 //! - On shutdown the listener closes, every connection finishes its in-flight requests (HTTP/1
 //!   stops keep-alive, HTTP/2 sends GOAWAY), and after `shutdown_grace_ms` the connection tasks
 //!   still running are aborted.
@@ -25,14 +28,43 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::HttpConfig;
+
+/// The TLS acceptor the configuration asks for (`None` = plain TCP).
+pub fn tls_acceptor(c: &HttpConfig) -> Result<Option<TlsAcceptor>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    if c.tls_cert_file.is_empty() {
+        return Ok(None);
+    }
+    let certs = CertificateDer::pem_file_iter(&c.tls_cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", c.tls_cert_file))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", c.tls_cert_file));
+    }
+    let key = PrivateKeyDer::from_pem_file(&c.tls_key_file)
+        .map_err(|e| format!("{}: {e}", c.tls_key_file))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &HttpConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let head_timeout = Duration::from_millis(config.header_read_timeout_ms);
@@ -77,8 +109,26 @@ pub async fn serve(
         let builder = builder.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
+            if let Some(acceptor) = tls {
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(head_timeout, acceptor.accept(stream)).await
+                else {
+                    return;
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                let builder = if h2 {
+                    builder.http2_only()
+                } else {
+                    builder.http1_only()
+                };
+                let service = TowerToHyperService::new(app);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let _ = watcher.watch(conn.into_owned()).await;
+                return;
+            }
             if !protocol_known_within(&stream, head_timeout).await {
                 return;
             }

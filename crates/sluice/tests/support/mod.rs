@@ -17,6 +17,7 @@ pub struct TestServer {
     pub client: reqwest::Client,
     stderr_path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    tls: bool,
 }
 
 /// How to start a server.
@@ -24,6 +25,9 @@ pub struct TestServer {
 pub struct Options {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// The server speaks TLS: wait for its runtime file only (plain-HTTP `/readyz` cannot
+    /// answer); `base` is then `https://…`.
+    pub tls: bool,
 }
 
 impl Options {
@@ -58,6 +62,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stderr_path,
             _tmp: None,
+            tls: options.tls,
         };
         server.wait_ready().await;
         server
@@ -70,6 +75,10 @@ impl TestServer {
                 panic!("server exited during start ({status}):\n{}", self.stderr());
             }
             if let Some(addr) = read_runtime_addr(&self.data_dir) {
+                if self.tls {
+                    self.base = format!("https://{addr}");
+                    return;
+                }
                 self.base = format!("http://{addr}");
                 if let Ok(r) = self.client.get(self.url("/readyz")).send().await
                     && r.status() == 200
@@ -91,7 +100,10 @@ impl TestServer {
     }
 
     pub fn addr(&self) -> String {
-        self.base.trim_start_matches("http://").to_string()
+        self.base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
     }
 
     pub fn pid(&self) -> i32 {
@@ -177,11 +189,11 @@ fn spawn(data_dir: &Path, options: &Options) -> (Child, PathBuf) {
     let stderr_path = data_dir.with_extension("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--http-addr", "127.0.0.1:0"])
-        .args(&options.args)
+    cmd.arg("serve").arg("--data-dir").arg(data_dir);
+    if !options.args.iter().any(|a| a == "--http-addr") {
+        cmd.args(["--http-addr", "127.0.0.1:0"]);
+    }
+    cmd.args(&options.args)
         .env_remove("RUST_LOG")
         // Tests run in parallel: never the fixed default port (flags in `args` still win).
         .env("SLUICE_WIRE_ADDR", "127.0.0.1:0")

@@ -25,7 +25,7 @@ use utoipa::IntoParams;
 
 use crate::db::DEFAULT_DATABASE;
 use crate::error::ApiError;
-use crate::http::extract::{AckParam, BatchBody};
+use crate::http::extract::{AckParam, BatchBody, PathDbName};
 use crate::http::routes::WriteErrors;
 use crate::http::routes::ts::write;
 use crate::state::AppState;
@@ -54,11 +54,12 @@ pub struct LineProtocolParams {
     ))]
 pub async fn write_v1(
     State(state): State<AppState>,
+    PathDbName(path_db): PathDbName,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     BatchBody(body): BatchBody,
 ) -> Result<Response, ApiError> {
-    ingest(&state, params, ack, &body).await
+    ingest(&state, path_db, params, ack, &body).await
 }
 
 /// Write InfluxDB line protocol (2.x path).
@@ -71,24 +72,26 @@ pub async fn write_v1(
     ))]
 pub async fn write_v2(
     State(state): State<AppState>,
+    PathDbName(path_db): PathDbName,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     BatchBody(body): BatchBody,
 ) -> Result<Response, ApiError> {
-    ingest(&state, params, ack, &body).await
+    ingest(&state, path_db, params, ack, &body).await
 }
 
 async fn ingest(
     state: &AppState,
+    path_db: Option<String>,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let Query(params) = params
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
-    let db_name = params
-        .db
+    let db_name = path_db
         .as_deref()
+        .or(params.db.as_deref())
         .or(params.bucket.as_deref())
         .unwrap_or(DEFAULT_DATABASE);
     let db = state.database(db_name)?;

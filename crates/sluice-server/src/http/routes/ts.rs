@@ -23,9 +23,9 @@ use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
 use sluice_ts::{Point, PointLimits, WriteError};
 use sluice_wal::{AckLevel, Lsn};
 
-use crate::db::{DEFAULT_DATABASE, Database};
+use crate::db::Database;
 use crate::error::ApiError;
-use crate::http::extract::{AckParam, ApiJson, BatchJson};
+use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_from_ms;
@@ -44,11 +44,10 @@ const EXPORT_FRAME_BYTES: usize = 64 * 1024;
         WriteErrors,
     ))]
 pub async fn put(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<PutResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let point = to_point(point, &db.ts.config().point_limits, "")?;
     let (lsn, _) = write(&db, vec![point], ack.or(AckLevel::Fsync)).await?;
     Ok(Json(PutResponse {
@@ -65,10 +64,10 @@ pub async fn put(
     ))]
 pub async fn put_batch(
     State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     BatchJson(batch): BatchJson<BatchPutRequest>,
 ) -> Result<Json<BatchPutResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let max = state.config().limits.max_points_per_batch;
     if batch.points.len() > max {
         return Err(ApiError::invalid_field(
@@ -108,11 +107,10 @@ pub async fn put_batch(
         WriteErrors,
     ))]
 pub async fn put_buffered(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<BufferedPutResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let enabled = db.ts.config().auto_buffer.enabled;
     let point = to_point(point, &db.ts.config().point_limits, "")?;
     let default_ack = if enabled {
@@ -134,8 +132,7 @@ pub async fn put_buffered(
         (status = 200, description = "Buffer statistics since start", body = BufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
-pub async fn buffer_stats(State(state): State<AppState>) -> Result<Json<BufferStats>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
+pub async fn buffer_stats(Db(db): Db) -> Result<Json<BufferStats>, ApiError> {
     Ok(Json(stats_body(&db)))
 }
 
@@ -162,8 +159,7 @@ pub fn stats_body(db: &Database) -> BufferStats {
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
-pub async fn buffer_flush(State(state): State<AppState>) -> Result<Json<FlushResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
+pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
     flush_now(&db).await.map(Json)
 }
 
@@ -184,10 +180,9 @@ pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn query(
-    State(state): State<AppState>,
+    Db(db): Db,
     ApiJson(req): ApiJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let q = to_query(req)?;
     let result = tokio::task::spawn_blocking(move || db.ts.query(&q))
         .await
@@ -214,10 +209,9 @@ pub async fn query(
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn export(
-    State(state): State<AppState>,
+    Db(db): Db,
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<Response, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let q = to_query(QueryRequest {
         metric: req.metric,
         entity: req.entity,

@@ -27,9 +27,21 @@ use sluice_vector::record::{EntityData, Op};
 use sluice_vector::{Filter, VectorError};
 use sluice_wal::{AckLevel, Lsn, WalError};
 
-use crate::db::{DEFAULT_DATABASE, Database};
+use crate::db::Database;
+
+/// The `{pk}` path parameter (by name: nested routes also carry `{db}`).
+#[derive(serde::Deserialize)]
+pub struct PkPath {
+    pk: String,
+}
+
+/// The `{name}` path parameter.
+#[derive(serde::Deserialize)]
+pub struct NamePath {
+    name: String,
+}
 use crate::error::ApiError;
-use crate::http::extract::{AckParam, ApiJson, BatchJson};
+use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_from_ms;
@@ -78,12 +90,11 @@ pub enum ReadErrors {
         WriteErrors,
     ))]
 pub async fn add(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
     ApiJson(e): ApiJson<VectorEntity>,
 ) -> Result<Json<AddResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let ops = vec![Op::Add(entity(e))];
     let (lsn, _) = write(
         db,
@@ -110,11 +121,11 @@ pub async fn add(
     ))]
 pub async fn add_batch(
     State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
     BatchJson(batch): BatchJson<BatchAddRequest>,
 ) -> Result<Json<BatchAddResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let max = state.config().vector.max_vectors_per_batch;
     if batch.vectors.is_empty() || batch.vectors.len() > max {
         return Err(ApiError::invalid_field(
@@ -154,12 +165,12 @@ pub async fn add_batch(
         WriteErrors,
     ))]
 pub async fn add_buffered(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
     ApiJson(e): ApiJson<VectorEntity>,
 ) -> Result<Json<BufferedVectorResponse>, ApiError> {
-    buffered(state, ack, collection, Op::Add(entity(e))).await
+    buffered(db, ack, collection, Op::Add(entity(e))).await
 }
 
 /// Replace an existing entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
@@ -171,12 +182,12 @@ pub async fn add_buffered(
         WriteErrors,
     ))]
 pub async fn update_buffered(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
     ApiJson(e): ApiJson<VectorEntity>,
 ) -> Result<Json<BufferedVectorResponse>, ApiError> {
-    buffered(state, ack, collection, Op::Update(entity(e))).await
+    buffered(db, ack, collection, Op::Update(entity(e))).await
 }
 
 /// Remove an entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
@@ -188,21 +199,20 @@ pub async fn update_buffered(
         WriteErrors,
     ))]
 pub async fn remove_buffered(
-    State(state): State<AppState>,
+    Db(db): Db,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
     ApiJson(r): ApiJson<RemoveRequest>,
 ) -> Result<Json<BufferedVectorResponse>, ApiError> {
-    buffered(state, ack, collection, Op::Remove { pk: r.pk }).await
+    buffered(db, ack, collection, Op::Remove { pk: r.pk }).await
 }
 
 async fn buffered(
-    state: AppState,
+    db: Arc<Database>,
     ack: AckParam,
     collection: String,
     op: Op,
 ) -> Result<Json<BufferedVectorResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let enabled = db.vectors.config().auto_buffer.enabled;
     let (mode, default_ack) = if enabled {
         (WriteMode::Buffered, AckLevel::Buffer)
@@ -226,10 +236,7 @@ async fn buffered(
         (status = 200, description = "Buffer statistics since start", body = VectorBufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
-pub async fn buffer_stats(
-    State(state): State<AppState>,
-) -> Result<Json<VectorBufferStats>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
+pub async fn buffer_stats(Db(db): Db) -> Result<Json<VectorBufferStats>, ApiError> {
     Ok(Json(stats_body(&db)))
 }
 
@@ -258,10 +265,7 @@ pub fn stats_body(db: &Database) -> VectorBufferStats {
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
-pub async fn buffer_flush(
-    State(state): State<AppState>,
-) -> Result<Json<VectorFlushResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
+pub async fn buffer_flush(Db(db): Db) -> Result<Json<VectorFlushResponse>, ApiError> {
     flush_now(&db).await.map(Json)
 }
 
@@ -282,11 +286,10 @@ pub async fn flush_now(db: &Database) -> Result<VectorFlushResponse, ApiError> {
         ReadErrors,
     ))]
 pub async fn get(
-    State(state): State<AppState>,
-    Path(pk): Path<String>,
+    Db(db): Db,
+    Path(PkPath { pk }): Path<PkPath>,
     CollectionParam(collection): CollectionParam,
 ) -> Result<Json<VectorEntity>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let found =
         tokio::task::spawn_blocking(move || db.vectors.get(&collection, &pk).map(|e| (e, pk)))
             .await
@@ -315,12 +318,11 @@ pub async fn get(
         WriteErrors,
     ))]
 pub async fn delete(
-    State(state): State<AppState>,
-    Path(pk): Path<String>,
+    Db(db): Db,
+    Path(PkPath { pk }): Path<PkPath>,
     ack: AckParam,
     CollectionParam(collection): CollectionParam,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let ops = vec![Op::Remove { pk }];
     let (lsn, _) = write(
         db,
@@ -345,11 +347,10 @@ pub async fn delete(
         ReadErrors,
     ))]
 pub async fn search(
-    State(state): State<AppState>,
+    Db(db): Db,
     CollectionParam(collection): CollectionParam,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let filter = req
         .filter
         .as_ref()
@@ -404,10 +405,7 @@ pub async fn search(
         (status = 200, description = "Every collection, by name", body = CollectionList),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
-pub async fn list_collections(
-    State(state): State<AppState>,
-) -> Result<Json<CollectionList>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
+pub async fn list_collections(Db(db): Db) -> Result<Json<CollectionList>, ApiError> {
     Ok(Json(CollectionList {
         collections: db
             .vectors
@@ -430,10 +428,9 @@ pub async fn list_collections(
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn create_collection(
-    State(state): State<AppState>,
+    Db(db): Db,
     ApiJson(req): ApiJson<CreateCollection>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let defaults = db.vectors.config();
     let config = sluice_vector::CollectionConfig {
         name: req.name,
@@ -487,10 +484,9 @@ pub async fn create_collection(
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn get_collection(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+    Db(db): Db,
+    Path(NamePath { name }): Path<NamePath>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     db.vectors
         .collection(&name)
         .map(|i| Json(collection_info(i)))
@@ -507,10 +503,9 @@ pub async fn get_collection(
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn delete_collection(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+    Db(db): Db,
+    Path(NamePath { name }): Path<NamePath>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let db = state.database(DEFAULT_DATABASE)?;
     let ticket = db
         .vectors
         .delete_collection(&name, |kind, payload| {

@@ -1,0 +1,42 @@
+//! Bodies of database management: `GET/POST /v1/databases`, `DELETE /v1/databases/{db}`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseInfo {
+    /// Lower-case letters, digits, `_` and `-`, starting with a letter or digit, ≤ 64 bytes.
+    #[schema(example = "metrics")]
+    pub name: String,
+    /// Time-series retention of this database in ms (0 = forever).
+    pub retention_ms: u64,
+    /// Whether the database has its own Cedar policies.
+    pub has_policy: bool,
+}
+
+/// `POST /v1/databases`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabase {
+    #[schema(example = "metrics")]
+    pub name: String,
+    /// Overrides the server's `ts.retention_ms` for this database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
+    /// Cedar policies for this database (see docs/security.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// `GET /v1/databases`: the databases the caller has a role on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseList {
+    pub databases: Vec<DatabaseInfo>,
+}
+
+/// `DELETE /v1/databases/{db}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeleteDatabaseResponse {
+    pub success: bool,
+}

@@ -1,0 +1,535 @@
+//! Authentication and authorization (SPEC §9).
+//!
+//! - **Who** ([`Auth::authenticate`]): a bearer token (table of SHA-256 digests, see
+//!   [`tokens`]) or a JWT ([`jwt`]); the `Bearer` scheme is matched case-insensitively. Missing
+//!   or wrong credentials → 401 with `WWW-Authenticate: Bearer`. With no credentials configured
+//!   the server is in dev mode: every request acts as `anonymous` with admin everywhere (and
+//!   the start-up logs say so loudly).
+//! - **What** ([`classify`]): every route has a class — `read`, `write` or `admin` — and a
+//!   scope: one database (the `{db}` of `/v1/databases/{db}/…`, the `db`/`bucket` parameter of
+//!   line protocol, else `default`) or the server (database management, replication). Public
+//!   routes (`/healthz`, `/readyz`, `/version`, `/openapi.json`, `/docs`, and `/metrics` unless
+//!   `auth.public_metrics = false`) need no credentials. A route missing from the table is
+//!   admin-only on the server, so forgetting to classify a route fails closed (a test checks
+//!   every documented route is classified).
+//! - **Allowed?** ([`Auth::authorize`]): the actor's role on the database (the larger of its
+//!   role there and its `*` role; server scope uses `*`) grants `read` (reader), `write`
+//!   (writer) or everything (admin); Cedar policies ([`policy`]) can narrow or extend that.
+//!   Not allowed → 403.
+//!
+//! The middleware runs before admission control, so unauthenticated traffic never consumes an
+//! actor's budget, and it puts the [`Actor`] in the request extensions for the layers and
+//! handlers after it.
+
+pub mod jwt;
+pub mod policy;
+pub mod tokens;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::config::AuthConfig;
+use crate::db::DEFAULT_DATABASE;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A role on a database. Ordered: each grants what the ones before it grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reader,
+    Writer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn grants(&self, action: Action) -> bool {
+        match action {
+            Action::Read => true,
+            Action::Write => *self >= Role::Writer,
+            Action::Admin => *self == Role::Admin,
+        }
+    }
+}
+
+/// What a route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Admin => "admin",
+        }
+    }
+}
+
+/// An actor's roles: per database, and `*` for every database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles(BTreeMap<String, Role>);
+
+impl Roles {
+    pub fn none() -> Roles {
+        Roles::default()
+    }
+
+    pub fn admin_everywhere() -> Roles {
+        Roles(BTreeMap::from([("*".to_string(), Role::Admin)]))
+    }
+
+    pub fn from_map(map: BTreeMap<String, Role>) -> Result<Roles, String> {
+        for db in map.keys() {
+            if db != "*" && !crate::catalogue::valid_name(db) {
+                return Err(format!("roles: {db:?} is not a database name or \"*\""));
+            }
+        }
+        Ok(Roles(map))
+    }
+
+    /// The role on `db`: the larger of the role there and the `*` role.
+    pub fn on(&self, db: &str) -> Option<Role> {
+        self.0.get(db).copied().max(self.0.get("*").copied())
+    }
+
+    /// The role for server-level routes: the `*` role.
+    pub fn on_server(&self) -> Option<Role> {
+        self.0.get("*").copied()
+    }
+
+    /// Whether the actor has any role anywhere.
+    pub fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Who is making a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub roles: Roles,
+}
+
+/// Where a route acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One database (from the request).
+    Database,
+    /// The server as a whole (`*` role).
+    Server,
+    /// Any database the actor has a role on (the handler filters, e.g. listing databases).
+    AnyDatabase,
+}
+
+/// What a route needs: `None` for public routes.
+pub fn classify(method: &Method, route: &str, public_metrics: bool) -> Option<(Action, Scope)> {
+    use Action::*;
+    use Scope::*;
+    let route = route
+        .strip_prefix("/v1/databases/{db}")
+        .filter(|r| r.starts_with('/'))
+        .unwrap_or(route);
+    let get = *method == Method::GET || *method == Method::HEAD;
+    Some(match route {
+        "/healthz" | "/readyz" | "/version" | "/openapi.json" | "/docs" => return None,
+        "/metrics" if public_metrics => return None,
+        "/metrics" => (Read, Server),
+        "/v1/databases" if get => (Read, AnyDatabase),
+        "/v1/databases" | "/v1/databases/{db}" => (Admin, Server),
+        r if r.starts_with("/api/v1/replication") || r.starts_with("/api/v1/wal") => {
+            (Admin, Server)
+        }
+        "/ts/buffer/flush" | "/vectors/buffer/flush" => (Admin, Database),
+        "/ts/query" | "/ts/export" | "/vectors/search" => (Read, Database),
+        "/v1/collections" | "/v1/collections/{name}" if get => (Read, Database),
+        "/v1/collections" | "/v1/collections/{name}" => (Admin, Database),
+        "/ts/put"
+        | "/ts/put/batch"
+        | "/ts/put/buffered"
+        | "/write"
+        | "/api/v2/write"
+        | "/vectors/add"
+        | "/vectors/add/batch"
+        | "/vectors/add/buffered"
+        | "/vectors/update/buffered"
+        | "/vectors/remove/buffered" => (Write, Database),
+        "/vectors/{pk}" if get => (Read, Database),
+        "/vectors/{pk}" => (Write, Database),
+        r if get && r.ends_with("/stats") => (Read, Database),
+        // Unclassified: fail closed.
+        _ => (Admin, Server),
+    })
+}
+
+/// Why a request is refused.
+pub enum Refusal {
+    Unauthenticated(&'static str),
+    Forbidden(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthenticated(why) => {
+                let mut r =
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why).into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"sluice\""),
+                );
+                r
+            }
+            Refusal::Forbidden(why) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).into_response()
+            }
+        }
+    }
+}
+
+/// Credentials and policies of a server.
+pub struct Auth {
+    tokens: tokens::TokenTable,
+    jwt: Option<jwt::JwtVerifier>,
+    roles_policy: policy::CompiledPolicy,
+    server_policy: Option<policy::CompiledPolicy>,
+    public_metrics: bool,
+    dev_actor: Arc<Actor>,
+}
+
+impl Auth {
+    pub fn from_config(c: &AuthConfig) -> Result<Auth, String> {
+        let mut tokens = tokens::TokenTable::default();
+        if !c.bearer_tokens_file.is_empty() {
+            let text = std::fs::read_to_string(&c.bearer_tokens_file)
+                .map_err(|e| format!("auth.bearer_tokens_file {}: {e}", c.bearer_tokens_file))?;
+            tokens.add_json(
+                &text,
+                &format!("auth.bearer_tokens_file {}", c.bearer_tokens_file),
+            )?;
+        }
+        if !c.bearer_tokens_json.is_empty() {
+            tokens.add_json(&c.bearer_tokens_json, "auth.bearer_tokens_json")?;
+        }
+        if !c.bearer_token.is_empty() {
+            tokens
+                .add("default", &c.bearer_token, Roles::admin_everywhere())
+                .map_err(|e| format!("auth.bearer_token: {e}"))?;
+        }
+        let jwt = jwt::JwtVerifier::from_config(&c.jwt).map_err(|e| format!("auth.jwt: {e}"))?;
+        let server_policy = if c.cedar_policy_file.is_empty() {
+            None
+        } else {
+            let text = std::fs::read_to_string(&c.cedar_policy_file)
+                .map_err(|e| format!("auth.cedar_policy_file {}: {e}", c.cedar_policy_file))?;
+            Some(
+                policy::compile(&text)
+                    .map_err(|e| format!("auth.cedar_policy_file {}: {e}", c.cedar_policy_file))?,
+            )
+        };
+        Ok(Auth {
+            tokens,
+            jwt,
+            roles_policy: policy::compile(policy::ROLE_POLICIES)?,
+            server_policy,
+            public_metrics: c.public_metrics,
+            dev_actor: Arc::new(Actor {
+                name: "anonymous".into(),
+                roles: Roles::admin_everywhere(),
+            }),
+        })
+    }
+
+    /// No credentials configured: everything is open.
+    pub fn dev_mode(&self) -> bool {
+        self.tokens.is_empty() && self.jwt.is_none()
+    }
+
+    pub fn public_metrics(&self) -> bool {
+        self.public_metrics
+    }
+
+    /// The actor presenting `headers`' credentials.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Actor>, Refusal> {
+        if self.dev_mode() {
+            return Ok(self.dev_actor.clone());
+        }
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(Refusal::Unauthenticated(
+                "authentication required: send Authorization: Bearer <token>",
+            ))?;
+        let value = value
+            .to_str()
+            .map_err(|_| Refusal::Unauthenticated("malformed Authorization header"))?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(Refusal::Unauthenticated("malformed Authorization header"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Refusal::Unauthenticated(
+                "unsupported authorization scheme; use Bearer",
+            ));
+        }
+        self.authenticate_token(token.trim())
+    }
+
+    /// The actor a bearer token (or JWT) stands for.
+    pub fn authenticate_token(&self, token: &str) -> Result<Arc<Actor>, Refusal> {
+        if self.dev_mode() {
+            return Ok(self.dev_actor.clone());
+        }
+        let invalid = Refusal::Unauthenticated("invalid or expired credentials");
+        if let Some(actor) = self.tokens.lookup(token) {
+            return Ok(actor);
+        }
+        if let Some(jwt) = &self.jwt
+            && token.bytes().filter(|b| *b == b'.').count() == 2
+        {
+            return match jwt.verify(token) {
+                Ok(actor) => Ok(Arc::new(actor)),
+                Err(why) => {
+                    tracing::debug!(reason = %why, "JWT refused");
+                    Err(invalid)
+                }
+            };
+        }
+        Err(invalid)
+    }
+
+    /// May `actor` do `action` on `database` (`None` = server scope) through `route`?
+    pub fn authorize(
+        &self,
+        actor: &Actor,
+        action: Action,
+        database: Option<(&str, Option<&policy::CompiledPolicy>)>,
+        route: &str,
+        method: &str,
+    ) -> Result<(), Refusal> {
+        let role = match database {
+            Some((db, _)) => actor.roles.on(db),
+            None => actor.roles.on_server(),
+        };
+        let db_policy = database.and_then(|(_, p)| p);
+        let ok = if self.server_policy.is_none() && db_policy.is_none() {
+            role.is_some_and(|r| r.grants(action))
+        } else {
+            let q = policy::Question {
+                actor: &actor.name,
+                action,
+                database: database.map(|(db, _)| db),
+                role: role.map_or("none", |r| r.as_str()),
+                route,
+                method,
+            };
+            let mut verdicts = vec![self.roles_policy.evaluate(&q)];
+            verdicts.extend(self.server_policy.iter().map(|p| p.evaluate(&q)));
+            verdicts.extend(db_policy.map(|p| p.evaluate(&q)));
+            policy::allowed(&verdicts)
+        };
+        if ok {
+            Ok(())
+        } else {
+            let on = database.map_or("the server".to_string(), |(db, _)| {
+                format!("database {db:?}")
+            });
+            Err(Refusal::Forbidden(format!(
+                "actor {:?} may not {} on {on}",
+                actor.name,
+                action.as_str()
+            )))
+        }
+    }
+}
+
+/// The database a request acts on: `/v1/databases/{db}/…`, else line protocol's `db` or
+/// `bucket` parameter, else `default`.
+pub fn request_database(route: &str, uri: &axum::http::Uri) -> String {
+    if let Some(rest) = uri.path().strip_prefix("/v1/databases/") {
+        let seg = rest.split('/').next().unwrap_or("");
+        return percent_decode(seg);
+    }
+    if (route == "/write" || route == "/api/v2/write")
+        && let Some(q) = uri.query()
+    {
+        let mut found = None;
+        for pair in q.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k == "db" || (k == "bucket" && found.is_none()) {
+                found = Some(percent_decode(v));
+            }
+        }
+        if let Some(db) = found {
+            return db;
+        }
+    }
+    DEFAULT_DATABASE.to_string()
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Route middleware: authenticates, classifies, authorizes; puts the [`Actor`] in the
+/// request's extensions.
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let auth = state.auth();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(String::new, |p| p.as_str().to_string());
+    let Some((action, scope)) = classify(req.method(), &route, auth.public_metrics()) else {
+        return next.run(req).await;
+    };
+    let actor = match auth.authenticate(req.headers()) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let short_route = route
+        .strip_prefix("/v1/databases/{db}")
+        .filter(|r| r.starts_with('/'))
+        .unwrap_or(&route);
+    let method = req.method().as_str().to_string();
+    let decision = match scope {
+        Scope::Server => auth.authorize(&actor, action, None, short_route, &method),
+        Scope::AnyDatabase => {
+            if actor.roles.any() || auth.dev_mode() {
+                Ok(())
+            } else {
+                Err(Refusal::Forbidden(format!(
+                    "actor {:?} has no role on any database",
+                    actor.name
+                )))
+            }
+        }
+        Scope::Database => {
+            let name = request_database(&route, req.uri());
+            // An unknown database: decide on roles alone (its policy does not exist), and let
+            // the handler answer 404 to those allowed to know.
+            let db = state.databases().and_then(|d| d.get(&name));
+            let policy = db.as_ref().and_then(|d| d.policy.as_deref());
+            auth.authorize(&actor, action, Some((&name, policy)), short_route, &method)
+        }
+    };
+    if let Err(r) = decision {
+        return r.into_response();
+    }
+    req.extensions_mut().insert(actor);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let post = Method::POST;
+        let get = Method::GET;
+        assert_eq!(classify(&get, "/healthz", true), None);
+        assert_eq!(classify(&get, "/metrics", true), None);
+        assert_eq!(
+            classify(&get, "/metrics", false),
+            Some((Action::Read, Scope::Server))
+        );
+        assert_eq!(
+            classify(&post, "/v1/databases/{db}/ts/put", true),
+            Some((Action::Write, Scope::Database))
+        );
+        assert_eq!(
+            classify(&post, "/v1/databases/{db}/ts/buffer/flush", true),
+            Some((Action::Admin, Scope::Database))
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/v1/databases/{db}", true),
+            Some((Action::Admin, Scope::Server))
+        );
+        assert_eq!(
+            classify(&get, "/v1/databases/{db}/ts/buffer/stats", true),
+            Some((Action::Read, Scope::Database))
+        );
+        assert_eq!(
+            classify(&post, "/something/new", true),
+            Some((Action::Admin, Scope::Server))
+        );
+    }
+
+    #[test]
+    fn database_of_a_request() {
+        let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
+        assert_eq!(request_database("/ts/put", &uri("/ts/put")), "default");
+        assert_eq!(
+            request_database(
+                "/v1/databases/{db}/ts/put",
+                &uri("/v1/databases/db%31/ts/put")
+            ),
+            "db1"
+        );
+        assert_eq!(
+            request_database("/write", &uri("/write?db=x&precision=s")),
+            "x"
+        );
+        assert_eq!(
+            request_database("/api/v2/write", &uri("/api/v2/write?bucket=y")),
+            "y"
+        );
+        assert_eq!(request_database("/ts/put", &uri("/ts/put?db=x")), "default");
+    }
+
+    #[test]
+    fn roles_take_the_larger_of_db_and_star() {
+        let r = Roles::from_map(BTreeMap::from([
+            ("*".to_string(), Role::Reader),
+            ("db1".to_string(), Role::Admin),
+        ]))
+        .unwrap();
+        assert_eq!(r.on("db1"), Some(Role::Admin));
+        assert_eq!(r.on("db2"), Some(Role::Reader));
+        assert_eq!(r.on_server(), Some(Role::Reader));
+        assert!(Roles::from_map(BTreeMap::from([("Bad/Name".to_string(), Role::Reader)])).is_err());
+    }
+}

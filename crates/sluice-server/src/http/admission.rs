@@ -1,0 +1,369 @@
+//! Admission control (SPEC §9): per-actor budgets, rate limits and global load shedding.
+//!
+//! Runs after authorization (the actor is known and allowed), as route middleware; public
+//! routes (`/healthz`, …) are never refused here, so probes keep working under load.
+//!
+//! Per actor (the authenticated actor's name; `anonymous` in dev mode):
+//! - **requests in flight** ≤ `max_in_flight_per_actor`, else 429;
+//! - **body bytes in flight** ≤ `max_in_flight_bytes_per_actor`, else 429. The declared
+//!   `Content-Length` is reserved up front (refused at once if it cannot fit), and the body is
+//!   counted as it is actually read: bytes beyond the reservation (a chunked body, or one that
+//!   lies about its length) are charged as they arrive and the read fails with 429 once the
+//!   budget is gone. Bytes are counted after request decompression, which is what occupies
+//!   memory. They are released when the response is produced;
+//! - **rate**: a token bucket of `rate_limit_burst` refilled at `rate_limit_per_sec`; every
+//!   response carries `X-RateLimit-Limit` (the burst), `X-RateLimit-Remaining` and
+//!   `X-RateLimit-Reset` (seconds until the bucket is full); an empty bucket → 429.
+//!
+//! One actor over its budget never delays another: budgets are separate atomics, the only
+//! shared lock is the actor map (a lookup per request). `Retry-After` is derived from load: for
+//! rate limits, the time until a token is available; for in-flight limits, the actor's recent
+//! mean latency scaled by how far over the limit it is (at least 1 s).
+//!
+//! Globally, more than `max_in_flight_total` requests in flight → 503 (load shedding) with
+//! `Retry-After: 1`. Actors idle for `idle_actor_evict_ms` with nothing in flight are dropped
+//! from the map (swept at most twice per that period), so the map stays bounded by the active
+//! actors.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::auth::Actor;
+use crate::config::AdmissionConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The body-read error when an actor's byte budget runs out mid-body.
+#[derive(Debug, thiserror::Error)]
+#[error("in-flight body bytes of this actor exceed the limit of {limit} bytes")]
+pub struct BytesBudgetExceeded {
+    pub limit: usize,
+    pub retry_after_sec: u64,
+}
+
+struct ActorLoad {
+    in_flight: AtomicUsize,
+    bytes: AtomicUsize,
+    bucket: Mutex<Bucket>,
+    last_seen_ms: AtomicU64,
+    /// Exponentially weighted mean request latency, µs.
+    mean_latency_us: AtomicU64,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// The admission state of a server.
+pub struct Admission {
+    config: AdmissionConfig,
+    actors: Mutex<HashMap<String, Arc<ActorLoad>>>,
+    total_in_flight: AtomicUsize,
+    epoch: Instant,
+    last_sweep_ms: AtomicU64,
+}
+
+/// Why a request was not admitted.
+struct Rejected {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_sec: u64,
+}
+
+impl Admission {
+    pub fn new(config: AdmissionConfig) -> Admission {
+        Admission {
+            config,
+            actors: Mutex::default(),
+            total_in_flight: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            last_sweep_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Actors currently tracked.
+    pub fn actors(&self) -> usize {
+        self.actors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn load_of(&self, actor: &str) -> Arc<ActorLoad> {
+        let now = self.now_ms();
+        let mut map = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        let evict_after = self.config.idle_actor_evict_ms;
+        if now.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= evict_after / 2 {
+            self.last_sweep_ms.store(now, Ordering::Relaxed);
+            map.retain(|_, l| {
+                l.in_flight.load(Ordering::Relaxed) > 0
+                    || now.saturating_sub(l.last_seen_ms.load(Ordering::Relaxed)) < evict_after
+            });
+        }
+        let load = map
+            .entry(actor.to_string())
+            .or_insert_with(|| {
+                Arc::new(ActorLoad {
+                    in_flight: AtomicUsize::new(0),
+                    bytes: AtomicUsize::new(0),
+                    bucket: Mutex::new(Bucket {
+                        tokens: self.config.rate_limit_burst as f64,
+                        updated: Instant::now(),
+                    }),
+                    last_seen_ms: AtomicU64::new(now),
+                    mean_latency_us: AtomicU64::new(1_000),
+                })
+            })
+            .clone();
+        load.last_seen_ms.store(now, Ordering::Relaxed);
+        load
+    }
+
+    /// Takes a token; `Ok(remaining)` or `Err(seconds until one is available)`.
+    fn take_token(&self, load: &ActorLoad) -> Result<(u64, u64), u64> {
+        let rate = self.config.rate_limit_per_sec as f64;
+        let burst = self.config.rate_limit_burst as f64;
+        let mut b = load.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() * rate).min(burst);
+        b.updated = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            let reset = ((burst - b.tokens) / rate).ceil() as u64;
+            Ok((b.tokens as u64, reset))
+        } else {
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    fn retry_after_for(&self, load: &ActorLoad, used: usize, limit: usize) -> u64 {
+        let mean_us = load.mean_latency_us.load(Ordering::Relaxed);
+        let over = used.max(1) as f64 / limit.max(1) as f64;
+        ((mean_us as f64 * over) / 1e6).ceil().clamp(1.0, 60.0) as u64
+    }
+}
+
+/// Releases what a request holds when it ends (also when its future is dropped).
+struct Held {
+    state: AppState,
+    load: Arc<ActorLoad>,
+    bytes: Arc<AtomicUsize>,
+    started: Instant,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let a = self.state.admission();
+        a.total_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.load
+            .bytes
+            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        let us = self.started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let old = self.load.mean_latency_us.load(Ordering::Relaxed);
+        self.load
+            .mean_latency_us
+            .store((old * 7 + us) / 8, Ordering::Relaxed);
+    }
+}
+
+/// Route middleware (inside authorization).
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let admission = state.admission();
+    let config = &admission.config;
+    let Some(actor) = req.extensions().get::<Arc<Actor>>().cloned() else {
+        return next.run(req).await; // public route
+    };
+    if !config.enabled {
+        return next.run(req).await;
+    }
+    let metrics = state.metrics();
+    let reject = |r: Rejected| {
+        metrics.admission_rejected(r.code);
+        let mut resp = ApiError::new(r.status, r.code, r.message).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_sec));
+        resp
+    };
+
+    let total = admission.total_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    if total > config.max_in_flight_total {
+        admission.total_in_flight.fetch_sub(1, Ordering::Relaxed);
+        return reject(Rejected {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "server_overloaded",
+            message: format!(
+                "the server has {} requests in flight; try again shortly",
+                config.max_in_flight_total
+            ),
+            retry_after_sec: 1,
+        });
+    }
+    let load = admission.load_of(&actor.name);
+    let held = Held {
+        state: state.clone(),
+        load: load.clone(),
+        bytes: Arc::new(AtomicUsize::new(0)),
+        started: Instant::now(),
+    };
+    // `held` now releases the global slot; take the actor's.
+    let in_flight = load.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+
+    let mut rate_headers = None;
+    if config.rate_limit_per_sec > 0 {
+        match admission.take_token(&load) {
+            Ok(r) => rate_headers = Some(r),
+            Err(wait) => {
+                let mut resp = reject(Rejected {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "rate_limited",
+                    message: format!(
+                        "actor {:?} exceeded {} requests per second",
+                        actor.name, config.rate_limit_per_sec
+                    ),
+                    retry_after_sec: wait,
+                });
+                set_rate_headers(&mut resp, config.rate_limit_burst, 0, wait);
+                return resp;
+            }
+        }
+    }
+    let with_rate = |mut resp: Response| {
+        if let Some((remaining, reset)) = rate_headers {
+            set_rate_headers(&mut resp, config.rate_limit_burst, remaining, reset);
+        }
+        resp
+    };
+
+    if in_flight > config.max_in_flight_per_actor {
+        let retry = admission.retry_after_for(&load, in_flight, config.max_in_flight_per_actor);
+        return with_rate(reject(Rejected {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_in_flight",
+            message: format!(
+                "actor {:?} already has {} requests in flight (limit {})",
+                actor.name,
+                in_flight - 1,
+                config.max_in_flight_per_actor
+            ),
+            retry_after_sec: retry,
+        }));
+    }
+
+    let limit = config.max_in_flight_bytes_per_actor;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if declared > 0 {
+        let before = load.bytes.fetch_add(declared, Ordering::Relaxed);
+        held.bytes.store(declared, Ordering::Relaxed);
+        if before + declared > limit {
+            let retry = admission.retry_after_for(&load, before + declared, limit);
+            return with_rate(reject(Rejected {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_bytes_in_flight",
+                message: format!(
+                    "actor {:?} has {before} body bytes in flight; {declared} more would exceed the limit of {limit}",
+                    actor.name
+                ),
+                retry_after_sec: retry,
+            }));
+        }
+    }
+    let retry = admission.retry_after_for(&load, limit, limit);
+    let req = req.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            load: load.clone(),
+            charged: held.bytes.clone(),
+            reserved: declared,
+            read: 0,
+            limit,
+            retry_after_sec: retry,
+        })
+    });
+    let resp = next.run(req).await;
+    drop(held);
+    with_rate(resp)
+}
+
+fn set_rate_headers(resp: &mut Response, limit: u64, remaining: u64, reset: u64) {
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+}
+
+/// A request body that charges the bytes actually read beyond the declared reservation.
+struct Counted {
+    inner: Body,
+    load: Arc<ActorLoad>,
+    /// Bytes charged to the actor for this request (reservation + overage).
+    charged: Arc<AtomicUsize>,
+    reserved: usize,
+    read: usize,
+    limit: usize,
+    retry_after_sec: u64,
+}
+
+impl HttpBody for Counted {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let before = this.read;
+                    this.read += data.len();
+                    let over = this.read.saturating_sub(this.reserved.max(before));
+                    if over > 0 {
+                        this.charged.fetch_add(over, Ordering::Relaxed);
+                        let total = this.load.bytes.fetch_add(over, Ordering::Relaxed) + over;
+                        if total > this.limit {
+                            return Poll::Ready(Some(Err(Box::new(BytesBudgetExceeded {
+                                limit: this.limit,
+                                retry_after_sec: this.retry_after_sec,
+                            }))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,130 @@
+//! Database management (SPEC §2, §9): list, create, delete. Create and delete rewrite the
+//! catalogue file (see `catalogue.rs`) and open or remove the database; both are admin-only on
+//! the server. Listing shows the databases the caller has a role on.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sluice_api::ErrorBody;
+use sluice_api::database::{CreateDatabase, DatabaseInfo, DatabaseList, DeleteDatabaseResponse};
+
+use crate::auth::Actor;
+use crate::catalogue::{CatalogueError, DatabaseSettings};
+use crate::db::{Database, ManageError};
+use crate::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::state::AppState;
+
+fn info(db: &Database) -> DatabaseInfo {
+    DatabaseInfo {
+        name: db.name.clone(),
+        retention_ms: db.ts.config().retention_ms,
+        has_policy: db.policy.is_some(),
+    }
+}
+
+/// The `{db}` path parameter.
+#[derive(serde::Deserialize)]
+pub struct DbPath {
+    db: String,
+}
+
+/// List the databases the caller has a role on.
+#[utoipa::path(get, path = "/v1/databases", tag = "databases",
+    responses(
+        (status = 200, description = "Databases", body = DatabaseList),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    actor: Option<axum::Extension<Arc<Actor>>>,
+) -> Result<Json<DatabaseList>, ApiError> {
+    let dbs = state.databases().ok_or_else(ApiError::not_ready)?;
+    let databases = dbs
+        .all()
+        .iter()
+        .filter(|db| {
+            actor
+                .as_ref()
+                .is_none_or(|a| a.roles.on(&db.name).is_some())
+        })
+        .map(|db| info(db))
+        .collect();
+    Ok(Json(DatabaseList { databases }))
+}
+
+/// Create a database (admin). Listed in the configuration file atomically; survives restarts.
+#[utoipa::path(post, path = "/v1/databases", tag = "databases",
+    request_body = CreateDatabase,
+    responses(
+        (status = 201, description = "Created", body = DatabaseInfo),
+        (status = 400, description = "Invalid name, retention or policy", body = ErrorBody),
+        (status = 409, description = "A database of that name exists", body = ErrorBody),
+        (status = 503, description = "The configuration file was edited by hand since the server read it (nothing written), or not ready", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateDatabase>,
+) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
+    let dbs = state.databases().ok_or_else(ApiError::not_ready)?.clone();
+    let settings = DatabaseSettings {
+        retention_ms: req.retention_ms,
+        policy: req.policy,
+    };
+    let st = state.clone();
+    let db = tokio::task::spawn_blocking(move || dbs.create(&req.name, &settings, st.metrics()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(manage_error)?;
+    Ok((StatusCode::CREATED, Json(info(&db))))
+}
+
+/// Delete a database and all its data (admin). `default` cannot be deleted.
+#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
+    params(("db" = String, Path, description = "Database name")),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteDatabaseResponse),
+        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 409, description = "`default` cannot be deleted", body = ErrorBody),
+        (status = 503, description = "The configuration file was edited by hand since the server read it (nothing written), or not ready", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(DbPath { db }): Path<DbPath>,
+) -> Result<Json<DeleteDatabaseResponse>, ApiError> {
+    let dbs = state.databases().ok_or_else(ApiError::not_ready)?.clone();
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || dbs.delete(&db, st.metrics()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(manage_error)?;
+    Ok(Json(DeleteDatabaseResponse { success: true }))
+}
+
+fn manage_error(e: ManageError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        ManageError::InvalidName(_) => ApiError::invalid_field("name", message),
+        ManageError::Protected => {
+            ApiError::new(StatusCode::CONFLICT, "database_protected", message)
+        }
+        ManageError::Catalogue(CatalogueError::Exists(_)) => {
+            ApiError::new(StatusCode::CONFLICT, "database_exists", message)
+        }
+        ManageError::Catalogue(CatalogueError::NotFound(_)) => {
+            ApiError::new(StatusCode::NOT_FOUND, "database_not_found", message)
+        }
+        ManageError::Catalogue(CatalogueError::Drift { .. }) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "config_drift", message).retry_after(30)
+        }
+        ManageError::Open(ref o) if o.message.starts_with("policy:") => {
+            ApiError::invalid_field("policy", o.message.clone())
+        }
+        ManageError::Catalogue(_) | ManageError::Open(_) | ManageError::Io { .. } => {
+            tracing::error!(error = %message, "database management failed");
+            ApiError::internal(message)
+        }
+    }
+}

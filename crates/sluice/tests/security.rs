@@ -725,19 +725,10 @@ async fn admission_budgets_are_per_actor() {
     )
     .await;
     // Two requests of `rw` held in flight by bodies that never finish.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-        tx.send(Ok(b"{\"points\": [".to_vec())).await.unwrap();
-        let stream = futures_stream(rx);
-        let req = s
-            .client
-            .post(s.url("/ts/put/batch"))
-            .bearer_auth(WRITER)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send();
-        held.push((tx, tokio::spawn(req)));
-    }
+    let held = [
+        hold_in_flight(&s, WRITER).await,
+        hold_in_flight(&s, WRITER).await,
+    ];
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = s
         .client
@@ -852,6 +843,57 @@ async fn rate_limit_per_actor() {
     // Others keep their own bucket.
     let (st, _) = call(&s, "GET", "/ts/buffer/stats", Some(WRITER), None).await;
     assert_eq!(st, 200);
+}
+
+/// Starts a request whose body never finishes (it stays in flight until the returned sender is
+/// dropped).
+async fn hold_in_flight(
+    s: &TestServer,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(b"{\"points\": [".to_vec())).await.unwrap();
+    let req = reqwest::Client::new()
+        .post(s.url("/ts/put/batch"))
+        .bearer_auth(token)
+        .body(reqwest::Body::wrap_stream(futures_stream(rx)))
+        .send();
+    (tx, tokio::spawn(req))
+}
+
+#[tokio::test]
+async fn load_shedding_when_the_server_is_saturated() {
+    let s =
+        TestServer::start_with(secured().env("SLUICE_ADMISSION_MAX_IN_FLIGHT_TOTAL", "2")).await;
+    let held = [
+        hold_in_flight(&s, WRITER).await,
+        hold_in_flight(&s, ADMIN).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s
+        .client
+        .get(s.url("/ts/buffer/stats"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "server_overloaded");
+    // Probes are never shed.
+    assert_eq!(call(&s, "GET", "/healthz", None, None).await.0, 200);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        call(&s, "GET", "/ts/buffer/stats", Some(READER), None)
+            .await
+            .0,
+        200
+    );
 }
 
 fn futures_stream(
@@ -1000,9 +1042,23 @@ async fn tls13_with_alpn() {
     }
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("buffer_size"), "{answer}");
-    // ALPN negotiates HTTP/2 when offered.
+    // ALPN negotiates HTTP/2 when offered, and HTTP/2 is served.
     let tls = connect(&[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("https://localhost/ts/buffer/stats")
+        .header("authorization", format!("Bearer {READER}"))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
     // Plain HTTP to the TLS port is not served.
     let r = reqwest::Client::new()
         .get(format!("http://{}/healthz", s.addr()))

@@ -367,3 +367,43 @@ impl HttpBody for Counted {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AdmissionConfig {
+        AdmissionConfig {
+            idle_actor_evict_ms: 0,
+            rate_limit_per_sec: 10,
+            rate_limit_burst: 2,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    #[test]
+    fn idle_actors_are_evicted_busy_ones_kept() {
+        let a = Admission::new(config());
+        let busy = a.load_of("busy");
+        busy.in_flight.fetch_add(1, Ordering::Relaxed);
+        drop(a.load_of("idle"));
+        assert_eq!(a.actors(), 2);
+        // Every lookup sweeps (evict after 0 ms): `idle` goes, `busy` has a request in flight.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drop(a.load_of("other"));
+        let mut names: Vec<_> = a.actors.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["busy", "other"]);
+    }
+
+    #[test]
+    fn token_bucket_refills_at_its_rate() {
+        let a = Admission::new(config());
+        let l = a.load_of("x");
+        assert_eq!(a.take_token(&l), Ok((1, 1)));
+        assert_eq!(a.take_token(&l).map(|r| r.0), Ok(0));
+        assert_eq!(a.take_token(&l), Err(1));
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        assert!(a.take_token(&l).is_ok(), "one token after 100 ms at 10/s");
+    }
+}

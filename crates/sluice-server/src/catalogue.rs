@@ -116,7 +116,7 @@ impl Catalogue {
     /// Adds `[databases.<name>]`. Refused if it exists or the file drifted.
     pub fn add(&self, name: &str, settings: &DatabaseSettings) -> Result<(), CatalogueError> {
         self.modify(|doc| {
-            let databases = databases_table(doc);
+            let databases = databases_table(doc)?;
             if name == DEFAULT_DATABASE || databases.contains_key(name) {
                 return Err(CatalogueError::Exists(name.to_string()));
             }
@@ -138,7 +138,7 @@ impl Catalogue {
     /// Removes `[databases.<name>]`. Refused if it is not listed or the file drifted.
     pub fn remove(&self, name: &str) -> Result<(), CatalogueError> {
         self.modify(|doc| {
-            let databases = databases_table(doc);
+            let databases = databases_table(doc)?;
             if databases.remove(name).is_none() {
                 return Err(CatalogueError::NotFound(name.to_string()));
             }
@@ -217,9 +217,18 @@ impl Catalogue {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<(), CatalogueError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let tmp = sibling(&self.path, ".tmp");
+        // Keep the file's mode (it may hold secrets and be 0600); a new file is 0600.
+        let mode = std::fs::metadata(&self.path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
             f.write_all(bytes)?;
             f.sync_all()?;
             drop(f);
@@ -255,17 +264,23 @@ impl Catalogue {
     }
 }
 
-fn databases_table(doc: &mut toml_edit::DocumentMut) -> &mut toml_edit::Table {
+fn databases_table(
+    doc: &mut toml_edit::DocumentMut,
+) -> Result<&mut toml_edit::Table, CatalogueError> {
     let item = doc
         .entry("databases")
         .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
-    if !item.is_table() {
-        *item = toml_edit::Item::Table(toml_edit::Table::new());
+    // `databases = { a = {} }` is an inline table: make it a table (same content), never drop it.
+    if let Some(inline) = item.as_inline_table() {
+        *item = toml_edit::Item::Table(inline.clone().into_table());
     }
-    let table = item.as_table_mut().expect("just made a table");
+    let table = item.as_table_mut().ok_or_else(|| CatalogueError::Invalid {
+        path: PathBuf::new(),
+        message: "`databases` must be a table".into(),
+    })?;
     // `[databases]` itself carries no keys; show only `[databases.<name>]` headers.
     table.set_implicit(true);
-    table
+    Ok(table)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -333,6 +348,23 @@ mod tests {
         let (_, entries) = Catalogue::open(path).unwrap();
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["db1"]);
         assert_eq!(entries["db1"].retention_ms, Some(5));
+    }
+
+    #[test]
+    fn inline_tables_and_file_modes_are_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "databases = { a = { retention_ms = 7 } }\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (c, entries) = Catalogue::open(path.clone()).unwrap();
+        assert_eq!(entries["a"].retention_ms, Some(7));
+        c.add("b", &DatabaseSettings::default()).unwrap();
+        let (_, entries) = Catalogue::open(path.clone()).unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(entries["a"].retention_ms, Some(7));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

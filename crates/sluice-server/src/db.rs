@@ -219,6 +219,9 @@ pub enum ManageError {
     },
 }
 
+/// How long a delete waits for requests that still hold the database.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The open databases, by name, and the catalogue that lists them.
 ///
 /// Create and delete are serialized (`manage`), update the catalogue file first (so a refused
@@ -383,6 +386,19 @@ impl Databases {
         metrics.unregister_database(name);
         if let Some(db) = db {
             db.close();
+            // Requests still holding the database (a long export) keep its engines, and their
+            // files, open: wait for them before the directory goes, so a database re-created
+            // under this name never shares a path with a live engine of the old one.
+            let started = std::time::Instant::now();
+            while Arc::strong_count(&db) > 1 && started.elapsed() < RELEASE_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if Arc::strong_count(&db) > 1 {
+                tracing::warn!(
+                    db = name,
+                    "requests still hold the deleted database; removing its files anyway"
+                );
+            }
         }
         let dir = self.settings.data_dir.join("databases").join(name);
         self.move_to_trash(name, &dir)?;

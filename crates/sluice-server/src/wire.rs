@@ -26,7 +26,10 @@
 //! cannot make the server buffer 32 MiB). A bad token answers `0x05` and leaves the connection
 //! unauthenticated. Each operation is then authorized exactly like its HTTP route
 //! ([`route_of`] maps opcodes to routes; `auth::classify` and `Auth::authorize` decide), on the
-//! `default` database: `0x06` when refused. In dev mode `AUTH` is accepted and ignored.
+//! `default` database: `0x06` when refused. A failed `AUTH` leaves the connection
+//! unauthenticated; a JWT's `exp` is re-checked on every frame. In dev mode `AUTH` is accepted
+//! and ignored. Admission budgets (HTTP's per-actor limits) do not apply to the wire listener
+//! yet; a connection is bounded by answering its frames in order.
 //!
 //! Replication opcodes answer "not supported on this node" (`0x03`) until replication exists.
 
@@ -103,6 +106,60 @@ pub async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Rece
 /// Largest frame accepted before the connection has authenticated.
 pub const PRE_AUTH_MAX_FRAME: usize = 64 * 1024;
 
+/// One client's protocol state, whatever the transport (TCP or WebSocket): who it is.
+pub struct Session {
+    actor: Option<Arc<Actor>>,
+}
+
+impl Session {
+    /// A new session: the anonymous admin in dev mode, else unauthenticated until `AUTH`.
+    pub fn new(state: &AppState) -> Session {
+        let actor = if state.auth().dev_mode() {
+            state.auth().authenticate_token("").ok()
+        } else {
+            None
+        };
+        Session { actor }
+    }
+
+    /// A session already authenticated (e.g. by the WebSocket upgrade's `Authorization`).
+    pub fn authenticated(actor: Arc<Actor>) -> Session {
+        Session { actor: Some(actor) }
+    }
+
+    /// The largest frame this session may send now.
+    pub fn max_frame(&self, config: &WireConfig) -> usize {
+        if self.actor.is_some() {
+            config.max_frame_bytes
+        } else {
+            PRE_AUTH_MAX_FRAME.min(config.max_frame_bytes)
+        }
+    }
+
+    /// Answers one request frame into `out`.
+    pub async fn handle(
+        &mut self,
+        state: &AppState,
+        frame: &sluice_wire::RawFrame<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        handle(state, frame, out, &mut self.actor).await
+    }
+}
+
+/// The error frame for a frame longer than `max` (the caller then closes the connection).
+pub fn too_large_frame(length: usize, max: usize, out: &mut Vec<u8>) {
+    error_frame(
+        Status::MalformedPayload,
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "frame_too_large",
+            format!("a frame of {length} bytes exceeds the limit of {max}; closing"),
+        ),
+        out,
+    );
+}
+
 async fn connection(
     mut stream: TcpStream,
     state: &AppState,
@@ -110,12 +167,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let idle = Duration::from_millis(config.idle_timeout_ms);
-    // Dev mode: every connection acts as the anonymous admin.
-    let mut actor: Option<Arc<Actor>> = if state.auth().dev_mode() {
-        state.auth().authenticate_token("").ok()
-    } else {
-        None
-    };
+    let mut session = Session::new(state);
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -123,29 +175,14 @@ async fn connection(
         // Answer every complete frame already buffered, in order.
         let mut used = 0;
         loop {
-            let max_frame = if actor.is_some() {
-                config.max_frame_bytes
-            } else {
-                PRE_AUTH_MAX_FRAME
-            };
-            match split_frame(&buf[used..], max_frame) {
+            match split_frame(&buf[used..], session.max_frame(config)) {
                 Ok(Some((frame, n))) => {
-                    handle(state, &frame, &mut out, &mut actor).await;
+                    session.handle(state, &frame, &mut out).await;
                     used += n;
                 }
                 Ok(None) => break,
                 Err(FrameError::TooLarge { length, max }) => {
-                    error_frame(
-                        Status::MalformedPayload,
-                        ApiError::new(
-                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                            "frame_too_large",
-                            format!(
-                                "a frame of {length} bytes exceeds the limit of {max}; closing"
-                            ),
-                        ),
-                        &mut out,
-                    );
+                    too_large_frame(length as usize, max, &mut out);
                     stream.write_all(&out).await?;
                     return stream.shutdown().await;
                 }
@@ -220,15 +257,30 @@ fn admit(
                 *actor = Some(a);
                 Ok(())
             }
-            Err(_) => Err((
-                Status::Unauthorized,
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "invalid or expired credentials",
-                ),
-            )),
+            Err(_) => {
+                // A failed AUTH leaves the connection unauthenticated, whoever it was before.
+                *actor = None;
+                Err((
+                    Status::Unauthorized,
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "invalid or expired credentials",
+                    ),
+                ))
+            }
         };
+    }
+    if actor.as_ref().is_some_and(|a| a.expired()) {
+        *actor = None;
+        return Err((
+            Status::Unauthorized,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the connection's credentials expired: send AUTH again",
+            ),
+        ));
     }
     let Some(a) = actor.as_ref() else {
         return Err((
@@ -429,4 +481,133 @@ fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
     }
     let body: ErrorBody = e.body(id);
     encode_frame(status as u8, 0, &json(&body), out);
+}
+
+/// The wire protocol over WebSocket: each binary message carries one or more whole request
+/// frames and is answered by one binary message with their response frames, in order.
+///
+/// Credentials may come with the upgrade request (`Authorization: Bearer …`: a wrong one is
+/// refused with 401 before upgrading) or later in an `AUTH` frame. A session that was not
+/// authenticated at the upgrade is limited to messages of [`PRE_AUTH_MAX_FRAME`] bytes for its
+/// whole life (the WebSocket layer buffers a whole message before we see it, so the limit is
+/// fixed at the upgrade); clients sending larger batches authenticate at the upgrade. A frame
+/// cut at the end of a message, or a message over the limit, gets an error frame and the
+/// connection is closed. Text messages are refused the same way.
+#[utoipa::path(get, path = "/v1/ws", tag = "system",
+    responses(
+        (status = 101, description = "Switching to WebSocket: wire protocol frames as binary messages (docs/wire-protocol.md)"),
+        (status = 401, description = "The upgrade carried wrong credentials", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody),
+    ))]
+pub async fn websocket(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            return ApiError::new(
+                axum::http::StatusCode::UPGRADE_REQUIRED,
+                "websocket_required",
+                format!("/v1/ws speaks the wire protocol over WebSocket: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let session =
+        if headers.contains_key(axum::http::header::AUTHORIZATION) && !state.auth().dev_mode() {
+            match state.auth().authenticate(&headers) {
+                Ok(actor) => Session::authenticated(actor),
+                Err(refusal) => return refusal.into_response(),
+            }
+        } else {
+            Session::new(&state)
+        };
+    let config = state.config().wire.clone();
+    let max_message = session.max_frame(&config) + sluice_wire::HEADER_LEN;
+    upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = ws_session(socket, session, &state, &config, max_message).await {
+                tracing::debug!(error = %e, "websocket session ended");
+            }
+        })
+}
+
+async fn ws_session(
+    mut socket: axum::extract::ws::WebSocket,
+    mut session: Session,
+    state: &AppState,
+    config: &WireConfig,
+    max_message: usize,
+) -> Result<(), axum::Error> {
+    use axum::extract::ws::Message;
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    loop {
+        let message = match tokio::time::timeout(idle, socket.recv()).await {
+            Err(_) | Ok(None) => return Ok(()),
+            Ok(Some(m)) => m?,
+        };
+        let data = match message {
+            Message::Binary(b) => b,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return Ok(()),
+            Message::Text(_) => {
+                let mut out = Vec::new();
+                error_frame(
+                    Status::MalformedPayload,
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "text_message",
+                        "send wire frames as binary WebSocket messages",
+                    ),
+                    &mut out,
+                );
+                socket.send(Message::Binary(out.into())).await?;
+                return socket.send(Message::Close(None)).await;
+            }
+        };
+        let mut out = Vec::with_capacity(256);
+        let mut rest: &[u8] = &data;
+        let mut close = false;
+        while !rest.is_empty() {
+            match split_frame(rest, session.max_frame(config)) {
+                Ok(Some((frame, n))) => {
+                    session.handle(state, &frame, &mut out).await;
+                    rest = &rest[n..];
+                }
+                Ok(None) => {
+                    error_frame(
+                        Status::MalformedPayload,
+                        ApiError::new(
+                            axum::http::StatusCode::BAD_REQUEST,
+                            "truncated_frame",
+                            format!(
+                                "a message must hold whole frames; {} bytes of a frame are missing their rest (messages are at most {max_message} bytes)",
+                                rest.len()
+                            ),
+                        ),
+                        &mut out,
+                    );
+                    close = true;
+                    break;
+                }
+                Err(FrameError::TooLarge { length, max }) => {
+                    too_large_frame(length as usize, max, &mut out);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        socket.send(Message::Binary(out.into())).await?;
+        if close {
+            return socket.send(Message::Close(None)).await;
+        }
+    }
 }

@@ -13,6 +13,7 @@ const READER: &str = "reader-token-0123456789";
 const WRITER: &str = "writer-token-0123456789";
 const DB1_WRITER: &str = "db1-writer-token-0123456789";
 const GUEST: &str = "guest-token-0123456789";
+const DEFAULT_WRITER: &str = "default-writer-token-0123456789";
 const HS_SECRET: &str = "hs256-secret-that-is-long-enough-0123456789";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -23,6 +24,7 @@ fn tokens_json() -> String {
         "rw": {"token": WRITER, "roles": {"*": "writer"}},
         "db1w": {"token": DB1_WRITER, "roles": {"db1": "writer"}},
         "guest": {"token": GUEST, "roles": {}},
+        "defw": {"token": DEFAULT_WRITER, "roles": {"default": "writer"}},
     })
     .to_string()
 }
@@ -71,12 +73,14 @@ async fn every_protected_operation_needs_credentials() {
         api["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // `/v1/ws` authenticates per frame (tests/wire.rs).
     let public = [
         "/healthz",
         "/readyz",
         "/version",
         "/metrics",
         "/openapi.json",
+        "/v1/ws",
     ];
     let mut protected = 0;
     for (path, item) in api["paths"].as_object().unwrap() {
@@ -223,7 +227,12 @@ async fn role_matrix() {
     }
     // Line protocol's database parameter is authorized like a path.
     let lp = |db: &str| format!("/write?db={db}&precision=ms");
-    for (token, db, want) in [(DB1_WRITER, "db1", 204), (DB1_WRITER, "default", 403)] {
+    for (token, db, want) in [
+        (DB1_WRITER, "db1", 204),
+        (DB1_WRITER, "default", 403),
+        (DEFAULT_WRITER, "db1", 403),
+        (DEFAULT_WRITER, "default", 204),
+    ] {
         let r = s
             .client
             .post(s.url(&lp(db)))
@@ -234,6 +243,40 @@ async fn role_matrix() {
             .unwrap();
         assert_eq!(r.status().as_u16(), want, "{db}");
     }
+    // The database is decided once, as the handlers read it: an encoded parameter name is the
+    // same parameter, and a path segment that is not UTF-8 is refused rather than defaulted.
+    for path in [
+        "/write?%64b=db1&precision=ms",
+        "/api/v2/write?b%75cket=db1&precision=ms",
+    ] {
+        let r = s
+            .client
+            .post(s.url(path))
+            .bearer_auth(DEFAULT_WRITER)
+            .body(format!("m v=1 {t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = s
+        .client
+        .post(s.url("/write?db=default&%64b=db1"))
+        .bearer_auth(WRITER)
+        .body(format!("m v=1 {t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a database given twice");
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/v1/databases/%FF/ts/query",
+        Some(WRITER),
+        Some(json!({"metric": "cpu", "from_ms": 0, "to_ms": 1})),
+    )
+    .await;
+    assert_eq!((st, body["code"].as_str()), (400, Some("invalid_database")));
     // Listing shows only the databases the caller has a role on.
     let (_, list) = call(&s, "GET", "/v1/databases", Some(DB1_WRITER), None).await;
     let names: Vec<_> = list["databases"]
@@ -790,16 +833,21 @@ async fn admission_budgets_are_per_actor() {
     assert!(r.headers().get("retry-after").is_some());
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "too_many_bytes_in_flight");
-    // The same body declared up front is refused before it is read.
-    let r = s
-        .client
-        .post(s.url("/ts/put/batch"))
-        .bearer_auth(WRITER)
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
+    // The same body declared up front is refused before it is read (only the head is sent):
+    // larger than the whole budget, it could never be admitted, so 413 rather than 429.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let head = format!(
+            "POST /ts/put/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = c.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
     // The budget was released: a small write passes (on a fresh connection: the server closes
     // connections whose refused body it did not read).
     let r = reqwest::Client::new()

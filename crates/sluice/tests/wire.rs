@@ -1,6 +1,7 @@
 //! The wire protocol over real TCP: each opcode's effect is visible over HTTP, stats frames
 //! carry the HTTP JSON, errors keep the connection usable (or close it for an oversized
-//! frame), pipelined requests are answered in order, and backpressure answers `0x04`.
+//! frame), pipelined requests are answered in order, backpressure answers `0x04`, `AUTH`
+//! gates everything, and the same frames work as WebSocket binary messages at `/v1/ws`.
 
 mod support;
 
@@ -392,4 +393,144 @@ async fn auth_frames_gate_every_operation() {
     assert_eq!(status, Status::MalformedPayload as u8);
     let mut rest = Vec::new();
     assert_eq!(c.read_to_end(&mut rest).await.unwrap(), 0, "closed");
+}
+
+/// Opens `/v1/ws`, optionally with a bearer token on the upgrade.
+async fn ws_connect(
+    s: &TestServer,
+    token: Option<&str>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/v1/ws", s.addr())
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Sends one binary message of frames; returns the (status, payload) frames of the answer.
+async fn ws_call<S>(ws: &mut S, frames: &[Request<'_>]) -> Vec<(u8, Vec<u8>)>
+where
+    S: futures_util::Sink<tokio_tungstenite::tungstenite::Message>
+        + futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+    S::Error: std::fmt::Debug,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let mut bytes = Vec::new();
+    for f in frames {
+        f.encode(&mut bytes);
+    }
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        bytes.into(),
+    ))
+    .await
+    .unwrap();
+    let answer = loop {
+        match ws.next().await.unwrap().unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => break b,
+            _ => continue,
+        }
+    };
+    let mut out = Vec::new();
+    let mut rest: &[u8] = &answer;
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[2..6].try_into().unwrap()) as usize;
+        out.push((rest[0], rest[6..6 + len].to_vec()));
+        rest = &rest[6 + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_same_frames_over_websocket() {
+    let tokens = json!({"ops": "ws-admin-token-0123456789"}).to_string();
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_BEARER_TOKENS_JSON", &tokens)).await;
+    // Not an upgrade: 426 in the error shape.
+    let r = s.client.get(s.url("/v1/ws")).send().await.unwrap();
+    assert_eq!(r.status(), 426);
+    // Wrong credentials on the upgrade: refused before upgrading.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/v1/ws", s.addr()),
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        "Bearer wrong-token-0123456789".parse().unwrap(),
+    );
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+
+    // Unauthenticated session: 0x05 until AUTH, then the ops act like HTTP.
+    let mut ws = ws_connect(&s, None).await;
+    let put = Request::TsPutBuffered {
+        points: vec![point(5_000, 2.5)],
+        batch: false,
+    };
+    let answers = ws_call(&mut ws, std::slice::from_ref(&put)).await;
+    assert_eq!(answers[0].0, Status::Unauthorized as u8);
+    // Several frames in one message are answered in order in one message.
+    let answers = ws_call(
+        &mut ws,
+        &[
+            Request::Auth {
+                token: "wrong-token-0123456789",
+            },
+            Request::Auth {
+                token: "ws-admin-token-0123456789",
+            },
+            put.clone(),
+            Request::TsBufferStats,
+            Request::VectorBufferStats,
+        ],
+    )
+    .await;
+    let statuses: Vec<u8> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [Status::Unauthorized as u8, 0, 0, 0, 0]);
+    assert_eq!(u64_of(&answers[2].1), 1);
+    let stats: Value = serde_json::from_slice(&answers[3].1).unwrap();
+    let r = s
+        .client
+        .get(s.url("/ts/buffer/stats"))
+        .bearer_auth("ws-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let http: Value = r.json().await.unwrap();
+    assert_eq!(stats["buffer_size"], http["buffer_size"]);
+    let r = s
+        .client
+        .post(s.url("/ts/query"))
+        .bearer_auth("ws-admin-token-0123456789")
+        .json(&json!({"metric": "wire_cpu", "from_ms": 0, "to_ms": 10_000}))
+        .send()
+        .await
+        .unwrap();
+    let q: Value = r.json().await.unwrap();
+    assert_eq!(q["series"][0]["points"], json!([[5000, 2.5]]));
+    // Unknown opcode and malformed payload keep the session.
+    let mut bad = vec![0x7f, 0, 0, 0, 0, 0];
+    bad.extend_from_slice(&[0x70, 0, 2, 0, 0, 0, 0xff, 0xff]);
+    {
+        use futures_util::{SinkExt, StreamExt};
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(bad.into()))
+            .await
+            .unwrap();
+        let answer = ws.next().await.unwrap().unwrap().into_data();
+        assert_eq!(answer[0], Status::InvalidOpcode as u8);
+        let len = u32::from_le_bytes(answer[2..6].try_into().unwrap()) as usize;
+        assert_eq!(answer[6 + len], Status::MalformedPayload as u8);
+    }
+    assert_eq!(ws_call(&mut ws, &[Request::TsBufferStats]).await[0].0, 0);
+
+    // Authenticated at the upgrade: no AUTH frame needed.
+    let mut ws = ws_connect(&s, Some("ws-admin-token-0123456789")).await;
+    assert_eq!(ws_call(&mut ws, &[put]).await[0].0, 0);
 }

@@ -160,6 +160,7 @@ impl JwtVerifier {
         Ok(Actor {
             name: format!("jwt:{name}"),
             roles,
+            expires_at: claims.get("exp").and_then(serde_json::Value::as_u64),
         })
     }
 }

@@ -9,7 +9,8 @@
 //!   scope: one database (the `{db}` of `/v1/databases/{db}/…`, the `db`/`bucket` parameter of
 //!   line protocol, else `default`) or the server (database management, replication). Public
 //!   routes (`/healthz`, `/readyz`, `/version`, `/openapi.json`, `/docs`, and `/metrics` unless
-//!   `auth.public_metrics = false`) need no credentials. A route missing from the table is
+//!   `auth.public_metrics = false`) need no credentials; `/v1/ws` authenticates and authorizes
+//!   per frame like the wire listener. A route missing from the table is
 //!   admin-only on the server, so forgetting to classify a route fails closed (a test checks
 //!   every documented route is classified).
 //! - **Allowed?** ([`Auth::authorize`]): the actor's role on the database (the larger of its
@@ -127,6 +128,18 @@ impl Roles {
 pub struct Actor {
     pub name: String,
     pub roles: Roles,
+    /// When its credentials expire (JWT `exp`, Unix seconds); long-lived sessions (wire,
+    /// WebSocket) re-check it on every frame.
+    pub expires_at: Option<u64>,
+}
+
+impl Actor {
+    pub fn expired(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.expires_at.is_some_and(|exp| exp <= now)
+    }
 }
 
 /// Where a route acts.
@@ -151,6 +164,9 @@ pub fn classify(method: &Method, route: &str, public_metrics: bool) -> Option<(A
     let get = *method == Method::GET || *method == Method::HEAD;
     Some(match route {
         "/healthz" | "/readyz" | "/version" | "/openapi.json" | "/docs" => return None,
+        // The WebSocket session authenticates (at the upgrade or by `AUTH`) and authorizes
+        // every frame itself, like the TCP listener.
+        "/v1/ws" => return None,
         "/metrics" if public_metrics => return None,
         "/metrics" => (Read, Server),
         "/v1/databases" if get => (Read, AnyDatabase),
@@ -254,6 +270,7 @@ impl Auth {
             dev_actor: Arc::new(Actor {
                 name: "anonymous".into(),
                 roles: Roles::admin_everywhere(),
+                expires_at: None,
             }),
         })
     }
@@ -360,58 +377,48 @@ impl Auth {
     }
 }
 
-/// The database a request acts on: `/v1/databases/{db}/…`, else line protocol's `db` or
-/// `bucket` parameter, else `default`.
-pub fn request_database(route: &str, uri: &axum::http::Uri) -> String {
-    if let Some(rest) = uri.path().strip_prefix("/v1/databases/") {
-        let seg = rest.split('/').next().unwrap_or("");
-        return percent_decode(seg);
-    }
-    if (route == "/write" || route == "/api/v2/write")
-        && let Some(q) = uri.query()
-    {
-        let mut found = None;
-        for pair in q.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if k == "db" || (k == "bucket" && found.is_none()) {
-                found = Some(percent_decode(v));
-            }
-        }
-        if let Some(db) = found {
-            return db;
-        }
-    }
-    DEFAULT_DATABASE.to_string()
-}
+/// The database a request acts on, decided once by [`request_database`] (in the middleware)
+/// and read from the request's extensions by the handlers' extractors, so authorization and
+/// the handler can never disagree about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetDatabase(pub String);
 
-fn percent_decode(s: &str) -> String {
-    fn hex(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|d| d as u8)
+/// The database a request acts on: the `{db}` of `/v1/databases/{db}/…` (percent-decoded; not
+/// UTF-8 → 400), else, for line protocol, its `db` (or else `bucket`) query parameter decoded
+/// like the query string parser does (keys included; given twice → 400), else `default`.
+pub fn request_database(route: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
+    let bad = |what: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_database",
+            format!("the database name in the {what} is not valid"),
+        )
+    };
+    if route.starts_with("/v1/databases/{db}") {
+        let rest = uri.path().strip_prefix("/v1/databases/").unwrap_or("");
+        let seg = rest.split('/').next().unwrap_or("");
+        return percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| bad("path"));
     }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
+    if route == "/write" || route == "/api/v2/write" {
+        let (mut db, mut bucket) = (None, None);
+        for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "db" => &mut db,
+                "bucket" => &mut bucket,
+                _ => continue,
+            };
+            if slot.replace(v.into_owned()).is_some() {
+                return Err(bad("query (given twice)"));
             }
         }
+        if let Some(name) = db.or(bucket) {
+            return Ok(name);
+        }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(DEFAULT_DATABASE.to_string())
 }
 
 /// Route middleware: authenticates, classifies, authorizes; puts the [`Actor`] in the
@@ -429,11 +436,20 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
+    // Database policies exist only once recovery has finished: decide nothing before.
+    if state.databases().is_none() {
+        return ApiError::not_ready().into_response();
+    }
     let short_route = route
         .strip_prefix("/v1/databases/{db}")
         .filter(|r| r.starts_with('/'))
         .unwrap_or(&route);
-    let method = req.method().as_str().to_string();
+    // HEAD is GET without a body: policies see one method.
+    let method = if req.method() == Method::HEAD {
+        "GET".to_string()
+    } else {
+        req.method().as_str().to_string()
+    };
     let decision = match scope {
         Scope::Server => auth.authorize(&actor, action, None, short_route, &method),
         Scope::AnyDatabase => {
@@ -447,7 +463,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             }
         }
         Scope::Database => {
-            let name = request_database(&route, req.uri());
+            let name = match request_database(&route, req.uri()) {
+                Ok(n) => n,
+                Err(e) => return e.into_response(),
+            };
+            req.extensions_mut().insert(TargetDatabase(name.clone()));
             // An unknown database: decide on roles alone (its policy does not exist), and let
             // the handler answer 404 to those allowed to know.
             let db = state.databases().and_then(|d| d.get(&name));
@@ -501,23 +521,40 @@ mod tests {
     #[test]
     fn database_of_a_request() {
         let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
-        assert_eq!(request_database("/ts/put", &uri("/ts/put")), "default");
+        let db = |route: &str, u: &str| request_database(route, &uri(u)).ok();
+        assert_eq!(db("/ts/put", "/ts/put").as_deref(), Some("default"));
+        let nested = "/v1/databases/{db}/ts/put";
         assert_eq!(
-            request_database(
-                "/v1/databases/{db}/ts/put",
-                &uri("/v1/databases/db%31/ts/put")
-            ),
-            "db1"
+            db(nested, "/v1/databases/db%31/ts/put").as_deref(),
+            Some("db1")
+        );
+        assert_eq!(db(nested, "/v1/databases/%FF/ts/put"), None, "not UTF-8");
+        assert_eq!(
+            db(nested, "/v1/databases/a+b/ts/put").as_deref(),
+            Some("a+b")
         );
         assert_eq!(
-            request_database("/write", &uri("/write?db=x&precision=s")),
-            "x"
+            db("/write", "/write?db=x&precision=s").as_deref(),
+            Some("x")
         );
         assert_eq!(
-            request_database("/api/v2/write", &uri("/api/v2/write?bucket=y")),
-            "y"
+            db("/write", "/write?%64b=x").as_deref(),
+            Some("x"),
+            "encoded key"
         );
-        assert_eq!(request_database("/ts/put", &uri("/ts/put?db=x")), "default");
+        assert_eq!(db("/write", "/write?b%75cket=y").as_deref(), Some("y"));
+        assert_eq!(db("/write", "/write?bucket=y&db=x").as_deref(), Some("x"));
+        assert_eq!(db("/write", "/write?db=x&%64b=z"), None, "given twice");
+        assert_eq!(
+            db("/api/v2/write", "/api/v2/write?bucket=y").as_deref(),
+            Some("y")
+        );
+        assert_eq!(db("/ts/put", "/ts/put?db=x").as_deref(), Some("default"));
+        let nested_lp = "/v1/databases/{db}/write";
+        assert_eq!(
+            db(nested_lp, "/v1/databases/a/write?db=b").as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

@@ -72,10 +72,15 @@ impl CompiledPolicy {
             return Verdict::Forbid;
         };
         let response = Authorizer::new().is_authorized(&request, &self.set, &Entities::empty());
+        // A policy that fails to evaluate (a typo'd context field, an attribute of an entity
+        // Cedar is not given) might have been a `forbid`: fail closed.
+        let mut failed = false;
         for e in response.diagnostics().errors() {
-            tracing::debug!(error = %e, "a Cedar policy failed to evaluate and was skipped");
+            tracing::warn!(error = %e, "a Cedar policy failed to evaluate; denying the request");
+            failed = true;
         }
         match response.decision() {
+            _ if failed => Verdict::Forbid,
             Decision::Allow => Verdict::Permit,
             // A deny with reasons is a satisfied `forbid`; without, nothing permitted.
             Decision::Deny if response.diagnostics().reason().next().is_some() => Verdict::Forbid,
@@ -188,6 +193,20 @@ mod tests {
         let mut question = q(Action::Read, "reader", Some("db1"));
         question.actor = "jwt:a\"b\\c\n";
         assert_eq!(roles.evaluate(&question), Verdict::Permit);
+    }
+
+    #[test]
+    fn a_policy_that_fails_to_evaluate_denies() {
+        let roles = compile(ROLE_POLICIES).unwrap();
+        let typo =
+            compile(r#"forbid(principal, action, resource) when { context.routes == "/ts/put" };"#)
+                .unwrap();
+        let question = q(Action::Read, "admin", Some("db1"));
+        assert_eq!(typo.evaluate(&question), Verdict::Forbid);
+        assert!(!allowed(&[
+            roles.evaluate(&question),
+            typo.evaluate(&question)
+        ]));
     }
 
     #[test]

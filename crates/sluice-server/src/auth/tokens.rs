@@ -98,6 +98,7 @@ impl TokenTable {
             Arc::new(Actor {
                 name: actor.to_string(),
                 roles,
+                expires_at: None,
             }),
         ));
         Ok(())

@@ -10,7 +10,8 @@
 //!   counted as it is actually read: bytes beyond the reservation (a chunked body, or one that
 //!   lies about its length) are charged as they arrive and the read fails with 429 once the
 //!   budget is gone. Bytes are counted after request decompression, which is what occupies
-//!   memory. They are released when the response is produced;
+//!   memory. They are released when the response body is finished (a streamed export holds
+//!   its slot while it streams);
 //! - **rate**: a token bucket of `rate_limit_burst` refilled at `rate_limit_per_sec`; every
 //!   response carries `X-RateLimit-Limit` (the burst), `X-RateLimit-Remaining` and
 //!   `X-RateLimit-Reset` (seconds until the bucket is full); an empty bucket → 429.
@@ -274,10 +275,22 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
+    if declared > limit {
+        return with_rate(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "a body of {declared} bytes exceeds this actor's in-flight byte budget of {limit}"
+                ),
+            )
+            .into_response(),
+        );
+    }
     if declared > 0 {
         let before = load.bytes.fetch_add(declared, Ordering::Relaxed);
         held.bytes.store(declared, Ordering::Relaxed);
-        if before + declared > limit {
+        if before.saturating_add(declared) > limit {
             let retry = admission.retry_after_for(&load, before + declared, limit);
             return with_rate(reject(Rejected {
                 status: StatusCode::TOO_MANY_REQUESTS,
@@ -303,8 +316,39 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         })
     });
     let resp = next.run(req).await;
-    drop(held);
-    with_rate(resp)
+    // A streamed answer (`/ts/export`) is still work in flight: release when its body ends.
+    with_rate(resp.map(|body| {
+        Body::new(Holding {
+            inner: body,
+            _held: held,
+        })
+    }))
+}
+
+/// A response body that keeps the request's admission slot until it is done (or dropped).
+struct Holding {
+    inner: Body,
+    _held: Held,
+}
+
+impl HttpBody for Holding {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn set_rate_headers(resp: &mut Response, limit: u64, remaining: u64, reset: u64) {
@@ -339,7 +383,7 @@ impl HttpBody for Counted {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let before = this.read;
-                    this.read += data.len();
+                    this.read = this.read.saturating_add(data.len());
                     let over = this.read.saturating_sub(this.reserved.max(before));
                     if over > 0 {
                         this.charged.fetch_add(over, Ordering::Relaxed);

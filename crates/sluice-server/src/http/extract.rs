@@ -18,28 +18,26 @@ use sluice_wal::AckLevel;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The database a data route acts on: `{db}` of `/v1/databases/{db}/…`, else `default`.
+/// The database a data route acts on (see [`crate::auth::TargetDatabase`]): `{db}` of
+/// `/v1/databases/{db}/…`, line protocol's `db`/`bucket`, else `default`.
 pub struct Db(pub std::sync::Arc<crate::db::Database>);
 
-/// The `{db}` path parameter, if the route has one.
-pub async fn path_database(parts: &mut Parts) -> Option<String> {
-    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
-        .await
-        .ok()?;
-    params
-        .iter()
-        .find(|(k, _)| *k == "db")
-        .map(|(_, v)| v.to_string())
-}
+/// The target database's name, as the auth middleware decided it (computed the same way if the
+/// middleware did not run).
+pub struct TargetDb(pub String);
 
-/// The `{db}` path parameter as a name (routes that also take the database elsewhere).
-pub struct PathDbName(pub Option<String>);
+impl<S: Send + Sync> FromRequestParts<S> for TargetDb {
+    type Rejection = ApiError;
 
-impl<S: Send + Sync> FromRequestParts<S> for PathDbName {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PathDbName(path_database(parts).await))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if let Some(t) = parts.extensions.get::<crate::auth::TargetDatabase>() {
+            return Ok(TargetDb(t.0.clone()));
+        }
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("", |p| p.as_str());
+        crate::auth::request_database(route, &parts.uri).map(TargetDb)
     }
 }
 
@@ -47,10 +45,8 @@ impl FromRequestParts<AppState> for Db {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let name = path_database(parts).await;
-        state
-            .database(name.as_deref().unwrap_or(crate::db::DEFAULT_DATABASE))
-            .map(Db)
+        let TargetDb(name) = TargetDb::from_request_parts(parts, state).await?;
+        state.database(&name).map(Db)
     }
 }
 

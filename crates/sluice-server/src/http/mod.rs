@@ -76,6 +76,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::system::openapi))
         .routes(routes!(routes::databases::list, routes::databases::create))
         .routes(routes!(routes::databases::delete))
+        .routes(routes!(crate::wire::websocket))
         .merge(data_router())
         .nest(DATABASE_PREFIX, data_router());
     document_database_routes(router.get_openapi_mut());

@@ -23,9 +23,8 @@ use sluice_ts::{Point, PointLimits};
 use sluice_wal::AckLevel;
 use utoipa::IntoParams;
 
-use crate::db::DEFAULT_DATABASE;
 use crate::error::ApiError;
-use crate::http::extract::{AckParam, BatchBody, PathDbName};
+use crate::http::extract::{AckParam, BatchBody, TargetDb};
 use crate::http::routes::WriteErrors;
 use crate::http::routes::ts::write;
 use crate::state::AppState;
@@ -54,12 +53,12 @@ pub struct LineProtocolParams {
     ))]
 pub async fn write_v1(
     State(state): State<AppState>,
-    PathDbName(path_db): PathDbName,
+    TargetDb(db_name): TargetDb,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     BatchBody(body): BatchBody,
 ) -> Result<Response, ApiError> {
-    ingest(&state, path_db, params, ack, &body).await
+    ingest(&state, &db_name, params, ack, &body).await
 }
 
 /// Write InfluxDB line protocol (2.x path).
@@ -72,28 +71,24 @@ pub async fn write_v1(
     ))]
 pub async fn write_v2(
     State(state): State<AppState>,
-    PathDbName(path_db): PathDbName,
+    TargetDb(db_name): TargetDb,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     BatchBody(body): BatchBody,
 ) -> Result<Response, ApiError> {
-    ingest(&state, path_db, params, ack, &body).await
+    ingest(&state, &db_name, params, ack, &body).await
 }
 
 async fn ingest(
     state: &AppState,
-    path_db: Option<String>,
+    db_name: &str,
     params: Result<Query<LineProtocolParams>, axum::extract::rejection::QueryRejection>,
     ack: AckParam,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let Query(params) = params
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
-    let db_name = path_db
-        .as_deref()
-        .or(params.db.as_deref())
-        .or(params.bucket.as_deref())
-        .unwrap_or(DEFAULT_DATABASE);
+    // `db`/`bucket` were read (once, for authorization too) into `db_name`.
     let db = state.database(db_name)?;
     let precision = Precision::parse(params.precision.as_deref())?;
     let text = std::str::from_utf8(body).map_err(|e| {

@@ -3,8 +3,10 @@
 //! (a) batched time-series ingest, acknowledged at `buffer` on every path: `TS_PUT_BUFFERED`
 //!     batch frames over the wire against JSON batches (`/ts/put/batch?ack=buffer`) and line
 //!     protocol (`/write?ack=buffer`) over HTTP — points/s, `--clients` connections, the same
-//!     points (1000 series, two-decimal random walks). A full buffer (wire `0x04`, HTTP 503) is
-//!     backpressure: the client waits 2 ms and resends; only accepted points count.
+//!     points (1000 series, two-decimal random walks), all sent through the Rust client
+//!     (`sluice-client`: its wire `put_buffered`, HTTP `put_batch` and `write_line_protocol`),
+//!     so encoding costs are on the load generator's core. A full buffer (wire `0x04`, HTTP
+//!     503) is backpressure: the client retries after 2 ms; only accepted points count.
 //! (b) single-point buffered puts from one client, one request at a time: `TS_PUT_BUFFERED`
 //!     over the wire against `/ts/put/buffered` over HTTP — req/s; and the wire with 64 requests
 //!     pipelined on one connection.
@@ -18,14 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_bench::{Server, pin_self, start_sluice};
-use sluice_wire::{Request, TsPoint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use sluice_client::api::ts::{Ack, DataPoint};
+use sluice_client::{Client, RetryPolicy, WireClient};
+use sluice_wire::TsPoint;
 
 #[derive(Parser)]
 struct Args {
@@ -75,49 +77,20 @@ fn wire_addr(server: &Server) -> anyhow::Result<String> {
         .context("server.json has no wire_addr")
 }
 
-/// A client connection reading responses through a buffer (one read for many frames).
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    chunk: Vec<u8>,
-}
-
-impl Conn {
-    async fn connect(addr: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-            chunk: vec![0u8; 64 * 1024],
-        })
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        Ok(self.stream.write_all(bytes).await?)
-    }
-
-    /// The next response's status.
-    async fn recv(&mut self) -> anyhow::Result<u8> {
-        loop {
-            if let Some((frame, used)) = sluice_wire::split_frame(&self.buf, usize::MAX)? {
-                let status = frame.code;
-                self.buf.drain(..used);
-                return Ok(status);
-            }
-            let n = self.stream.read(&mut self.chunk).await?;
-            if n == 0 {
-                bail!("connection closed");
-            }
-            self.buf.extend_from_slice(&self.chunk[..n]);
-        }
+/// Backpressure (wire `0x04`, HTTP 503) is retried by the client after 2 ms.
+fn retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 10_000,
+        initial_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(2),
     }
 }
 
-/// Batches over the wire from `clients` connections for `seconds`; returns points/s.
+/// Batches over the wire (the Rust client's `put_buffered`) from `clients` connections for
+/// `seconds`; returns points/s.
 async fn wire_ingest(
     addr: &str,
-    frames: Arc<Vec<(Vec<u8>, usize)>>,
+    batches: Arc<Vec<Vec<TsPoint>>>,
     clients: usize,
     seconds: f64,
 ) -> anyhow::Result<f64> {
@@ -125,21 +98,15 @@ async fn wire_ingest(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let (frames, addr) = (frames.clone(), addr.to_string());
+        let (batches, addr) = (batches.clone(), addr.to_string());
         tasks.spawn(async move {
-            let mut conn = Conn::connect(&addr).await?;
+            let mut conn = WireClient::connect(&addr, None).await?.with_retry(retry());
             let (mut points, mut i) = (0usize, c);
             while Instant::now() < deadline {
-                let (frame, n) = &frames[i % frames.len()];
-                conn.send(frame).await?;
-                match conn.recv().await? {
-                    0x00 => {
-                        points += n;
-                        i += clients;
-                    }
-                    0x04 => tokio::time::sleep(Duration::from_millis(2)).await,
-                    s => bail!("wire status {s:#x}"),
-                }
+                let batch = &batches[i % batches.len()];
+                conn.put_buffered(batch).await?;
+                points += batch.len();
+                i += clients;
             }
             Ok::<usize, anyhow::Error>(points)
         });
@@ -151,10 +118,19 @@ async fn wire_ingest(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-/// HTTP batches from `clients` clients for `seconds`; returns points/s.
+/// How an HTTP batch is sent.
+#[derive(Clone, Copy)]
+enum HttpPath {
+    Json,
+    LineProtocol,
+}
+
+/// HTTP batches (the Rust client's `put_batch` or `write_line_protocol`, `ack=buffer`) from
+/// `clients` clients for `seconds`; returns points/s.
 async fn http_ingest(
-    url: &str,
-    bodies: Arc<Vec<(String, usize)>>,
+    base: &str,
+    path: HttpPath,
+    batches: Arc<Vec<(Vec<DataPoint>, String)>>,
     clients: usize,
     seconds: f64,
 ) -> anyhow::Result<f64> {
@@ -162,23 +138,24 @@ async fn http_ingest(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let (bodies, url) = (bodies.clone(), url.to_string());
+        let batches = batches.clone();
+        let client = Client::builder(base).retry(retry()).build()?;
         tasks.spawn(async move {
-            let client = reqwest::Client::new();
             let (mut points, mut i) = (0usize, c);
             while Instant::now() < deadline {
-                let (body, n) = &bodies[i % bodies.len()];
-                let r = client.post(&url).body(body.clone()).send().await?;
-                let status = r.status();
-                r.bytes().await?;
-                if status.is_success() {
-                    points += n;
-                    i += clients;
-                } else if status == 503 {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                } else {
-                    bail!("{url} answered {status}");
+                let (batch, lines) = &batches[i % batches.len()];
+                match path {
+                    HttpPath::Json => {
+                        client.put_batch(batch, Some(Ack::Buffer)).await?;
+                    }
+                    HttpPath::LineProtocol => {
+                        client
+                            .write_line_protocol(lines, "ms", Some(Ack::Buffer))
+                            .await?;
+                    }
                 }
+                points += batch.len();
+                i += clients;
             }
             Ok::<usize, anyhow::Error>(points)
         });
@@ -204,58 +181,45 @@ async fn main() -> anyhow::Result<()> {
         args.seconds, args.clients, args.batch
     );
     let points = dataset(200);
-    let frames: Arc<Vec<(Vec<u8>, usize)>> = Arc::new(
+    let wire_batches: Arc<Vec<Vec<TsPoint>>> =
+        Arc::new(points.chunks(args.batch).map(<[TsPoint]>::to_vec).collect());
+    let http_batches: Arc<Vec<(Vec<DataPoint>, String)>> = Arc::new(
         points
             .chunks(args.batch)
             .map(|c| {
-                let mut f = Vec::new();
-                Request::TsPutBuffered {
-                    points: c.to_vec(),
-                    batch: true,
-                }
-                .encode(&mut f);
-                (f, c.len())
-            })
-            .collect(),
-    );
-    let json_bodies: Arc<Vec<(String, usize)>> = Arc::new(
-        points
-            .chunks(args.batch)
-            .map(|c| {
-                let ps: Vec<Value> = c
-                    .iter()
-                    .map(|p| json!({"metric": p.metric, "entity": p.entity, "timestamp_ms": p.timestamp_ms, "value": p.value}))
-                    .collect();
-                (json!({ "points": ps }).to_string(), c.len())
-            })
-            .collect(),
-    );
-    let lp_bodies: Arc<Vec<(String, usize)>> = Arc::new(
-        points
-            .chunks(args.batch)
-            .map(|c| {
-                let mut s = String::new();
+                let mut lines = String::new();
                 for p in c {
                     use std::fmt::Write;
                     let _ = writeln!(
-                        s,
+                        lines,
                         "cpu,host={} usage={} {}",
                         p.entity, p.value, p.timestamp_ms
                     );
                 }
-                (s, c.len())
+                let dps = c
+                    .iter()
+                    .map(|p| DataPoint {
+                        metric: p.metric.clone(),
+                        entity: p.entity.clone(),
+                        timestamp_ms: p.timestamp_ms,
+                        value: p.value,
+                        tags: Default::default(),
+                    })
+                    .collect();
+                (dps, lines)
             })
             .collect(),
     );
 
     // (a) batched ingest, ack=buffer.
     let s = start_sluice(&args.sluice, &args.dir, &[], cpu).await?;
-    let wire = wire_ingest(&wire_addr(&s)?, frames, args.clients, args.seconds).await?;
+    let wire = wire_ingest(&wire_addr(&s)?, wire_batches, args.clients, args.seconds).await?;
     drop(s);
     let s = start_sluice(&args.sluice, &args.dir, &[], cpu).await?;
     let json_rate = http_ingest(
-        &format!("{}/ts/put/batch?ack=buffer", s.base),
-        json_bodies,
+        &s.base,
+        HttpPath::Json,
+        http_batches.clone(),
         args.clients,
         args.seconds,
     )
@@ -263,8 +227,9 @@ async fn main() -> anyhow::Result<()> {
     drop(s);
     let s = start_sluice(&args.sluice, &args.dir, &[], cpu).await?;
     let lp_rate = http_ingest(
-        &format!("{}/write?ack=buffer&precision=ms", s.base),
-        lp_bodies,
+        &s.base,
+        HttpPath::LineProtocol,
+        http_batches,
         args.clients,
         args.seconds,
     )
@@ -284,56 +249,41 @@ async fn main() -> anyhow::Result<()> {
     // (b) single-point buffered puts, one client.
     let s = start_sluice(&args.sluice, &args.dir, &[], cpu).await?;
     let one = &points[0];
-    let mut frame = Vec::new();
-    Request::TsPutBuffered {
-        points: vec![one.clone()],
-        batch: false,
-    }
-    .encode(&mut frame);
-    let mut conn = Conn::connect(&wire_addr(&s)?).await?;
+    let mut conn = WireClient::connect(&wire_addr(&s)?, None).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let mut n = 0u64;
     while Instant::now() < deadline {
-        conn.send(&frame).await?;
-        if conn.recv().await? != 0 {
-            bail!("wire put refused");
-        }
+        conn.put_buffered(std::slice::from_ref(one)).await?;
         n += 1;
     }
     let wire_seq = n as f64 / started.elapsed().as_secs_f64();
     // Pipelined: 64 in flight.
-    let batch64: Vec<u8> = frame.repeat(64);
+    let mut frame = Vec::new();
+    sluice_wire::try_encode_ts_put(std::slice::from_ref(one), &mut frame)?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let mut n = 0u64;
     while Instant::now() < deadline {
-        conn.send(&batch64).await?;
-        for _ in 0..64 {
-            if conn.recv().await? != 0 {
-                bail!("wire put refused");
-            }
+        for answer in conn.frames(vec![frame.clone(); 64]).await? {
+            answer?;
         }
         n += 64;
     }
     let wire_pipe = n as f64 / started.elapsed().as_secs_f64();
-    let client = reqwest::Client::new();
-    let url = format!("{}/ts/put/buffered", s.base);
-    let body = json!({"metric": one.metric, "entity": one.entity, "timestamp_ms": one.timestamp_ms, "value": one.value}).to_string();
+    let client = Client::new(&s.base)?;
+    let dp = DataPoint {
+        metric: one.metric.clone(),
+        entity: one.entity.clone(),
+        timestamp_ms: one.timestamp_ms,
+        value: one.value,
+        tags: Default::default(),
+    };
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let mut n = 0u64;
     while Instant::now() < deadline {
-        let r = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("{url}: {}", r.status());
-        }
-        r.bytes().await?;
+        client.put_buffered(&dp).await?;
         n += 1;
     }
     let http_seq = n as f64 / started.elapsed().as_secs_f64();

@@ -29,6 +29,7 @@ pub use frame::{
     FLAG_BATCH, FrameError, HEADER_LEN, Opcode, RawFrame, Status, encode_frame, split_frame,
 };
 pub use payload::{
-    DecodeError, Reader, Request, TsPoint, VectorEntity, VectorRef, decode_request, encode_auth,
-    encode_ts_points, encode_vector_entities, encode_vector_removes, le_bytes,
+    DecodeError, EncodeError, Reader, Request, TsPoint, VectorEntity, VectorRef, decode_request,
+    encode_auth, encode_ts_points, encode_vector_entities, encode_vector_removes, le_bytes,
+    try_encode_ts_put, try_encode_vector_put,
 };

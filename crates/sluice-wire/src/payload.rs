@@ -153,7 +153,50 @@ impl Request<'_> {
         }
     }
 
+    /// Checks that every length fits its field (u16 for strings and tag JSON, u32 for counts,
+    /// dimensions, metadata and the frame payload), so [`Request::encode`] cannot fail.
+    pub fn check(&self) -> Result<(), EncodeError> {
+        match self {
+            Request::Auth { token } => fits16("token", token.len()),
+            Request::TsPutBuffered { points, .. } => check_ts_points(points),
+            Request::VectorAddBuffered { entities, .. }
+            | Request::VectorUpdateBuffered { entities, .. } => check_vector_entities(entities),
+            Request::VectorRemoveBuffered { pks, .. } => {
+                fits32("pks", pks.len())?;
+                pks.iter().try_for_each(|pk| fits16("pk", pk.len()))
+            }
+            Request::WalApplyCompressed(b) | Request::ReplicationConfig(b) => {
+                fits32("payload", b.len())
+            }
+            Request::TsBufferStats
+            | Request::TsBufferFlush
+            | Request::VectorBufferStats
+            | Request::VectorBufferFlush
+            | Request::ReplicationStats => Ok(()),
+        }
+    }
+
+    /// [`Request::check`], then [`Request::encode`]: the encoder for input the caller does not
+    /// control.
+    pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.check()?;
+        let start = out.len();
+        self.encode(out);
+        if out.len() - start - crate::HEADER_LEN > u32::MAX as usize {
+            out.truncate(start);
+            return Err(EncodeError {
+                field: "frame",
+                len: usize::MAX,
+            });
+        }
+        Ok(())
+    }
+
     /// Appends this request as one frame.
+    ///
+    /// # Panics
+    /// If a field is longer than its length prefix allows (see [`Request::check`]; use
+    /// [`Request::try_encode`] for unchecked input).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let op = self.opcode() as u8;
         let (flags, payload) = match self {
@@ -266,6 +309,82 @@ fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
     let len = u16::try_from(b.len()).expect("callers keep u16-length fields short");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(b);
+}
+
+fn fits16(field: &'static str, len: usize) -> Result<(), EncodeError> {
+    if len > u16::MAX as usize {
+        return Err(EncodeError { field, len });
+    }
+    Ok(())
+}
+
+fn fits32(field: &'static str, len: usize) -> Result<(), EncodeError> {
+    if len > u32::MAX as usize {
+        return Err(EncodeError { field, len });
+    }
+    Ok(())
+}
+
+fn check_ts_points(points: &[TsPoint]) -> Result<(), EncodeError> {
+    fits32("points", points.len())?;
+    for p in points {
+        fits16("metric", p.metric.len())?;
+        fits16("entity", p.entity.len())?;
+        if !p.tags.is_empty() {
+            let json = serde_json::to_vec(&p.tags).map_or(usize::MAX, |j| j.len());
+            fits16("tags", json)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_vector_entities(entities: &[VectorEntity<'_>]) -> Result<(), EncodeError> {
+    fits32("entities", entities.len())?;
+    for e in entities {
+        fits16("pk", e.pk.len())?;
+        fits32("vector", e.vector.len())?;
+        if let Some(m) = &e.metadata {
+            let json = serde_json::to_vec(m).map_or(usize::MAX, |j| j.len());
+            fits32("metadata", json)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a checked `TS_PUT_BUFFERED` frame for borrowed `points` (batch flag when more than
+/// one): what a client sends without building a [`Request`].
+pub fn try_encode_ts_put(points: &[TsPoint], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    check_ts_points(points)?;
+    let (flags, payload) = encode_ts_points(points);
+    fits32("frame", payload.len())?;
+    encode_frame(Opcode::TsPutBuffered as u8, flags, &payload, out);
+    Ok(())
+}
+
+/// Appends a checked `VECTOR_ADD_BUFFERED` (or, with `update`, `VECTOR_UPDATE_BUFFERED`) frame.
+pub fn try_encode_vector_put(
+    entities: &[VectorEntity<'_>],
+    update: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    check_vector_entities(entities)?;
+    let (flags, payload) = encode_vector_entities(entities);
+    fits32("frame", payload.len())?;
+    let op = if update {
+        Opcode::VectorUpdateBuffered
+    } else {
+        Opcode::VectorAddBuffered
+    };
+    encode_frame(op as u8, flags, &payload, out);
+    Ok(())
+}
+
+/// A field too long for its length prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} is {len} bytes (or items), more than its length field can hold")]
+pub struct EncodeError {
+    pub field: &'static str,
+    pub len: usize,
 }
 
 /// Decodes a request frame.

@@ -272,3 +272,33 @@ fn an_oversized_length_is_refused_before_its_payload_arrives() {
     );
     assert_eq!(split_frame(&header[..5], 1 << 20), Ok(None));
 }
+
+#[test]
+fn fields_too_long_for_their_prefix_are_refused_not_panicked() {
+    use sluice_wire::{Request, TsPoint};
+    let long = "m".repeat(70_000);
+    let req = Request::TsPutBuffered {
+        points: vec![TsPoint {
+            metric: long.clone(),
+            entity: String::new(),
+            timestamp_ms: 1,
+            value: 1.0,
+            tags: Default::default(),
+        }],
+        batch: false,
+    };
+    let mut out = Vec::new();
+    let err = req.try_encode(&mut out).unwrap_err();
+    assert_eq!(err.field, "metric");
+    assert!(out.is_empty(), "nothing written");
+    assert!(Request::Auth { token: &long }.check().is_err());
+    assert!(
+        Request::VectorRemoveBuffered {
+            pks: vec![&long],
+            batch: false
+        }
+        .check()
+        .is_err()
+    );
+    assert!(Request::Auth { token: "ok" }.try_encode(&mut out).is_ok());
+}

@@ -1,4 +1,5 @@
-//! `sluice put` and `sluice query`: talk to a running server over HTTP.
+//! `sluice put` and `sluice query`: talk to a running server over HTTP through the Rust client
+//! (`sluice-client`, which retries refused requests honouring `Retry-After`).
 //!
 //! Both print the server's JSON answer on stdout and exit 0 on success; on an error answer they
 //! print its body on stderr and exit 1. The server is `--server` or `SLUICE_SERVER`
@@ -6,9 +7,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::{Map, Value, json};
+use sluice_client::Client;
+use sluice_client::api::ts::{Ack, Aggregation, DataPoint, QueryRequest};
 
 #[derive(Args)]
 pub struct ServerArg {
@@ -78,78 +82,92 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn tags(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+fn tags(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|p| {
             let (k, v) = p
                 .split_once('=')
                 .with_context(|| format!("tag {p:?} is not KEY=VALUE"))?;
-            Ok((k.to_string(), Value::String(v.to_string())))
+            Ok((k.to_string(), v.to_string()))
         })
         .collect()
 }
 
-async fn post(server: &ServerArg, path: &str, body: &Value) -> anyhow::Result<()> {
-    let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().post(&url).json(body);
+fn client(server: &ServerArg) -> anyhow::Result<Client> {
+    let mut builder = Client::builder(&server.server);
     if let Some(token) = &server.token {
-        request = request.bearer_auth(token);
+        builder = builder.token(token);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let text = response.text().await.context("reading the answer")?;
-    if !status.is_success() {
-        eprintln!("{text}");
-        bail!("server answered {status}");
+    Ok(builder.build()?)
+}
+
+/// Prints an answer as pretty JSON; an error answer's body goes to stderr.
+fn print<T: serde::Serialize>(result: sluice_client::Result<T>) -> anyhow::Result<()> {
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Err(sluice_client::Error::Api { status, body }) => {
+            eprintln!("{}", serde_json::to_string(&body)?);
+            bail!("server answered {status}")
+        }
+        Err(e) => Err(e.into()),
     }
-    let pretty = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
-    println!("{pretty}");
-    Ok(())
+}
+
+fn parse_ack(ack: Option<&str>) -> anyhow::Result<Option<Ack>> {
+    Ok(match ack {
+        None => None,
+        Some("buffer") => Some(Ack::Buffer),
+        Some("wal") => Some(Ack::Wal),
+        Some("fsync") => Some(Ack::Fsync),
+        Some(other) => bail!("--ack {other:?}: use buffer, wal or fsync"),
+    })
 }
 
 pub async fn put(a: PutArgs) -> anyhow::Result<()> {
-    let body = json!({
-        "metric": a.metric,
-        "entity": a.entity,
-        "timestamp_ms": a.timestamp_ms.unwrap_or_else(now_ms),
-        "value": a.value,
-        "tags": tags(&a.tags)?,
-    });
-    let route = if a.buffered {
-        "/ts/put/buffered"
+    let point = DataPoint {
+        metric: a.metric,
+        entity: a.entity,
+        timestamp_ms: a.timestamp_ms.unwrap_or_else(now_ms),
+        value: a.value,
+        tags: tags(&a.tags)?,
+    };
+    let c = client(&a.server)?;
+    let ack = parse_ack(a.ack.as_deref())?;
+    if a.buffered {
+        anyhow::ensure!(ack.is_none(), "--ack does not apply to --buffered writes");
+        print(c.put_buffered(&point).await)
     } else {
-        "/ts/put"
-    };
-    let path = match &a.ack {
-        Some(ack) => format!("{route}?ack={ack}"),
-        None => route.to_string(),
-    };
-    post(&a.server, &path, &body).await
+        print(c.put(&point, ack).await)
+    }
 }
 
 pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
-    let mut body = json!({
-        "metric": a.metric,
-        "tags": tags(&a.tags)?,
-        "from_ms": a.from_ms,
-        "to_ms": a.to_ms.unwrap_or_else(now_ms),
-        "group_by": a.group_by,
-    });
-    if let Some(e) = a.entity {
-        body["entity"] = json!(e);
-    }
-    if let Some(agg) = a.aggregation {
-        body["aggregation"] = json!(agg);
-    }
-    if let Some(step) = a.step_ms {
-        body["step_ms"] = json!(step);
-    }
-    post(&a.server, "/ts/query", &body).await
+    let aggregation = match a.aggregation {
+        None => None,
+        Some(agg) => Some(
+            serde_json::from_value::<Aggregation>(serde_json::Value::String(agg.clone())).map_err(
+                |_| {
+                    anyhow::anyhow!(
+                        "--aggregation {agg:?}: use min, max, sum, avg, count, first or last"
+                    )
+                },
+            )?,
+        ),
+    };
+    let q = QueryRequest {
+        metric: a.metric,
+        entity: a.entity,
+        tags: tags(&a.tags)?,
+        matchers: Vec::new(),
+        from_ms: a.from_ms,
+        to_ms: a.to_ms.unwrap_or_else(now_ms),
+        aggregation,
+        step_ms: a.step_ms,
+        group_by: a.group_by,
+    };
+    print(client(&a.server)?.query(&q).await)
 }

@@ -1,0 +1,440 @@
+//! The HTTP transport: typed methods for every route.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_api::ErrorBody;
+use sluice_api::database::{CreateDatabase, DatabaseInfo, DatabaseList, DeleteDatabaseResponse};
+use sluice_api::ts::{
+    Ack, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse, DataPoint,
+    FlushResponse, PutResponse, QueryRequest, QueryResponse,
+};
+use sluice_api::vector::{
+    AddResponse, BatchAddRequest, BatchAddResponse, BufferedVectorResponse, CollectionInfo,
+    CollectionList, CreateCollection, DeleteResponse, RemoveRequest, SearchRequest, SearchResponse,
+    VectorBufferStats, VectorEntity, VectorFlushResponse,
+};
+
+use crate::{Error, Result, RetryPolicy};
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    base: String,
+    token: Option<String>,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Bearer token (or JWT) sent with every request.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Per-request timeout (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn build(self) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        Ok(Client {
+            http,
+            base: self.base.trim_end_matches('/').to_string(),
+            prefix: String::new(),
+            token: self.token,
+            retry: self.retry,
+        })
+    }
+}
+
+/// An HTTP client of one server (cheap to clone; clones share the connection pool).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// `""` (database `default`) or `/v1/databases/<db>`.
+    prefix: String,
+    token: Option<String>,
+    retry: RetryPolicy,
+}
+
+fn ack_query(ack: Option<Ack>) -> &'static str {
+    match ack {
+        None => "",
+        Some(Ack::Buffer) => "?ack=buffer",
+        Some(Ack::Wal) => "?ack=wal",
+        Some(Ack::Fsync) => "?ack=fsync",
+    }
+}
+
+fn collection_query(collection: Option<&str>) -> String {
+    collection.map_or_else(String::new, |c| format!("?collection={}", encode(c)))
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A builder for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn builder(base: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base: base.into(),
+            token: None,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A client with default settings.
+    pub fn new(base: impl Into<String>) -> Result<Client> {
+        Client::builder(base).build()
+    }
+
+    /// The same client acting on database `name` (`/v1/databases/{name}/…`).
+    pub fn database(&self, name: &str) -> Client {
+        Client {
+            prefix: format!("/v1/databases/{}", encode(name)),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a request, retrying refusals (429/503) and connection failures per the policy.
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let text = self.send_raw(method, path, body, None).await?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
+    }
+
+    async fn send_raw<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&B>,
+        raw: Option<(&str, String)>,
+    ) -> Result<String> {
+        let url = format!("{}{}", self.base, path);
+        let mut attempt = 0;
+        loop {
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = json {
+                req = req.json(b);
+            }
+            if let Some((content_type, body)) = &raw {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            let (error, retry_after) = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = resp.text().await?;
+                    if status.is_success() {
+                        return Ok(text);
+                    }
+                    let err = api_error(status, &text);
+                    if status != StatusCode::TOO_MANY_REQUESTS
+                        && status != StatusCode::SERVICE_UNAVAILABLE
+                    {
+                        return Err(err);
+                    }
+                    (err, retry_after)
+                }
+                // Refused connections never reached the server; timeouts and resets may have,
+                // which is safe for Sluice's idempotent writes.
+                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                    (Error::from(e), None)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            attempt += 1;
+            if attempt > self.retry.max_retries {
+                return Err(if self.retry.max_retries == 0 {
+                    error
+                } else {
+                    Error::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(error),
+                    }
+                });
+            }
+            tokio::time::sleep(self.retry.wait(attempt, retry_after)).await;
+        }
+    }
+
+    fn data(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    // --- time series -------------------------------------------------------------------------
+
+    /// `POST /ts/put`: one point, acknowledged at `ack` (server default `fsync`).
+    pub async fn put(&self, point: &DataPoint, ack: Option<Ack>) -> Result<PutResponse> {
+        let path = self.data(&format!("/ts/put{}", ack_query(ack)));
+        self.send(Method::POST, &path, Some(point)).await
+    }
+
+    /// `POST /ts/put/batch`: all points or none.
+    pub async fn put_batch(
+        &self,
+        points: &[DataPoint],
+        ack: Option<Ack>,
+    ) -> Result<BatchPutResponse> {
+        let path = self.data(&format!("/ts/put/batch{}", ack_query(ack)));
+        let body = BatchPutRequest {
+            points: points.to_vec(),
+        };
+        self.send(Method::POST, &path, Some(&body)).await
+    }
+
+    /// `POST /ts/put/buffered` (seed): through the TSAutoBuffer.
+    pub async fn put_buffered(&self, point: &DataPoint) -> Result<BufferedPutResponse> {
+        let path = self.data("/ts/put/buffered");
+        self.send(Method::POST, &path, Some(point)).await
+    }
+
+    /// `GET /ts/buffer/stats` (seed).
+    pub async fn get_buffer_stats(&self) -> Result<BufferStats> {
+        self.send::<(), _>(Method::GET, &self.data("/ts/buffer/stats"), None)
+            .await
+    }
+
+    /// `POST /ts/buffer/flush` (seed; admin).
+    pub async fn flush_buffer(&self) -> Result<FlushResponse> {
+        self.send::<(), _>(Method::POST, &self.data("/ts/buffer/flush"), None)
+            .await
+    }
+
+    /// `POST /ts/query`.
+    pub async fn query(&self, query: &QueryRequest) -> Result<QueryResponse> {
+        self.send(Method::POST, &self.data("/ts/query"), Some(query))
+            .await
+    }
+
+    /// `POST /write`: InfluxDB line protocol (`precision` `ns`, `us`, `ms` or `s`).
+    pub async fn write_line_protocol(
+        &self,
+        lines: &str,
+        precision: &str,
+        ack: Option<Ack>,
+    ) -> Result<()> {
+        let ack = ack_query(ack).replace('?', "&");
+        let path = self.data(&format!("/write?precision={}{ack}", encode(precision)));
+        self.send_raw::<()>(
+            Method::POST,
+            &path,
+            None,
+            Some(("text/plain; charset=utf-8", lines.to_string())),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    // --- vectors -----------------------------------------------------------------------------
+
+    /// `POST /vectors/add`: searchable on return.
+    pub async fn add_vector(
+        &self,
+        collection: Option<&str>,
+        entity: &VectorEntity,
+    ) -> Result<AddResponse> {
+        let path = self.data(&format!("/vectors/add{}", collection_query(collection)));
+        self.send(Method::POST, &path, Some(entity)).await
+    }
+
+    /// `POST /vectors/add/batch`.
+    pub async fn add_vectors(
+        &self,
+        collection: Option<&str>,
+        entities: &[VectorEntity],
+    ) -> Result<BatchAddResponse> {
+        let path = self.data(&format!(
+            "/vectors/add/batch{}",
+            collection_query(collection)
+        ));
+        let body = BatchAddRequest {
+            vectors: entities.to_vec(),
+        };
+        self.send(Method::POST, &path, Some(&body)).await
+    }
+
+    /// `POST /vectors/add/buffered` (seed).
+    pub async fn add_buffered(
+        &self,
+        collection: Option<&str>,
+        entity: &VectorEntity,
+    ) -> Result<BufferedVectorResponse> {
+        let path = self.data(&format!(
+            "/vectors/add/buffered{}",
+            collection_query(collection)
+        ));
+        self.send(Method::POST, &path, Some(entity)).await
+    }
+
+    /// `POST /vectors/update/buffered` (seed).
+    pub async fn update_buffered(
+        &self,
+        collection: Option<&str>,
+        entity: &VectorEntity,
+    ) -> Result<BufferedVectorResponse> {
+        let path = self.data(&format!(
+            "/vectors/update/buffered{}",
+            collection_query(collection)
+        ));
+        self.send(Method::POST, &path, Some(entity)).await
+    }
+
+    /// `DELETE /vectors/remove/buffered` (seed).
+    pub async fn remove_buffered(
+        &self,
+        collection: Option<&str>,
+        pk: &str,
+    ) -> Result<BufferedVectorResponse> {
+        let path = self.data(&format!(
+            "/vectors/remove/buffered{}",
+            collection_query(collection)
+        ));
+        let body = RemoveRequest { pk: pk.to_string() };
+        self.send(Method::DELETE, &path, Some(&body)).await
+    }
+
+    /// `GET /vectors/buffer/stats` (seed).
+    pub async fn get_vector_buffer_stats(&self) -> Result<VectorBufferStats> {
+        self.send::<(), _>(Method::GET, &self.data("/vectors/buffer/stats"), None)
+            .await
+    }
+
+    /// `POST /vectors/buffer/flush` (seed; admin).
+    pub async fn flush_vector_buffer(&self) -> Result<VectorFlushResponse> {
+        self.send::<(), _>(Method::POST, &self.data("/vectors/buffer/flush"), None)
+            .await
+    }
+
+    /// `POST /vectors/search`.
+    pub async fn search(
+        &self,
+        collection: Option<&str>,
+        request: &SearchRequest,
+    ) -> Result<SearchResponse> {
+        let path = self.data(&format!("/vectors/search{}", collection_query(collection)));
+        self.send(Method::POST, &path, Some(request)).await
+    }
+
+    /// `GET /vectors/{pk}`.
+    pub async fn get_vector(&self, collection: Option<&str>, pk: &str) -> Result<VectorEntity> {
+        let path = self.data(&format!(
+            "/vectors/{}{}",
+            encode(pk),
+            collection_query(collection)
+        ));
+        self.send::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `DELETE /vectors/{pk}`.
+    pub async fn delete_vector(
+        &self,
+        collection: Option<&str>,
+        pk: &str,
+    ) -> Result<DeleteResponse> {
+        let path = self.data(&format!(
+            "/vectors/{}{}",
+            encode(pk),
+            collection_query(collection)
+        ));
+        self.send::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// `POST /v1/collections`.
+    pub async fn create_collection(&self, spec: &CreateCollection) -> Result<CollectionInfo> {
+        self.send(Method::POST, &self.data("/v1/collections"), Some(spec))
+            .await
+    }
+
+    /// `GET /v1/collections`.
+    pub async fn list_collections(&self) -> Result<CollectionList> {
+        self.send::<(), _>(Method::GET, &self.data("/v1/collections"), None)
+            .await
+    }
+
+    // --- databases ---------------------------------------------------------------------------
+
+    /// `POST /v1/databases` (admin).
+    pub async fn create_database(&self, spec: &CreateDatabase) -> Result<DatabaseInfo> {
+        self.send(Method::POST, "/v1/databases", Some(spec)).await
+    }
+
+    /// `GET /v1/databases`: those the caller has a role on.
+    pub async fn list_databases(&self) -> Result<DatabaseList> {
+        self.send::<(), _>(Method::GET, "/v1/databases", None).await
+    }
+
+    /// `DELETE /v1/databases/{db}` (admin).
+    pub async fn delete_database(&self, name: &str) -> Result<DeleteDatabaseResponse> {
+        let path = format!("/v1/databases/{}", encode(name));
+        self.send::<(), _>(Method::DELETE, &path, None).await
+    }
+}
+
+/// The error of a non-2xx answer: the server's error body, or one made from the status.
+fn api_error(status: StatusCode, text: &str) -> Error {
+    let body = serde_json::from_str::<ErrorBody>(text).unwrap_or_else(|_| ErrorBody {
+        error: text.chars().take(512).collect(),
+        code: "http_error".into(),
+        error_id: String::new(),
+        field: None,
+        success: None,
+        buffer_size: None,
+    });
+    Error::Api {
+        status: status.as_u16(),
+        body: Box::new(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded() {
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        let c = Client::new("http://x/").unwrap().database("db 1");
+        assert_eq!(c.data("/ts/put"), "/v1/databases/db%201/ts/put");
+        assert_eq!(collection_query(Some("c&d")), "?collection=c%26d");
+    }
+}

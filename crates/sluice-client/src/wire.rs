@@ -1,0 +1,243 @@
+//! The wire transport: one TCP connection speaking the binary protocol
+//! (`docs/wire-protocol.md`).
+//!
+//! Requests are answered in order; [`WireClient::pipeline`] writes many frames before reading
+//! their answers (one round trip for the lot). A refused frame — status `0x04` (buffer
+//! overflow) or `0x07` (too many requests) — is re-sent after a backoff per the
+//! [`RetryPolicy`]; other error statuses become [`Error::Api`] with the server's error body.
+
+use serde::de::DeserializeOwned;
+use sluice_api::ErrorBody;
+use sluice_api::ts::{BufferStats, FlushResponse};
+use sluice_api::vector::{VectorBufferStats, VectorFlushResponse};
+use sluice_wire::{HEADER_LEN, Request, Status, TsPoint, VectorEntity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::{Error, Result, RetryPolicy};
+
+/// A connection to a server's wire listener.
+pub struct WireClient {
+    stream: BufReader<TcpStream>,
+    out: Vec<u8>,
+    retry: RetryPolicy,
+    /// Largest answer accepted (a corrupt length must not allocate gigabytes).
+    max_answer: usize,
+}
+
+/// One answer frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u8,
+    pub payload: Vec<u8>,
+}
+
+impl WireClient {
+    /// Connects to `addr` (`host:port`) and, with a token, authenticates the connection.
+    pub async fn connect(addr: &str, token: Option<&str>) -> Result<WireClient> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut client = WireClient {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            out: Vec::with_capacity(64 * 1024),
+            retry: RetryPolicy::default(),
+            max_answer: 64 << 20,
+        };
+        if let Some(t) = token {
+            client.auth(t).await?;
+        }
+        Ok(client)
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// `AUTH`: (re-)authenticates the connection.
+    pub async fn auth(&mut self, token: &str) -> Result<()> {
+        self.call(&Request::Auth { token }).await.map(|_| ())
+    }
+
+    /// `TS_PUT_BUFFERED` (seed): one point or a batch; the buffer size after the write.
+    pub async fn put_buffered(&mut self, points: &[TsPoint]) -> Result<u64> {
+        let mut frame = Vec::new();
+        sluice_wire::try_encode_ts_put(points, &mut frame)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        u64_answer(&self.one(frame).await?)
+    }
+
+    /// `TS_BUFFER_STATS` (seed): the JSON of `GET /ts/buffer/stats`.
+    pub async fn get_buffer_stats(&mut self) -> Result<BufferStats> {
+        json_answer(&self.call(&Request::TsBufferStats).await?)
+    }
+
+    /// `TS_BUFFER_FLUSH` (seed).
+    pub async fn flush_buffer(&mut self) -> Result<FlushResponse> {
+        json_answer(&self.call(&Request::TsBufferFlush).await?)
+    }
+
+    /// `VECTOR_ADD_BUFFERED` (seed), collection `default`.
+    pub async fn add_buffered(&mut self, entities: &[VectorEntity<'_>]) -> Result<u64> {
+        let mut frame = Vec::new();
+        sluice_wire::try_encode_vector_put(entities, false, &mut frame)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        u64_answer(&self.one(frame).await?)
+    }
+
+    /// `VECTOR_UPDATE_BUFFERED` (seed).
+    pub async fn update_buffered(&mut self, entities: &[VectorEntity<'_>]) -> Result<u64> {
+        let mut frame = Vec::new();
+        sluice_wire::try_encode_vector_put(entities, true, &mut frame)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        u64_answer(&self.one(frame).await?)
+    }
+
+    /// `VECTOR_REMOVE_BUFFERED` (seed).
+    pub async fn remove_buffered(&mut self, pks: &[&str]) -> Result<u64> {
+        let req = Request::VectorRemoveBuffered {
+            pks: pks.to_vec(),
+            batch: pks.len() != 1,
+        };
+        u64_answer(&self.call(&req).await?)
+    }
+
+    /// `VECTOR_BUFFER_STATS` (seed).
+    pub async fn get_vector_buffer_stats(&mut self) -> Result<VectorBufferStats> {
+        json_answer(&self.call(&Request::VectorBufferStats).await?)
+    }
+
+    /// `VECTOR_BUFFER_FLUSH` (seed).
+    pub async fn flush_vector_buffer(&mut self) -> Result<VectorFlushResponse> {
+        json_answer(&self.call(&Request::VectorBufferFlush).await?)
+    }
+
+    /// One request, retried while refused.
+    pub async fn call(&mut self, req: &Request<'_>) -> Result<Vec<u8>> {
+        let mut frame = Vec::new();
+        req.try_encode(&mut frame)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.one(frame).await
+    }
+
+    async fn one(&mut self, frame: Vec<u8>) -> Result<Vec<u8>> {
+        self.frames(vec![frame])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Decode("no answer".into()))?
+    }
+
+    /// Sends every request before reading any answer (one round trip), then re-sends, after a
+    /// backoff, those refused with `0x04`/`0x07`. Answers are in request order: the payload
+    /// for ok frames, the error for others.
+    pub async fn pipeline(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Result<Vec<u8>>>> {
+        let frames = reqs
+            .iter()
+            .map(|r| {
+                let mut f = Vec::new();
+                r.try_encode(&mut f).map(|()| f)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.frames(frames).await
+    }
+
+    /// [`WireClient::pipeline`] for frames already encoded (one frame per element).
+    pub async fn frames(&mut self, frames: Vec<Vec<u8>>) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut results: Vec<Option<Result<Vec<u8>>>> = (0..frames.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..frames.len()).collect();
+        let mut attempt = 0;
+        loop {
+            self.out.clear();
+            for &i in &pending {
+                self.out.extend_from_slice(&frames[i]);
+            }
+            self.stream.get_mut().write_all(&self.out).await?;
+            let mut refused = Vec::new();
+            for &i in &pending {
+                let answer = self.read_answer().await?;
+                let retryable = answer.status == Status::BufferOverflow as u8
+                    || answer.status == Status::TooManyRequests as u8;
+                let result = if answer.status == Status::Ok as u8 {
+                    Ok(answer.payload)
+                } else {
+                    Err(wire_error(&answer))
+                };
+                if retryable {
+                    refused.push(i);
+                }
+                results[i] = Some(result);
+            }
+            if refused.is_empty() || attempt >= self.retry.max_retries {
+                if !refused.is_empty() && self.retry.max_retries > 0 {
+                    for i in refused {
+                        if let Some(Err(e)) = results[i].take() {
+                            results[i] = Some(Err(Error::RetriesExhausted {
+                                attempts: attempt + 1,
+                                last: Box::new(e),
+                            }));
+                        }
+                    }
+                }
+                break;
+            }
+            attempt += 1;
+            tokio::time::sleep(self.retry.wait(attempt, None)).await;
+            pending = refused;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Decode("no answer".into()))))
+            .collect())
+    }
+
+    async fn read_answer(&mut self) -> Result<Answer> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream.read_exact(&mut header).await?;
+        let len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        if len > self.max_answer {
+            return Err(Error::Decode(format!("answer of {len} bytes")));
+        }
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).await?;
+        Ok(Answer {
+            status: header[0],
+            payload,
+        })
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) -> Result<()> {
+        self.stream.get_mut().shutdown().await?;
+        Ok(())
+    }
+}
+
+fn wire_error(answer: &Answer) -> Error {
+    let body = serde_json::from_slice::<ErrorBody>(&answer.payload).unwrap_or_else(|_| ErrorBody {
+        error: String::from_utf8_lossy(&answer.payload)
+            .chars()
+            .take(512)
+            .collect(),
+        code: format!("wire_status_{:02x}", answer.status),
+        error_id: String::new(),
+        field: None,
+        success: None,
+        buffer_size: None,
+    });
+    Error::Api {
+        status: answer.status as u16,
+        body: Box::new(body),
+    }
+}
+
+fn u64_answer(payload: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| Error::Decode(format!("expected 8 bytes, got {}", payload.len())))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+fn json_answer<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    serde_json::from_slice(payload).map_err(|e| Error::Decode(e.to_string()))
+}

@@ -62,7 +62,16 @@ impl WireClient {
     /// `TS_PUT_BUFFERED` (seed): one point or a batch; the buffer size after the write.
     pub async fn put_buffered(&mut self, points: &[TsPoint]) -> Result<u64> {
         let mut frame = Vec::new();
-        sluice_wire::try_encode_ts_put(points, &mut frame)
+        sluice_wire::try_encode_ts_put(points, true, &mut frame)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        u64_answer(&self.one(frame).await?)
+    }
+
+    /// `TS_PUT` (ours): the points written directly, all or none, answered once fsync'd;
+    /// returns the write's LSN.
+    pub async fn put(&mut self, points: &[TsPoint]) -> Result<u64> {
+        let mut frame = Vec::new();
+        sluice_wire::try_encode_ts_put(points, false, &mut frame)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         u64_answer(&self.one(frame).await?)
     }

@@ -42,7 +42,7 @@ use sluice_ts::Point;
 use sluice_vector::engine::WriteMode;
 use sluice_vector::record::{EntityData, Op};
 use sluice_wal::AckLevel;
-use sluice_wire::{DecodeError, FrameError, Request, Status, encode_frame, split_frame};
+use sluice_wire::{DecodeError, FrameError, Request, Status, TsPoint, encode_frame, split_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -222,6 +222,7 @@ pub fn route_of(opcode: sluice_wire::Opcode) -> (axum::http::Method, &'static st
     match opcode {
         O::Auth => (Method::POST, "/auth"),
         O::TsPutBuffered => (Method::POST, "/ts/put/buffered"),
+        O::TsPut => (Method::POST, "/ts/put/batch"),
         O::TsBufferStats => (Method::GET, "/ts/buffer/stats"),
         O::TsBufferFlush => (Method::POST, "/ts/buffer/flush"),
         O::VectorAddBuffered => (Method::POST, "/vectors/add/buffered"),
@@ -368,31 +369,15 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
     match request {
         Request::Auth { .. } => Ok(Vec::new()),
         Request::TsPutBuffered { points, .. } => {
-            let limits = db.ts.config().point_limits;
-            let prefix = |i: usize, batch: bool| {
-                if batch {
-                    format!("points[{i}].")
-                } else {
-                    String::new()
-                }
-            };
-            let batch = points.len() > 1;
-            let points = points
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    Point::new(p.metric, p.entity, p.timestamp_ms, p.value, p.tags, &limits)
-                        .map_err(|e| {
-                            ApiError::invalid_field(
-                                format!("{}{}", prefix(i, batch), e.field),
-                                e.reason,
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let points = validate_points(&db, points)?;
             let ack = ts_buffered_ack(&db);
             let (_, size) = routes::ts::write(&db, points, ack).await?;
             Ok(size.to_le_bytes().to_vec())
+        }
+        Request::TsPut { points, .. } => {
+            let points = validate_points(&db, points)?;
+            let (lsn, _) = routes::ts::write(&db, points, AckLevel::Fsync).await?;
+            Ok(lsn.get().to_le_bytes().to_vec())
         }
         Request::TsBufferStats => Ok(json(&routes::ts::stats_body(&db))),
         Request::TsBufferFlush => Ok(json(&routes::ts::flush_now(&db).await?)),
@@ -430,6 +415,29 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
             "replication is not supported on this node",
         )),
     }
+}
+
+/// The wire points as engine points, each error naming its field (`points[3].value`).
+fn validate_points(db: &Database, points: Vec<TsPoint>) -> Result<Vec<Point>, ApiError> {
+    let limits = db.ts.config().point_limits;
+    let prefix = |i: usize, batch: bool| {
+        if batch {
+            format!("points[{i}].")
+        } else {
+            String::new()
+        }
+    };
+    let batch = points.len() > 1;
+    let points = points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Point::new(p.metric, p.entity, p.timestamp_ms, p.value, p.tags, &limits).map_err(|e| {
+                ApiError::invalid_field(format!("{}{}", prefix(i, batch), e.field), e.reason)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(points)
 }
 
 fn ts_buffered_ack(db: &Database) -> AckLevel {

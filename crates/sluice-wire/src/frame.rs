@@ -12,6 +12,9 @@ pub enum Opcode {
     /// Ours: authenticate the connection with a bearer token.
     Auth = 0x01,
     TsPutBuffered = 0x70,
+    /// Ours: the same payload as `TS_PUT_BUFFERED`, written directly (all or nothing) and
+    /// answered once fsync'd with the LSN.
+    TsPut = 0x73,
     TsBufferStats = 0x71,
     TsBufferFlush = 0x72,
     VectorAddBuffered = 0x80,
@@ -25,9 +28,10 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 12] = [
+    pub const ALL: [Opcode; 13] = [
         Opcode::Auth,
         Opcode::TsPutBuffered,
+        Opcode::TsPut,
         Opcode::TsBufferStats,
         Opcode::TsBufferFlush,
         Opcode::VectorAddBuffered,

@@ -114,6 +114,11 @@ pub enum Request<'a> {
         points: Vec<TsPoint>,
         batch: bool,
     },
+    /// Ours (`0x73`): the same points, written directly and acknowledged at `fsync`.
+    TsPut {
+        points: Vec<TsPoint>,
+        batch: bool,
+    },
     TsBufferStats,
     TsBufferFlush,
     VectorAddBuffered {
@@ -140,6 +145,7 @@ impl Request<'_> {
         match self {
             Request::Auth { .. } => Opcode::Auth,
             Request::TsPutBuffered { .. } => Opcode::TsPutBuffered,
+            Request::TsPut { .. } => Opcode::TsPut,
             Request::TsBufferStats => Opcode::TsBufferStats,
             Request::TsBufferFlush => Opcode::TsBufferFlush,
             Request::VectorAddBuffered { .. } => Opcode::VectorAddBuffered,
@@ -158,7 +164,9 @@ impl Request<'_> {
     pub fn check(&self) -> Result<(), EncodeError> {
         match self {
             Request::Auth { token } => fits16("token", token.len()),
-            Request::TsPutBuffered { points, .. } => check_ts_points(points),
+            Request::TsPutBuffered { points, .. } | Request::TsPut { points, .. } => {
+                check_ts_points(points)
+            }
             Request::VectorAddBuffered { entities, .. }
             | Request::VectorUpdateBuffered { entities, .. } => check_vector_entities(entities),
             Request::VectorRemoveBuffered { pks, .. } => {
@@ -201,7 +209,9 @@ impl Request<'_> {
         let op = self.opcode() as u8;
         let (flags, payload) = match self {
             Request::Auth { token } => (0, encode_auth(token)),
-            Request::TsPutBuffered { points, batch } => batched(*batch, points, encode_ts_point),
+            Request::TsPutBuffered { points, batch } | Request::TsPut { points, batch } => {
+                batched(*batch, points, encode_ts_point)
+            }
             Request::VectorAddBuffered { entities, batch }
             | Request::VectorUpdateBuffered { entities, batch } => {
                 batched(*batch, entities, encode_vector_entity)
@@ -351,13 +361,22 @@ fn check_vector_entities(entities: &[VectorEntity<'_>]) -> Result<(), EncodeErro
     Ok(())
 }
 
-/// Appends a checked `TS_PUT_BUFFERED` frame for borrowed `points` (batch flag when more than
-/// one): what a client sends without building a [`Request`].
-pub fn try_encode_ts_put(points: &[TsPoint], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// Appends a checked `TS_PUT_BUFFERED` (`buffered`) or `TS_PUT` frame for borrowed `points`
+/// (batch flag when more than one): what a client sends without building a [`Request`].
+pub fn try_encode_ts_put(
+    points: &[TsPoint],
+    buffered: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     check_ts_points(points)?;
     let (flags, payload) = encode_ts_points(points);
     fits32("frame", payload.len())?;
-    encode_frame(Opcode::TsPutBuffered as u8, flags, &payload, out);
+    let op = if buffered {
+        Opcode::TsPutBuffered
+    } else {
+        Opcode::TsPut
+    };
+    encode_frame(op as u8, flags, &payload, out);
     Ok(())
 }
 
@@ -397,6 +416,7 @@ pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeErr
     let batchable = matches!(
         op,
         Opcode::TsPutBuffered
+            | Opcode::TsPut
             | Opcode::VectorAddBuffered
             | Opcode::VectorUpdateBuffered
             | Opcode::VectorRemoveBuffered
@@ -408,6 +428,10 @@ pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeErr
     let request = match op {
         Opcode::Auth => Request::Auth { token: r.str16()? },
         Opcode::TsPutBuffered => Request::TsPutBuffered {
+            points: items(&mut r, batch, MIN_TS_ITEM, decode_ts_point)?,
+            batch,
+        },
+        Opcode::TsPut => Request::TsPut {
             points: items(&mut r, batch, MIN_TS_ITEM, decode_ts_point)?,
             batch,
         },

@@ -30,7 +30,11 @@ impl Spec {
     fn request(&self) -> Request<'_> {
         match self {
             Spec::Auth(t) => Request::Auth { token: t },
-            Spec::Ts(points, batch) => Request::TsPutBuffered {
+            Spec::Ts(points, batch) if points.len() % 2 == 0 => Request::TsPutBuffered {
+                points: points.clone(),
+                batch: *batch,
+            },
+            Spec::Ts(points, batch) => Request::TsPut {
                 points: points.clone(),
                 batch: *batch,
             },

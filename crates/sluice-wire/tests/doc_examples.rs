@@ -75,6 +75,16 @@ fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
                 batch: true,
             },
         ),
+        (
+            "ts_put",
+            Request::TsPut {
+                points: vec![
+                    point("cpu", "a", 1000, 1.0, &[]),
+                    point("cpu", "a", 2000, 2.5, &[]),
+                ],
+                batch: true,
+            },
+        ),
         ("ts_buffer_stats", Request::TsBufferStats),
         ("ts_buffer_flush", Request::TsBufferFlush),
         (
@@ -124,7 +134,7 @@ fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
         assert_eq!(&out, bytes, "{name}: encodes to the documented bytes");
     }
     // The vector is readable in place.
-    let Request::VectorAddBuffered { entities, .. } = &expected[4].1 else {
+    let Request::VectorAddBuffered { entities, .. } = &expected[5].1 else {
         unreachable!()
     };
     assert_eq!(entities[0].vector.to_vec(), [0.5, -1.0, 2.0]);

@@ -190,6 +190,26 @@ async fn wire_methods_with_the_seed_names() {
     assert_eq!(w.put_buffered(&[p(2, 2.0), p(3, 3.0)]).await.unwrap(), 3);
     assert_eq!(w.get_buffer_stats().await.unwrap().current_buffer_size, 3);
     assert_eq!(w.flush_buffer().await.unwrap().points_flushed, 3);
+    // TS_PUT: written directly and fsync'd, answered with the LSN; all or nothing.
+    let lsn = w.put(&[p(50, 5.0), p(51, 5.0)]).await.unwrap();
+    assert!(lsn > 0);
+    let err = w
+        .put(&[
+            p(52, 5.0),
+            TsPoint {
+                metric: String::new(),
+                ..p(53, 5.0)
+            },
+        ])
+        .await
+        .unwrap_err();
+    match err {
+        Error::Api { status, body } => {
+            assert_eq!(status, 3);
+            assert_eq!(body.field.as_deref(), Some("points[1].metric"));
+        }
+        other => panic!("{other:?}"),
+    }
     let (a, b) = (le_bytes(&[1.0, 0.0]), le_bytes(&[0.0, 1.0]));
     w.add_buffered(&[
         sluice_wire::VectorEntity::new("a", &a, None),
@@ -232,7 +252,11 @@ async fn wire_methods_with_the_seed_names() {
     w.get_buffer_stats().await.unwrap();
     let c = Client::new(&s.base).unwrap();
     let q = c.query(&count_query("w", 1000)).await.unwrap();
-    assert_eq!(q.series[0].points, vec![(0, 503.0)]);
+    assert_eq!(
+        q.series[0].points,
+        vec![(0, 505.0)],
+        "the refused batch wrote nothing"
+    );
 }
 
 #[tokio::test]

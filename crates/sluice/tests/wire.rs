@@ -534,3 +534,54 @@ async fn the_same_frames_over_websocket() {
     let mut ws = ws_connect(&s, Some("ws-admin-token-0123456789")).await;
     assert_eq!(ws_call(&mut ws, &[put]).await[0].0, 0);
 }
+
+#[tokio::test]
+async fn websocket_pipelining_backpressure_and_oversized_frames() {
+    let s = TestServer::start_with(Options::default().env("SLUICE_WAL_QUEUE_CAPACITY", "1")).await;
+    let mut ws = ws_connect(&s, None).await;
+    // 1000 frames in one message: 1000 answers, in order.
+    let reqs: Vec<Request<'_>> = (0..1000)
+        .map(|i| Request::TsPutBuffered {
+            points: vec![point(i, 1.0)],
+            batch: false,
+        })
+        .collect();
+    let answers = ws_call(&mut ws, &reqs).await;
+    assert_eq!(answers.len(), 1000);
+    let ok: Vec<u64> = answers
+        .iter()
+        .filter(|a| a.0 == 0)
+        .map(|a| u64_of(&a.1))
+        .collect();
+    assert!(ok.windows(2).all(|w| w[0] < w[1]), "answered in order");
+    // A one-record WAL queue under 3000 pipelined frames: backpressure is 0x04.
+    let reqs: Vec<Request<'_>> = (0..3000)
+        .map(|i| Request::TsPutBuffered {
+            points: vec![point(10_000 + i, 1.0)],
+            batch: false,
+        })
+        .collect();
+    let answers = ws_call(&mut ws, &reqs).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.0 == 0 || a.0 == Status::BufferOverflow as u8)
+    );
+    assert!(answers.iter().any(|a| a.0 == Status::BufferOverflow as u8));
+    // A frame header announcing more than fits: an error frame, then the session closes.
+    use futures_util::{SinkExt, StreamExt};
+    let mut bad = vec![0x70u8, 0];
+    bad.extend_from_slice(&(64u32 << 20).to_le_bytes());
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(bad.into()))
+        .await
+        .unwrap();
+    let answer = ws.next().await.unwrap().unwrap().into_data();
+    assert_eq!(answer[0], Status::MalformedPayload as u8);
+    loop {
+        match ws.next().await {
+            None | Some(Err(_)) => break,
+            Some(Ok(m)) if m.is_close() => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+}

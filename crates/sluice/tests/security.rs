@@ -53,6 +53,16 @@ async fn call(
     (status, r.json().await.unwrap_or_default())
 }
 
+/// `GET path` with `token`, the whole response (for status and headers).
+async fn get_as(s: &TestServer, path: &str, token: &str) -> reqwest::Response {
+    s.client
+        .get(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -773,13 +783,7 @@ async fn admission_budgets_are_per_actor() {
         hold_in_flight(&s, WRITER).await,
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = s
-        .client
-        .get(s.url("/ts/buffer/stats"))
-        .bearer_auth(WRITER)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(&s, "/ts/buffer/stats", WRITER).await;
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -790,13 +794,7 @@ async fn admission_budgets_are_per_actor() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "too_many_in_flight");
     // Another actor is unaffected.
-    let r = s
-        .client
-        .get(s.url("/ts/buffer/stats"))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(&s, "/ts/buffer/stats", READER).await;
     assert_eq!(r.status(), 200);
     for h in [
         "x-ratelimit-limit",
@@ -873,13 +871,7 @@ async fn rate_limit_per_actor() {
     let mut statuses = Vec::new();
     let mut last = None;
     for _ in 0..6 {
-        let r = s
-            .client
-            .get(s.url("/ts/buffer/stats"))
-            .bearer_auth(READER)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(&s, "/ts/buffer/stats", READER).await;
         statuses.push(r.status().as_u16());
         last = Some(r);
     }
@@ -921,13 +913,7 @@ async fn load_shedding_when_the_server_is_saturated() {
         hold_in_flight(&s, ADMIN).await,
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = s
-        .client
-        .get(s.url("/ts/buffer/stats"))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(&s, "/ts/buffer/stats", READER).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let body: serde_json::Value = r.json().await.unwrap();

@@ -12,9 +12,10 @@ use sluice_api::database::{CreateDatabase, DatabaseInfo, DatabaseList, DeleteDat
 
 use crate::auth::Actor;
 use crate::catalogue::{CatalogueError, DatabaseSettings};
-use crate::db::{Database, ManageError};
+use crate::db::{Database, Databases, ManageError};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 fn info(db: &Database) -> DatabaseInfo {
@@ -68,16 +69,14 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateDatabase>,
 ) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
-    let dbs = state.databases().ok_or_else(ApiError::not_ready)?.clone();
     let settings = DatabaseSettings {
         retention_ms: req.retention_ms,
         policy: req.policy,
     };
-    let st = state.clone();
-    let db = tokio::task::spawn_blocking(move || dbs.create(&req.name, &settings, st.metrics()))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(manage_error)?;
+    let db = manage(&state, move |dbs, metrics| {
+        dbs.create(&req.name, &settings, metrics)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(info(&db))))
 }
 
@@ -94,13 +93,21 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(DbPath { db }): Path<DbPath>,
 ) -> Result<Json<DeleteDatabaseResponse>, ApiError> {
+    manage(&state, move |dbs, metrics| dbs.delete(&db, metrics)).await?;
+    Ok(Json(DeleteDatabaseResponse { success: true }))
+}
+
+/// Runs a create or delete off the async workers (file I/O and fsync) and maps its errors.
+async fn manage<T: Send + 'static>(
+    state: &AppState,
+    op: impl FnOnce(&Databases, &Metrics) -> Result<T, ManageError> + Send + 'static,
+) -> Result<T, ApiError> {
     let dbs = state.databases().ok_or_else(ApiError::not_ready)?.clone();
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || dbs.delete(&db, st.metrics()))
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || op(&dbs, state.metrics()))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(manage_error)?;
-    Ok(Json(DeleteDatabaseResponse { success: true }))
+        .map_err(manage_error)
 }
 
 fn manage_error(e: ManageError) -> ApiError {

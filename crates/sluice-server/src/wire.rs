@@ -28,8 +28,9 @@
 //! ([`route_of`] maps opcodes to routes; `auth::classify` and `Auth::authorize` decide), on the
 //! `default` database: `0x06` when refused. A failed `AUTH` leaves the connection
 //! unauthenticated; a JWT's `exp` is re-checked on every frame. In dev mode `AUTH` is accepted
-//! and ignored. Admission budgets (HTTP's per-actor limits) do not apply to the wire listener
-//! yet; a connection is bounded by answering its frames in order.
+//! and ignored. Every other frame then passes the same per-actor admission as an HTTP request
+//! (`Admission::admit`: load shedding → `0x04`, rate limit and in-flight budgets → `0x07`), a
+//! frame counting as one request of its payload's size.
 //!
 //! Replication opcodes answer "not supported on this node" (`0x03`) until replication exists.
 
@@ -330,6 +331,24 @@ async fn handle(
     if let Err((status, e)) = admit(state, frame, actor) {
         return error_frame(status, e, out);
     }
+    // The same per-actor admission as HTTP: one frame is one request of its payload's size.
+    let _admitted = match actor.as_ref() {
+        Some(a) if state.admission().enabled() && frame.code != sluice_wire::Opcode::Auth as u8 => {
+            match state.admission().admit(state, &a.name, frame.payload.len()) {
+                Ok(admitted) => Some(admitted),
+                Err(r) => {
+                    state.metrics().admission_rejected(r.code);
+                    let status = match r.status.as_u16() {
+                        429 => Status::TooManyRequests,
+                        413 => Status::MalformedPayload,
+                        _ => Status::BufferOverflow,
+                    };
+                    return error_frame(status, r.into_api_error(), out);
+                }
+            }
+        }
+        _ => None,
+    };
     let request = match sluice_wire::decode_request(frame) {
         Ok(r) => r,
         Err(e) => {

@@ -585,3 +585,62 @@ async fn websocket_pipelining_backpressure_and_oversized_frames() {
         }
     }
 }
+
+#[tokio::test]
+async fn wire_frames_pass_the_same_admission_as_http() {
+    let tokens = json!({
+        "a": "wire-actor-a-token-0123456789",
+        "b": "wire-actor-b-token-0123456789",
+    })
+    .to_string();
+    let s = TestServer::start_with(
+        Options::default()
+            .env("SLUICE_BEARER_TOKENS_JSON", &tokens)
+            .env("SLUICE_ADMISSION_RATE_LIMIT_PER_SEC", "1")
+            .env("SLUICE_ADMISSION_RATE_LIMIT_BURST", "3"),
+    )
+    .await;
+    let mut a = connect(&s).await;
+    assert_eq!(
+        call(
+            &mut a,
+            &Request::Auth {
+                token: "wire-actor-a-token-0123456789"
+            }
+        )
+        .await
+        .0,
+        0
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(call(&mut a, &Request::TsBufferStats).await.0);
+    }
+    let limited = Status::TooManyRequests as u8;
+    assert_eq!(statuses, [0, 0, 0, limited, limited]);
+    let (_, payload) = call(&mut a, &Request::TsBufferStats).await;
+    let body: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // Another actor has its own bucket; HTTP and wire share the actor's.
+    let mut b = connect(&s).await;
+    assert_eq!(
+        call(
+            &mut b,
+            &Request::Auth {
+                token: "wire-actor-b-token-0123456789"
+            }
+        )
+        .await
+        .0,
+        0
+    );
+    assert_eq!(call(&mut b, &Request::TsBufferStats).await.0, 0);
+    let r = s
+        .client
+        .get(s.url("/ts/buffer/stats"))
+        .bearer_auth("wire-actor-a-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}

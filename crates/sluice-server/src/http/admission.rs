@@ -1,7 +1,8 @@
 //! Admission control (SPEC §9): per-actor budgets, rate limits and global load shedding.
 //!
 //! Runs after authorization (the actor is known and allowed), as route middleware; public
-//! routes (`/healthz`, …) are never refused here, so probes keep working under load.
+//! routes (`/healthz`, …) are never refused here, so probes keep working under load. The
+//! checks themselves are [`Admission::admit`], which the wire listener calls per frame too.
 //!
 //! Per actor (the authenticated actor's name; `anonymous` in dev mode):
 //! - **requests in flight** ≤ `max_in_flight_per_actor`, else 429;
@@ -77,10 +78,27 @@ pub struct Admission {
 }
 
 /// Why a request was not admitted.
-struct Rejected {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+pub struct Rejected {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_sec: u64,
+    /// Rate-limit headers to send with the refusal: (limit, remaining, reset).
+    rate: Option<(u64, u64, u64)>,
+}
+
+impl Rejected {
+    pub fn into_api_error(self) -> ApiError {
+        ApiError::new(self.status, self.code, self.message).retry_after(self.retry_after_sec)
+    }
+}
+
+/// An admitted unit of work (an HTTP request, a wire frame): holds its slots until dropped.
+pub struct Admitted {
+    held: Held,
+    /// (limit, remaining, reset) of the actor's token bucket, when rate limiting is on.
+    rate: Option<(u64, u64, u64)>,
+    byte_limit: usize,
     retry_after_sec: u64,
 }
 
@@ -154,6 +172,110 @@ impl Admission {
         }
     }
 
+    /// Admits one unit of work of `actor` declaring `bytes` of body (0 if unknown): global load
+    /// shedding, the actor's token bucket, its in-flight count and byte budget, in that order.
+    /// Shared by HTTP (which then counts undeclared body bytes as read) and the wire listener.
+    pub fn admit(&self, state: &AppState, actor: &str, bytes: usize) -> Result<Admitted, Rejected> {
+        let config = &self.config;
+        let total = self.total_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if total > config.max_in_flight_total {
+            self.total_in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Rejected {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "server_overloaded",
+                message: format!(
+                    "the server has {} requests in flight; try again shortly",
+                    config.max_in_flight_total
+                ),
+                retry_after_sec: 1,
+                rate: None,
+            });
+        }
+        let load = self.load_of(actor);
+        // From here `held` releases the global slot and the actor's slot.
+        let held = Held {
+            state: state.clone(),
+            load: load.clone(),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            started: Instant::now(),
+        };
+        let in_flight = load.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut rate = None;
+        if config.rate_limit_per_sec > 0 {
+            match self.take_token(&load) {
+                Ok((remaining, reset)) => {
+                    rate = Some((config.rate_limit_burst, remaining, reset));
+                }
+                Err(wait) => {
+                    return Err(Rejected {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        code: "rate_limited",
+                        message: format!(
+                            "actor {actor:?} exceeded {} requests per second",
+                            config.rate_limit_per_sec
+                        ),
+                        retry_after_sec: wait,
+                        rate: Some((config.rate_limit_burst, 0, wait)),
+                    });
+                }
+            }
+        }
+        if in_flight > config.max_in_flight_per_actor {
+            return Err(Rejected {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_in_flight",
+                message: format!(
+                    "actor {actor:?} already has {} requests in flight (limit {})",
+                    in_flight - 1,
+                    config.max_in_flight_per_actor
+                ),
+                retry_after_sec: self.retry_after_for(
+                    &load,
+                    in_flight,
+                    config.max_in_flight_per_actor,
+                ),
+                rate,
+            });
+        }
+        let limit = config.max_in_flight_bytes_per_actor;
+        if bytes > limit {
+            return Err(Rejected {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: format!(
+                    "a body of {bytes} bytes exceeds this actor's in-flight byte budget of {limit}"
+                ),
+                retry_after_sec: 1,
+                rate,
+            });
+        }
+        if bytes > 0 {
+            let before = load.bytes.fetch_add(bytes, Ordering::Relaxed);
+            held.bytes.store(bytes, Ordering::Relaxed);
+            if before.saturating_add(bytes) > limit {
+                return Err(Rejected {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "too_many_bytes_in_flight",
+                    message: format!(
+                        "actor {actor:?} has {before} body bytes in flight; {bytes} more would exceed the limit of {limit}"
+                    ),
+                    retry_after_sec: self.retry_after_for(&load, before + bytes, limit),
+                    rate,
+                });
+            }
+        }
+        Ok(Admitted {
+            retry_after_sec: self.retry_after_for(&load, limit, limit),
+            held,
+            rate,
+            byte_limit: limit,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
     fn retry_after_for(&self, load: &ActorLoad, used: usize, limit: usize) -> u64 {
         let mean_us = load.mean_latency_us.load(Ordering::Relaxed);
         let over = used.max(1) as f64 / limit.max(1) as f64;
@@ -188,167 +310,54 @@ impl Drop for Held {
 /// Route middleware (inside authorization).
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let admission = state.admission();
-    let config = &admission.config;
     let Some(actor) = req.extensions().get::<Arc<Actor>>().cloned() else {
         return next.run(req).await; // public route
     };
-    if !config.enabled {
+    if !admission.enabled() {
         return next.run(req).await;
     }
-    let metrics = state.metrics();
-    let reject = |r: Rejected| {
-        metrics.admission_rejected(r.code);
-        let mut resp = ApiError::new(r.status, r.code, r.message).into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_sec));
-        resp
-    };
-
-    let total = admission.total_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    if total > config.max_in_flight_total {
-        admission.total_in_flight.fetch_sub(1, Ordering::Relaxed);
-        return reject(Rejected {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "server_overloaded",
-            message: format!(
-                "the server has {} requests in flight; try again shortly",
-                config.max_in_flight_total
-            ),
-            retry_after_sec: 1,
-        });
-    }
-    let load = admission.load_of(&actor.name);
-    let held = Held {
-        state: state.clone(),
-        load: load.clone(),
-        bytes: Arc::new(AtomicUsize::new(0)),
-        started: Instant::now(),
-    };
-    // `held` now releases the global slot; take the actor's.
-    let in_flight = load.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-
-    let mut rate_headers = None;
-    if config.rate_limit_per_sec > 0 {
-        match admission.take_token(&load) {
-            Ok(r) => rate_headers = Some(r),
-            Err(wait) => {
-                let mut resp = reject(Rejected {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: "rate_limited",
-                    message: format!(
-                        "actor {:?} exceeded {} requests per second",
-                        actor.name, config.rate_limit_per_sec
-                    ),
-                    retry_after_sec: wait,
-                });
-                set_rate_headers(&mut resp, config.rate_limit_burst, 0, wait);
-                return resp;
-            }
-        }
-    }
-    let with_rate = |mut resp: Response| {
-        if let Some((remaining, reset)) = rate_headers {
-            set_rate_headers(&mut resp, config.rate_limit_burst, remaining, reset);
-        }
-        resp
-    };
-
-    if in_flight > config.max_in_flight_per_actor {
-        let retry = admission.retry_after_for(&load, in_flight, config.max_in_flight_per_actor);
-        return with_rate(reject(Rejected {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "too_many_in_flight",
-            message: format!(
-                "actor {:?} already has {} requests in flight (limit {})",
-                actor.name,
-                in_flight - 1,
-                config.max_in_flight_per_actor
-            ),
-            retry_after_sec: retry,
-        }));
-    }
-
-    let limit = config.max_in_flight_bytes_per_actor;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    if declared > limit {
-        return with_rate(
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "a body of {declared} bytes exceeds this actor's in-flight byte budget of {limit}"
-                ),
-            )
-            .into_response(),
-        );
-    }
-    if declared > 0 {
-        let before = load.bytes.fetch_add(declared, Ordering::Relaxed);
-        held.bytes.store(declared, Ordering::Relaxed);
-        if before.saturating_add(declared) > limit {
-            let retry = admission.retry_after_for(&load, before + declared, limit);
-            return with_rate(reject(Rejected {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "too_many_bytes_in_flight",
-                message: format!(
-                    "actor {:?} has {before} body bytes in flight; {declared} more would exceed the limit of {limit}",
-                    actor.name
-                ),
-                retry_after_sec: retry,
-            }));
+    let admitted = match admission.admit(&state, &actor.name, declared) {
+        Ok(a) => a,
+        Err(r) => {
+            state.metrics().admission_rejected(r.code);
+            let rate = r.rate;
+            let mut resp = r.into_api_error().into_response();
+            if let Some((limit, remaining, reset)) = rate {
+                set_rate_headers(&mut resp, limit, remaining, reset);
+            }
+            return resp;
         }
-    }
-    let retry = admission.retry_after_for(&load, limit, limit);
+    };
     let req = req.map(|body| {
         Body::new(Counted {
             inner: body,
-            load: load.clone(),
-            charged: held.bytes.clone(),
+            load: admitted.held.load.clone(),
+            charged: admitted.held.bytes.clone(),
             reserved: declared,
             read: 0,
-            limit,
-            retry_after_sec: retry,
+            limit: admitted.byte_limit,
+            retry_after_sec: admitted.retry_after_sec,
         })
     });
+    let rate = admitted.rate;
     let resp = next.run(req).await;
     // A streamed answer (`/ts/export`) is still work in flight: release when its body ends.
-    with_rate(resp.map(|body| {
+    let mut resp = resp.map(|body| {
         Body::new(Holding {
             inner: body,
-            _held: held,
+            _held: admitted.held,
         })
-    }))
-}
-
-/// A response body that keeps the request's admission slot until it is done (or dropped).
-struct Holding {
-    inner: Body,
-    _held: Held,
-}
-
-impl HttpBody for Holding {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+    });
+    if let Some((limit, remaining, reset)) = rate {
+        set_rate_headers(&mut resp, limit, remaining, reset);
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    resp
 }
 
 fn set_rate_headers(resp: &mut Response, limit: u64, remaining: u64, reset: u64) {
@@ -401,6 +410,32 @@ impl HttpBody for Counted {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             other => other.map(|o| o.map(|r| r.map_err(Into::into))),
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps the request's admission slot until it is done (or dropped).
+struct Holding {
+    inner: Body,
+    _held: Held,
+}
+
+impl HttpBody for Holding {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

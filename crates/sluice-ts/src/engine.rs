@@ -28,7 +28,7 @@
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
 
-use std::collections::HashMap;
+use crate::series::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -280,7 +280,7 @@ impl TsEngine {
             flush: Mutex::new(FlushState {
                 next_seq: opened.next_seq,
                 persisted_series,
-                small: HashMap::new(),
+                small: HashMap::default(),
             }),
             counters: Counters::default(),
             metrics,

@@ -26,4 +26,8 @@ pub struct ErrorBody {
     /// Present on the seed's buffer overflow answer: points in the buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_size: Option<u64>,
+    /// In wire protocol error frames (which have no headers): seconds to wait before retrying,
+    /// what HTTP says in `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_sec: Option<u64>,
 }

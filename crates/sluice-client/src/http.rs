@@ -128,7 +128,19 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let text = self.send_raw(method, path, body, None).await?;
+        let text = self.send_raw(method, path, body, None, true).await?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
+    }
+
+    /// [`Client::send`] for operations whose repetition is not the same outcome (create,
+    /// delete, remove: a repeat answers 409/404): after a lost answer they are not re-sent.
+    async fn send_once<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let text = self.send_raw(method, path, body, None, false).await?;
         serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
     }
 
@@ -138,6 +150,7 @@ impl Client {
         path: &str,
         json: Option<&B>,
         raw: Option<(&str, String)>,
+        idempotent: bool,
     ) -> Result<String> {
         let url = format!("{}{}", self.base, path);
         let mut attempt = 0;
@@ -175,9 +188,10 @@ impl Client {
                     }
                     (err, retry_after)
                 }
-                // Refused connections never reached the server; timeouts and resets may have,
-                // which is safe for Sluice's idempotent writes.
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                // A refused connection never reached the server: always safe to retry. A
+                // timeout or reset may have been applied: retried only when repeating the
+                // request gives the same outcome (writes of full state, reads, flushes).
+                Err(e) if e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())) => {
                     (Error::from(e), None)
                 }
                 Err(e) => return Err(e.into()),
@@ -260,6 +274,7 @@ impl Client {
             &path,
             None,
             Some(("text/plain; charset=utf-8", lines.to_string())),
+            true,
         )
         .await
         .map(|_| ())
@@ -330,7 +345,7 @@ impl Client {
             collection_query(collection)
         ));
         let body = RemoveRequest { pk: pk.to_string() };
-        self.send(Method::DELETE, &path, Some(&body)).await
+        self.send_once(Method::DELETE, &path, Some(&body)).await
     }
 
     /// `GET /vectors/buffer/stats` (seed).
@@ -376,12 +391,12 @@ impl Client {
             encode(pk),
             collection_query(collection)
         ));
-        self.send::<(), _>(Method::DELETE, &path, None).await
+        self.send_once::<(), _>(Method::DELETE, &path, None).await
     }
 
     /// `POST /v1/collections`.
     pub async fn create_collection(&self, spec: &CreateCollection) -> Result<CollectionInfo> {
-        self.send(Method::POST, &self.data("/v1/collections"), Some(spec))
+        self.send_once(Method::POST, &self.data("/v1/collections"), Some(spec))
             .await
     }
 
@@ -395,7 +410,8 @@ impl Client {
 
     /// `POST /v1/databases` (admin).
     pub async fn create_database(&self, spec: &CreateDatabase) -> Result<DatabaseInfo> {
-        self.send(Method::POST, "/v1/databases", Some(spec)).await
+        self.send_once(Method::POST, "/v1/databases", Some(spec))
+            .await
     }
 
     /// `GET /v1/databases`: those the caller has a role on.
@@ -406,7 +422,7 @@ impl Client {
     /// `DELETE /v1/databases/{db}` (admin).
     pub async fn delete_database(&self, name: &str) -> Result<DeleteDatabaseResponse> {
         let path = format!("/v1/databases/{}", encode(name));
-        self.send::<(), _>(Method::DELETE, &path, None).await
+        self.send_once::<(), _>(Method::DELETE, &path, None).await
     }
 }
 
@@ -419,6 +435,7 @@ fn api_error(status: StatusCode, text: &str) -> Error {
         field: None,
         success: None,
         buffer_size: None,
+        retry_after_sec: None,
     });
     Error::Api {
         status: status.as_u16(),

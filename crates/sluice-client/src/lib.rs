@@ -11,11 +11,14 @@
 //!   [`WireClient::pipeline`].
 //!
 //! **Retries** ([`RetryPolicy`]): answers that say "nothing was done, come back later" — HTTP
-//! 429 and 503 (honouring `Retry-After`), wire status `0x04` (buffer overflow) and `0x07` — are
-//! retried with exponential backoff and jitter, up to `max_retries`; connection failures before
-//! a request was sent are retried too. Every write Sluice offers is idempotent (a point or an
-//! entity written twice is the same state), so retrying after a lost answer is safe. Other
-//! errors are returned at once as [`Error::Api`] with the server's error body.
+//! 429 and 503 (honouring `Retry-After`), wire status `0x04` (buffer overflow) and `0x07`
+//! (honouring the error frame's `retry_after_sec`) — are retried with exponential backoff and
+//! jitter, up to `max_retries`. A connection that could not be opened is retried for every
+//! request; a timeout or reset after sending (the request may have been applied) only for
+//! requests whose repetition has the same outcome — point and entity writes (full state), reads,
+//! flushes — never for creates, deletes and removes. Pipelined wire frames are retried only as a
+//! refused suffix, so writes are never reordered (see [`WireClient`]). Other errors are
+//! returned at once as [`Error::Api`] with the server's error body.
 
 mod error;
 mod http;

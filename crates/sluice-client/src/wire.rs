@@ -2,9 +2,22 @@
 //! (`docs/wire-protocol.md`).
 //!
 //! Requests are answered in order; [`WireClient::pipeline`] writes many frames before reading
-//! their answers (one round trip for the lot). A refused frame — status `0x04` (buffer
-//! overflow) or `0x07` (too many requests) — is re-sent after a backoff per the
-//! [`RetryPolicy`]; other error statuses become [`Error::Api`] with the server's error body.
+//! their answers, in windows of at most [`WINDOW_FRAMES`] frames / [`WINDOW_BYTES`] bytes so
+//! that neither side blocks writing while the other does (a whole multi-megabyte pipeline
+//! written before reading anything could deadlock both send buffers).
+//!
+//! A refused frame — status `0x04` (buffer overflow) or `0x07` (too many requests) — is re-sent
+//! after the server's `retry_after_sec` (or a backoff) per the [`RetryPolicy`], but only when
+//! every later frame of its window was refused too: re-sending an older write after a newer one
+//! was applied would reorder writes (time series keep the last write). Otherwise the refusals
+//! are returned as errors. Other error statuses become [`Error::Api`] with the server's body.
+//!
+//! If a call fails or is cancelled (dropped) between writing and reading all its answers, the
+//! connection is out of step with its answers; every later call then fails with
+//! [`Error::Transport`] and the client must reconnect (answers are never matched to the wrong
+//! request).
+
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use sluice_api::ErrorBody;
@@ -17,8 +30,15 @@ use tokio::net::TcpStream;
 use crate::{Error, Result, RetryPolicy};
 
 /// A connection to a server's wire listener.
+/// Frames written before their answers are read, at most.
+pub const WINDOW_FRAMES: usize = 256;
+/// Bytes of frames written before their answers are read, at most (a larger frame goes alone).
+pub const WINDOW_BYTES: usize = 256 * 1024;
+
 pub struct WireClient {
     stream: BufReader<TcpStream>,
+    /// Set while answers are outstanding; still set after a failure or cancellation.
+    out_of_step: bool,
     out: Vec<u8>,
     retry: RetryPolicy,
     /// Largest answer accepted (a corrupt length must not allocate gigabytes).
@@ -39,6 +59,7 @@ impl WireClient {
         stream.set_nodelay(true)?;
         let mut client = WireClient {
             stream: BufReader::with_capacity(64 * 1024, stream),
+            out_of_step: false,
             out: Vec::with_capacity(64 * 1024),
             retry: RetryPolicy::default(),
             max_answer: 64 << 20,
@@ -153,35 +174,71 @@ impl WireClient {
 
     /// [`WireClient::pipeline`] for frames already encoded (one frame per element).
     pub async fn frames(&mut self, frames: Vec<Vec<u8>>) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut results = Vec::with_capacity(frames.len());
+        let mut start = 0;
+        while start < frames.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < frames.len()
+                && end - start < WINDOW_FRAMES
+                && (end == start || bytes + frames[end].len() <= WINDOW_BYTES)
+            {
+                bytes += frames[end].len();
+                end += 1;
+            }
+            results.extend(self.window(&frames[start..end]).await?);
+            start = end;
+        }
+        Ok(results)
+    }
+
+    /// One window: written at once, answers read in order, refused suffixes retried.
+    async fn window(&mut self, frames: &[Vec<u8>]) -> Result<Vec<Result<Vec<u8>>>> {
+        if self.out_of_step {
+            return Err(Error::Transport(
+                "the connection lost track of its answers after an earlier failure; reconnect"
+                    .into(),
+            ));
+        }
         let mut results: Vec<Option<Result<Vec<u8>>>> = (0..frames.len()).map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..frames.len()).collect();
+        let mut from = 0;
         let mut attempt = 0;
         loop {
             self.out.clear();
-            for &i in &pending {
-                self.out.extend_from_slice(&frames[i]);
+            for f in &frames[from..] {
+                self.out.extend_from_slice(f);
             }
+            self.out_of_step = true;
             self.stream.get_mut().write_all(&self.out).await?;
-            let mut refused = Vec::new();
-            for &i in &pending {
+            let mut first_refused: Option<usize> = None;
+            let mut applied_after_refusal = false;
+            let mut retry_after = None;
+            for (i, slot) in results.iter_mut().enumerate().skip(from) {
                 let answer = self.read_answer().await?;
-                let retryable = answer.status == Status::BufferOverflow as u8
+                let refused = answer.status == Status::BufferOverflow as u8
                     || answer.status == Status::TooManyRequests as u8;
-                let result = if answer.status == Status::Ok as u8 {
+                if refused {
+                    first_refused.get_or_insert(i);
+                } else if first_refused.is_some() {
+                    applied_after_refusal = true;
+                }
+                *slot = Some(if answer.status == Status::Ok as u8 {
                     Ok(answer.payload)
                 } else {
-                    Err(wire_error(&answer))
-                };
-                if retryable {
-                    refused.push(i);
-                }
-                results[i] = Some(result);
+                    let (e, wait) = wire_error(&answer);
+                    if refused {
+                        retry_after = retry_after.max(wait);
+                    }
+                    Err(e)
+                });
             }
-            if refused.is_empty() || attempt >= self.retry.max_retries {
-                if !refused.is_empty() && self.retry.max_retries > 0 {
-                    for i in refused {
-                        if let Some(Err(e)) = results[i].take() {
-                            results[i] = Some(Err(Error::RetriesExhausted {
+            self.out_of_step = false;
+            let Some(first) = first_refused else { break };
+            if applied_after_refusal || attempt >= self.retry.max_retries {
+                if self.retry.max_retries > 0 && !applied_after_refusal {
+                    for slot in &mut results[first..] {
+                        if let Some(Err(e)) = slot.take() {
+                            *slot = Some(Err(Error::RetriesExhausted {
                                 attempts: attempt + 1,
                                 last: Box::new(e),
                             }));
@@ -191,8 +248,8 @@ impl WireClient {
                 break;
             }
             attempt += 1;
-            tokio::time::sleep(self.retry.wait(attempt, None)).await;
-            pending = refused;
+            tokio::time::sleep(self.retry.wait(attempt, retry_after)).await;
+            from = first;
         }
         Ok(results
             .into_iter()
@@ -222,7 +279,8 @@ impl WireClient {
     }
 }
 
-fn wire_error(answer: &Answer) -> Error {
+/// The error of an error frame, and the server's `retry_after_sec` if it gave one.
+fn wire_error(answer: &Answer) -> (Error, Option<Duration>) {
     let body = serde_json::from_slice::<ErrorBody>(&answer.payload).unwrap_or_else(|_| ErrorBody {
         error: String::from_utf8_lossy(&answer.payload)
             .chars()
@@ -233,11 +291,16 @@ fn wire_error(answer: &Answer) -> Error {
         field: None,
         success: None,
         buffer_size: None,
+        retry_after_sec: None,
     });
-    Error::Api {
-        status: answer.status as u16,
-        body: Box::new(body),
-    }
+    let wait = body.retry_after_sec.map(Duration::from_secs);
+    (
+        Error::Api {
+            status: answer.status as u16,
+            body: Box::new(body),
+        },
+        wait,
+    )
 }
 
 fn u64_answer(payload: &[u8]) -> Result<u64> {

@@ -130,6 +130,7 @@ impl ApiError {
             field: self.field.clone(),
             success: self.seed.as_ref().and_then(|s| s.success),
             buffer_size: self.seed.as_ref().and_then(|s| s.buffer_size),
+            retry_after_sec: None,
         }
     }
 }

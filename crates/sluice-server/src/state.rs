@@ -18,6 +18,8 @@ struct Inner {
     metrics: Metrics,
     auth: Auth,
     admission: Admission,
+    /// WebSocket sessions in progress (at most `wire.max_connections`).
+    ws_slots: Arc<tokio::sync::Semaphore>,
     /// Set once recovery of every database has finished; until then data routes answer 503.
     databases: OnceLock<Arc<Databases>>,
     /// The OpenAPI document, serialized once.
@@ -28,6 +30,7 @@ impl AppState {
     pub fn new(config: Config, auth: Auth) -> AppState {
         AppState(Arc::new(Inner {
             admission: Admission::new(config.admission.clone()),
+            ws_slots: Arc::new(tokio::sync::Semaphore::new(config.wire.max_connections)),
             config,
             auth,
             metrics: Metrics::default(),
@@ -50,6 +53,10 @@ impl AppState {
 
     pub fn admission(&self) -> &Admission {
         &self.0.admission
+    }
+
+    pub fn ws_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.0.ws_slots
     }
 
     /// The databases, once recovery has finished.

@@ -4,9 +4,10 @@
 //! One task per connection reads into a buffer, splits frames without copying
 //! ([`sluice_wire::split_frame`]), and answers each request in order through the same engine
 //! paths as HTTP (`routes::ts::write`, `routes::vectors::write`, the stats builders), so an
-//! operation behaves the same on both transports. Clients may pipeline: requests are read
-//! while earlier ones are answered, and the answers go out in request order, batched into one
-//! write when several are ready.
+//! operation behaves the same on both transports. Clients may pipeline: the frames of one
+//! read (at most 64 KiB plus the rest of a frame) are answered in request order in one write,
+//! then the next read happens; a peer that does not read its answers within
+//! `wire.idle_timeout_ms` is disconnected.
 //!
 //! # Limits
 //! - A frame longer than `wire.max_frame_bytes` gets an error frame (status `0x02`) and the
@@ -191,7 +192,11 @@ async fn connection(
         }
         buf.drain(..used);
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            // A peer that stops reading its answers is cut off like an idle one.
+            match tokio::time::timeout(idle, stream.write_all(&out)).await {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            }
             out.clear();
         }
         let stopping = *stop.borrow();
@@ -365,7 +370,9 @@ async fn handle(
         Ok(payload) => encode_frame(Status::Ok as u8, 0, &payload, out),
         Err(e) => {
             let status = match e.status.as_u16() {
-                // The buffer or the WAL queue is full: retry later (backpressure).
+                // The buffer or the WAL queue is full, the server is starting or stopping, or a
+                // flush is busy: nothing was done, retry later (as HTTP's 503 + Retry-After).
+                503 => Status::BufferOverflow,
                 _ if e.code == "buffer_overflow" || e.code == "overloaded" => {
                     Status::BufferOverflow
                 }
@@ -503,10 +510,12 @@ async fn vector_write(db: Arc<Database>, ops: Vec<Op>) -> Result<Vec<u8>, ApiErr
 /// An error frame carrying the HTTP error shape; 5xx details are logged, not sent.
 fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
     let id = request_id::generate();
-    if e.status.is_server_error() {
+    // Only internal errors are logged: 503s are backpressure, expected under load.
+    if e.status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(request_id = %id, code = e.code, detail = e.internal.as_deref().unwrap_or(""), "wire request failed");
     }
-    let body: ErrorBody = e.body(id);
+    let mut body: ErrorBody = e.body(id);
+    body.retry_after_sec = e.retry_after_secs;
     encode_frame(status as u8, 0, &json(&body), out);
 }
 
@@ -519,12 +528,18 @@ fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
 /// whole life (the WebSocket layer buffers a whole message before we see it, so the limit is
 /// fixed at the upgrade); clients sending larger batches authenticate at the upgrade. A frame
 /// cut at the end of a message, or a message over the limit, gets an error frame and the
-/// connection is closed. Text messages are refused the same way.
+/// connection is closed. Text messages are refused the same way. Answers to one message go out
+/// in messages of at most ~1 MiB; a peer that does not read them within `wire.idle_timeout_ms`
+/// is disconnected. Sessions count against `wire.max_connections` (their own pool: upgraded
+/// connections leave the HTTP loop); an `Origin` other than the server's own is refused (403).
 #[utoipa::path(get, path = "/v1/ws", tag = "system",
     responses(
         (status = 101, description = "Switching to WebSocket: wire protocol frames as binary messages (docs/wire-protocol.md)"),
         (status = 401, description = "The upgrade carried wrong credentials", body = ErrorBody),
+        (status = 403, description = "Cross-origin upgrade", body = ErrorBody),
         (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 503, description = "Too many WebSocket sessions", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn websocket(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -546,6 +561,38 @@ pub async fn websocket(
             .into_response();
         }
     };
+    // Browsers send `Origin` on WebSocket upgrades and do not preflight them: refuse pages of
+    // other origins (a page must not drive a local dev-mode server).
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin = origin.to_str().unwrap_or("");
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| !host.is_empty() && rest == host);
+        if !same {
+            return ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "cross_origin",
+                format!(
+                    "WebSocket upgrade from origin {origin:?} refused: not this server's origin"
+                ),
+            )
+            .into_response();
+        }
+    }
+    // Upgraded sessions leave the HTTP connection loop: count them against their own cap.
+    let Ok(slot) = state.ws_slots().clone().try_acquire_owned() else {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            "too many WebSocket sessions; retry later",
+        )
+        .retry_after(1)
+        .into_response();
+    };
     let session =
         if headers.contains_key(axum::http::header::AUTHORIZATION) && !state.auth().dev_mode() {
             match state.auth().authenticate(&headers) {
@@ -561,6 +608,7 @@ pub async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             if let Err(e) = ws_session(socket, session, &state, &config, max_message).await {
                 tracing::debug!(error = %e, "websocket session ended");
             }
@@ -603,11 +651,21 @@ async fn ws_session(
         let mut out = Vec::with_capacity(256);
         let mut rest: &[u8] = &data;
         let mut close = false;
+        let mut answered = 0usize;
         while !rest.is_empty() {
             match split_frame(rest, session.max_frame(config)) {
                 Ok(Some((frame, n))) => {
                     session.handle(state, &frame, &mut out).await;
                     rest = &rest[n..];
+                    answered += 1;
+                    // Answers can outgrow their requests (a 6-byte stats frame gets JSON):
+                    // send them in messages of at most ~1 MiB, and let other tasks run.
+                    if out.len() >= WS_ANSWER_CHUNK {
+                        send_within(&mut socket, std::mem::take(&mut out), idle).await?;
+                    }
+                    if answered.is_multiple_of(1024) {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Ok(None) => {
                     error_frame(
@@ -632,9 +690,35 @@ async fn ws_session(
                 }
             }
         }
-        socket.send(Message::Binary(out.into())).await?;
+        if !out.is_empty() {
+            send_within(&mut socket, out, idle).await?;
+        }
         if close {
             return socket.send(Message::Close(None)).await;
         }
+    }
+}
+
+/// Answers of one WebSocket message are sent in messages of about this size at most.
+const WS_ANSWER_CHUNK: usize = 1 << 20;
+
+/// Sends one binary message, giving up (ending the session) if the peer does not take it
+/// within `idle`: a client that stops reading cannot pin answers in memory.
+async fn send_within(
+    socket: &mut axum::extract::ws::WebSocket,
+    bytes: Vec<u8>,
+    idle: Duration,
+) -> Result<(), axum::Error> {
+    match tokio::time::timeout(
+        idle,
+        socket.send(axum::extract::ws::Message::Binary(bytes.into())),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the peer does not read its answers",
+        ))),
     }
 }

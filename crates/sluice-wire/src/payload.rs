@@ -162,6 +162,26 @@ impl Request<'_> {
     /// Checks that every length fits its field (u16 for strings and tag JSON, u32 for counts,
     /// dimensions, metadata and the frame payload), so [`Request::encode`] cannot fail.
     pub fn check(&self) -> Result<(), EncodeError> {
+        // Without the batch flag a frame carries exactly one item.
+        let single = |batch: bool, n: usize| {
+            if !batch && n != 1 {
+                Err(EncodeError {
+                    field: "items (one without the batch flag)",
+                    len: n,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Request::TsPutBuffered { points, batch } | Request::TsPut { points, batch } => {
+                single(*batch, points.len())?
+            }
+            Request::VectorAddBuffered { entities, batch }
+            | Request::VectorUpdateBuffered { entities, batch } => single(*batch, entities.len())?,
+            Request::VectorRemoveBuffered { pks, batch } => single(*batch, pks.len())?,
+            _ => {}
+        }
         match self {
             Request::Auth { token } => fits16("token", token.len()),
             Request::TsPutBuffered { points, .. } | Request::TsPut { points, .. } => {
@@ -353,6 +373,12 @@ fn check_vector_entities(entities: &[VectorEntity<'_>]) -> Result<(), EncodeErro
     for e in entities {
         fits16("pk", e.pk.len())?;
         fits32("vector", e.vector.len())?;
+        if e.vector.bytes().len() % 4 != 0 {
+            return Err(EncodeError {
+                field: "vector (bytes not a multiple of 4)",
+                len: e.vector.bytes().len(),
+            });
+        }
         if let Some(m) = &e.metadata {
             let json = serde_json::to_vec(m).map_or(usize::MAX, |j| j.len());
             fits32("metadata", json)?;

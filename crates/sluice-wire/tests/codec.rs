@@ -305,4 +305,13 @@ fn fields_too_long_for_their_prefix_are_refused_not_panicked() {
         .is_err()
     );
     assert!(Request::Auth { token: "ok" }.try_encode(&mut out).is_ok());
+    // Without the batch flag a frame holds exactly one item.
+    assert!(
+        Request::VectorRemoveBuffered {
+            pks: vec!["a", "b"],
+            batch: false
+        }
+        .check()
+        .is_err()
+    );
 }

@@ -467,6 +467,24 @@ async fn the_same_frames_over_websocket() {
         "Bearer wrong-token-0123456789".parse().unwrap(),
     );
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // A page of another origin may not open a session (browsers do not preflight upgrades).
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/v1/ws", s.addr()),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/v1/ws", s.addr()),
+    )
+    .unwrap();
+    let same = format!("http://{}", s.addr());
+    req.headers_mut().insert("origin", same.parse().unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "same origin"
+    );
 
     // Unauthenticated session: 0x05 until AUTH, then the ops act like HTTP.
     let mut ws = ws_connect(&s, None).await;

@@ -97,10 +97,9 @@ async fn wire_ingest(
 ) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
+    let tasks = (0..clients).map(|c| {
         let (batches, addr) = (batches.clone(), addr.to_string());
-        tasks.spawn(async move {
+        async move {
             let mut conn = WireClient::connect(&addr, None).await?.with_retry(retry());
             let (mut points, mut i) = (0usize, c);
             while Instant::now() < deadline {
@@ -113,11 +112,24 @@ async fn wire_ingest(
                 points += batch.len();
                 i += clients;
             }
-            Ok::<usize, anyhow::Error>(points)
-        });
+            Ok(points)
+        }
+    });
+    points_per_sec(started, tasks).await
+}
+
+/// Runs one task per client (each returns the points it got accepted) and returns the total
+/// rate since `started`.
+async fn points_per_sec<F>(started: Instant, tasks: impl Iterator<Item = F>) -> anyhow::Result<f64>
+where
+    F: Future<Output = anyhow::Result<usize>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(t);
     }
     let mut total = 0;
-    while let Some(r) = tasks.join_next().await {
+    while let Some(r) = set.join_next().await {
         total += r??;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
@@ -142,11 +154,11 @@ async fn http_ingest(
 ) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let batches = batches.clone();
         let client = Client::builder(base).retry(retry()).build()?;
-        tasks.spawn(async move {
+        tasks.push(async move {
             let (mut points, mut i) = (0usize, c);
             while Instant::now() < deadline {
                 let (batch, lines) = &batches[i % batches.len()];
@@ -161,14 +173,10 @@ async fn http_ingest(
                 points += batch.len();
                 i += clients;
             }
-            Ok::<usize, anyhow::Error>(points)
+            Ok(points)
         });
     }
-    let mut total = 0;
-    while let Some(r) = tasks.join_next().await {
-        total += r??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    points_per_sec(started, tasks.into_iter()).await
 }
 
 #[tokio::main(flavor = "current_thread")]

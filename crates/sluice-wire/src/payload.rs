@@ -208,16 +208,8 @@ impl Request<'_> {
     /// control.
     pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.check()?;
-        let start = out.len();
-        self.encode(out);
-        if out.len() - start - crate::HEADER_LEN > u32::MAX as usize {
-            out.truncate(start);
-            return Err(EncodeError {
-                field: "frame",
-                len: usize::MAX,
-            });
-        }
-        Ok(())
+        let (flags, payload) = self.flags_and_payload();
+        checked_frame(self.opcode(), flags, &payload, out)
     }
 
     /// Appends this request as one frame.
@@ -226,8 +218,12 @@ impl Request<'_> {
     /// If a field is longer than its length prefix allows (see [`Request::check`]; use
     /// [`Request::try_encode`] for unchecked input).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let op = self.opcode() as u8;
-        let (flags, payload) = match self {
+        let (flags, payload) = self.flags_and_payload();
+        encode_frame(self.opcode() as u8, flags, &payload, out);
+    }
+
+    fn flags_and_payload(&self) -> (u8, Vec<u8>) {
+        match self {
             Request::Auth { token } => (0, encode_auth(token)),
             Request::TsPutBuffered { points, batch } | Request::TsPut { points, batch } => {
                 batched(*batch, points, encode_ts_point)
@@ -245,8 +241,7 @@ impl Request<'_> {
             | Request::VectorBufferStats
             | Request::VectorBufferFlush
             | Request::ReplicationStats => (0, Vec::new()),
-        };
-        encode_frame(op, flags, &payload, out);
+        }
     }
 }
 
@@ -396,14 +391,12 @@ pub fn try_encode_ts_put(
 ) -> Result<(), EncodeError> {
     check_ts_points(points)?;
     let (flags, payload) = encode_ts_points(points);
-    fits32("frame", payload.len())?;
     let op = if buffered {
         Opcode::TsPutBuffered
     } else {
         Opcode::TsPut
     };
-    encode_frame(op as u8, flags, &payload, out);
-    Ok(())
+    checked_frame(op, flags, &payload, out)
 }
 
 /// Appends a checked `VECTOR_ADD_BUFFERED` (or, with `update`, `VECTOR_UPDATE_BUFFERED`) frame.
@@ -414,13 +407,23 @@ pub fn try_encode_vector_put(
 ) -> Result<(), EncodeError> {
     check_vector_entities(entities)?;
     let (flags, payload) = encode_vector_entities(entities);
-    fits32("frame", payload.len())?;
     let op = if update {
         Opcode::VectorUpdateBuffered
     } else {
         Opcode::VectorAddBuffered
     };
-    encode_frame(op as u8, flags, &payload, out);
+    checked_frame(op, flags, &payload, out)
+}
+
+/// Appends a frame whose payload length was checked to fit the header's `u32`.
+fn checked_frame(
+    op: Opcode,
+    flags: u8,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    fits32("frame", payload.len())?;
+    encode_frame(op as u8, flags, payload, out);
     Ok(())
 }
 

@@ -136,10 +136,11 @@ impl Admission {
                     || now.saturating_sub(l.last_seen_ms.load(Ordering::Relaxed)) < evict_after
             });
         }
-        let load = map
-            .entry(actor.to_string())
-            .or_insert_with(|| {
-                Arc::new(ActorLoad {
+        // Look up before inserting: the common case (a known actor) allocates nothing.
+        let load = match map.get(actor) {
+            Some(l) => l.clone(),
+            None => {
+                let l = Arc::new(ActorLoad {
                     in_flight: AtomicUsize::new(0),
                     bytes: AtomicUsize::new(0),
                     bucket: Mutex::new(Bucket {
@@ -148,9 +149,11 @@ impl Admission {
                     }),
                     last_seen_ms: AtomicU64::new(now),
                     mean_latency_us: AtomicU64::new(1_000),
-                })
-            })
-            .clone();
+                });
+                map.insert(actor.to_string(), l.clone());
+                l
+            }
+        };
         load.last_seen_ms.store(now, Ordering::Relaxed);
         load
     }

@@ -54,7 +54,7 @@ fn measure(
     let options = WalOptions {
         config,
         metrics: metrics.clone(),
-        on_fatal: None,
+        ..WalOptions::default()
     };
     let wal = Arc::new(Wal::open(scratch.path(), options, |_| Ok(()))?);
     let stop = Arc::new(AtomicBool::new(false));

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 /// Every error answer: a message for people, a stable `code` for programs, and the request id
 /// that appears in the server's log lines for this request and in `X-Request-Id`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for people.
     #[schema(example = "body is not valid JSON: expected value at line 1 column 1")]
@@ -30,4 +30,12 @@ pub struct ErrorBody {
     /// what HTTP says in `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_sec: Option<u64>,
+    /// On a replica's refusal of a WAL batch that does not continue its log (`wal_gap`): the
+    /// LSN it expects next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_lsn: Option<u64>,
+    /// On a write refused by a read-only replica (`read_only_replica`): the primary to send
+    /// writes to (its id, and endpoint when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod error;
+pub mod replication;
 pub mod system;
 pub mod ts;
 pub mod vector;

@@ -432,10 +432,7 @@ fn api_error(status: StatusCode, text: &str) -> Error {
         error: text.chars().take(512).collect(),
         code: "http_error".into(),
         error_id: String::new(),
-        field: None,
-        success: None,
-        buffer_size: None,
-        retry_after_sec: None,
+        ..ErrorBody::default()
     });
     Error::Api {
         status: status.as_u16(),

@@ -288,10 +288,7 @@ fn wire_error(answer: &Answer) -> (Error, Option<Duration>) {
             .collect(),
         code: format!("wire_status_{:02x}", answer.status),
         error_id: String::new(),
-        field: None,
-        success: None,
-        buffer_size: None,
-        retry_after_sec: None,
+        ..ErrorBody::default()
     });
     let wait = body.retry_after_sec.map(Duration::from_secs);
     (

@@ -20,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Allow binding a non-loopback address while authentication is off.
     pub unauthenticated: bool,
+    /// `primary` takes writes and ships its WAL to its replicas; `replica` applies a
+    /// primary's WAL and serves reads only (SPEC §8).
+    pub role: Role,
+    pub replication: ReplicationSection,
     pub http: HttpConfig,
     pub wire: WireConfig,
     pub wal: WalSection,
@@ -37,6 +41,80 @@ pub struct Config {
     /// The file this configuration was loaded from (not a setting).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+}
+
+/// What a node does (SPEC §8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// `[replication]`: compressed WAL shipping (SPEC §8; see `replication/mod.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// This node's id, sent as `X-Primary-ID` (empty: one is generated and kept in
+    /// `<data_dir>/replication.json`).
+    pub node_id: String,
+    /// This node's HTTP base URL as others reach it; a replica names it when refusing writes.
+    pub advertise_url: String,
+    /// `zstd` or `none`. Env also `SLUICE_WAL_COMPRESSION`.
+    pub compression: String,
+    /// zstd level, 1 to 22. Env also `SLUICE_WAL_COMPRESSION_LEVEL`.
+    pub compression_level: i32,
+    /// Bearer token the primary presents to its replicas (an admin token there).
+    pub token: String,
+    /// Most WAL record bytes in one shipped batch.
+    pub max_batch_bytes: usize,
+    /// WAL kept for one replica beyond the checkpoint, in bytes; a replica further behind is
+    /// caught up by a snapshot instead.
+    pub max_retained_wal_bytes: u64,
+    /// Timeout of one shipping request.
+    pub ship_timeout_ms: u64,
+    /// Longest wait between retries to an unreachable replica.
+    pub retry_max_ms: u64,
+    /// A changefeed subscriber that accepts nothing for this long is disconnected (it resumes
+    /// from its last event id).
+    pub changefeed_stall_timeout_ms: u64,
+    /// Replicas to ship to, besides those registered at runtime.
+    pub replicas: Vec<ReplicaEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaEntry {
+    pub replica_id: String,
+    pub endpoint: String,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection {
+            node_id: String::new(),
+            advertise_url: String::new(),
+            compression: "zstd".into(),
+            compression_level: 3,
+            token: String::new(),
+            max_batch_bytes: 1024 * 1024,
+            max_retained_wal_bytes: 1024 * 1024 * 1024,
+            ship_timeout_ms: 10_000,
+            retry_max_ms: 5_000,
+            changefeed_stall_timeout_ms: 10_000,
+            replicas: Vec::new(),
+        }
+    }
 }
 
 /// `[auth]`: credentials and policies (SPEC §9). No tokens and no JWT key = dev mode (open).
@@ -329,6 +407,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./sluice-data"),
             unauthenticated: false,
+            role: Role::Primary,
+            replication: ReplicationSection::default(),
             http: HttpConfig::default(),
             wire: WireConfig::default(),
             wal: WalSection::default(),
@@ -558,6 +638,11 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("SLUICE_BEARER_TOKENS_FILE", "auth.bearer_tokens_file"),
     ("SLUICE_BEARER_TOKENS_JSON", "auth.bearer_tokens_json"),
     ("SLUICE_BEARER_TOKEN", "auth.bearer_token"),
+    ("SLUICE_WAL_COMPRESSION", "replication.compression"),
+    (
+        "SLUICE_WAL_COMPRESSION_LEVEL",
+        "replication.compression_level",
+    ),
     (
         "SLUICE_TS_AUTO_BUFFER_ENABLED",
         "features.ts_auto_buffer.enabled",
@@ -623,6 +708,7 @@ pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
     pub wire_addr: Option<SocketAddr>,
     pub unauthenticated: bool,
+    pub role: Option<Role>,
 }
 
 impl Config {
@@ -689,6 +775,9 @@ impl Config {
             config.wire.addr = a;
         }
         config.unauthenticated |= overrides.unauthenticated;
+        if let Some(role) = overrides.role {
+            config.role = role;
+        }
         config.config_file = file.map(std::path::Path::to_path_buf);
         config.validate()?;
         Ok(config)
@@ -730,6 +819,28 @@ impl Config {
                     "{key} must be greater than 0"
                 )));
             }
+        }
+        let r = &self.replication;
+        crate::replication::check_compression(&r.compression, r.compression_level)
+            .map_err(|e| ConfigError::Invalid(format!("replication: {e}")))?;
+        for (key, v) in [
+            ("replication.max_batch_bytes", r.max_batch_bytes as u64),
+            ("replication.ship_timeout_ms", r.ship_timeout_ms),
+            ("replication.retry_max_ms", r.retry_max_ms),
+            (
+                "replication.changefeed_stall_timeout_ms",
+                r.changefeed_stall_timeout_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
+        }
+        for e in &r.replicas {
+            crate::replication::check_replica(&e.replica_id, &e.endpoint)
+                .map_err(|m| ConfigError::Invalid(format!("replication.replicas: {m}")))?;
         }
         const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
         if self.wal.segment_size_bytes < MIN_SEGMENT_BYTES {
@@ -864,6 +975,7 @@ impl Config {
             &mut shown.auth.bearer_token,
             &mut shown.auth.bearer_tokens_json,
             &mut shown.auth.jwt.hs256_secret,
+            &mut shown.replication.token,
         ] {
             if !secret.is_empty() {
                 *secret = "<redacted>".into();

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use sluice_ts::{TsConfig, TsEngine, TsMetrics};
 use sluice_vector::{VectorConfig, VectorEngine, VectorMetrics};
-use sluice_wal::{FatalHandler, Lsn, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions};
+use sluice_wal::{
+    DurableHook, FatalHandler, Lsn, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions,
+};
 
 use crate::catalogue::{Catalogue, CatalogueError, DatabaseSettings, valid_name};
 use crate::flusher::Flusher;
@@ -64,7 +66,15 @@ pub struct OpenSettings {
     pub ts: TsConfig,
     pub vector: VectorConfig,
     pub on_fatal: Option<FatalHandler>,
+    /// Called by every database's WAL writer when its durable LSN advances (wakes the
+    /// replication shippers and changefeeds).
+    pub on_durable: Option<DurableHook>,
+    /// The WAL retention floor a database opens with (what its replicas still need).
+    pub retain_from: Option<RetainFrom>,
 }
+
+/// The retention floor of a database's WAL, by database name.
+pub type RetainFrom = Arc<dyn Fn(&str) -> Option<Lsn> + Send + Sync>;
 
 impl Database {
     pub fn wal_dir(data_dir: &Path, name: &str) -> PathBuf {
@@ -117,6 +127,8 @@ impl Database {
             config: settings.wal.clone(),
             metrics: wal_metrics.clone(),
             on_fatal: settings.on_fatal.clone(),
+            retain_from: settings.retain_from.as_ref().and_then(|f| f(name)),
+            on_durable: settings.on_durable.clone(),
         };
         let wal = Wal::open(
             &Database::wal_dir(&settings.data_dir, name),

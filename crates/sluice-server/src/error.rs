@@ -28,11 +28,14 @@ pub struct ApiError {
     pub seed: Option<Box<SeedFields>>,
 }
 
-/// Fields a seed route's error answer keeps (`success: false`, `buffer_size`).
+/// The optional fields of an error answer: those seed routes keep (`success: false`,
+/// `buffer_size`) and replication's (`expected_lsn`, `primary`).
 #[derive(Debug, Default)]
 pub struct SeedFields {
     pub success: Option<bool>,
     pub buffer_size: Option<u64>,
+    pub expected_lsn: Option<u64>,
+    pub primary: Option<String>,
 }
 
 impl ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             seed: Some(Box::new(SeedFields {
                 success: Some(false),
                 buffer_size: Some(buffer_size),
+                ..SeedFields::default()
             })),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +81,12 @@ impl ApiError {
                 format!("{field}: {message}"),
             )
         }
+    }
+
+    /// Adds the optional fields of the answer.
+    pub fn with_fields(mut self, fields: SeedFields) -> ApiError {
+        self.seed = Some(Box::new(fields));
+        self
     }
 
     pub fn retry_after(mut self, secs: u64) -> ApiError {
@@ -131,6 +141,8 @@ impl ApiError {
             success: self.seed.as_ref().and_then(|s| s.success),
             buffer_size: self.seed.as_ref().and_then(|s| s.buffer_size),
             retry_after_sec: None,
+            expected_lsn: self.seed.as_ref().and_then(|s| s.expected_lsn),
+            primary: self.seed.as_ref().and_then(|s| s.primary.clone()),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod flusher;
 pub mod http;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod timefmt;

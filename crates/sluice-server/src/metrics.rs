@@ -125,6 +125,16 @@ impl Metrics {
 
     /// Registers a database's metrics under a `db` label (replacing any earlier registration of
     /// that name).
+    /// Registers server-level metrics owned elsewhere (replication).
+    pub fn register_server(&self, register: impl FnOnce(&mut Registry)) {
+        register(
+            &mut self
+                .registry
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
     pub fn register_database(&self, db: &str, register: impl FnOnce(&mut Registry)) {
         let mut registry = Registry::with_labels(
             [(

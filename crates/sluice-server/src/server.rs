@@ -53,6 +53,8 @@ pub enum ServerError {
     Catalogue(#[from] crate::catalogue::CatalogueError),
     #[error("recovery failed: {0}")]
     Recovery(#[from] DatabaseOpenError),
+    #[error("replication state: {0}")]
+    Replication(String),
     #[error("recovery task failed: {0}")]
     Task(String),
 }
@@ -109,6 +111,11 @@ pub async fn run(
     tracing::info!(http_addr = %local, wire_addr = %wire_local, data_dir = %data_dir.display(), "listening");
 
     let state = AppState::new(config.clone(), auth);
+    state
+        .replication()
+        .load(&data_dir, state.metrics())
+        .map_err(ServerError::Replication)?;
+    tracing::info!(role = config.role.as_str(), node_id = %state.replication().node_id(), "replication");
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_signal = {
@@ -135,6 +142,14 @@ pub async fn run(
         ts: config.ts_config(),
         vector: config.vector_config(),
         on_fatal: None,
+        on_durable: Some({
+            let notify = state.replication().durable.clone();
+            Arc::new(move |_| notify.notify_waiters())
+        }),
+        retain_from: Some({
+            let repl = state.replication().clone();
+            Arc::new(move |db: &str| repl.initial_retain_from(db))
+        }),
     };
     let recovery_state = state.clone();
     let recovered = tokio::task::spawn_blocking(move || {
@@ -144,6 +159,7 @@ pub async fn run(
     let result = match recovered {
         Ok(Ok(dbs)) => {
             state.set_databases(Arc::new(dbs));
+            state.replication().start(state.clone());
             tracing::info!("ready");
             Ok(())
         }
@@ -156,6 +172,7 @@ pub async fn run(
     let _ = server.await;
     let _ = wire_server.await;
     stop_signal.abort();
+    state.replication().shutdown();
 
     if let Some(dbs) = state.databases().cloned() {
         let _ = tokio::task::spawn_blocking(move || dbs.close_all()).await;

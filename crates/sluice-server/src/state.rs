@@ -18,6 +18,7 @@ struct Inner {
     metrics: Metrics,
     auth: Auth,
     admission: Admission,
+    replication: Arc<crate::replication::Replication>,
     /// WebSocket sessions in progress (at most `wire.max_connections`).
     ws_slots: Arc<tokio::sync::Semaphore>,
     /// Set once recovery of every database has finished; until then data routes answer 503.
@@ -30,6 +31,7 @@ impl AppState {
     pub fn new(config: Config, auth: Auth) -> AppState {
         AppState(Arc::new(Inner {
             admission: Admission::new(config.admission.clone()),
+            replication: Arc::new(crate::replication::Replication::new(&config)),
             ws_slots: Arc::new(tokio::sync::Semaphore::new(config.wire.max_connections)),
             config,
             auth,
@@ -53,6 +55,10 @@ impl AppState {
 
     pub fn admission(&self) -> &Admission {
         &self.0.admission
+    }
+
+    pub fn replication(&self) -> &Arc<crate::replication::Replication> {
+        &self.0.replication
     }
 
     pub fn ws_slots(&self) -> &Arc<tokio::sync::Semaphore> {

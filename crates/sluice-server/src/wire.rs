@@ -323,7 +323,13 @@ fn admit(
                     format!("actor {:?} may not {} here", a.name, action.as_str()),
                 ),
             )
-        })
+        })?;
+    if crate::auth::mutates(action, route, method.as_str())
+        && let Some(refusal) = state.replication().refuse_write()
+    {
+        return Err((Status::ProcessingError, refusal));
+    }
+    Ok(())
 }
 
 /// Answers one request frame into `out`.
@@ -386,6 +392,12 @@ async fn handle(
     }
 }
 
+/// A JSON payload (replication opcodes carry the HTTP bodies).
+fn wire_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_field("payload", format!("not the expected JSON: {e}")))
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
@@ -433,13 +445,22 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
         }
         Request::VectorBufferStats => Ok(json(&routes::vectors::stats_body(&db))),
         Request::VectorBufferFlush => Ok(json(&routes::vectors::flush_now(&db).await?)),
-        Request::WalApplyCompressed(_)
-        | Request::ReplicationStats
-        | Request::ReplicationConfig(_) => Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "not_supported",
-            "replication is not supported on this node",
+        Request::WalApplyCompressed(body) => {
+            let req = wire_json(body)?;
+            let sent = body.len() as u64;
+            Ok(json(
+                &routes::replication::apply_batch(state, None, sent, req).await?,
+            ))
+        }
+        Request::ReplicationStats => Ok(json(
+            &state
+                .replication()
+                .stats(state.databases().map(|d| d.as_ref())),
         )),
+        Request::ReplicationConfig(body) => Ok(json(&routes::replication::configure(
+            state,
+            wire_json(body)?,
+        )?)),
     }
 }
 

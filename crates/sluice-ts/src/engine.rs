@@ -350,6 +350,32 @@ impl TsEngine {
         Ok((ticket, outcome))
     }
 
+    /// Applies a record shipped from a primary: `append` logs it at the primary's LSN (and
+    /// returns that LSN) under the same lock as a local write, then the points are buffered.
+    /// A record the chunks already hold (at or below the flushed LSN, as after a snapshot
+    /// transfer) is logged, to keep the sequence, but not buffered again.
+    pub fn apply_replicated<E>(
+        &self,
+        points: Vec<Point>,
+        append: impl FnOnce() -> Result<Lsn, E>,
+    ) -> Result<WriteOutcome, WriteError<E>> {
+        let mut st = self.lock_state();
+        let frozen_bytes = st.frozen.as_ref().map_or(0, |f| f.bytes);
+        if st.head.bytes + frozen_bytes >= self.config.auto_buffer.overflow_buffer_bytes {
+            return Err(WriteError::Overflow {
+                buffer_size: st.head.points as u64,
+            });
+        }
+        let lsn = append().map_err(WriteError::Append)?;
+        if lsn <= st.flushed_lsn {
+            return Ok(WriteOutcome {
+                buffer_size: st.head.points as u64,
+                flush_due: None,
+            });
+        }
+        Ok(self.insert(&mut st, points, lsn))
+    }
+
     /// Re-applies a WAL record during recovery (records already in chunks are skipped).
     pub fn replay(&self, points: Vec<Point>, lsn: Lsn) {
         let mut st = self.lock_state();

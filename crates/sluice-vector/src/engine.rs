@@ -1187,6 +1187,86 @@ impl VectorEngine {
         Ok(())
     }
 
+    /// Applies a record shipped from a primary: `append` logs it at the primary's LSN (and
+    /// returns that LSN) under the state lock, as a local write is logged; operations go to
+    /// the buffer (as in replay), collection changes take effect at once. A record the last
+    /// snapshot already holds (after a snapshot transfer) is logged but not applied again.
+    /// Returns the flush the buffer asks for, if any.
+    pub fn apply_replicated<E>(
+        &self,
+        kind: RecordKind,
+        payload: &[u8],
+        append: impl FnOnce() -> Result<Lsn, E>,
+    ) -> Result<Option<FlushTrigger>, VectorError<E>> {
+        let invalid = |e: record::DecodeError| VectorError::InvalidEntity {
+            index: 0,
+            field: "record",
+            reason: e.to_string(),
+        };
+        match kind {
+            record::VECTOR_OPS => {
+                let (name, created, ops) = record::decode_ops(payload).map_err(invalid)?;
+                let mut st = self.lock_state();
+                let buffered = st.head.bytes + st.frozen.as_ref().map_or(0, |f| f.bytes);
+                if buffered >= self.config.auto_buffer.overflow_buffer_bytes {
+                    return Err(VectorError::Overflow {
+                        buffer_size: (st.head.entries + st.frozen.as_ref().map_or(0, |f| f.entries))
+                            as u64,
+                    });
+                }
+                let lsn = append().map_err(VectorError::Append)?;
+                if lsn <= st.snapshot_lsn {
+                    return Ok(None);
+                }
+                st.last_lsn = lsn;
+                st.ops_since_snapshot += ops.len() as u64;
+                // Operations on an incarnation that no longer exists are dead (see replay).
+                let Some(id) = st
+                    .collections
+                    .get(&name)
+                    .map(|c| c.id)
+                    .filter(|id| *id == created)
+                else {
+                    return Ok(None);
+                };
+                let n = ops.len() as u64;
+                for op in ops {
+                    st.head.insert(id, lsn, op);
+                }
+                self.counters
+                    .vectors_buffered
+                    .fetch_add(n, Ordering::Relaxed);
+                self.metrics.vectors_buffered.inc_by(n);
+                self.set_gauge(&st);
+                Ok(self.outcome(&st).flush_due)
+            }
+            record::COLLECTION => {
+                let change = record::decode_collection(payload).map_err(invalid)?;
+                // Keep order: what is buffered happened before this change.
+                self.flush(FlushTrigger::Replay)?;
+                let mut st = self.lock_state();
+                let lsn = append().map_err(VectorError::Append)?;
+                if lsn <= st.snapshot_lsn {
+                    return Ok(None);
+                }
+                match change {
+                    CollectionChange::Create(config) => {
+                        Self::remove_collection(&mut st, &config.name, lsn);
+                        self.install_collection(&mut st, config, lsn)?;
+                    }
+                    CollectionChange::Delete(name) => Self::remove_collection(&mut st, &name, lsn),
+                }
+                self.set_gauge(&st);
+                Ok(None)
+            }
+            other => Err(VectorError::InvalidEntity {
+                index: 0,
+                field: "record",
+                reason: format!("not a vector record kind: {}", other.0),
+            }),
+        }
+    }
+
     /// Applies what replay buffered.
     pub fn finish_replay(&self) -> Result<(), IndexError> {
         self.flush(FlushTrigger::Replay).map(|_| ())

@@ -23,6 +23,9 @@ pub enum WalError {
     /// Record kind 0 belongs to the log itself.
     #[error("record kind 0 is reserved for the log's sync markers")]
     ReservedKind,
+    /// [`crate::Wal::append_at`] asked for an LSN that is not the next one.
+    #[error("record {requested} is out of sequence: the next LSN is {expected}")]
+    OutOfSequence { requested: Lsn, expected: Lsn },
     /// A checkpoint beyond what was written.
     #[error("checkpoint {requested} is beyond the last written LSN {written}")]
     CheckpointBeyondLog { requested: Lsn, written: Lsn },
@@ -66,8 +69,8 @@ pub(crate) fn io_ctx<E: From<IoCtx>>(context: impl Into<String>) -> impl FnOnce(
 
 /// An I/O error with the operation it happened in.
 pub(crate) struct IoCtx {
-    context: String,
-    source: io::Error,
+    pub(crate) context: String,
+    pub(crate) source: io::Error,
 }
 
 impl From<IoCtx> for WalError {

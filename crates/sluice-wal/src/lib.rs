@@ -23,7 +23,11 @@
 //!   [`WalError::Overloaded`]; memory is bounded by `queue_capacity` records and
 //!   `queue_capacity_bytes` of payload.
 //! - **Checkpoint** (`checkpoint.rs`): the engines report the LSN up to which their state is in
-//!   immutable storage; segments wholly at or below it are deleted.
+//!   immutable storage; segments wholly at or below it are deleted, unless they hold an LSN at
+//!   or above the retention floor ([`Wal::set_retain_from`]) that replicas still need.
+//! - **Reading** (`read.rs`): [`Wal::read`] returns durable records from a [`Cursor`] while
+//!   the log is written, for replication and changefeeds; [`Wal::append_at`] appends a
+//!   record at a given LSN (a replica keeps its primary's LSNs).
 //!
 //! # How torn tails are told from corruption
 //! Each record carries `sync_delta = lsn - durable_lsn_when_written` (saturating): the LSN that
@@ -54,6 +58,7 @@
 mod checkpoint;
 pub mod error;
 pub mod metrics;
+mod read;
 pub mod record;
 mod recovery;
 mod segment;
@@ -61,5 +66,9 @@ mod writer;
 
 pub use error::{OpenError, WalError};
 pub use metrics::WalMetrics;
+pub use read::{Cursor, ReadBatch, ReadError};
 pub use record::{Lsn, RecordKind, RecordRef};
-pub use writer::{AckLevel, Appended, FatalHandler, Ticket, Wal, WalConfig, WalOptions, WalStatus};
+pub use writer::{
+    AckLevel, Appended, DurableHook, FatalHandler, Ticket, Wal, WalConfig, WalOptions, WalStatus,
+    WriteMark,
+};

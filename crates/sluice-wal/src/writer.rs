@@ -76,13 +76,35 @@ impl Default for WalConfig {
 /// Called once when a write or fdatasync fails. The default aborts the process.
 pub type FatalHandler = Arc<dyn Fn(&WalError) + Send + Sync>;
 
+/// Called (from the writer thread) each time the durable LSN advances; must not block.
+pub type DurableHook = Arc<dyn Fn(Lsn) + Send + Sync>;
+
 /// Everything [`Wal::open`] takes besides the directory.
 #[derive(Clone, Default)]
 pub struct WalOptions {
     pub config: WalConfig,
     pub metrics: WalMetrics,
     pub on_fatal: Option<FatalHandler>,
+    /// Keep every segment holding this LSN or later, checkpointed or not (replicas and
+    /// changefeeds still need them). See [`Wal::set_retain_from`].
+    pub retain_from: Option<Lsn>,
+    pub on_durable: Option<DurableHook>,
 }
+
+/// When the writer wrote a batch: lets readers tell how far behind they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteMark {
+    /// The last LSN of the batch.
+    pub lsn: Lsn,
+    /// Record bytes written since the log was opened, up to and including the batch.
+    pub bytes_end: u64,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// How many write marks are kept; marks closer than 1 ms are merged, so this covers at least
+/// the last ~4 s under constant load, and much longer when writes are sparse.
+const MARKS: usize = 4096;
 
 /// A snapshot of the log's positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,19 +122,23 @@ pub struct WalStatus {
 
 /// The write-ahead log of one database.
 pub struct Wal {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct Shared {
-    dir: PathBuf,
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
     config: WalConfig,
     /// The sender and the next LSN to assign, under one lock so queue order is LSN order.
     /// `None` once the log is closed.
     submit: Mutex<Option<Submitter>>,
     written_lsn: AtomicU64,
-    durable_lsn: AtomicU64,
+    pub(crate) durable_lsn: AtomicU64,
     checkpoint_lsn: AtomicU64,
+    /// Segments holding this LSN or later are kept (`u64::MAX`: none retained).
+    retain_from: AtomicU64,
+    on_durable: Option<DurableHook>,
+    marks: Mutex<std::collections::VecDeque<WriteMark>>,
     /// Payload bytes enqueued and not yet drained by the writer.
     queued_bytes: AtomicUsize,
     /// Signalled whenever `durable_lsn` advances or the writer stops.
@@ -210,6 +236,8 @@ impl Wal {
             config,
             metrics,
             on_fatal,
+            retain_from,
+            on_durable,
         } = options;
 
         let mut segments = recovered.segments;
@@ -262,6 +290,9 @@ impl Wal {
             written_lsn: AtomicU64::new(last.0),
             durable_lsn: AtomicU64::new(last.0),
             checkpoint_lsn: AtomicU64::new(recovered.checkpoint_lsn.0),
+            retain_from: AtomicU64::new(retain_from.map_or(u64::MAX, |l| l.0)),
+            on_durable,
+            marks: Mutex::new(std::collections::VecDeque::new()),
             queued_bytes: AtomicUsize::new(0),
             durable_changed: Condvar::new(),
             durable_mutex: Mutex::new(()),
@@ -318,6 +349,16 @@ impl Wal {
         payload: Vec<u8>,
         ack: AckLevel,
     ) -> Result<Ticket, WalError> {
+        self.append_checked(None, kind, payload, ack)
+    }
+
+    fn append_checked(
+        &self,
+        at: Option<Lsn>,
+        kind: RecordKind,
+        payload: Vec<u8>,
+        ack: AckLevel,
+    ) -> Result<Ticket, WalError> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(WalError::RecordTooLarge {
                 size: payload.len(),
@@ -338,6 +379,14 @@ impl Wal {
         let Some(sub) = guard.as_mut() else {
             return Err(self.shared.stopped_error());
         };
+        if let Some(at) = at
+            && at.0 != sub.next_lsn
+        {
+            return Err(WalError::OutOfSequence {
+                requested: at,
+                expected: Lsn(sub.next_lsn),
+            });
+        }
         let size = payload.len();
         let queued = self.shared.queued_bytes.load(Ordering::Acquire);
         if queued > 0 && queued + size > self.shared.config.queue_capacity_bytes {
@@ -363,6 +412,49 @@ impl Wal {
             done: done_rx,
             shared: self.shared.clone(),
         })
+    }
+
+    /// Enqueues a record that must get LSN `lsn` (a replica keeping its primary's LSNs). Fails
+    /// with [`WalError::OutOfSequence`], enqueuing nothing, if the next LSN is another.
+    pub fn append_at(
+        &self,
+        lsn: Lsn,
+        kind: RecordKind,
+        payload: Vec<u8>,
+        ack: AckLevel,
+    ) -> Result<Ticket, WalError> {
+        self.append_checked(Some(lsn), kind, payload, ack)
+    }
+
+    /// Keeps every segment holding `lsn` or later even once checkpointed (`None`: keep only
+    /// what the checkpoint needs). Lowering it cannot bring back deleted segments; raising it
+    /// lets the next checkpoint delete more.
+    pub fn set_retain_from(&self, lsn: Option<Lsn>) {
+        self.shared
+            .retain_from
+            .store(lsn.map_or(u64::MAX, |l| l.0), Ordering::Release);
+    }
+
+    /// How far a reader that has everything up to `lsn` is behind the last write: record bytes
+    /// and milliseconds since the oldest record it lacks was written. Measured per write batch
+    /// since the log was opened (for a reader behind the records written since then, a lower
+    /// bound); `None` before anything was written.
+    pub fn lag(&self, lsn: Lsn) -> Option<(u64, u64)> {
+        let marks = self
+            .shared
+            .marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last = marks.back()?;
+        if lsn >= last.lsn {
+            return Some((0, 0));
+        }
+        // The first batch holding a record after `lsn`; before the first mark (the reader
+        // lacks records written before this process opened the log), a lower bound.
+        let i = marks.partition_point(|m| m.lsn <= lsn);
+        let behind = marks.get(i)?;
+        let base = if i == 0 { 0 } else { marks[i - 1].bytes_end };
+        Some((last.bytes_end - base, now_ms().saturating_sub(behind.at_ms)))
     }
 
     /// Makes everything appended so far durable.
@@ -546,6 +638,12 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn abort_on_fatal(err: &WalError) {
     tracing::error!(error = %err, "write-ahead log I/O failed; stopping the process so recovery starts from what is on disk");
     eprintln!("sluice: fatal: write-ahead log I/O failed: {err}; aborting");
@@ -675,6 +773,7 @@ impl Writer {
             self.shared
                 .written_lsn
                 .store(self.written.0, Ordering::Release);
+            self.record_mark(self.buf.len() as u64);
             self.unsynced_since.get_or_insert_with(Instant::now);
             for w in batch.wal_waiters.drain(..) {
                 let _ = w.send(Ok(()));
@@ -727,7 +826,36 @@ impl Writer {
             .durable_lsn
             .store(self.durable.0, Ordering::Release);
         self.shared.notify_durable();
+        if let Some(hook) = &self.shared.on_durable {
+            hook(self.durable);
+        }
         Ok(())
+    }
+
+    fn record_mark(&mut self, bytes: u64) {
+        let now = now_ms();
+        let mut marks = self
+            .shared
+            .marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bytes_end = marks.back().map_or(0, |m| m.bytes_end) + bytes;
+        match marks.back_mut() {
+            Some(m) if m.at_ms == now => {
+                m.lsn = self.written;
+                m.bytes_end = bytes_end;
+            }
+            _ => {
+                if marks.len() == MARKS {
+                    marks.pop_front();
+                }
+                marks.push_back(WriteMark {
+                    lsn: self.written,
+                    bytes_end,
+                    at_ms: now,
+                });
+            }
+        }
     }
 
     /// Writes and syncs a sync marker vouching for everything written so far (see the crate
@@ -793,8 +921,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes every segment but the active one whose records are all at or below `lsn`.
+    /// Deletes every segment but the active one whose records are all at or below `lsn` and
+    /// below the retention floor.
     fn delete_covered_segments(&mut self, lsn: Lsn) {
+        let floor = self.shared.retain_from.load(Ordering::Acquire);
+        let lsn = Lsn(lsn.0.min(floor.saturating_sub(1)));
         let mut deleted = 0;
         while self.segments.len() > 1 && self.segments[1].first_lsn.0 - 1 <= lsn.0 {
             let seg = self.segments.remove(0);

@@ -80,6 +80,17 @@ struct ConfigArgs {
     /// [key: unauthenticated, env: SLUICE_UNAUTHENTICATED].
     #[arg(long)]
     unauthenticated: bool,
+    /// `primary` or `replica` (read-only, applies a primary's WAL) [key: role, env: SLUICE_ROLE].
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    role: Option<sluice_server::config::Role>,
+}
+
+fn parse_role(s: &str) -> Result<sluice_server::config::Role, String> {
+    match s {
+        "primary" => Ok(sluice_server::config::Role::Primary),
+        "replica" => Ok(sluice_server::config::Role::Replica),
+        _ => Err("expected primary or replica".into()),
+    }
 }
 
 impl ConfigArgs {
@@ -89,6 +100,7 @@ impl ConfigArgs {
             http_addr: self.http_addr,
             wire_addr: self.wire_addr,
             unauthenticated: self.unauthenticated,
+            role: self.role,
         };
         Ok(Config::load(
             self.config.as_deref(),

@@ -207,12 +207,28 @@ async fn errors_answer_an_error_frame_and_the_connection_stays_usable() {
         serde_json::from_slice::<Value>(&payload).unwrap()["field"],
         "metric"
     );
-    // Replication is not on this node.
+    // Replication opcodes carry the HTTP routes' JSON.
     let (status, payload) = call(&mut c, &Request::ReplicationStats).await;
+    assert_eq!(status, Status::Ok as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["role"],
+        "primary"
+    );
+    let (status, payload) = call(&mut c, &Request::WalApplyCompressed(b"{not json")).await;
     assert_eq!(status, Status::ProcessingError as u8);
     assert_eq!(
-        serde_json::from_slice::<Value>(&payload).unwrap()["code"],
-        "not_supported"
+        serde_json::from_slice::<Value>(&payload).unwrap()["field"],
+        "payload"
+    );
+    let (status, payload) = call(
+        &mut c,
+        &Request::ReplicationConfig(br#"{"compression_type":"zstd","level":5}"#),
+    )
+    .await;
+    assert_eq!(status, Status::Ok as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["level"],
+        5
     );
     // Still usable.
     assert_eq!(call(&mut c, &Request::TsBufferStats).await.0, 0);

@@ -176,6 +176,7 @@ pub fn classify(method: &Method, route: &str, public_metrics: bool) -> Option<(A
         }
         "/ts/buffer/flush" | "/vectors/buffer/flush" => (Admin, Database),
         "/ts/query" | "/ts/export" | "/vectors/search" => (Read, Database),
+        "/changes" if get => (Read, Database),
         "/v1/collections" | "/v1/collections/{name}" if get => (Read, Database),
         "/v1/collections" | "/v1/collections/{name}" => (Admin, Database),
         "/ts/put"
@@ -194,6 +195,14 @@ pub fn classify(method: &Method, route: &str, public_metrics: bool) -> Option<(A
         // Unclassified: fail closed.
         _ => (Admin, Server),
     })
+}
+
+/// Whether a request changes data or the catalogue: what a read-only replica refuses.
+/// Flushes, replication routes and reads are not.
+pub fn mutates(action: Action, route: &str, method: &str) -> bool {
+    action == Action::Write
+        || (method != "GET"
+            && (route.starts_with("/v1/collections") || route.starts_with("/v1/databases")))
 }
 
 /// Why a request is refused.
@@ -477,6 +486,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     };
     if let Err(r) = decision {
         return r.into_response();
+    }
+    if mutates(action, short_route, &method)
+        && let Some(refusal) = state.replication().refuse_write()
+    {
+        return refusal.into_response();
     }
     req.extensions_mut().insert(actor);
     next.run(req).await

@@ -24,8 +24,20 @@ use crate::state::AppState;
 struct RouteLabel(String);
 
 /// Outer middleware (`Router::layer`).
-pub async fn outer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The request body's `Content-Length` as it arrived, before request decompression removes the
+/// header (replication counts the bytes a primary really sent).
+#[derive(Clone, Copy, Debug)]
+pub struct SentBodyBytes(pub u64);
+
+pub async fn outer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    if let Some(n) = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        req.extensions_mut().insert(SentBodyBytes(n));
+    }
     let id = request_id::from_headers(req.headers());
     let method = req.method().clone();
     // The span is debug-level: at info, creating and entering a span per request cost more than

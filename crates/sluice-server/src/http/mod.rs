@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "timeseries", description = "Time-series writes and queries"),
         (name = "vectors", description = "Vector collections, writes and similarity search"),
         (name = "databases", description = "Databases: list, create, delete. Every data route also exists under /v1/databases/{db}/…, acting on that database; the flat routes act on `default`."),
+        (name = "replication", description = "Compressed WAL shipping to replicas, promotion, and changefeeds"),
     ),
     components(schemas(sluice_api::ErrorBody))
 )]
@@ -76,6 +77,16 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::system::openapi))
         .routes(routes!(routes::databases::list, routes::databases::create))
         .routes(routes!(routes::databases::delete))
+        .routes(routes!(routes::replication::wal_apply))
+        .routes(routes!(routes::replication::stats))
+        .routes(routes!(routes::replication::config))
+        .routes(routes!(
+            routes::replication::list_replicas,
+            routes::replication::add_replica
+        ))
+        .routes(routes!(routes::replication::remove_replica))
+        .routes(routes!(routes::replication::promote))
+        .routes(routes!(routes::changes::changes))
         .routes(routes!(crate::wire::websocket))
         .merge(data_router())
         .nest(DATABASE_PREFIX, data_router());

@@ -29,8 +29,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower::Layer as _;
 
 use crate::config::HttpConfig;
+
+/// Lets a handler close its request's connection (a changefeed whose subscriber stopped
+/// reading: hyper never polls a body whose socket is full, so only closing ends it).
+#[derive(Clone, Default)]
+pub struct ConnectionCloser(Arc<tokio::sync::Notify>);
+
+impl ConnectionCloser {
+    pub fn close(&self) {
+        self.0.notify_one();
+    }
+
+    async fn closed(&self) {
+        self.0.notified().await;
+    }
+}
 
 /// The TLS acceptor the configuration asks for (`None` = plain TCP).
 pub fn tls_acceptor(c: &HttpConfig) -> Result<Option<TlsAcceptor>, String> {
@@ -124,17 +140,25 @@ pub async fn serve(
                 } else {
                     builder.http1_only()
                 };
-                let service = TowerToHyperService::new(app);
+                let closer = ConnectionCloser::default();
+                let service = TowerToHyperService::new(axum::Extension(closer.clone()).layer(app));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let _ = watcher.watch(conn.into_owned()).await;
+                tokio::select! {
+                    _ = watcher.watch(conn.into_owned()) => {}
+                    () = closer.closed() => {}
+                }
                 return;
             }
             if !protocol_known_within(&stream, head_timeout).await {
                 return;
             }
-            let service = TowerToHyperService::new(app);
+            let closer = ConnectionCloser::default();
+            let service = TowerToHyperService::new(axum::Extension(closer.clone()).layer(app));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = watcher.watch(conn.into_owned()).await;
+            tokio::select! {
+                _ = watcher.watch(conn.into_owned()) => {}
+                () = closer.closed() => {}
+            }
         });
     }
     drop(listener);

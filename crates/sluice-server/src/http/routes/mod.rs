@@ -1,8 +1,10 @@
 //! Route handlers, one module per route class. Each handler carries its `#[utoipa::path]`
 //! definition, so a route cannot be served without being documented.
 
+pub mod changes;
 pub mod databases;
 pub mod lineproto;
+pub mod replication;
 pub mod system;
 pub mod ts;
 pub mod vectors;

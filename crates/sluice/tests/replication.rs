@@ -1,0 +1,891 @@
+//! Replication and changefeeds against real processes on loopback (SPEC §8): a primary and a
+//! replica converge, a replica killed mid-stream converges after restart, re-sent and
+//! corrupted batches, epochs and promotion, read-only replicas, stats against bytes sent, and
+//! SSE changefeeds (order, resume, stalled subscribers).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::Digest;
+use support::{Options, TestServer, point};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+async fn replica_of(primary: &TestServer, id: &str, replica: &TestServer) {
+    let (status, body) = primary
+        .post_json(
+            "/api/v1/replication/replicas",
+            &json!({"replica_id": id, "endpoint": replica.base}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn replica_options() -> Options {
+    Options {
+        args: vec!["--role".into(), "replica".into()],
+        ..Options::default()
+    }
+}
+
+/// Waits until the replica has confirmed everything durable on the primary, in every database.
+async fn converged(primary: &TestServer) -> Value {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let (status, stats) = primary.get_json("/api/v1/replication/stats").await;
+        assert_eq!(status, 200);
+        let r = &stats["replicas"][0];
+        let dbs = r["databases"].as_array().unwrap();
+        if !dbs.is_empty()
+            && dbs.iter().all(|d| {
+                d["confirmed_lsn"] == d["primary_lsn"] && d["primary_lsn"].as_u64() > Some(0)
+            })
+        {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica did not converge: {stats:#}\nprimary log:\n{}",
+            primary.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Everything a node holds of the test's data, as one canonical JSON value and its SHA-256.
+async fn state_of(
+    node: &TestServer,
+    dbs: &[&str],
+    metrics: &[&str],
+    pks: &[String],
+) -> (Value, String) {
+    let mut out = BTreeMap::new();
+    for db in dbs {
+        for m in metrics {
+            let (status, body) = node
+                .post_json(
+                    &format!("/v1/databases/{db}/ts/query"),
+                    &json!({"metric": m, "from_ms": 0, "to_ms": i64::MAX / 2}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            out.insert(format!("{db}/ts/{m}"), body);
+        }
+        for pk in pks {
+            let r = node
+                .client
+                .get(node.url(&format!("/v1/databases/{db}/vectors/{pk}")))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            let v = if status == 200 { body } else { json!(status) };
+            out.insert(format!("{db}/vec/{pk}"), v);
+        }
+    }
+    let v = serde_json::to_value(out).unwrap();
+    let hash = hex(&sha2::Sha256::digest(v.to_string().as_bytes()));
+    (v, hash)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes a mix of every kind of record into `db` on `node`; `round` varies the data.
+async fn ingest(node: &TestServer, db: &str, round: u32) -> Vec<String> {
+    let p = |s: &str| format!("/v1/databases/{db}{s}");
+    let base = 1_700_000_000_000i64 + i64::from(round) * 1_000_000;
+    for b in 0..5 {
+        let points: Vec<Value> = (0..50)
+            .map(|i| {
+                let mut pt = point("cpu", base + b * 1000 + i, (b * 50 + i) as f64 * 0.5);
+                pt["entity"] = json!(format!("host{}", i % 5));
+                pt["tags"] = json!({"dc": if i % 2 == 0 { "a" } else { "b" }});
+                pt
+            })
+            .collect();
+        let (s, body) = node
+            .post_json(&p("/ts/put/batch"), &json!({ "points": points }))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    for i in 0..20 {
+        let (s, body) = node
+            .post_json(&p("/ts/put/buffered"), &point("mem", base + i, i as f64))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let lines: String = (0..30)
+        .map(|i| {
+            format!(
+                "disk,host=h{} used={}i {}\n",
+                i % 3,
+                i * 7,
+                (base + i) * 1_000_000
+            )
+        })
+        .collect();
+    let r = node
+        .client
+        .post(node.url(&p("/write")))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let mut pks = Vec::new();
+    for i in 0..12u32 {
+        let pk = format!("doc-{round}-{i}");
+        let v = [i as f32, 1.0, (round as f32) + 0.5, (i % 3) as f32];
+        let path = if i % 2 == 0 {
+            "/vectors/add"
+        } else {
+            "/vectors/add/buffered"
+        };
+        let (s, body) = node
+            .post_json(
+                &p(path),
+                &json!({"pk": pk, "vector": v, "metadata": {"i": i}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        pks.push(pk);
+    }
+    let (s, body) = node
+        .post_json(
+            &p("/vectors/update/buffered"),
+            &json!({"pk": pks[1], "vector": [9.0, 9.0, 9.0, 9.0], "metadata": {"updated": true}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let r = node
+        .client
+        .delete(node.url(&p("/vectors/remove/buffered")))
+        .json(&json!({"pk": pks[2]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    pks
+}
+
+const METRICS: &[&str] = &["cpu", "mem", "disk_used"];
+
+#[tokio::test]
+async fn primary_and_replica_converge_and_the_replica_is_read_only() {
+    let primary = TestServer::start().await;
+    let replica = TestServer::start_with(replica_options()).await;
+    let (s, body) = primary
+        .post_json("/v1/databases", &json!({"name": "other"}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // Data written before the replica is registered is shipped too.
+    let mut pks = ingest(&primary, "default", 0).await;
+    replica_of(&primary, "r1", &replica).await;
+    pks.extend(ingest(&primary, "default", 1).await);
+    pks.extend(ingest(&primary, "other", 2).await);
+    let stats = converged(&primary).await;
+
+    let dbs = ["default", "other"];
+    let (a, ha) = state_of(&primary, &dbs, METRICS, &pks).await;
+    let (b, hb) = state_of(&replica, &dbs, METRICS, &pks).await;
+    assert_eq!(a, b, "query results differ");
+    assert_eq!(ha, hb);
+    // The data really is there (not two empty states).
+    assert_eq!(a["default/ts/cpu"]["series"].as_array().unwrap().len(), 10);
+    assert_eq!(a["other/vec/doc-2-1"]["metadata"], json!({"updated": true}));
+    assert_eq!(a["other/vec/doc-2-2"], json!(404));
+
+    // Same LSN, same log: the changefeeds of both nodes are identical record for record.
+    for db in dbs {
+        let lsn = stats["replicas"][0]["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == db)
+            .unwrap()["confirmed_lsn"]
+            .as_u64()
+            .unwrap();
+        let path = format!("/v1/databases/{db}/changes?from_lsn=0");
+        let ea = events_until(&primary, &path, &[], lsn).await;
+        let eb = events_until(&replica, &path, &[], lsn).await;
+        assert_eq!(ea.len() as u64, lsn);
+        assert_eq!(ea, eb, "database {db}: the logs differ");
+    }
+
+    // Writes to the replica are refused, naming the primary; reads and flushes work.
+    let (s, body) = replica.post_json("/ts/put", &point("cpu", 1, 1.0)).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "read_only_replica");
+    assert!(body["primary"].as_str().is_some(), "{body}");
+    assert!(body["error_id"].as_str().is_some());
+    let (s, _) = replica
+        .post_json("/v1/collections", &json!({"name": "c2", "dimension": 3}))
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = replica
+        .post_json("/v1/databases", &json!({"name": "x"}))
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = replica.post_json("/ts/buffer/flush", &json!({})).await;
+    assert_eq!(s, 200);
+
+    // The primary's stats match the bytes the replica received, and the metrics.
+    let (_, ps) = primary.get_json("/api/v1/replication/stats").await;
+    let (_, rs) = replica.get_json("/api/v1/replication/stats").await;
+    let st = &ps["stats"];
+    assert_eq!(st["failed_ships"], 0, "{ps:#}");
+    assert!(st["total_batches"].as_u64().unwrap() > 0);
+    assert_eq!(
+        st["total_bytes_shipped"], rs["replica"]["bytes_received"],
+        "{ps:#}\n{rs:#}"
+    );
+    assert_eq!(
+        st["total_bytes_uncompressed"],
+        rs["replica"]["bytes_uncompressed_received"]
+    );
+    let total_lsns: u64 = ps["replicas"][0]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["confirmed_lsn"].as_u64().unwrap())
+        .sum();
+    assert_eq!(st["total_entries_shipped"].as_u64(), Some(total_lsns));
+    let ratio = st["avg_compression_ratio"].as_f64().unwrap();
+    let expected = st["total_bytes_uncompressed"].as_f64().unwrap()
+        / st["total_bytes_shipped"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9 && ratio > 1.0, "{st}");
+    assert_eq!(
+        primary.metric("wal_shipper_bytes_shipped_total").await,
+        st["total_bytes_shipped"].as_f64()
+    );
+    assert_eq!(
+        primary.metric("wal_shipper_batches_total").await,
+        st["total_batches"].as_f64()
+    );
+    let r = &ps["replicas"][0];
+    assert_eq!(r["replica_id"], "r1");
+    assert_eq!(r["is_healthy"], true);
+    assert_eq!(r["lag_bytes"], 0);
+    assert_eq!(r["last_confirmed_lsn"].as_str().unwrap().len(), 16);
+    assert_eq!(rs["role"], "replica");
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_stream_converges_after_restart() {
+    let primary = TestServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replica");
+    let replica = TestServer::start_in(&dir, replica_options()).await;
+    let addr = replica.addr();
+    replica_of(&primary, "r1", &replica).await;
+    let mut pks = Vec::new();
+    // Ingest while the replica dies.
+    let writer = {
+        let p = primary.base.clone();
+        tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            for b in 0..60i64 {
+                let points: Vec<Value> = (0..100)
+                    .map(|i| point("load", b * 100 + i, i as f64))
+                    .collect();
+                let r = c
+                    .post(format!("{p}/ts/put/batch"))
+                    .json(&json!({ "points": points }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    replica.kill9();
+    pks.extend(ingest(&primary, "default", 7).await);
+    writer.await.unwrap();
+    // The primary keeps trying and reports the replica unhealthy meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = primary.get_json("/api/v1/replication/stats").await;
+        if s["stats"]["failed_ships"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replica = TestServer::start_in(
+        &dir,
+        Options {
+            args: vec![
+                "--role".into(),
+                "replica".into(),
+                "--http-addr".into(),
+                addr,
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    converged(&primary).await;
+    let metrics = ["load", "cpu", "mem", "disk_used"];
+    let (a, ha) = state_of(&primary, &["default"], &metrics, &pks).await;
+    let (b, hb) = state_of(&replica, &["default"], &metrics, &pks).await;
+    assert_eq!(a, b);
+    assert_eq!(ha, hb);
+    let n: usize = a["default/ts/load"]["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 6000);
+}
+
+/// A batch as a primary would send it: `records` are (lsn, kind, payload).
+fn batch(records: &[(u64, u8, Vec<u8>)], epoch: u64) -> Value {
+    let mut raw = Vec::new();
+    for (lsn, kind, payload) in records {
+        sluice_wal::record::encode(
+            &mut raw,
+            sluice_wal::Lsn(*lsn),
+            sluice_wal::Lsn(lsn - 1),
+            sluice_wal::RecordKind(*kind),
+            payload,
+        );
+    }
+    let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+    json!({
+        "primary_id": "primary-1",
+        "compression": "zstd",
+        "entries_compressed": base64::engine::general_purpose::STANDARD.encode(&compressed),
+        "database": "default",
+        "epoch": epoch,
+        "first_lsn": records[0].0,
+        "last_lsn": records.last().unwrap().0,
+        "entries": records.len(),
+        "uncompressed_bytes": raw.len(),
+        "entries_crc32c": crc32c(&compressed),
+    })
+}
+
+fn crc32c(b: &[u8]) -> u32 {
+    // CRC-32C (Castagnoli), bitwise: the test's own, independent of the server's crate.
+    let mut crc = !0u32;
+    for &byte in b {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn points_record(metric: &str, ts: i64, value: f64) -> Vec<u8> {
+    let p = sluice_ts::Point::new(
+        metric.into(),
+        "e".into(),
+        ts,
+        value,
+        Vec::<(String, String)>::new(),
+        &sluice_ts::PointLimits::default(),
+    )
+    .unwrap();
+    sluice_ts::record::encode(&[p])
+}
+
+async fn apply(node: &TestServer, body: &Value) -> (u16, Value) {
+    let r = node
+        .client
+        .post(node.url("/api/v1/wal/apply"))
+        .header("x-primary-id", "primary-1")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn count(node: &TestServer, metric: &str) -> usize {
+    let (s, body) = node
+        .post_json(
+            "/ts/query",
+            &json!({"metric": metric, "from_ms": 0, "to_ms": 1_000_000}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["points"].as_array().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn batches_apply_idempotently_and_gaps_corruption_and_stale_epochs_are_refused() {
+    let replica = TestServer::start_with(replica_options()).await;
+    let kind = sluice_ts::record::POINTS.0;
+    let recs: Vec<(u64, u8, Vec<u8>)> = (1..=3)
+        .map(|i| (i, kind, points_record("m", i as i64 * 10, i as f64)))
+        .collect();
+    let b = batch(&recs, 1);
+    let (s, body) = apply(&replica, &b).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["entries_applied"], 3);
+    assert_eq!(body["last_applied_lsn"], 3);
+    assert!(body["compression_ratio"].as_f64().unwrap() > 0.0);
+    assert!(body["decompression_time_ms"].as_f64().is_some());
+    assert_eq!(count(&replica, "m").await, 3);
+
+    // Re-sent: nothing changes.
+    let (s, body) = apply(&replica, &b).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        (
+            body["entries_applied"].as_u64(),
+            body["entries_skipped"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(count(&replica, "m").await, 3);
+    // Overlapping: only the new record is applied.
+    let more: Vec<_> = (3..=4)
+        .map(|i| (i, kind, points_record("m", i as i64 * 10, i as f64)))
+        .collect();
+    let (s, body) = apply(&replica, &batch(&more, 1)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["entries_applied"], 1);
+    assert_eq!(count(&replica, "m").await, 4);
+
+    // A gap is refused, naming where the log continues.
+    let gap: Vec<_> = (10..=11)
+        .map(|i| (i, kind, points_record("m", i as i64 * 10, 0.0)))
+        .collect();
+    let (s, body) = apply(&replica, &batch(&gap, 1)).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "wal_gap");
+    assert_eq!(body["expected_lsn"], 5);
+
+    // Corruption in any layer is refused and applies nothing.
+    let next: Vec<_> = (5..=6)
+        .map(|i| (i, kind, points_record("m", i as i64 * 10, i as f64)))
+        .collect();
+    let good = batch(&next, 1);
+    let mut bad_crc = good.clone();
+    bad_crc["entries_crc32c"] = json!(good["entries_crc32c"].as_u64().unwrap() ^ 1);
+    let mut raw = Vec::new();
+    for (lsn, k, p) in &next {
+        sluice_wal::record::encode(
+            &mut raw,
+            sluice_wal::Lsn(*lsn),
+            sluice_wal::Lsn(lsn - 1),
+            sluice_wal::RecordKind(*k),
+            p,
+        );
+    }
+    let n = raw.len();
+    raw[n - 3] ^= 0x40; // inside the second record's payload: its own CRC no longer matches
+    let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+    let mut bad_record = good.clone();
+    bad_record["entries_compressed"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(&compressed));
+    bad_record["entries_crc32c"] = json!(crc32c(&compressed));
+    let mut bad_size = good.clone();
+    bad_size["uncompressed_bytes"] = json!(good["uncompressed_bytes"].as_u64().unwrap() - 1);
+    let mut bad_count = good.clone();
+    bad_count["entries"] = json!(3);
+    let mut bad_b64 = good.clone();
+    bad_b64["entries_compressed"] = json!("%%%");
+    for (what, b) in [
+        ("crc", &bad_crc),
+        ("record", &bad_record),
+        ("size", &bad_size),
+        ("count", &bad_count),
+        ("base64", &bad_b64),
+    ] {
+        let (s, body) = apply(&replica, b).await;
+        assert_eq!(s, 400, "{what}: {body}");
+        assert_eq!(body["code"], "corrupt_batch", "{what}: {body}");
+    }
+    let (s, body) = apply(&replica, &json!({"primary_id": 1})).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(count(&replica, "m").await, 4);
+    let (_, stats) = replica.get_json("/api/v1/replication/stats").await;
+    assert_eq!(
+        stats["replica"]["databases"][0]["applied_lsn"], 4,
+        "{stats:#}"
+    );
+    let (s, _) = apply(&replica, &good).await;
+    assert_eq!(s, 200);
+    assert_eq!(count(&replica, "m").await, 6);
+
+    // Epochs: a newer primary is followed, an older one refused.
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(7, kind, points_record("m", 70, 7.0))], 5),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(8, kind, points_record("m", 80, 8.0))], 4),
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "stale_epoch");
+
+    // Promotion: writes accepted, shipped batches refused from now on, epoch above all seen.
+    let (s, body) = replica
+        .post_json("/api/v1/replication/promote", &json!({}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["epoch"], 6);
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(8, kind, points_record("m", 80, 8.0))], 5),
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "stale_epoch");
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(8, kind, points_record("m", 80, 8.0))], 6),
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "not_a_replica");
+    let (s, body) = replica.post_json("/ts/put", &point("m", 90, 9.0)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["lsn"], 8);
+    assert_eq!(count(&replica, "m").await, 8);
+    let (s, _) = replica
+        .post_json("/api/v1/replication/promote", &json!({}))
+        .await;
+    assert_eq!(s, 409);
+}
+
+#[tokio::test]
+async fn a_promoted_replica_fences_its_old_primary() {
+    let primary = TestServer::start().await;
+    let replica = TestServer::start_with(replica_options()).await;
+    replica_of(&primary, "r1", &replica).await;
+    ingest(&primary, "default", 0).await;
+    converged(&primary).await;
+    let (s, body) = replica
+        .post_json("/api/v1/replication/promote", &json!({}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body["epoch"].as_u64().unwrap() >= 2);
+    // The old primary keeps writing; its batches are refused and it marks the replica fenced.
+    ingest(&primary, "default", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = primary.get_json("/api/v1/replication/stats").await;
+        if s["replicas"][0]["fenced"] == true {
+            assert_eq!(s["replicas"][0]["is_healthy"], false);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, _) = replica.post_json("/ts/put", &point("after", 1, 1.0)).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn replicas_are_managed_persisted_and_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let primary = TestServer::start_in(&dir, Options::default()).await;
+    for (body, field) in [
+        (
+            json!({"replica_id": "", "endpoint": "http://127.0.0.1:1"}),
+            "replica_id",
+        ),
+        (
+            json!({"replica_id": "a b", "endpoint": "http://127.0.0.1:1"}),
+            "replica_id",
+        ),
+        (
+            json!({"replica_id": "r", "endpoint": "ftp://x"}),
+            "endpoint",
+        ),
+        (json!({"replica_id": "r"}), ""),
+    ] {
+        let (s, b) = primary
+            .post_json("/api/v1/replication/replicas", &body)
+            .await;
+        assert_eq!(s, 400, "{b}");
+        if !field.is_empty() {
+            assert_eq!(b["field"], field, "{b}");
+        }
+    }
+    let add = json!({"replica_id": "r9", "endpoint": "http://127.0.0.1:9"});
+    assert_eq!(
+        primary
+            .post_json("/api/v1/replication/replicas", &add)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        primary
+            .post_json("/api/v1/replication/replicas", &add)
+            .await
+            .0,
+        200
+    );
+    let other = json!({"replica_id": "r9", "endpoint": "http://127.0.0.1:10"});
+    assert_eq!(
+        primary
+            .post_json("/api/v1/replication/replicas", &other)
+            .await
+            .0,
+        409
+    );
+    // Compression is configurable (the seed's configure_compression).
+    let (s, b) = primary
+        .post_json(
+            "/api/v1/replication/config",
+            &json!({"compression_type": "zstd", "level": 9}),
+        )
+        .await;
+    assert_eq!((s, b["level"].as_i64()), (200, Some(9)), "{b}");
+    let (s, b) = primary
+        .post_json("/api/v1/replication/config", &json!({"level": 40}))
+        .await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("level")), "{b}");
+    let (s, b) = primary
+        .post_json(
+            "/api/v1/replication/config",
+            &json!({"compression_type": "lz4"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    // The unreachable replica is reported, not fatal.
+    assert_eq!(
+        primary.post_json("/ts/put", &point("x", 1, 1.0)).await.0,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = primary.get_json("/api/v1/replication/stats").await;
+        if s["replicas"][0]["is_healthy"] == false {
+            assert!(s["replicas"][0]["last_error"].as_str().is_some());
+            assert_eq!(s["compression_level"], 9);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    primary.stop();
+    let primary = TestServer::start_in(&dir, Options::default()).await;
+    let (_, list) = primary.get_json("/api/v1/replication/replicas").await;
+    assert_eq!(
+        list["replicas"],
+        json!([{"replica_id": "r9", "endpoint": "http://127.0.0.1:9"}])
+    );
+    let r = primary
+        .client
+        .delete(primary.url("/api/v1/replication/replicas/r9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = primary
+        .client
+        .delete(primary.url("/api/v1/replication/replicas/r9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (_, list) = primary.get_json("/api/v1/replication/replicas").await;
+    assert_eq!(list["replicas"], json!([]));
+}
+
+/// SSE events `(id, event, data)` from `path` until the one with id `until`.
+async fn events_until(
+    node: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+    until: u64,
+) -> Vec<(u64, String, Value)> {
+    let mut req = node.client.get(node.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.last().is_none_or(|(id, _, _)| *id < until) {
+        let chunk = tokio::time::timeout_at(deadline.into(), r.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let (mut id, mut name, mut data) = (None, String::new(), Value::Null);
+            for line in event.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse::<u64>().unwrap());
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    name = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).unwrap();
+                }
+            }
+            if let Some(id) = id {
+                out.push((id, name, data));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn changefeeds_deliver_every_change_in_order_and_resume_exactly() {
+    let node = TestServer::start().await;
+    for i in 0..40 {
+        let (s, _) = node.post_json("/ts/put", &point("feed", i, i as f64)).await;
+        assert_eq!(s, 200);
+    }
+    let (s, _) = node
+        .post_json(
+            "/vectors/add",
+            &json!({"pk": "a", "vector": [1.0, 2.0], "metadata": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // 40 point records, then the default collection's creation and the add.
+    let all = events_until(&node, "/v1/databases/default/changes?from_lsn=0", &[], 42).await;
+    let ids: Vec<u64> = all.iter().map(|e| e.0).collect();
+    assert_eq!(ids, (1..=42).collect::<Vec<_>>());
+    for (i, (id, event, data)) in all.iter().take(40).enumerate() {
+        assert_eq!(event, "points");
+        assert_eq!(data["lsn"].as_u64(), Some(*id));
+        assert_eq!(data["points"][0]["metric"], "feed");
+        assert_eq!(data["points"][0]["value"].as_f64(), Some(i as f64));
+    }
+    assert_eq!(all[40].1, "collection");
+    assert_eq!(all[41].1, "vectors");
+    assert_eq!(all[41].2["ops"][0]["pk"], "a");
+
+    // Resuming from the last id seen misses nothing and repeats nothing (query or header).
+    let rest = events_until(&node, "/v1/databases/default/changes?from_lsn=17", &[], 42).await;
+    assert_eq!(rest, all[17..].to_vec());
+    let rest = events_until(
+        &node,
+        "/v1/databases/default/changes",
+        &[("Last-Event-ID", "30")],
+        42,
+    )
+    .await;
+    assert_eq!(rest, all[30..].to_vec());
+    // A live subscriber sees new writes.
+    let live = {
+        let url = node.url("/v1/databases/default/changes");
+        let client = node.client.clone();
+        tokio::spawn(async move {
+            let mut r = client.get(url).send().await.unwrap();
+            let mut text = String::new();
+            while !text.contains("live-metric") {
+                text.push_str(std::str::from_utf8(&r.chunk().await.unwrap().unwrap()).unwrap());
+            }
+            text
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, _) = node
+        .post_json("/ts/put", &point("live-metric", 1, 1.0))
+        .await;
+    assert_eq!(s, 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), live)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("id: 43\n"), "{text}");
+    // Bad positions and databases.
+    let r = node
+        .client
+        .get(node.url("/v1/databases/default/changes?from_lsn=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = node
+        .client
+        .get(node.url("/v1/databases/default/changes"))
+        .header("Last-Event-ID", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = node
+        .client
+        .get(node.url("/v1/databases/nope/changes?from_lsn=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_is_disconnected_without_affecting_ingest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = TestServer::start_with(
+        Options::default().env("SLUICE_REPLICATION_CHANGEFEED_STALL_TIMEOUT_MS", "500"),
+    )
+    .await;
+    let mut sock = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+    sock.write_all(b"GET /v1/databases/default/changes?from_lsn=0 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read; write far more than the socket buffers hold. Every write stays fast.
+    let big: Vec<Value> = (0..2000)
+        .map(|i| {
+            let mut p = point("stall", i, i as f64);
+            p["tags"] = json!({"pad": "x".repeat(100)});
+            p
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..80 {
+        let (s, body) = node
+            .post_json("/ts/put/batch?ack=wal", &json!({ "points": big }))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Longer than the stall timeout: the feed has been stuck since the buffers filled.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The server gives up on the subscriber and closes its connection: reading now drains
+    // what was in flight, then ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the stalled subscriber was not disconnected ({total} bytes read)"),
+        }
+    }
+    assert!(total > 0);
+    let (s, _) = node.post_json("/ts/put", &point("after", 1, 1.0)).await;
+    assert_eq!(s, 200);
+}

@@ -7,6 +7,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_api::ErrorBody;
 use sluice_api::database::{CreateDatabase, DatabaseInfo, DatabaseList, DeleteDatabaseResponse};
+use sluice_api::replication::{
+    PromoteResponse, RemoveReplicaResponse, ReplicaInfo, ReplicaList, ReplicationConfigRequest,
+    ReplicationConfigResponse, ReplicationStats,
+};
 use sluice_api::ts::{
     Ack, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse, DataPoint,
     FlushResponse, PutResponse, QueryRequest, QueryResponse,
@@ -423,6 +427,58 @@ impl Client {
     pub async fn delete_database(&self, name: &str) -> Result<DeleteDatabaseResponse> {
         let path = format!("/v1/databases/{}", encode(name));
         self.send_once::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    // ----- replication (seed names; admin on the server) -----
+
+    /// `POST /api/v1/replication/replicas`: register a replica on this primary.
+    pub async fn add_replica(&self, replica_id: &str, endpoint: &str) -> Result<ReplicaInfo> {
+        let body = ReplicaInfo {
+            replica_id: replica_id.to_string(),
+            endpoint: endpoint.to_string(),
+        };
+        // Registering the same id and endpoint again is harmless: safe to retry.
+        self.send(Method::POST, "/api/v1/replication/replicas", Some(&body))
+            .await
+    }
+
+    /// `DELETE /api/v1/replication/replicas/{replica_id}`.
+    pub async fn remove_replica(&self, replica_id: &str) -> Result<RemoveReplicaResponse> {
+        let path = format!("/api/v1/replication/replicas/{}", encode(replica_id));
+        self.send_once::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// `GET /api/v1/replication/replicas`.
+    pub async fn list_replicas(&self) -> Result<ReplicaList> {
+        self.send::<(), _>(Method::GET, "/api/v1/replication/replicas", None)
+            .await
+    }
+
+    /// `GET /api/v1/replication/stats` (seed).
+    pub async fn get_replication_stats(&self) -> Result<ReplicationStats> {
+        self.send::<(), _>(Method::GET, "/api/v1/replication/stats", None)
+            .await
+    }
+
+    /// `POST /api/v1/replication/config` (seed): `compression_type` `zstd` or `none`, zstd
+    /// `level` 1 to 22.
+    pub async fn configure_compression(
+        &self,
+        compression_type: &str,
+        level: i32,
+    ) -> Result<ReplicationConfigResponse> {
+        let body = ReplicationConfigRequest {
+            compression_type: Some(compression_type.to_string()),
+            level: Some(level),
+        };
+        self.send(Method::POST, "/api/v1/replication/config", Some(&body))
+            .await
+    }
+
+    /// `POST /api/v1/replication/promote`: make this replica a primary (fences the old one).
+    pub async fn promote(&self) -> Result<PromoteResponse> {
+        self.send_once::<(), _>(Method::POST, "/api/v1/replication/promote", None)
+            .await
     }
 }
 

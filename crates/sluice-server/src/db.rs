@@ -89,6 +89,43 @@ impl Database {
         data_dir.join("databases").join(name).join("vectors")
     }
 
+    /// Present while a replica loads a snapshot into this database (see `reset_for_snapshot`).
+    pub fn snapshot_marker(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir
+            .join("databases")
+            .join(name)
+            .join("SNAPSHOT_INCOMPLETE")
+    }
+
+    /// At start: a snapshot load that did not finish left an unknown part of the snapshot.
+    /// Discard the database's data; the primary sees the gap and sends the data again.
+    fn discard_unfinished_snapshot(data_dir: &Path, name: &str) -> Result<(), DatabaseOpenError> {
+        let err = |message: String| DatabaseOpenError {
+            name: name.to_string(),
+            message,
+        };
+        let marker = Database::snapshot_marker(data_dir, name);
+        if !marker.exists() {
+            return Ok(());
+        }
+        tracing::warn!(
+            db = name,
+            "an unfinished replication snapshot was found; discarding this database's data"
+        );
+        for dir in [
+            Database::ts_dir(data_dir, name),
+            Database::vector_dir(data_dir, name),
+            Database::wal_dir(data_dir, name),
+        ] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| err(format!("removing {}: {e}", dir.display())))?;
+            }
+        }
+        std::fs::remove_file(&marker)
+            .map_err(|e| err(format!("removing {}: {e}", marker.display())))
+    }
+
     /// The highest LSN the WAL may be checkpointed at: the lowest that every engine holds.
     pub fn checkpoint_bound(ts: &TsEngine, vectors: &VectorEngine, wal: &Wal) -> Lsn {
         // Read before asking the engines (see their `persisted_bound`).
@@ -267,6 +304,7 @@ impl Databases {
         let mut all = listed;
         all.entry(DEFAULT_DATABASE.to_string()).or_default();
         for (name, db_settings) in &all {
+            Database::discard_unfinished_snapshot(&dbs.settings.data_dir, name)?;
             dbs.open_one(name, db_settings, metrics)?;
         }
         Ok(dbs)
@@ -416,6 +454,78 @@ impl Databases {
         self.move_to_trash(name, &dir)?;
         self.empty_trash();
         tracing::info!(db = name, "database deleted");
+        Ok(())
+    }
+
+    /// Replaces a database's data with an empty state whose WAL continues after `at`, creating
+    /// the database (listed with default settings) if it does not exist: a replica about to
+    /// load a snapshot taken at `at`. Until [`Databases::finish_snapshot`], a marker file makes
+    /// the next start discard the database (a half-loaded snapshot must never pass for data
+    /// up to `at`). Blocking.
+    pub fn reset_for_snapshot(
+        &self,
+        name: &str,
+        at: Lsn,
+        metrics: &Metrics,
+    ) -> Result<Arc<Database>, ManageError> {
+        if !valid_name(name) {
+            return Err(ManageError::InvalidName(name.to_string()));
+        }
+        let _manage = self.manage.lock().unwrap_or_else(PoisonError::into_inner);
+        let io = |source| ManageError::Io {
+            name: name.to_string(),
+            source,
+        };
+        let db_settings = match self.get(name) {
+            Some(db) => db.settings.clone(),
+            None => {
+                let fresh = DatabaseSettings::default();
+                self.catalogue.add(name, &fresh)?;
+                fresh
+            }
+        };
+        let old = self
+            .by_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(db) = old {
+            metrics.unregister_database(name);
+            db.close();
+            let started = std::time::Instant::now();
+            while Arc::strong_count(&db) > 1 && started.elapsed() < RELEASE_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let dir = self.settings.data_dir.join("databases").join(name);
+        self.move_to_trash(name, &dir)?;
+        self.empty_trash();
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let marker = Database::snapshot_marker(&self.settings.data_dir, name);
+        std::fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        sluice_wal::reset_to(&Database::wal_dir(&self.settings.data_dir, name), at).map_err(
+            |e| {
+                ManageError::Open(DatabaseOpenError {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                })
+            },
+        )?;
+        Ok(self.open_one(name, &db_settings, metrics)?)
+    }
+
+    /// Ends a snapshot load: the engines hold it durably (see `Flusher::persist_now`).
+    pub fn finish_snapshot(&self, name: &str) -> std::io::Result<()> {
+        let marker = Database::snapshot_marker(&self.settings.data_dir, name);
+        std::fs::remove_file(&marker)?;
+        if let Some(dir) = marker.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
         Ok(())
     }
 

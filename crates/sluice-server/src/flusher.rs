@@ -40,6 +40,8 @@ enum Request {
     NudgeVectors(VectorTrigger),
     Manual(oneshot::Sender<FlushOutcome>),
     ManualVectors(oneshot::Sender<VectorFlushOutcome>),
+    /// Flush both buffers, snapshot the vector indexes, checkpoint.
+    Persist(oneshot::Sender<()>),
     Stop,
 }
 
@@ -128,6 +130,14 @@ impl Flusher {
         rx.await.map_err(|_| FlushRequestError::Stopped)
     }
 
+    /// Flushes both buffers, writes a vector snapshot and checkpoints: afterwards the engines
+    /// hold durably everything logged before the call (a replica finishing a snapshot load).
+    pub async fn persist_now(&self) -> Result<(), FlushRequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Persist(reply))?;
+        rx.await.map_err(|_| FlushRequestError::Stopped)
+    }
+
     fn request(&self, r: Request) -> Result<(), FlushRequestError> {
         match self.tx.try_send(r) {
             Ok(()) => Ok(()),
@@ -184,6 +194,13 @@ impl Engines {
                 }
                 Ok(Request::ManualVectors(reply)) => {
                     let _ = reply.send(self.flush_vectors(VectorTrigger::Manual));
+                }
+                Ok(Request::Persist(reply)) => {
+                    self.flush_ts(FlushTrigger::Manual);
+                    self.flush_vectors(VectorTrigger::Manual);
+                    self.snapshot();
+                    self.checkpoint();
+                    let _ = reply.send(());
                 }
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.flush_ts(FlushTrigger::Shutdown);

@@ -376,6 +376,18 @@ impl TsEngine {
         Ok(self.insert(&mut st, points, lsn))
     }
 
+    /// Every metric name with at least one series.
+    pub fn metrics(&self) -> Vec<String> {
+        self.lock_state().index.metrics()
+    }
+
+    /// Buffers points of a snapshot being loaded as of `lsn` (the snapshot's LSN: the WAL
+    /// continues after it); flush when the outcome asks, and once at the end.
+    pub fn load_base(&self, points: Vec<Point>, lsn: Lsn) -> WriteOutcome {
+        let mut st = self.lock_state();
+        self.insert(&mut st, points, lsn)
+    }
+
     /// Re-applies a WAL record during recovery (records already in chunks are skipped).
     pub fn replay(&self, points: Vec<Point>, lsn: Lsn) {
         let mut st = self.lock_state();
@@ -385,7 +397,8 @@ impl TsEngine {
     }
 
     fn insert(&self, st: &mut State, points: Vec<Point>, lsn: Lsn) -> WriteOutcome {
-        debug_assert!(lsn > st.head.last_lsn);
+        // Equal only while a snapshot is loaded (every point at the snapshot's LSN).
+        debug_assert!(lsn >= st.head.last_lsn);
         let n = points.len();
         for p in points {
             let key = SeriesKey {

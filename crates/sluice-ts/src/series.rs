@@ -113,6 +113,13 @@ impl SeriesIndex {
         self.keys.is_empty()
     }
 
+    /// Every metric name, sorted.
+    pub fn metrics(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.by_metric.keys().cloned().collect();
+        m.sort();
+        m
+    }
+
     pub fn id(&self, key: &SeriesKey) -> Option<SeriesId> {
         self.ids.get(key).copied()
     }

@@ -193,6 +193,11 @@ impl Catalog {
     pub fn contains_pk(&self, pk: &str) -> bool {
         self.by_pk.contains_key(pk)
     }
+
+    /// Every live pk.
+    pub fn pks(&self) -> Vec<String> {
+        self.by_pk.keys().cloned().collect()
+    }
 }
 
 /// One search hit: the entity and its distance (lower is closer).

@@ -1267,6 +1267,77 @@ impl VectorEngine {
         }
     }
 
+    // ----- snapshot transfer (replication) -----
+
+    /// Every collection with its id (the LSN of its creation record), by name.
+    pub fn collections_with_ids(&self) -> Vec<(CollectionConfig, u64)> {
+        let st = self.lock_state();
+        let mut out: Vec<_> = st
+            .collections
+            .values()
+            .map(|c| (c.config.clone(), c.id))
+            .collect();
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        out
+    }
+
+    /// The pks the index of `collection` holds (call after a flush to cover buffered writes).
+    pub fn indexed_pks(&self, collection: &str) -> Vec<String> {
+        let coll = self.lock_state().collections.get(collection).cloned();
+        coll.map_or_else(Vec::new, |c| c.read_catalog().pks())
+    }
+
+    /// Installs a collection under its primary's id while loading a snapshot (see
+    /// [`Self::load_entities`]).
+    pub fn load_collection(&self, config: CollectionConfig, id: u64) -> Result<(), VectorError> {
+        config.validate(self.config.max_dimension)?;
+        let mut st = self.lock_state();
+        let last = st.last_lsn;
+        Self::remove_collection(&mut st, &config.name, last);
+        self.install_collection(&mut st, config, Lsn(id))?;
+        st.last_lsn = st.last_lsn.max(last);
+        Ok(())
+    }
+
+    /// Buffers entities of a snapshot being loaded as of `lsn` (the snapshot's LSN; the WAL
+    /// continues after it). Returns the flush the buffer asks for. Finish with a flush and a
+    /// snapshot of the engine.
+    pub fn load_entities(
+        &self,
+        collection: &str,
+        entities: Vec<EntityData>,
+        lsn: Lsn,
+    ) -> Result<Option<FlushTrigger>, VectorError> {
+        let mut st = self.lock_state();
+        let coll = st
+            .collections
+            .get(collection)
+            .cloned()
+            .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
+        for (index, e) in entities.iter().enumerate() {
+            check_vector(&coll.config, &e.vector).map_err(|reason| VectorError::InvalidEntity {
+                index,
+                field: "vector",
+                reason,
+            })?;
+        }
+        let n = entities.len() as u64;
+        for e in entities {
+            st.head.insert(coll.id, lsn, Op::Add(e));
+        }
+        st.last_lsn = st.last_lsn.max(lsn);
+        st.ops_since_snapshot += n;
+        self.set_gauge(&st);
+        Ok(self.outcome(&st).flush_due)
+    }
+
+    /// Marks everything up to `lsn` as held (a loaded snapshot with no vector data).
+    pub fn load_done(&self, lsn: Lsn) {
+        let mut st = self.lock_state();
+        st.last_lsn = st.last_lsn.max(lsn);
+        st.ops_since_snapshot += 1;
+    }
+
     /// Applies what replay buffered.
     pub fn finish_replay(&self) -> Result<(), IndexError> {
         self.flush(FlushTrigger::Replay).map(|_| ())

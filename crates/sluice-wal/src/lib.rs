@@ -67,6 +67,23 @@ mod writer;
 pub use error::{OpenError, WalError};
 pub use metrics::WalMetrics;
 pub use read::{Cursor, ReadBatch, ReadError};
+
+/// Prepares an empty log in `dir` whose next record will be `lsn + 1`: a replica about to
+/// load a snapshot taken at `lsn`. `dir` must hold no segments.
+pub fn reset_to(dir: &std::path::Path, lsn: Lsn) -> Result<(), OpenError> {
+    std::fs::create_dir_all(dir).map_err(error::io_ctx::<OpenError>(format!(
+        "creating {}",
+        dir.display()
+    )))?;
+    if !segment::list(dir).map_err(OpenError::from)?.is_empty() {
+        return Err(OpenError::Corrupt {
+            path: dir.to_path_buf(),
+            offset: 0,
+            reason: "a log being reset for a snapshot still has segments".into(),
+        });
+    }
+    checkpoint::store(dir, lsn).map_err(OpenError::from)
+}
 pub use record::{Lsn, RecordKind, RecordRef};
 pub use writer::{
     AckLevel, Appended, DurableHook, FatalHandler, Ticket, Wal, WalConfig, WalOptions, WalStatus,

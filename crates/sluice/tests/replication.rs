@@ -889,3 +889,211 @@ async fn a_stalled_subscriber_is_disconnected_without_affecting_ingest() {
     let (s, _) = node.post_json("/ts/put", &point("after", 1, 1.0)).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn a_replica_whose_wal_is_gone_catches_up_by_snapshot() {
+    // 1 MiB segments: flushes checkpoint and delete the early ones.
+    // Vector snapshots after a few operations, so the vectors do not hold the checkpoint back.
+    let small = Options::default()
+        .env("SLUICE_WAL_SEGMENT_SIZE_BYTES", "1048576")
+        .env("SLUICE_VECTOR_SNAPSHOT_AFTER_OPS", "5")
+        .env("SLUICE_VECTOR_SNAPSHOT_INTERVAL_MS", "300")
+        .env("SLUICE_VECTOR_AUTO_BUFFER_FLUSH_INTERVAL_MS", "200");
+    let primary = TestServer::start_with(small).await;
+    let mut pks = ingest(&primary, "default", 0).await;
+    let pad = "p".repeat(200);
+    for b in 0..60i64 {
+        let points: Vec<Value> = (0..200)
+            .map(|i| {
+                let mut p = point("bulk", b * 200 + i, (b * 200 + i) as f64);
+                p["tags"] = json!({"pad": pad, "k": format!("{}", i % 7)});
+                p
+            })
+            .collect();
+        let (s, body) = primary
+            .post_json("/ts/put/batch", &json!({ "points": points }))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    // Removed before the copy: must stay removed on the replica.
+    let r = primary
+        .client
+        .delete(primary.url(&format!("/vectors/{}", pks[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = primary.post_json("/ts/buffer/flush", &json!({})).await;
+    assert_eq!(s, 200);
+    // The first records are gone from the primary's WAL (the changefeed says so too).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = primary
+            .client
+            .get(primary.url("/v1/databases/default/changes?from_lsn=0"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 410 {
+            assert_eq!(r.json::<Value>().await.unwrap()["code"], "lsn_gone");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the primary kept its first WAL segment"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replica");
+    let replica = TestServer::start_in(&dir, replica_options()).await;
+    let addr = replica.addr();
+    replica_of(&primary, "r1", &replica).await;
+    converged(&primary).await;
+    // Writes after the snapshot are shipped as WAL.
+    pks.extend(ingest(&primary, "default", 1).await);
+    let stats = converged(&primary).await;
+    assert_eq!(stats["replicas"][0]["snapshots_sent"], 1, "{stats:#}");
+    let metrics = ["cpu", "mem", "disk_used", "bulk"];
+    let (a, ha) = state_of(&primary, &["default"], &metrics, &pks).await;
+    let (b, hb) = state_of(&replica, &["default"], &metrics, &pks).await;
+    assert_eq!(a, b);
+    assert_eq!(ha, hb);
+    assert_eq!(a[format!("default/vec/{}", pks[0])], json!(404));
+    let bulk: usize = a["default/ts/bulk"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["points"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(bulk, 12000);
+    let (_, rs) = replica.get_json("/api/v1/replication/stats").await;
+    assert_eq!(rs["replica"]["snapshots_installed"], 1, "{rs:#}");
+
+    // The snapshot is durable on the replica: a restart keeps it and shipping continues.
+    assert!(replica.stop().success());
+    let replica = TestServer::start_in(
+        &dir,
+        Options {
+            args: vec![
+                "--role".into(),
+                "replica".into(),
+                "--http-addr".into(),
+                addr,
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    let (s, _) = primary
+        .post_json("/ts/put", &point("bulk", 999_999, 1.0))
+        .await;
+    assert_eq!(s, 200);
+    converged(&primary).await;
+    let (a, _) = state_of(&primary, &["default"], &metrics, &pks).await;
+    let (b, _) = state_of(&replica, &["default"], &metrics, &pks).await;
+    assert_eq!(a, b);
+}
+
+async fn post_snapshot(node: &TestServer, lsn: u64, ndjson: &str) -> (u16, Value) {
+    let r = node
+        .client
+        .post(node.url(&format!(
+            "/api/v1/replication/snapshot?database=default&lsn={lsn}"
+        )))
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "zstd")
+        .header("x-primary-epoch", "1")
+        .body(zstd::bulk::compress(ndjson.as_bytes(), 3).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_truncated_snapshot_is_refused_and_discarded_at_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replica");
+    let replica = TestServer::start_in(&dir, replica_options()).await;
+    let points = r#"{"points":[{"metric":"m","entity":"e","timestamp_ms":10,"value":1.5}]}"#;
+    let (s, body) = post_snapshot(
+        &replica,
+        5,
+        &format!("{points}\n{{\"end\":{{\"points\":1,\"entities\":0}}}}\n"),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["last_applied_lsn"], 5);
+    assert_eq!(count(&replica, "m").await, 1);
+    // The log continues after the snapshot's LSN.
+    let kind = sluice_ts::record::POINTS.0;
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(6, kind, points_record("m", 20, 2.0))], 1),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(count(&replica, "m").await, 2);
+    // Bad snapshots: refused; a truncated one leaves the database marked unfinished.
+    let (s, body) = post_snapshot(&replica, 9, "{\"points\": 5}\n").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (400, Some("corrupt_snapshot")),
+        "{body}"
+    );
+    // The refused copy left an empty database at LSN 0, not a partial one claiming LSN 9.
+    let (_, stats) = replica.get_json("/api/v1/replication/stats").await;
+    assert_eq!(
+        stats["replica"]["databases"][0]["applied_lsn"], 0,
+        "{stats:#}"
+    );
+    assert_eq!(count(&replica, "m").await, 0);
+    let (s, body) = apply(
+        &replica,
+        &batch(&[(10, kind, points_record("m", 30, 3.0))], 1),
+    )
+    .await;
+    assert_eq!((s, body["expected_lsn"].as_u64()), (409, Some(1)), "{body}");
+    let (s, body) = post_snapshot(&replica, 9, &format!("{points}\n")).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (400, Some("corrupt_snapshot")),
+        "{body}"
+    );
+    let (s, _) = post_snapshot(
+        &replica,
+        9,
+        &format!("{points}\n{{\"end\":{{\"points\":2,\"entities\":0}}}}\n"),
+    )
+    .await;
+    assert_eq!(s, 400);
+    // A crash in the middle of a load: the marker makes the next start discard the database.
+    std::fs::write(dir.join("databases/default/SNAPSHOT_INCOMPLETE"), b"").unwrap();
+    let (s, _) = post_snapshot(
+        &replica,
+        5,
+        &format!("{points}\n{{\"end\":{{\"points\":1,\"entities\":0}}}}\n"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(count(&replica, "m").await, 1);
+    std::fs::write(dir.join("databases/default/SNAPSHOT_INCOMPLETE"), b"").unwrap();
+    replica.kill9();
+    let replica = TestServer::start_in(&dir, replica_options()).await;
+    assert_eq!(count(&replica, "m").await, 0);
+    let (_, stats) = replica.get_json("/api/v1/replication/stats").await;
+    assert_eq!(
+        stats["replica"]["databases"][0]["applied_lsn"], 0,
+        "{stats:#}"
+    );
+    // A primary refuses snapshots.
+    let primary = TestServer::start().await;
+    let (s, body) = post_snapshot(&primary, 1, "").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (409, Some("not_a_replica")),
+        "{body}"
+    );
+}

@@ -337,17 +337,27 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             return resp;
         }
     };
-    let req = req.map(|body| {
-        Body::new(Counted {
-            inner: body,
-            load: admitted.held.load.clone(),
-            charged: admitted.held.bytes.clone(),
-            reserved: declared,
-            read: 0,
-            limit: admitted.byte_limit,
-            retry_after_sec: admitted.retry_after_sec,
+    // A replication snapshot streams a whole database through a bounded line buffer: as large
+    // as the data, never held in memory; it is not charged to the byte budget.
+    let streamed = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| p.as_str() == "/api/v1/replication/snapshot");
+    let req = if streamed {
+        req
+    } else {
+        req.map(|body| {
+            Body::new(Counted {
+                inner: body,
+                load: admitted.held.load.clone(),
+                charged: admitted.held.bytes.clone(),
+                reserved: declared,
+                read: 0,
+                limit: admitted.byte_limit,
+                retry_after_sec: admitted.retry_after_sec,
+            })
         })
-    });
+    };
     let rate = admitted.rate;
     let resp = next.run(req).await;
     // A streamed answer (`/ts/export`) is still work in flight: release when its body ends.

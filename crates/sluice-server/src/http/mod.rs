@@ -86,6 +86,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(routes::replication::remove_replica))
         .routes(routes!(routes::replication::promote))
+        .routes(routes!(routes::replication::snapshot))
         .routes(routes!(routes::changes::changes))
         .routes(routes!(crate::wire::websocket))
         .merge(data_router())

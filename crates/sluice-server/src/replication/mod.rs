@@ -10,9 +10,10 @@
 //!   positions advance. A stale confirmed LSN only makes the primary re-send records, which the
 //!   replica skips.
 //! - On a primary, one **shipper** task per replica (`shipper.rs`) and the **retention floor**
-//!   of every database's WAL: segments holding records a healthy replica has not confirmed are
-//!   kept past the checkpoint, unless that replica is more than `max_retained_wal_bytes`
-//!   behind (it is then caught up by snapshot, see `shipper.rs`).
+//!   of every database's WAL: segments holding records a healthy replica has not confirmed (or
+//!   that follow a snapshot being sent) are kept past the checkpoint, unless that replica is
+//!   more than `max_retained_wal_bytes` behind; a replica whose next record is gone is caught
+//!   up by snapshot transfer (`snapshot.rs`).
 //! - On a replica, the **apply** path (`apply.rs`), serialized per database.
 //!
 //! # Invariants
@@ -31,13 +32,14 @@
 //!   changefeeds and replication routes work.
 //!
 //! # Limits (known)
-//! - Database deletion on a primary is not shipped (creation is: a batch for a missing
-//!   database creates it with default settings).
+//! - Database deletion on a primary is not shipped (creation is: a batch or snapshot for a
+//!   missing database creates it with default settings).
 //! - Shipping is HTTP without TLS from the primary's side (the server's HTTP client has no TLS
 //!   stack); use a private network or a TLS-terminating proxy.
 
 pub mod apply;
 pub mod shipper;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -221,6 +223,8 @@ pub struct LinkState {
     pub snapshots_sent: u64,
     /// Databases whose needed WAL is gone: a snapshot must be sent first.
     pub needs_snapshot: BTreeMap<String, Lsn>,
+    /// While a snapshot is sent: the first LSN after it, kept in the WAL.
+    pub pins: BTreeMap<String, Lsn>,
 }
 
 impl ReplicaLink {
@@ -597,16 +601,24 @@ impl Replication {
     /// The WAL retention floor of a database: the oldest record a healthy replica still
     /// needs. Replicas too far behind (over `max_retained_wal_bytes`) or fenced hold nothing.
     pub fn retain_from(&self, db: &str, lag_bytes: impl Fn(Lsn) -> u64) -> Option<Lsn> {
+        let within = |next: Lsn| {
+            (lag_bytes(Lsn(next.0.saturating_sub(1))) <= self.config.max_retained_wal_bytes)
+                .then_some(next)
+        };
         self.links()
             .iter()
             .filter_map(|l| {
                 let st = l.lock();
-                if st.fenced || st.needs_snapshot.contains_key(db) {
+                if st.fenced {
                     return None;
                 }
-                let confirmed = st.confirmed.get(db).copied().unwrap_or(Lsn::ZERO);
-                (lag_bytes(confirmed) <= self.config.max_retained_wal_bytes)
-                    .then_some(confirmed.next())
+                let pinned = st.pins.get(db).copied().and_then(within);
+                let confirmed = if st.needs_snapshot.contains_key(db) {
+                    None
+                } else {
+                    within(st.confirmed.get(db).copied().unwrap_or(Lsn::ZERO).next())
+                };
+                pinned.into_iter().chain(confirmed).min()
             })
             .min()
     }

@@ -13,9 +13,8 @@
 //! With nothing to ship, the task sleeps until a WAL becomes durable further (a `Notify`
 //! woken by every database's WAL writer) or 200 ms pass.
 //!
-//! A replica whose next record is no longer retained (`ReadError::Gone`) is reported in the
-//! stats (`last_error`) and holds no WAL retention; it needs a fresh copy of the data
-//! (snapshot transfer is not built yet).
+//! A replica whose next record is no longer retained (`ReadError::Gone`) gets a snapshot of
+//! the database instead (`snapshot.rs`), then shipping continues after the snapshot's LSN.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,6 +120,21 @@ async fn ship_one(
     cursors: &mut HashMap<String, Cursor>,
 ) -> Result<Shipped, String> {
     let repl = state.replication();
+    if link.lock().needs_snapshot.contains_key(&db.name) {
+        let sent = super::snapshot::send(state, link, db).await;
+        let mut st = link.lock();
+        st.pins.remove(&db.name);
+        let at = sent?;
+        st.confirmed.insert(db.name.clone(), at);
+        st.needs_snapshot.remove(&db.name);
+        st.snapshots_sent += 1;
+        st.consecutive_failures = 0;
+        st.last_error = None;
+        drop(st);
+        cursors.remove(&db.name);
+        repl.mark_dirty();
+        return Ok(Shipped::Progress);
+    }
     let confirmed = link
         .lock()
         .confirmed
@@ -143,16 +157,10 @@ async fn ship_one(
         Ok(b) if b.is_empty() => return Ok(Shipped::Nothing),
         Ok(b) => b,
         Err(ReadError::Gone { requested, oldest }) => {
-            let mut st = link.lock();
-            if st.needs_snapshot.insert(db.name.clone(), oldest).is_none() {
-                tracing::error!(replica = %link.id, db = %db.name, needed = %requested, oldest = %oldest,
-                    "the WAL this replica needs is no longer retained; it needs a fresh copy of the data");
-            }
-            st.last_error = Some(format!(
-                "database {}: WAL record {requested} is no longer retained (oldest {oldest})",
-                db.name
-            ));
-            return Ok(Shipped::Nothing);
+            tracing::warn!(replica = %link.id, db = %db.name, needed = %requested, oldest = %oldest,
+                "the WAL this replica needs is no longer retained; sending a snapshot");
+            link.lock().needs_snapshot.insert(db.name.clone(), oldest);
+            return Ok(Shipped::Progress);
         }
         Err(e) => return Err(format!("reading the WAL of {}: {e}", db.name)),
     };

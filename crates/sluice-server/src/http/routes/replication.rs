@@ -64,19 +64,7 @@ pub async fn apply_batch(
             .get_or_create(&ReasonLabels { reason })
             .inc();
     };
-    if repl.role() != Role::Replica {
-        // A primary that was promoted over the sender: tell it it is fenced.
-        if req.epoch < repl.epoch() {
-            refused("stale_epoch");
-            return Err(stale_epoch(req.epoch, repl.epoch()));
-        }
-        refused("not_a_replica");
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_replica",
-            "this node is a primary and applies no shipped WAL (if it was promoted, the sender is a stale primary)",
-        ));
-    }
+    check_sender(state, req.epoch)?;
     if let Some(h) = primary_header
         && h != req.primary_id.as_bytes()
     {
@@ -90,10 +78,6 @@ pub async fn apply_batch(
             "database",
             "not a valid database name",
         ));
-    }
-    if let Err(current) = repl.accept_epoch(req.epoch) {
-        refused("stale_epoch");
-        return Err(stale_epoch(req.epoch, current));
     }
     let cap = state.config().http.max_batch_body_bytes.saturating_mul(2);
     let (req, unpacked) = tokio::task::spawn_blocking(move || {
@@ -137,6 +121,97 @@ pub async fn apply_batch(
         entries_skipped: applied.skipped,
         last_applied_lsn: applied.last_lsn.0,
     })
+}
+
+/// Refuses a sender unless this node is a replica and the sender's epoch is current (records a
+/// newer one).
+fn check_sender(state: &AppState, epoch: u64) -> Result<(), ApiError> {
+    let repl = state.replication();
+    let refused = |reason: &'static str| {
+        repl.metrics
+            .refused_batches
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    };
+    if repl.role() != Role::Replica {
+        // A primary that was promoted over the sender: tell it it is fenced.
+        if epoch < repl.epoch() {
+            refused("stale_epoch");
+            return Err(stale_epoch(epoch, repl.epoch()));
+        }
+        refused("not_a_replica");
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_replica",
+            "this node is a primary and applies no shipped WAL (if it was promoted, the sender is a stale primary)",
+        ));
+    }
+    if let Err(current) = repl.accept_epoch(epoch) {
+        refused("stale_epoch");
+        return Err(stale_epoch(epoch, current));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotParams {
+    /// The database the snapshot replaces (created if missing).
+    database: String,
+    /// The primary's LSN the snapshot stands for; shipping continues after it.
+    lsn: u64,
+}
+
+/// Replace a database with a snapshot from the primary (replicas only; admin). Sent by a
+/// primary whose WAL no longer holds what this replica needs (see docs/replication.md).
+#[utoipa::path(post, path = "/api/v1/replication/snapshot", tag = "replication",
+    params(SnapshotParams,
+        ("X-Primary-ID" = Option<String>, Header, description = "The sending primary"),
+        ("X-Primary-Epoch" = Option<u64>, Header, description = "The sending primary's epoch")),
+    request_body(content = String, content_type = "application/x-ndjson", description = "zstd-compressed NDJSON: points, collection, vectors lines and an end line"),
+    responses(
+        (status = 200, description = "Installed and durable; last_applied_lsn is the snapshot's LSN", body = WalApplyResponse),
+        (status = 400, description = "Malformed or truncated snapshot (the database stays marked unfinished)", body = ErrorBody),
+        (status = 409, description = "`stale_epoch` or `not_a_replica`", body = ErrorBody),
+    ))]
+pub async fn snapshot(
+    State(state): State<AppState>,
+    axum::extract::Query(params): axum::extract::Query<SnapshotParams>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<WalApplyResponse>, ApiError> {
+    let epoch = match headers.get("x-primary-epoch") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::invalid_field("X-Primary-Epoch", "must be an integer"))?,
+        None => 0,
+    };
+    check_sender(&state, epoch)?;
+    if !valid_name(&params.database) {
+        return Err(ApiError::invalid_field(
+            "database",
+            "not a valid database name",
+        ));
+    }
+    let lock = state.replication().apply_lock(&params.database);
+    let _guard = lock.lock().await;
+    crate::replication::snapshot::install(
+        &state,
+        &params.database,
+        sluice_wal::Lsn(params.lsn),
+        body,
+    )
+    .await?;
+    Ok(Json(WalApplyResponse {
+        success: true,
+        entries_applied: 0,
+        compression_ratio: 0.0,
+        decompression_time_ms: 0.0,
+        entries_skipped: 0,
+        last_applied_lsn: params.lsn,
+    }))
 }
 
 fn stale_epoch(epoch: u64, current: u64) -> ApiError {

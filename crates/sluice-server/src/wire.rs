@@ -138,6 +138,73 @@ impl Session {
         }
     }
 
+    /// Checks a `CHANGES_SUBSCRIBE` frame: the database to follow and the first LSN to send.
+    fn subscribe(
+        &self,
+        state: &AppState,
+        frame: &sluice_wire::RawFrame<'_>,
+    ) -> Result<(Arc<Database>, sluice_wal::Lsn), (Status, ApiError)> {
+        use axum::http::StatusCode;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Subscribe {
+            #[serde(default = "default_db")]
+            database: String,
+            from_lsn: Option<u64>,
+        }
+        fn default_db() -> String {
+            DEFAULT_DATABASE.to_string()
+        }
+        let Some(actor) = self.actor.as_ref().filter(|a| !a.expired()) else {
+            return Err((
+                Status::Unauthorized,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "authentication required: send an AUTH frame with a bearer token first",
+                ),
+            ));
+        };
+        let processing = |e: ApiError| (Status::ProcessingError, e);
+        let req: Subscribe = wire_json(frame.payload).map_err(processing)?;
+        let db = state.database(&req.database).map_err(processing)?;
+        state
+            .auth()
+            .authorize(
+                actor,
+                crate::auth::Action::Read,
+                Some((&db.name, db.policy.as_deref())),
+                "/changes",
+                "WIRE",
+            )
+            .map_err(|_| {
+                (
+                    Status::Forbidden,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!("actor {:?} may not read database {:?}", actor.name, db.name),
+                    ),
+                )
+            })?;
+        let after = req
+            .from_lsn
+            .unwrap_or_else(|| db.wal.status().durable_lsn.0);
+        let start = sluice_wal::Lsn(after.saturating_add(1));
+        let oldest = db
+            .wal
+            .oldest_readable_lsn()
+            .map_err(|e| processing(ApiError::internal(e.to_string())))?;
+        if start < oldest && start <= db.wal.status().durable_lsn {
+            return Err(processing(ApiError::new(
+                StatusCode::GONE,
+                "lsn_gone",
+                format!("changes from LSN {start} are no longer retained; the oldest is {oldest}"),
+            )));
+        }
+        Ok((db, start))
+    }
+
     /// Answers one request frame into `out`.
     pub async fn handle(
         &mut self,
@@ -239,6 +306,7 @@ pub fn route_of(opcode: sluice_wire::Opcode) -> (axum::http::Method, &'static st
         O::WalApplyCompressed => (Method::POST, "/api/v1/wal/apply"),
         O::ReplicationStats => (Method::GET, "/api/v1/replication/stats"),
         O::ReplicationConfig => (Method::POST, "/api/v1/replication/config"),
+        O::ChangesSubscribe => (Method::GET, "/changes"),
     }
 }
 
@@ -461,6 +529,11 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
             state,
             wire_json(body)?,
         )?)),
+        Request::ChangesSubscribe(_) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "subscription_transport",
+            "changefeed subscriptions are served over /v1/ws (or as SSE at /v1/databases/{db}/changes), not on the TCP listener",
+        )),
     }
 }
 
@@ -675,6 +748,22 @@ async fn ws_session(
         let mut answered = 0usize;
         while !rest.is_empty() {
             match split_frame(rest, session.max_frame(config)) {
+                Ok(Some((frame, n)))
+                    if frame.code == sluice_wire::Opcode::ChangesSubscribe as u8 =>
+                {
+                    rest = &rest[n..];
+                    match session.subscribe(state, &frame) {
+                        Ok((db, start)) => {
+                            // The answers before it, then the acknowledgement; from then on
+                            // the session only streams events.
+                            let ack = serde_json::json!({"subscribed": true, "database": db.name, "from_lsn": start.0 - 1});
+                            encode_frame(Status::Ok as u8, 0, &json(&ack), &mut out);
+                            send_within(&mut socket, out, idle).await?;
+                            return ws_feed(socket, state, db, start).await;
+                        }
+                        Err((status, e)) => error_frame(status, e, &mut out),
+                    }
+                }
                 Ok(Some((frame, n))) => {
                     session.handle(state, &frame, &mut out).await;
                     rest = &rest[n..];
@@ -716,6 +805,80 @@ async fn ws_session(
         }
         if close {
             return socket.send(Message::Close(None)).await;
+        }
+    }
+}
+
+/// A subscribed WebSocket session: every record of `db` from `start` on, one frame per event
+/// (status `0x00`, flag [`sluice_wire::FLAG_EVENT`], payload `{"id", "event", "data"}` as the
+/// SSE changefeed has them), read from the WAL as the client takes them. A client that takes
+/// nothing for `replication.changefeed_stall_timeout_ms` is disconnected; it resumes with
+/// `from_lsn` = the last id it saw.
+async fn ws_feed(
+    mut socket: axum::extract::ws::WebSocket,
+    state: &AppState,
+    db: Arc<Database>,
+    start: sluice_wal::Lsn,
+) -> Result<(), axum::Error> {
+    use axum::extract::ws::Message;
+    let stall = Duration::from_millis(state.config().replication.changefeed_stall_timeout_ms);
+    let notify = state.replication().durable.clone();
+    let mut stop = state.replication().stopping();
+    let mut cursor = sluice_wal::Cursor::at(start);
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let wal = db.wal.clone();
+        let mut c = cursor.clone();
+        let (read, c) = tokio::task::spawn_blocking(move || (wal.read(&mut c, WS_ANSWER_CHUNK), c))
+            .await
+            .map_err(|e| axum::Error::new(std::io::Error::other(e.to_string())))?;
+        cursor = c;
+        match read {
+            Ok(batch) if batch.is_empty() => {
+                let mut stopping = false;
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    r = stop.wait_for(|s| *s) => stopping = r.is_ok(),
+                    m = socket.recv() => match m {
+                        None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                        Some(Ok(_)) => {} // Nothing but close is expected now.
+                    },
+                }
+                if stopping {
+                    return socket.send(Message::Close(None)).await;
+                }
+            }
+            Ok(batch) => {
+                let mut out = Vec::with_capacity(batch.bytes.len() * 2);
+                for (id, event, data) in routes::changes::events(&batch.bytes) {
+                    let payload =
+                        json(&serde_json::json!({"id": id, "event": event, "data": data}));
+                    encode_frame(
+                        Status::Ok as u8,
+                        sluice_wire::FLAG_EVENT,
+                        &payload,
+                        &mut out,
+                    );
+                }
+                send_within(&mut socket, out, stall).await?;
+            }
+            Err(e) => {
+                let (code, message) = match &e {
+                    sluice_wal::ReadError::Gone { .. } => ("lsn_gone", e.to_string()),
+                    _ => ("internal", "reading the WAL failed".to_string()),
+                };
+                let mut out = Vec::new();
+                error_frame(
+                    Status::ProcessingError,
+                    ApiError::new(axum::http::StatusCode::GONE, code, message),
+                    &mut out,
+                );
+                send_within(&mut socket, out, stall).await?;
+                return socket.send(Message::Close(None)).await;
+            }
         }
     }
 }

@@ -4,6 +4,9 @@
 pub const HEADER_LEN: usize = 6;
 /// Request flag: the payload is `count u32` then `count` items.
 pub const FLAG_BATCH: u8 = 0x01;
+/// Response flag: an event of a subscription (`CHANGES_SUBSCRIBE`), not the answer to a
+/// request.
+pub const FLAG_EVENT: u8 = 0x02;
 
 /// Request opcodes (the seed's, plus ours below 0x70).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,10 +28,13 @@ pub enum Opcode {
     WalApplyCompressed = 0x90,
     ReplicationStats = 0x91,
     ReplicationConfig = 0x92,
+    /// Ours: subscribe a WebSocket session to a database's changefeed (JSON payload
+    /// `{"database", "from_lsn"}`); events follow as frames with [`FLAG_EVENT`].
+    ChangesSubscribe = 0x93,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 13] = [
+    pub const ALL: [Opcode; 14] = [
         Opcode::Auth,
         Opcode::TsPutBuffered,
         Opcode::TsPut,
@@ -42,6 +48,7 @@ impl Opcode {
         Opcode::WalApplyCompressed,
         Opcode::ReplicationStats,
         Opcode::ReplicationConfig,
+        Opcode::ChangesSubscribe,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {

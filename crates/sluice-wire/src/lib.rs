@@ -26,7 +26,8 @@ mod frame;
 mod payload;
 
 pub use frame::{
-    FLAG_BATCH, FrameError, HEADER_LEN, Opcode, RawFrame, Status, encode_frame, split_frame,
+    FLAG_BATCH, FLAG_EVENT, FrameError, HEADER_LEN, Opcode, RawFrame, Status, encode_frame,
+    split_frame,
 };
 pub use payload::{
     DecodeError, EncodeError, Reader, Request, TsPoint, VectorEntity, VectorRef, decode_request,

@@ -138,6 +138,8 @@ pub enum Request<'a> {
     WalApplyCompressed(&'a [u8]),
     ReplicationStats,
     ReplicationConfig(&'a [u8]),
+    /// Ours (`0x93`): `{"database": "default", "from_lsn": N}` (JSON).
+    ChangesSubscribe(&'a [u8]),
 }
 
 impl Request<'_> {
@@ -156,6 +158,7 @@ impl Request<'_> {
             Request::WalApplyCompressed(_) => Opcode::WalApplyCompressed,
             Request::ReplicationStats => Opcode::ReplicationStats,
             Request::ReplicationConfig(_) => Opcode::ReplicationConfig,
+            Request::ChangesSubscribe(_) => Opcode::ChangesSubscribe,
         }
     }
 
@@ -193,9 +196,9 @@ impl Request<'_> {
                 fits32("pks", pks.len())?;
                 pks.iter().try_for_each(|pk| fits16("pk", pk.len()))
             }
-            Request::WalApplyCompressed(b) | Request::ReplicationConfig(b) => {
-                fits32("payload", b.len())
-            }
+            Request::WalApplyCompressed(b)
+            | Request::ReplicationConfig(b)
+            | Request::ChangesSubscribe(b) => fits32("payload", b.len()),
             Request::TsBufferStats
             | Request::TsBufferFlush
             | Request::VectorBufferStats
@@ -235,7 +238,9 @@ impl Request<'_> {
             Request::VectorRemoveBuffered { pks, batch } => {
                 batched(*batch, pks, |pk, out| put_str16(out, pk))
             }
-            Request::WalApplyCompressed(b) | Request::ReplicationConfig(b) => (0, b.to_vec()),
+            Request::WalApplyCompressed(b)
+            | Request::ReplicationConfig(b)
+            | Request::ChangesSubscribe(b) => (0, b.to_vec()),
             Request::TsBufferStats
             | Request::TsBufferFlush
             | Request::VectorBufferStats
@@ -478,6 +483,7 @@ pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeErr
         },
         Opcode::WalApplyCompressed => Request::WalApplyCompressed(r.rest()),
         Opcode::ReplicationConfig => Request::ReplicationConfig(r.rest()),
+        Opcode::ChangesSubscribe => Request::ChangesSubscribe(r.rest()),
         Opcode::TsBufferStats => Request::TsBufferStats,
         Opcode::TsBufferFlush => Request::TsBufferFlush,
         Opcode::VectorBufferStats => Request::VectorBufferStats,

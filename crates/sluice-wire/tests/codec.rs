@@ -68,6 +68,7 @@ impl Spec {
             },
             Spec::Raw(op, b) => match op {
                 Opcode::WalApplyCompressed => Request::WalApplyCompressed(b),
+                Opcode::ChangesSubscribe => Request::ChangesSubscribe(b),
                 _ => Request::ReplicationConfig(b),
             },
         }
@@ -137,7 +138,11 @@ fn spec() -> impl Strategy<Value = Spec> {
         ])
         .prop_map(Spec::Empty),
         (
-            prop::sample::select(vec![Opcode::WalApplyCompressed, Opcode::ReplicationConfig]),
+            prop::sample::select(vec![
+                Opcode::WalApplyCompressed,
+                Opcode::ReplicationConfig,
+                Opcode::ChangesSubscribe
+            ]),
             proptest::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(|(o, b)| Spec::Raw(o, b)),

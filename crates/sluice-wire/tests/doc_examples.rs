@@ -115,6 +115,10 @@ fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
         ("vector_buffer_stats", Request::VectorBufferStats),
         ("vector_buffer_flush", Request::VectorBufferFlush),
         ("auth", Request::Auth { token: "s3cret" }),
+        (
+            "changes_subscribe",
+            Request::ChangesSubscribe(br#"{"from_lsn":41}"#),
+        ),
     ];
     let examples = examples();
     assert_eq!(

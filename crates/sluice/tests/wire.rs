@@ -678,3 +678,111 @@ async fn wire_frames_pass_the_same_admission_as_http() {
         .unwrap();
     assert_eq!(r.status(), 429);
 }
+
+/// The frames of one WebSocket message: (status, flags, payload).
+fn frames_of(message: &[u8]) -> Vec<(u8, u8, Value)> {
+    let mut out = Vec::new();
+    let mut rest = message;
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[2..6].try_into().unwrap()) as usize;
+        out.push((
+            rest[0],
+            rest[1],
+            serde_json::from_slice(&rest[6..6 + len]).unwrap(),
+        ));
+        rest = &rest[6 + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_websocket_session_subscribes_to_a_changefeed_and_resumes_by_lsn() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tokens = json!({
+        "ops": "ws-admin-token-0123456789",
+        "other": {"token": "ws-other-token-0123456789", "roles": {"elsewhere": "reader"}}
+    })
+    .to_string();
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_BEARER_TOKENS_JSON", &tokens)).await;
+    let put = |v: f64| {
+        let c = s.client.clone();
+        let url = s.url("/ts/put");
+        async move {
+            let r = c
+                .post(url)
+                .bearer_auth("ws-admin-token-0123456789")
+                .json(&json!({"metric": "ws", "entity": "e", "timestamp_ms": v as i64, "value": v}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    for i in 0..5 {
+        put(i as f64).await;
+    }
+    let subscribe = |body: Value| {
+        Request::ChangesSubscribe(Box::leak(body.to_string().into_boxed_str()).as_bytes())
+    };
+    // Unauthenticated, unknown database, no role on it: refused, the session stays usable.
+    let mut ws = ws_connect(&s, None).await;
+    let a = ws_call(&mut ws, &[subscribe(json!({"from_lsn": 0}))]).await;
+    assert_eq!(a[0].0, Status::Unauthorized as u8);
+    let mut ws = ws_connect(&s, Some("ws-other-token-0123456789")).await;
+    let a = ws_call(&mut ws, &[subscribe(json!({"from_lsn": 0}))]).await;
+    assert_eq!(a[0].0, Status::Forbidden as u8);
+    let mut ws = ws_connect(&s, Some("ws-admin-token-0123456789")).await;
+    let a = ws_call(&mut ws, &[subscribe(json!({"database": "nope"}))]).await;
+    assert_eq!(a[0].0, Status::ProcessingError as u8);
+    let a = ws_call(&mut ws, &[subscribe(json!({"bogus": 1}))]).await;
+    assert_eq!(a[0].0, Status::ProcessingError as u8);
+
+    // From LSN 2: records 3.. then live ones, one event frame each.
+    let a = ws_call(&mut ws, &[subscribe(json!({"from_lsn": 2}))]).await;
+    assert_eq!(a[0].0, Status::Ok as u8);
+    let mut events: Vec<(u8, u8, Value)> = Vec::new();
+    let mut live_sent = false;
+    while events.len() < 5 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(b) = m {
+            events.extend(frames_of(&b));
+        }
+        if events.len() >= 3 && !live_sent {
+            put(5.0).await;
+            put(6.0).await;
+            live_sent = true;
+        }
+    }
+    let ids: Vec<u64> = events.iter().map(|e| e.2["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![3, 4, 5, 6, 7]);
+    for (status, flags, e) in &events {
+        assert_eq!((*status, *flags), (0, sluice_wire::FLAG_EVENT));
+        assert_eq!(e["event"], "points");
+        assert_eq!(e["data"]["points"][0]["metric"], "ws");
+    }
+    assert_eq!(events[4].2["data"]["points"][0]["value"], 6.0);
+    ws.send(Message::Close(None)).await.unwrap();
+
+    // Over the TCP listener a subscription is refused (it is served over /v1/ws and SSE).
+    let mut c = connect(&s).await;
+    let (status, _) = call(
+        &mut c,
+        &Request::Auth {
+            token: "ws-admin-token-0123456789",
+        },
+    )
+    .await;
+    assert_eq!(status, 0);
+    let (status, payload) = call(&mut c, &subscribe(json!({}))).await;
+    assert_eq!(status, Status::ProcessingError as u8);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["code"],
+        "subscription_transport"
+    );
+}

@@ -184,66 +184,79 @@ fn gone(start: Lsn, oldest: Lsn) -> ApiError {
 fn encode_events(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(bytes.len() * 2);
-    let mut rest = bytes;
-    while let Ok(r) = sluice_wal::record::decode(rest) {
-        rest = &rest[r.encoded_len()..];
-        let lsn = r.lsn.0;
-        let (event, data) = match r.kind {
-            sluice_ts::record::POINTS => match sluice_ts::record::decode(r.payload) {
-                Ok(points) => {
-                    let points: Vec<_> = points
-                        .into_iter()
-                        .map(|p| {
-                            json!({
-                                "metric": p.metric,
-                                "entity": p.entity,
-                                "timestamp_ms": p.timestamp_ms,
-                                "value": p.value,
-                                "tags": p.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-                            })
-                        })
-                        .collect();
-                    ("points", json!({"lsn": lsn, "points": points}))
-                }
-                Err(e) => (
-                    "error",
-                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
-                ),
-            },
-            sluice_vector::record::VECTOR_OPS => match sluice_vector::record::decode_ops(r.payload)
-            {
-                Ok((collection, _, ops)) => {
-                    use sluice_vector::record::Op;
-                    let ops: Vec<_> = ops
-                        .into_iter()
-                        .map(|op| match op {
-                            Op::Add(e) => json!({"op": "add", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
-                            Op::Update(e) => json!({"op": "update", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
-                            Op::Remove { pk } => json!({"op": "remove", "pk": pk}),
-                        })
-                        .collect();
-                    (
-                        "vectors",
-                        json!({"lsn": lsn, "collection": collection, "ops": ops}),
-                    )
-                }
-                Err(e) => (
-                    "error",
-                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
-                ),
-            },
-            sluice_vector::record::COLLECTION => {
-                match sluice_vector::record::decode_collection(r.payload) {
-                    Ok(change) => ("collection", json!({"lsn": lsn, "change": change})),
-                    Err(e) => (
-                        "error",
-                        json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
-                    ),
-                }
-            }
-            other => ("unknown", json!({"lsn": lsn, "kind": other.0})),
-        };
+    for (lsn, event, data) in events(bytes) {
         let _ = write!(out, "id: {lsn}\nevent: {event}\ndata: {data}\n\n");
     }
     out
+}
+
+/// The changefeed events of the records in `bytes`: `(lsn, event name, data)`. Shared by the
+/// SSE stream and WebSocket subscriptions.
+pub fn events(bytes: &[u8]) -> Vec<(u64, &'static str, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Ok(r) = sluice_wal::record::decode(rest) {
+        rest = &rest[r.encoded_len()..];
+        out.push(event_of(r));
+    }
+    out
+}
+
+fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, serde_json::Value) {
+    let lsn = r.lsn.0;
+    let (event, data) = match r.kind {
+        sluice_ts::record::POINTS => match sluice_ts::record::decode(r.payload) {
+            Ok(points) => {
+                let points: Vec<_> = points
+                    .into_iter()
+                    .map(|p| {
+                        json!({
+                            "metric": p.metric,
+                            "entity": p.entity,
+                            "timestamp_ms": p.timestamp_ms,
+                            "value": p.value,
+                            "tags": p.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                        })
+                    })
+                    .collect();
+                ("points", json!({"lsn": lsn, "points": points}))
+            }
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
+        sluice_vector::record::VECTOR_OPS => match sluice_vector::record::decode_ops(r.payload) {
+            Ok((collection, _, ops)) => {
+                use sluice_vector::record::Op;
+                let ops: Vec<_> = ops
+                    .into_iter()
+                    .map(|op| match op {
+                        Op::Add(e) => json!({"op": "add", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
+                        Op::Update(e) => json!({"op": "update", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
+                        Op::Remove { pk } => json!({"op": "remove", "pk": pk}),
+                    })
+                    .collect();
+                (
+                    "vectors",
+                    json!({"lsn": lsn, "collection": collection, "ops": ops}),
+                )
+            }
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
+        sluice_vector::record::COLLECTION => {
+            match sluice_vector::record::decode_collection(r.payload) {
+                Ok(change) => ("collection", json!({"lsn": lsn, "change": change})),
+                Err(e) => (
+                    "error",
+                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+                ),
+            }
+        }
+        other => ("unknown", json!({"lsn": lsn, "kind": other.0})),
+    };
+    (lsn, event, data)
 }

@@ -187,21 +187,7 @@ impl Session {
                     ),
                 )
             })?;
-        let after = req
-            .from_lsn
-            .unwrap_or_else(|| db.wal.status().durable_lsn.0);
-        let start = sluice_wal::Lsn(after.saturating_add(1));
-        let oldest = db
-            .wal
-            .oldest_readable_lsn()
-            .map_err(|e| processing(ApiError::internal(e.to_string())))?;
-        if start < oldest && start <= db.wal.status().durable_lsn {
-            return Err(processing(ApiError::new(
-                StatusCode::GONE,
-                "lsn_gone",
-                format!("changes from LSN {start} are no longer retained; the oldest is {oldest}"),
-            )));
-        }
+        let start = routes::changes::start_position(&db, req.from_lsn).map_err(processing)?;
         Ok((db, start))
     }
 
@@ -826,6 +812,20 @@ async fn ws_feed(
     let mut stop = state.replication().stopping();
     let mut cursor = sluice_wal::Cursor::at(start);
     loop {
+        if !routes::changes::still_current(state, &db) {
+            let mut out = Vec::new();
+            error_frame(
+                Status::ProcessingError,
+                ApiError::new(
+                    axum::http::StatusCode::GONE,
+                    "database_replaced",
+                    "the database was deleted or replaced (a snapshot); subscribe again",
+                ),
+                &mut out,
+            );
+            send_within(&mut socket, out, stall).await?;
+            return socket.send(Message::Close(None)).await;
+        }
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

@@ -1287,15 +1287,31 @@ impl VectorEngine {
         coll.map_or_else(Vec::new, |c| c.read_catalog().pks())
     }
 
-    /// Installs a collection under its primary's id while loading a snapshot (see
-    /// [`Self::load_entities`]).
-    pub fn load_collection(&self, config: CollectionConfig, id: u64) -> Result<(), VectorError> {
+    /// Installs a collection under its primary's id while loading a snapshot taken at `at`
+    /// (see [`Self::load_entities`]). A collection created after `at` cannot be part of that
+    /// state (its creation record follows in the WAL) and is refused; the engine's LSN is not
+    /// raised by the id, so the snapshot stands for `at` exactly.
+    pub fn load_collection(
+        &self,
+        config: CollectionConfig,
+        id: u64,
+        at: Lsn,
+    ) -> Result<(), VectorError> {
         config.validate(self.config.max_dimension)?;
+        if id > at.0 {
+            return Err(VectorError::InvalidCollection(InvalidCollection {
+                field: "id",
+                reason: format!(
+                    "collection {:?} was created at LSN {id}, after the snapshot's LSN {at}",
+                    config.name
+                ),
+            }));
+        }
         let mut st = self.lock_state();
         let last = st.last_lsn;
         Self::remove_collection(&mut st, &config.name, last);
         self.install_collection(&mut st, config, Lsn(id))?;
-        st.last_lsn = st.last_lsn.max(last);
+        st.last_lsn = last;
         Ok(())
     }
 

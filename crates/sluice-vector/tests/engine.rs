@@ -459,3 +459,20 @@ fn the_snapshot_waits_for_the_wal_and_fails_without_committing_if_it_cannot() {
     .unwrap();
     assert_eq!(asked, Some(Lsn(1)));
 }
+
+#[test]
+fn a_snapshot_never_installs_a_collection_created_after_its_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let at = sluice_wal::Lsn(5);
+    let late = e.load_collection(collection("late", 4, Distance::L2), 7, at);
+    assert!(late.is_err(), "{late:?}");
+    e.load_collection(collection("early", 4, Distance::L2), 3, at)
+        .unwrap();
+    let ids: Vec<(String, u64)> = e
+        .collections_with_ids()
+        .into_iter()
+        .map(|(c, id)| (c.name, id))
+        .collect();
+    assert_eq!(ids, [("early".to_string(), 3)]);
+}

@@ -102,8 +102,11 @@ pub struct WriteMark {
     pub at_ms: u64,
 }
 
-/// How many write marks are kept; marks closer than 1 ms are merged, so this covers at least
-/// the last ~4 s under constant load, and much longer when writes are sparse.
+/// How many write marks are kept. Marks closer than 1 ms are merged; when the list is full,
+/// its older half is thinned (pairs of neighbours merged into one spanning both), so the marks
+/// always reach back to when the log was opened: recent positions at 1 ms, older ones coarser.
+/// A lag measured from a merged mark counts its whole span (an over-estimate by at most one
+/// span, never an under-estimate).
 const MARKS: usize = 4096;
 
 /// A snapshot of the log's positions.
@@ -638,6 +641,28 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     }
 }
 
+/// Merges neighbouring pairs in the older half of `marks`: a merged mark ends where the later
+/// one ended (its LSN and bytes) and starts when the earlier one was written (its time), so a
+/// lag read from it covers both batches.
+fn thin_older_half(marks: &mut std::collections::VecDeque<WriteMark>) {
+    let half = marks.len() / 2;
+    let mut kept = std::collections::VecDeque::with_capacity(MARKS);
+    let mut older = marks.drain(..half);
+    while let Some(first) = older.next() {
+        match older.next() {
+            Some(second) => kept.push_back(WriteMark {
+                lsn: second.lsn,
+                bytes_end: second.bytes_end,
+                at_ms: first.at_ms,
+            }),
+            None => kept.push_back(first),
+        }
+    }
+    drop(older);
+    kept.append(marks);
+    *marks = kept;
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -847,7 +872,7 @@ impl Writer {
             }
             _ => {
                 if marks.len() == MARKS {
-                    marks.pop_front();
+                    thin_older_half(&mut marks);
                 }
                 marks.push_back(WriteMark {
                     lsn: self.written,
@@ -987,6 +1012,33 @@ mod tests {
             ..WalOptions::default()
         };
         Wal::open(dir, options, |_| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn thinned_marks_reach_back_to_the_first_and_never_underestimate() {
+        let mut marks: std::collections::VecDeque<WriteMark> = (1..=MARKS as u64)
+            .map(|i| WriteMark {
+                lsn: Lsn(i * 10),
+                bytes_end: i * 100,
+                at_ms: i,
+            })
+            .collect();
+        for _ in 0..5 {
+            thin_older_half(&mut marks);
+            assert!(marks.len() <= MARKS * 3 / 4 + 1);
+            // The oldest mark still starts at the first batch's time.
+            assert_eq!(marks[0].at_ms, 1);
+            assert!(
+                marks
+                    .iter()
+                    .zip(marks.iter().skip(1))
+                    .all(|(a, b)| a.lsn < b.lsn && a.bytes_end < b.bytes_end && a.at_ms < b.at_ms)
+            );
+        }
+        // The newest quarter keeps its 1-per-batch resolution.
+        let n = marks.len();
+        assert_eq!(marks[n - 1].lsn, Lsn(MARKS as u64 * 10));
+        assert_eq!(marks[n - 2].lsn, Lsn((MARKS as u64 - 1) * 10));
     }
 
     #[test]

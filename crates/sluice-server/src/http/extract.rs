@@ -74,6 +74,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BatchJson<T> {
     }
 }
 
+/// A shipped WAL batch (`/api/v1/wal/apply`): within `http.max_batch_body_bytes`, but never
+/// less than the largest single WAL record as base64 in JSON, so any record the primary logged
+/// can reach its replicas.
+pub struct ReplicationJson<T>(pub T);
+
+/// Bytes of a shipped batch holding one largest WAL record: base64 is 4/3 of it, plus the
+/// record header and the JSON around it.
+pub const REPLICATION_BODY_BYTES: usize = sluice_wal::record::MAX_PAYLOAD_BYTES / 3 * 4 + (1 << 20);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ReplicationJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state
+            .config()
+            .http
+            .max_batch_body_bytes
+            .max(REPLICATION_BODY_BYTES);
+        read_json(req, state, limit).await.map(ReplicationJson)
+    }
+}
+
 async fn read_json<T: DeserializeOwned>(
     req: Request,
     state: &AppState,

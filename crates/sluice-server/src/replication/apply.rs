@@ -62,6 +62,12 @@ pub struct Applied {
 
 /// Decodes and verifies `req` completely; `max_bytes` caps the uncompressed size.
 pub fn unpack(req: &WalApplyRequest, max_bytes: usize) -> Result<Unpacked, ApplyError> {
+    if req.first_lsn == 0 || req.last_lsn == u64::MAX || req.first_lsn > req.last_lsn {
+        return Err(ApplyError::Corrupt(format!(
+            "LSNs {}..={} are not a valid range",
+            req.first_lsn, req.last_lsn
+        )));
+    }
     let compressed = base64::engine::general_purpose::STANDARD
         .decode(&req.entries_compressed)
         .map_err(|e| ApplyError::Corrupt(format!("entries_compressed is not base64: {e}")))?;

@@ -103,6 +103,10 @@ struct PersistedState {
     /// The highest epoch of a primary whose batches this node accepted.
     #[serde(default)]
     primary_epoch: u64,
+    /// The node id of that primary: another node claiming the same epoch (two replicas
+    /// promoted from one primary) is refused.
+    #[serde(default)]
+    primary_id: Option<String>,
     #[serde(default)]
     replicas: Vec<PersistedReplica>,
 }
@@ -254,6 +258,17 @@ struct ReplicaSide {
     progress: BTreeMap<String, ReplicaDbProgress>,
 }
 
+/// Why a sender's epoch was refused (see [`Replication::accept_epoch`]).
+#[derive(Debug)]
+pub enum EpochRefusal {
+    /// A newer primary (of this epoch) was accepted.
+    Stale(u64),
+    /// Another node already shipped under this epoch.
+    Conflict { epoch: u64, holder: String },
+    /// The new epoch could not be saved.
+    Persist(String),
+}
+
 /// The node's replication state; one per server, in `AppState`.
 pub struct Replication {
     role: AtomicU8,
@@ -269,6 +284,9 @@ pub struct Replication {
     /// Woken whenever any database's WAL becomes durable further.
     pub durable: Arc<tokio::sync::Notify>,
     apply_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while a retention floor is computed and stored, so a floor computed before a
+    /// snapshot pin was set never overwrites one that counts it.
+    floor_lock: Mutex<()>,
     /// Set once shippers run (after recovery); replicas added later start their own.
     started: Mutex<Option<crate::state::AppState>>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -299,6 +317,7 @@ impl Replication {
             replica_side: Mutex::default(),
             durable: Arc::new(tokio::sync::Notify::new()),
             apply_locks: Mutex::default(),
+            floor_lock: Mutex::default(),
             started: Mutex::new(None),
             stop: tokio::sync::watch::Sender::new(false),
         }
@@ -476,19 +495,29 @@ impl Replication {
         )
     }
 
-    /// Becomes primary with an epoch above every epoch this node has seen.
+    /// Becomes primary with an epoch above every epoch this node has seen. The new epoch is
+    /// on disk before the role changes; if it cannot be saved, nothing changes.
     pub fn promote(&self) -> Result<u64, String> {
-        let epoch = {
+        let (epoch, before) = {
             let mut st = self
                 .persisted
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let before = (st.epoch, st.primary_epoch, st.primary_id.clone());
             st.epoch = st.epoch.max(st.primary_epoch) + 1;
             st.primary_epoch = st.epoch;
-            st.epoch
+            st.primary_id = Some(st.node_id.clone());
+            (st.epoch, before)
         };
+        if let Err(e) = self.save() {
+            let mut st = self
+                .persisted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (st.epoch, st.primary_epoch, st.primary_id) = before;
+            return Err(e);
+        }
         self.role.store(PRIMARY, Ordering::Release);
-        self.save()?;
         tracing::warn!(
             epoch,
             "promoted to primary; batches of older epochs are refused"
@@ -496,22 +525,41 @@ impl Replication {
         Ok(epoch)
     }
 
-    /// Checks a batch's epoch against the highest accepted, and records a newer one.
-    pub fn accept_epoch(&self, epoch: u64) -> Result<(), u64> {
-        let changed = {
+    /// Checks a sender's epoch and id against the primary this node follows, and records a
+    /// newer one (on disk before it is accepted: a fence must survive a restart).
+    pub fn accept_epoch(&self, epoch: u64, primary_id: &str) -> Result<(), EpochRefusal> {
+        let mut st = self
+            .persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if epoch < st.primary_epoch {
+            return Err(EpochRefusal::Stale(st.primary_epoch));
+        }
+        if epoch == st.primary_epoch {
+            match &st.primary_id {
+                Some(id) if id == primary_id => return Ok(()),
+                Some(id) if epoch > 0 => {
+                    return Err(EpochRefusal::Conflict {
+                        epoch,
+                        holder: id.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let before = (st.primary_epoch, st.primary_id.clone());
+        st.primary_epoch = epoch;
+        st.primary_id = Some(primary_id.to_string());
+        drop(st);
+        if let Err(e) = self.save() {
             let mut st = self
                 .persisted
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if epoch < st.primary_epoch {
-                return Err(st.primary_epoch);
+            if st.primary_epoch == epoch {
+                (st.primary_epoch, st.primary_id) = before;
             }
-            let changed = epoch > st.primary_epoch;
-            st.primary_epoch = epoch;
-            changed
-        };
-        if changed && let Err(e) = self.save() {
-            tracing::error!(error = %e, "could not persist the accepted primary epoch");
+            return Err(EpochRefusal::Persist(e));
         }
         Ok(())
     }
@@ -531,6 +579,16 @@ impl Replication {
         p.lag_bytes = req.lag_bytes;
         p.lag_ms = req.lag_ms;
         p.last_batch = Some(Instant::now());
+    }
+
+    /// The databases that have an apply lock.
+    pub fn apply_lock_names(&self) -> Vec<String> {
+        self.apply_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The lock serializing applies to one database.
@@ -598,9 +656,22 @@ impl Replication {
         Ok(true)
     }
 
+    /// Computes `db`'s retention floor from the replicas' positions and pins and stores it in
+    /// its WAL, as one step (see `floor_lock`).
+    pub fn update_floor(&self, db: &crate::db::Database) {
+        let _one = self
+            .floor_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let floor = self.retain_from(&db.name, |l| db.wal.lag(l).map_or(0, |(b, _)| b));
+        db.wal.set_retain_from(floor);
+    }
+
     /// The WAL retention floor of a database: the oldest record a healthy replica still
-    /// needs. Replicas too far behind (over `max_retained_wal_bytes`) or fenced hold nothing.
-    pub fn retain_from(&self, db: &str, lag_bytes: impl Fn(Lsn) -> u64) -> Option<Lsn> {
+    /// needs. Replicas too far behind (over `max_retained_wal_bytes`) or fenced hold nothing;
+    /// a snapshot in progress holds its pin whatever its lag (without it, the copy would be
+    /// useless when it arrives; the pin goes when the transfer ends).
+    fn retain_from(&self, db: &str, lag_bytes: impl Fn(Lsn) -> u64) -> Option<Lsn> {
         let within = |next: Lsn| {
             (lag_bytes(Lsn(next.0.saturating_sub(1))) <= self.config.max_retained_wal_bytes)
                 .then_some(next)
@@ -612,7 +683,7 @@ impl Replication {
                 if st.fenced {
                     return None;
                 }
-                let pinned = st.pins.get(db).copied().and_then(within);
+                let pinned = st.pins.get(db).copied();
                 let confirmed = if st.needs_snapshot.contains_key(db) {
                     None
                 } else {
@@ -814,8 +885,7 @@ async fn housekeeping(state: crate::state::AppState) {
         }
         if let Some(dbs) = state.databases() {
             for db in dbs.all() {
-                let floor = repl.retain_from(&db.name, |l| db.wal.lag(l).map_or(0, |(b, _)| b));
-                db.wal.set_retain_from(floor);
+                repl.update_floor(&db);
             }
         }
         if repl.dirty.load(Ordering::Acquire) {

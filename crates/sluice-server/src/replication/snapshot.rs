@@ -52,6 +52,8 @@ const ENTITIES_PER_LINE: usize = 500;
 /// Longest line the replica accepts (a `vectors` line of large vectors).
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest pause between two pieces of a snapshot body the replica waits through.
+const SNAPSHOT_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,8 +100,7 @@ pub async fn send(state: &AppState, link: &ReplicaLink, db: &Arc<Database>) -> R
     let at = loop {
         let at = db.wal.status().durable_lsn;
         link.lock().pins.insert(db.name.clone(), at.next());
-        db.wal
-            .set_retain_from(repl.retain_from(&db.name, |l| db.wal.lag(l).map_or(0, |(b, _)| b)));
+        repl.update_floor(db);
         let oldest = db.wal.oldest_readable_lsn().map_err(|e| e.to_string())?;
         if oldest <= at.next() {
             break at;
@@ -113,7 +114,7 @@ pub async fn send(state: &AppState, link: &ReplicaLink, db: &Arc<Database>) -> R
         .map_err(|e| format!("flushing vectors for a snapshot: {e}"))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let dump_db = db.clone();
-    let dumper = tokio::task::spawn_blocking(move || dump(&dump_db, ChannelWriter { tx }));
+    let dumper = tokio::task::spawn_blocking(move || dump(&dump_db, at, ChannelWriter { tx }));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -181,8 +182,8 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Writes the database's state as zstd-compressed NDJSON.
-fn dump(db: &Database, out: ChannelWriter) -> Result<EndLine, String> {
+/// Writes the database's state as zstd-compressed NDJSON, as of `at` (see the module doc).
+fn dump(db: &Database, at: Lsn, out: ChannelWriter) -> Result<EndLine, String> {
     let io = |e: std::io::Error| e.to_string();
     let enc = zstd::stream::write::Encoder::new(out, 3).map_err(io)?;
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, enc.auto_finish());
@@ -233,6 +234,11 @@ fn dump(db: &Database, out: ChannelWriter) -> Result<EndLine, String> {
         }
     }
     for (config, id) in db.vectors.collections_with_ids() {
+        if id > at.0 {
+            // Created after `at` (while the copy was being read): its creation record and
+            // every write to it follow in the WAL after `at`.
+            continue;
+        }
         let name = config.name.clone();
         line(&mut w, &Line::Collection(CollectionLine { config, id }))?;
         for pks in db.vectors.indexed_pks(&name).chunks(ENTITIES_PER_LINE) {
@@ -312,7 +318,19 @@ async fn load(db: &Database, at: Lsn, body: axum::body::Body) -> Result<(), ApiE
     let mut got = EndLine::default();
     let mut end = None;
     let bad = |m: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "corrupt_snapshot", m);
-    while let Some(chunk) = stream.next().await {
+    loop {
+        // A silent sender (a partitioned primary, a half-open connection) must not hold the
+        // database's apply lock for ever.
+        let next = tokio::time::timeout(SNAPSHOT_IDLE, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "snapshot_stalled",
+                    format!("no snapshot bytes for {} s", SNAPSHOT_IDLE.as_secs()),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| bad(format!("reading the snapshot: {e}")))?;
         buf.extend_from_slice(&chunk);
         let mut start = 0;
@@ -378,7 +396,7 @@ async fn load_line(db: &Database, line: Line, at: Lsn, got: &mut EndLine) -> Res
         }
         Line::Collection(c) => {
             db.vectors
-                .load_collection(c.config, c.id)
+                .load_collection(c.config, c.id, at)
                 .map_err(|e| invalid(format!("snapshot collection: {e}")))?;
         }
         Line::Vectors(v) => {

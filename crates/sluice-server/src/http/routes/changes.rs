@@ -17,6 +17,7 @@
 //!   its last event id. Ingest never waits for a subscriber.
 //! - A comment line every 15 s keeps idle connections alive through proxies.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -28,6 +29,7 @@ use serde_json::json;
 use sluice_api::ErrorBody;
 use sluice_wal::{Cursor, Lsn, ReadError};
 
+use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::serve::ConnectionCloser;
 use crate::state::AppState;
@@ -67,26 +69,20 @@ pub async fn changes(
 ) -> Result<Response, ApiError> {
     let db = state.database(&db)?;
     let after = match params.from_lsn {
-        Some(l) => l,
+        Some(l) => Some(l),
         None => match headers.get("last-event-id") {
             Some(v) => v
                 .to_str()
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Some)
                 .ok_or_else(|| {
                     ApiError::invalid_field("Last-Event-ID", "must be an LSN (an integer)")
                 })?,
-            None => db.wal.status().durable_lsn.0,
+            None => None,
         },
     };
-    let start = Lsn(after.saturating_add(1));
-    let oldest = db
-        .wal
-        .oldest_readable_lsn()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    if start < oldest && start <= db.wal.status().durable_lsn {
-        return Err(gone(start, oldest));
-    }
+    let start = start_position(&db, after)?;
     let stall = Duration::from_millis(state.config().replication.changefeed_stall_timeout_ms);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
     let notify = state.replication().durable.clone();
@@ -97,6 +93,16 @@ pub async fn changes(
         let mut cursor = Cursor::at(start);
         let mut last_sent = tokio::time::Instant::now();
         loop {
+            if !still_current(&state, &db) {
+                let data = json!({"code": "database_replaced", "error": "the database was deleted or replaced (a snapshot); subscribe again"});
+                let _ = tx
+                    .send_timeout(
+                        Bytes::from(format!("event: error\ndata: {data}\n\n")),
+                        stall,
+                    )
+                    .await;
+                return;
+            }
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -168,6 +174,34 @@ pub async fn changes(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The first LSN a subscription sends: after `after` (the last LSN the subscriber has), at
+/// the oldest retained record for `0`, or at the next record written when `None`. A position
+/// whose records are gone is refused with 410 `lsn_gone`.
+pub fn start_position(db: &Database, after: Option<u64>) -> Result<Lsn, ApiError> {
+    let oldest = db
+        .wal
+        .oldest_readable_lsn()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let start = match after {
+        None => db.wal.status().durable_lsn.next(),
+        Some(0) => oldest.max(Lsn(1)),
+        Some(l) => Lsn(l.saturating_add(1)),
+    };
+    if start < oldest && start <= db.wal.status().durable_lsn {
+        return Err(gone(start, oldest));
+    }
+    Ok(start)
+}
+
+/// Whether `db` is still the database its name opens: a subscription to a database deleted or
+/// replaced by a snapshot reads a closed log, and must end rather than wait for ever.
+pub fn still_current(state: &AppState, db: &Arc<Database>) -> bool {
+    state
+        .databases()
+        .and_then(|dbs| dbs.get(&db.name))
+        .is_some_and(|d| Arc::ptr_eq(&d, db))
 }
 
 fn gone(start: Lsn, oldest: Lsn) -> ApiError {

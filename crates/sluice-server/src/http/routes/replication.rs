@@ -15,10 +15,10 @@ use crate::catalogue::{CatalogueError, DatabaseSettings, valid_name};
 use crate::config::Role;
 use crate::db::{Database, ManageError};
 use crate::error::{ApiError, SeedFields};
-use crate::http::extract::{ApiJson, BatchJson};
+use crate::http::extract::{ApiJson, ReplicationJson};
 use crate::metrics::ReasonLabels;
 use crate::replication::apply::{self, ApplyError};
-use crate::replication::{AddReplicaError, check_compression};
+use crate::replication::{AddReplicaError, EpochRefusal, check_compression};
 use crate::state::AppState;
 
 /// Apply a compressed WAL batch from the primary (replicas only; admin).
@@ -36,7 +36,7 @@ pub async fn wal_apply(
     State(state): State<AppState>,
     headers: HeaderMap,
     sent: Option<axum::Extension<crate::http::middleware::SentBodyBytes>>,
-    BatchJson(req): BatchJson<WalApplyRequest>,
+    ReplicationJson(req): ReplicationJson<WalApplyRequest>,
 ) -> Result<Json<WalApplyResponse>, ApiError> {
     // The body as sent (before the decompression layer), for the replica's byte counts.
     let sent = sent.map_or(0, |e| e.0.0);
@@ -64,7 +64,8 @@ pub async fn apply_batch(
             .get_or_create(&ReasonLabels { reason })
             .inc();
     };
-    check_sender(state, req.epoch)?;
+    check_sender(state, req.epoch, &req.primary_id)?;
+    let (epoch, primary_id) = (req.epoch, req.primary_id.clone());
     if let Some(h) = primary_header
         && h != req.primary_id.as_bytes()
     {
@@ -79,7 +80,13 @@ pub async fn apply_batch(
             "not a valid database name",
         ));
     }
-    let cap = state.config().http.max_batch_body_bytes.saturating_mul(2);
+    // Uncompressed: at least one largest record (with its header) beyond a full batch.
+    let cap = state
+        .config()
+        .http
+        .max_batch_body_bytes
+        .saturating_mul(2)
+        .max(sluice_wal::record::MAX_PAYLOAD_BYTES + repl.config().max_batch_bytes + (1 << 16));
     let (req, unpacked) = tokio::task::spawn_blocking(move || {
         let u = apply::unpack(&req, cap);
         (req, u)
@@ -97,6 +104,9 @@ pub async fn apply_batch(
     let decompress_ms = unpacked.decompress_ms;
     let lock = repl.apply_lock(&db.name);
     let _guard = lock.lock().await;
+    // Again under the lock: a promotion (which takes every apply lock) or a newer primary's
+    // batch may have come first while this one waited.
+    check_sender(state, epoch, &primary_id)?;
     let applied = tokio::task::spawn_blocking(move || apply::apply(&db, unpacked))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
@@ -125,7 +135,7 @@ pub async fn apply_batch(
 
 /// Refuses a sender unless this node is a replica and the sender's epoch is current (records a
 /// newer one).
-fn check_sender(state: &AppState, epoch: u64) -> Result<(), ApiError> {
+fn check_sender(state: &AppState, epoch: u64, primary_id: &str) -> Result<(), ApiError> {
     let repl = state.replication();
     let refused = |reason: &'static str| {
         repl.metrics
@@ -146,11 +156,28 @@ fn check_sender(state: &AppState, epoch: u64) -> Result<(), ApiError> {
             "this node is a primary and applies no shipped WAL (if it was promoted, the sender is a stale primary)",
         ));
     }
-    if let Err(current) = repl.accept_epoch(epoch) {
-        refused("stale_epoch");
-        return Err(stale_epoch(epoch, current));
+    match repl.accept_epoch(epoch, primary_id) {
+        Ok(()) => Ok(()),
+        Err(EpochRefusal::Stale(current)) => {
+            refused("stale_epoch");
+            Err(stale_epoch(epoch, current))
+        }
+        Err(EpochRefusal::Conflict { epoch, holder }) => {
+            refused("conflicting_primary");
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflicting_primary",
+                format!(
+                    "{primary_id:?} ships under epoch {epoch}, which this node accepted from {holder:?}: two primaries claim one epoch; promote one of them again"
+                ),
+            ))
+        }
+        Err(EpochRefusal::Persist(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "epoch_not_saved",
+            format!("could not save the newer primary epoch: {e}"),
+        )),
     }
-    Ok(())
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -188,7 +215,18 @@ pub async fn snapshot(
             .ok_or_else(|| ApiError::invalid_field("X-Primary-Epoch", "must be an integer"))?,
         None => 0,
     };
-    check_sender(&state, epoch)?;
+    let primary_id = headers
+        .get("x-primary-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_field("X-Primary-ID", "required: the sending primary's node id")
+        })?
+        .to_string();
+    if params.lsn == u64::MAX {
+        return Err(ApiError::invalid_field("lsn", "out of range"));
+    }
+    check_sender(&state, epoch, &primary_id)?;
     if !valid_name(&params.database) {
         return Err(ApiError::invalid_field(
             "database",
@@ -197,6 +235,7 @@ pub async fn snapshot(
     }
     let lock = state.replication().apply_lock(&params.database);
     let _guard = lock.lock().await;
+    check_sender(&state, epoch, &primary_id)?;
     crate::replication::snapshot::install(
         &state,
         &params.database,
@@ -397,12 +436,16 @@ pub async fn remove_replica(
     Ok(Json(RemoveReplicaResponse { success: true }))
 }
 
+/// How long a promotion waits for applies in progress.
+const PROMOTE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Promote this replica to primary: it takes writes, and batches from primaries of older
 /// epochs are refused from now on (the old primary is fenced).
 #[utoipa::path(post, path = "/api/v1/replication/promote", tag = "replication",
     responses(
         (status = 200, description = "Promoted", body = PromoteResponse),
         (status = 409, description = "Already a primary", body = ErrorBody),
+        (status = 503, description = "`replication_busy`: an apply of the old primary did not end within 30 s; retry", body = ErrorBody),
     ))]
 pub async fn promote(State(state): State<AppState>) -> Result<Json<PromoteResponse>, ApiError> {
     if state.replication().role() == Role::Primary {
@@ -411,6 +454,28 @@ pub async fn promote(State(state): State<AppState>) -> Result<Json<PromoteRespon
             "already_primary",
             "this node is already a primary",
         ));
+    }
+    // Every database's apply lock: a batch or snapshot of the old primary in progress ends
+    // first, and those waiting re-check the role under the lock and are refused.
+    let repl = state.replication();
+    let mut names = state.databases().map(|d| d.names()).unwrap_or_default();
+    names.extend(repl.apply_lock_names());
+    names.sort();
+    names.dedup();
+    let mut guards = Vec::with_capacity(names.len());
+    for name in names {
+        let lock = repl.apply_lock(&name);
+        let guard = tokio::time::timeout(PROMOTE_LOCK_WAIT, lock.lock_owned())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "replication_busy",
+                    format!("database {name} is still applying from the old primary (a snapshot?); retry"),
+                )
+                .retry_after(5)
+            })?;
+        guards.push(guard);
     }
     let st = state.clone();
     let epoch = tokio::task::spawn_blocking(move || st.replication().promote())

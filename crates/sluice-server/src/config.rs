@@ -310,6 +310,8 @@ pub struct TsAutoBufferConfig {
     /// Refuse writes (503 "Buffer overflow") while buffered plus flushing memory is at or
     /// above this.
     pub overflow_buffer_bytes: usize,
+    /// Count-triggered flushes start at most this often (0: at once).
+    pub min_flush_gap_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -538,6 +540,7 @@ impl Default for TsAutoBufferConfig {
             flush_interval_ms: d.flush_interval_ms,
             max_buffer_bytes: d.max_buffer_bytes,
             overflow_buffer_bytes: d.overflow_buffer_bytes,
+            min_flush_gap_ms: d.min_flush_gap_ms,
         }
     }
 }
@@ -553,6 +556,7 @@ impl Config {
                 flush_interval_ms: ab.flush_interval_ms,
                 max_buffer_bytes: ab.max_buffer_bytes,
                 overflow_buffer_bytes: ab.overflow_buffer_bytes,
+                min_flush_gap_ms: ab.min_flush_gap_ms,
             },
             retention_ms: self.ts.retention_ms,
             max_query_points: self.ts.max_query_points,

@@ -228,10 +228,11 @@ fn replay(
     stats: &mut ReplayStats,
 ) -> Result<(), String> {
     match record.kind {
-        sluice_ts::record::POINTS => {
-            let points = sluice_ts::record::decode(record.payload).map_err(|e| e.to_string())?;
-            stats.points += points.len() as u64;
-            ts.replay(points, record.lsn);
+        kind if sluice_ts::record::is_points(kind) => {
+            let batch =
+                sluice_ts::record::decode_any(kind, record.payload).map_err(|e| e.to_string())?;
+            stats.points += batch.len() as u64;
+            ts.replay(batch, record.lsn);
         }
         sluice_vector::record::VECTOR_OPS | sluice_vector::record::COLLECTION => {
             vectors.replay(record.kind, record.payload, record.lsn)?;

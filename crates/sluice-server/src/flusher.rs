@@ -9,6 +9,12 @@
 //! checkpoints, so a clean restart replays nothing. Every hour (and at start) it also deletes
 //! time-series chunks past retention.
 //!
+//! Count-triggered time-series flushes start at most every
+//! `features.ts_auto_buffer.min_flush_gap_ms` (a count nudge within the gap is deferred to its
+//! end): under sustained ingest the count trips on every write, and back-to-back flushes of a
+//! few thousand points would write tiny chunks and merge them again and again (the fjall
+//! memtable then dominated the ingest profile). Other triggers are never delayed.
+//!
 //! Before a time-series flush commits chunks that claim "everything up to LSN L", it waits
 //! until the WAL is durable up to L. The WAL is checkpointed at the lowest LSN both engines
 //! hold durably (`Database::checkpoint_bound`): chunks for the time series, the last snapshot
@@ -164,6 +170,27 @@ impl Engines {
     fn run(&self, rx: &Receiver<Request>) {
         let db = self.db.as_str();
         let mut last_retention: Option<Instant> = None;
+        let gap = Duration::from_millis(self.ts.config().auto_buffer.min_flush_gap_ms);
+        // When the last time-series flush ended, and a count flush waiting for the gap.
+        let mut last_ts: Option<Instant> = None;
+        let mut deferred: Option<Instant> = None;
+        // Runs a time-series flush now, or defers a count-triggered one until `gap` after
+        // the last (see `AutoBufferConfig::min_flush_gap_ms`).
+        let ts_flush = |trigger: FlushTrigger,
+                        last_ts: &mut Option<Instant>,
+                        deferred: &mut Option<Instant>| {
+            if trigger == FlushTrigger::Count
+                && let Some(last) = *last_ts
+                && last.elapsed() < gap
+            {
+                deferred.get_or_insert(last + gap);
+                return None;
+            }
+            *deferred = None;
+            let outcome = self.flush_ts(trigger);
+            *last_ts = Some(Instant::now());
+            Some(outcome)
+        };
         loop {
             if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
                 match self.ts.enforce_retention() {
@@ -177,20 +204,27 @@ impl Engines {
                 .into_iter()
                 .flatten()
                 .min();
-            let wait = due_ms.map_or(IDLE_WAKE, |ms| {
+            let mut wait = due_ms.map_or(IDLE_WAKE, |ms| {
                 Duration::from_millis(ms.max(1)).min(IDLE_WAKE)
             });
+            if let Some(at) = deferred {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
             match rx.recv_timeout(wait) {
                 Ok(Request::Nudge(trigger)) => {
                     self.pending.ts.store(false, Ordering::Release);
-                    self.flush_ts(trigger);
+                    ts_flush(trigger, &mut last_ts, &mut deferred);
                 }
                 Ok(Request::NudgeVectors(trigger)) => {
                     self.pending.vectors.store(false, Ordering::Release);
                     self.flush_vectors(trigger);
                 }
                 Ok(Request::Manual(reply)) => {
-                    let _ = reply.send(self.flush_ts(FlushTrigger::Manual));
+                    if let Some(outcome) =
+                        ts_flush(FlushTrigger::Manual, &mut last_ts, &mut deferred)
+                    {
+                        let _ = reply.send(outcome);
+                    }
                 }
                 Ok(Request::ManualVectors(reply)) => {
                     let _ = reply.send(self.flush_vectors(VectorTrigger::Manual));
@@ -211,7 +245,7 @@ impl Engines {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(trigger) = self.ts.due() {
-                        self.flush_ts(trigger);
+                        ts_flush(trigger, &mut last_ts, &mut deferred);
                     }
                     if let Some(trigger) = self.vectors.due() {
                         self.flush_vectors(trigger);

@@ -463,12 +463,15 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
         Request::TsPutBuffered { points, .. } => {
             let points = validate_points(&db, points)?;
             let ack = ts_buffered_ack(&db);
-            let (_, size) = routes::ts::write(&db, points, ack).await?;
+            let (_, size) =
+                routes::ts::write(&db, sluice_ts::Batch::from_points(points), ack).await?;
             Ok(size.to_le_bytes().to_vec())
         }
         Request::TsPut { points, .. } => {
             let points = validate_points(&db, points)?;
-            let (lsn, _) = routes::ts::write(&db, points, AckLevel::Fsync).await?;
+            let (lsn, _) =
+                routes::ts::write(&db, sluice_ts::Batch::from_points(points), AckLevel::Fsync)
+                    .await?;
             Ok(lsn.get().to_le_bytes().to_vec())
         }
         Request::TsBufferStats => Ok(json(&routes::ts::stats_body(&db))),

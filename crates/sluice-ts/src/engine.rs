@@ -39,7 +39,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sluice_wal::Lsn;
 
-use crate::point::{Point, PointLimits};
+use crate::batch::Batch;
+use crate::point::PointLimits;
 use crate::query::{self, Query, SeriesResult};
 use crate::series::{SeriesId, SeriesIndex, SeriesKey};
 use crate::store::{ChunkStore, ChunkWrite, StoreError};
@@ -57,6 +58,11 @@ pub struct AutoBufferConfig {
     pub max_buffer_bytes: usize,
     /// Refuse writes while head plus flushing memory is at or above this.
     pub overflow_buffer_bytes: usize,
+    /// Count-triggered flushes start at most this often (ms; 0: at once). Under sustained
+    /// ingest the count trigger trips on every write; flushing each few thousand points would
+    /// write tiny chunks and merge them over and over. Memory, age, manual and shutdown
+    /// flushes are never delayed.
+    pub min_flush_gap_ms: u64,
 }
 
 impl Default for AutoBufferConfig {
@@ -67,6 +73,7 @@ impl Default for AutoBufferConfig {
             flush_interval_ms: 5000,
             max_buffer_bytes: 64 * 1024 * 1024,
             overflow_buffer_bytes: 256 * 1024 * 1024,
+            min_flush_gap_ms: 200,
         }
     }
 }
@@ -316,10 +323,10 @@ impl TsEngine {
     /// caller's ticket and the LSN it was given. See the module doc for why this is one step.
     pub fn write<T, E>(
         &self,
-        points: Vec<Point>,
+        batch: Batch,
         append: impl FnOnce(Vec<u8>) -> Result<(T, Lsn), E>,
     ) -> Result<(T, WriteOutcome), WriteError<E>> {
-        let payload = crate::record::encode(&points);
+        let payload = crate::record::encode_batch(&batch);
         let mut st = self.lock_state();
         let frozen_bytes = st.frozen.as_ref().map_or(0, |f| f.bytes);
         if st.head.bytes + frozen_bytes >= self.config.auto_buffer.overflow_buffer_bytes {
@@ -328,16 +335,11 @@ impl TsEngine {
             });
         }
         let limit = self.config.max_series;
-        if st.index.len() + points.len() > limit {
+        if st.index.len() + batch.series.len() > limit {
             // Near the limit: count the series this write would really add.
-            let mut added: Vec<SeriesKey> = Vec::new();
-            for p in &points {
-                let key = SeriesKey {
-                    metric: p.metric.clone(),
-                    entity: p.entity.clone(),
-                    tags: p.tags.clone(),
-                };
-                if st.index.id(&key).is_none() && !added.contains(&key) {
+            let mut added: Vec<&SeriesKey> = Vec::new();
+            for key in &batch.series {
+                if st.index.id(key).is_none() && !added.contains(&key) {
                     added.push(key);
                     if st.index.len() + added.len() > limit {
                         return Err(WriteError::SeriesLimit { limit });
@@ -346,7 +348,7 @@ impl TsEngine {
             }
         }
         let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
-        let outcome = self.insert(&mut st, points, lsn);
+        let outcome = self.insert(&mut st, batch, lsn);
         Ok((ticket, outcome))
     }
 
@@ -356,7 +358,7 @@ impl TsEngine {
     /// transfer) is logged, to keep the sequence, but not buffered again.
     pub fn apply_replicated<E>(
         &self,
-        points: Vec<Point>,
+        batch: Batch,
         append: impl FnOnce() -> Result<Lsn, E>,
     ) -> Result<WriteOutcome, WriteError<E>> {
         let mut st = self.lock_state();
@@ -373,7 +375,7 @@ impl TsEngine {
                 flush_due: None,
             });
         }
-        Ok(self.insert(&mut st, points, lsn))
+        Ok(self.insert(&mut st, batch, lsn))
     }
 
     /// Every metric name with at least one series.
@@ -383,38 +385,38 @@ impl TsEngine {
 
     /// Buffers points of a snapshot being loaded as of `lsn` (the snapshot's LSN: the WAL
     /// continues after it); flush when the outcome asks, and once at the end.
-    pub fn load_base(&self, points: Vec<Point>, lsn: Lsn) -> WriteOutcome {
+    pub fn load_base(&self, batch: Batch, lsn: Lsn) -> WriteOutcome {
         let mut st = self.lock_state();
-        self.insert(&mut st, points, lsn)
+        self.insert(&mut st, batch, lsn)
     }
 
     /// Re-applies a WAL record during recovery (records already in chunks are skipped).
-    pub fn replay(&self, points: Vec<Point>, lsn: Lsn) {
+    pub fn replay(&self, batch: Batch, lsn: Lsn) {
         let mut st = self.lock_state();
         if lsn > st.flushed_lsn {
-            self.insert(&mut st, points, lsn);
+            self.insert(&mut st, batch, lsn);
         }
     }
 
-    fn insert(&self, st: &mut State, points: Vec<Point>, lsn: Lsn) -> WriteOutcome {
+    fn insert(&self, st: &mut State, batch: Batch, lsn: Lsn) -> WriteOutcome {
         // Equal only while a snapshot is loaded (every point at the snapshot's LSN).
         debug_assert!(lsn >= st.head.last_lsn);
-        let n = points.len();
-        for p in points {
-            let key = SeriesKey {
-                metric: p.metric,
-                entity: p.entity,
-                tags: p.tags,
-            };
-            let (id, added) = st.index.get_or_insert(&key);
-            if added {
-                st.head.bytes += key.heap_bytes();
+        let n = batch.samples.len();
+        // One index lookup per series of the batch, then a push per sample.
+        let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
+        for key in batch.series {
+            let (id, added) = st.index.get_or_insert_owned(key);
+            if let Some(bytes) = added {
+                st.head.bytes += bytes;
             }
+            ids.push(id);
+        }
+        for s in &batch.samples {
             st.head
                 .series
-                .entry(id)
+                .entry(ids[s.series as usize])
                 .or_default()
-                .push((p.timestamp_ms, p.value));
+                .push((s.timestamp_ms, s.value));
         }
         st.head.points += n;
         st.head.bytes += n * POINT_BYTES;
@@ -864,6 +866,7 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Point;
 
     fn engine(dir: &Path, target: usize) -> TsEngine {
         let config = TsConfig {
@@ -880,7 +883,8 @@ mod tests {
     fn write(e: &TsEngine, lsn: &mut u64, points: Vec<Point>) {
         *lsn += 1;
         let l = Lsn(*lsn);
-        e.write(points, |_payload| Ok::<_, ()>(((), l))).unwrap();
+        e.write(Batch::from_points(points), |_payload| Ok::<_, ()>(((), l)))
+            .unwrap();
     }
 
     fn all(e: &TsEngine) -> Vec<(i64, f64)> {
@@ -950,8 +954,8 @@ mod tests {
         assert_eq!(e.flushed_lsn(), Lsn(lsn));
         assert_eq!(all(&e), want);
         // Replay of an already flushed record is skipped; a newer one is applied.
-        e.replay(vec![pt(1000, 1.0)], Lsn(lsn));
-        e.replay(vec![pt(2000, 2.0)], Lsn(lsn + 1));
+        e.replay(Batch::from_points(vec![pt(1000, 1.0)]), Lsn(lsn));
+        e.replay(Batch::from_points(vec![pt(2000, 2.0)]), Lsn(lsn + 1));
         let got = all(&e);
         assert_eq!(got.last(), Some(&(2000, 2.0)));
         assert!(!got.contains(&(1000, 1.0)));
@@ -1031,7 +1035,7 @@ mod tests {
         let mut appended = 0;
         let mut refused = false;
         for i in 0..100 {
-            match e.write(vec![pt(i, 1.0)], |_| {
+            match e.write(Batch::from_points(vec![pt(i, 1.0)]), |_| {
                 appended += 1;
                 Ok::<_, ()>(((), Lsn(appended)))
             }) {

@@ -1,6 +1,7 @@
 //! The Sluice time-series engine.
 //!
-//! - [`point`]: the validated point; [`record`]: its WAL record encoding;
+//! - [`point`]: the validated point; [`batch`]: a write as series and samples; [`record`]:
+//!   their WAL record encoding;
 //! - [`series`]: series identity and the roaring-bitmap inverted index;
 //! - [`store`]: Gorilla chunks and the series catalogue in fjall;
 //! - [`query`]: selection, aggregation, grouping;
@@ -9,6 +10,7 @@
 //! The engine knows nothing of HTTP: the server converts its wire types into [`Point`]s and
 //! [`query::Query`]s and maps the engine's errors at the edge.
 
+pub mod batch;
 pub mod engine;
 pub mod point;
 pub mod query;
@@ -16,6 +18,7 @@ pub mod record;
 pub mod series;
 pub mod store;
 
+pub use batch::{Batch, Sample};
 pub use engine::{
     AutoBufferConfig, BufferStats, FlushOutcome, FlushTrigger, TsConfig, TsEngine, TsMetrics,
     WriteError,

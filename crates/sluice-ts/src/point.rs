@@ -7,6 +7,8 @@
 //! Tags are kept sorted by key, so a series is identified by metric + entity + tags in one
 //! canonical order. Negative zero is stored as zero.
 
+use crate::series::SeriesKey;
+
 /// One point, after validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
@@ -62,6 +64,27 @@ impl Point {
         tags: impl IntoIterator<Item = (String, String)>,
         limits: &PointLimits,
     ) -> Result<Point, InvalidPoint> {
+        let key = SeriesKey::new(metric, entity, tags, limits)?;
+        let value = check_value(value)?;
+        Ok(Point {
+            metric: key.metric,
+            entity: key.entity,
+            timestamp_ms,
+            value,
+            tags: key.tags,
+        })
+    }
+}
+
+impl SeriesKey {
+    /// A series key from its parts, checking every limit (as [`Point::new`] does). Tags may
+    /// come in any order; a key given twice is refused.
+    pub fn new(
+        metric: String,
+        entity: String,
+        tags: impl IntoIterator<Item = (String, String)>,
+        limits: &PointLimits,
+    ) -> Result<SeriesKey, InvalidPoint> {
         check_metric(&metric, limits)?;
         if entity.len() > limits.max_name_bytes {
             return Err(invalid(
@@ -69,7 +92,6 @@ impl Point {
                 format!("longer than {} bytes", limits.max_name_bytes),
             ));
         }
-        let value = check_value(value)?;
         let mut tags: Vec<(String, String)> = tags.into_iter().collect();
         if tags.len() > limits.max_tags {
             return Err(invalid(
@@ -98,11 +120,9 @@ impl Point {
         if let Some(w) = tags.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(invalid(format!("tags.{}", w[0].0), "tag key given twice"));
         }
-        Ok(Point {
+        Ok(SeriesKey {
             metric,
             entity,
-            timestamp_ms,
-            value,
             tags,
         })
     }
@@ -129,7 +149,7 @@ impl Point {
     }
 }
 
-fn check_metric(metric: &str, limits: &PointLimits) -> Result<(), InvalidPoint> {
+pub(crate) fn check_metric(metric: &str, limits: &PointLimits) -> Result<(), InvalidPoint> {
     if metric.is_empty() {
         return Err(invalid("metric", "must not be empty"));
     }
@@ -144,7 +164,7 @@ fn check_metric(metric: &str, limits: &PointLimits) -> Result<(), InvalidPoint> 
 
 /// A finite value; -0.0 becomes 0.0 (they compare equal, and one zero keeps decimal chunks
 /// exact).
-fn check_value(value: f64) -> Result<f64, InvalidPoint> {
+pub fn check_value(value: f64) -> Result<f64, InvalidPoint> {
     if !value.is_finite() {
         return Err(invalid("value", "must be a finite number"));
     }

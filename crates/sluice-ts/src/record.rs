@@ -1,20 +1,147 @@
 //! The WAL record of a time-series write: one record per request, all its points.
 //!
+//! Kind [`SERIES_POINTS`] (4), written since series-grouped batches ([`Batch`]):
+//! ```text
+//! series_count u32
+//! series_count × { metric_len u16, metric, entity_len u16, entity,
+//!                  tag_count u16, tag_count × { key_len u16, key, value_len u16, value } }
+//! sample_count u32
+//! sample_count × { series u32, timestamp_ms i64, value f64 }
+//! ```
+//! Kind [`POINTS`] (1), point by point (older logs; still read):
 //! ```text
 //! count u32
 //! count × { metric_len u16, metric, entity_len u16, entity, timestamp_ms i64, value f64,
 //!           tag_count u16, tag_count × { key_len u16, key, value_len u16, value } }
 //! ```
-//! Little-endian. A point of ~20 bytes of names and two short tags costs ~60 bytes here,
-//! a third of its JSON. Decoding checks every length, so a damaged payload is an error, never
-//! a panic or an over-read; the WAL's CRC makes damage here a bug, not an accident.
+//! Little-endian. A sample costs 20 bytes plus its series' names once per record (five points
+//! of 1,000 series: ~24 bytes a point, against ~60 point by point and ~100 in JSON). Decoding
+//! checks every length, index, tag order and value, so a damaged or forged payload is an
+//! error, never a panic, an over-read or an invalid series; the WAL's CRC makes damage here a
+//! bug, not an accident.
 
 use sluice_wal::RecordKind;
 
+use crate::batch::{Batch, Sample};
 use crate::point::Point;
+use crate::series::SeriesKey;
 
-/// Record kind of a time-series write.
+/// Record kind of a time-series write, point by point (read only; see the module doc).
 pub const POINTS: RecordKind = RecordKind(1);
+/// Record kind of a time-series write as series and samples.
+pub const SERIES_POINTS: RecordKind = RecordKind(4);
+
+/// Whether records of `kind` hold time-series points.
+pub fn is_points(kind: RecordKind) -> bool {
+    kind == POINTS || kind == SERIES_POINTS
+}
+
+/// Encodes a batch as a [`SERIES_POINTS`] payload.
+pub fn encode_batch(batch: &Batch) -> Vec<u8> {
+    let names: usize = batch
+        .series
+        .iter()
+        .map(|k| {
+            6 + k.metric.len()
+                + k.entity.len()
+                + k.tags
+                    .iter()
+                    .map(|(a, b)| 4 + a.len() + b.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    let size = 8 + names + 20 * batch.samples.len();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(batch.series.len() as u32).to_le_bytes());
+    for k in &batch.series {
+        put_str(&mut out, &k.metric);
+        put_str(&mut out, &k.entity);
+        out.extend_from_slice(&(k.tags.len() as u16).to_le_bytes());
+        for (a, b) in &k.tags {
+            put_str(&mut out, a);
+            put_str(&mut out, b);
+        }
+    }
+    out.extend_from_slice(&(batch.samples.len() as u32).to_le_bytes());
+    for s in &batch.samples {
+        out.extend_from_slice(&s.series.to_le_bytes());
+        out.extend_from_slice(&s.timestamp_ms.to_le_bytes());
+        out.extend_from_slice(&s.value.to_le_bytes());
+    }
+    debug_assert_eq!(out.len(), size);
+    out
+}
+
+/// Decodes a payload of either points kind into a batch.
+pub fn decode_any(kind: RecordKind, payload: &[u8]) -> Result<Batch, DecodeError> {
+    if kind == SERIES_POINTS {
+        decode_batch(payload)
+    } else if kind == POINTS {
+        decode(payload).map(Batch::from_points)
+    } else {
+        Err(DecodeError {
+            offset: 0,
+            reason: "not a time-series record kind",
+        })
+    }
+}
+
+/// Decodes a [`SERIES_POINTS`] payload written by [`encode_batch`].
+pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let series_count = r.u32()? as usize;
+    // A series takes at least 6 bytes, a sample 20: refuse counts the payload cannot hold
+    // before allocating for them.
+    if series_count > payload.len() / 6 {
+        return Err(r.err("series count exceeds payload"));
+    }
+    let mut series = Vec::with_capacity(series_count);
+    for _ in 0..series_count {
+        let metric = r.string()?;
+        let entity = r.string()?;
+        let n = u16::from_le_bytes(r.array()?) as usize;
+        let mut tags: Vec<(String, String)> = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            tags.push((r.string()?, r.string()?));
+        }
+        if metric.is_empty() || tags.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(r.err("series key is not canonical"));
+        }
+        series.push(SeriesKey {
+            metric,
+            entity,
+            tags,
+        });
+    }
+    let sample_count = r.u32()? as usize;
+    if sample_count > payload.len() / 20 {
+        return Err(r.err("sample count exceeds payload"));
+    }
+    let mut samples = Vec::with_capacity(sample_count);
+    for _ in 0..sample_count {
+        let s = r.u32()?;
+        let timestamp_ms = i64::from_le_bytes(r.array()?);
+        let value = f64::from_le_bytes(r.array()?);
+        if s as usize >= series.len() {
+            return Err(r.err("sample names a series the record lacks"));
+        }
+        if !value.is_finite() {
+            return Err(r.err("sample value is not finite"));
+        }
+        samples.push(Sample {
+            series: s,
+            timestamp_ms,
+            value,
+        });
+    }
+    if r.pos != payload.len() {
+        return Err(r.err("trailing bytes"));
+    }
+    Ok(Batch { series, samples })
+}
 
 /// Encodes points into a WAL payload.
 pub fn encode(points: &[Point]) -> Vec<u8> {
@@ -166,6 +293,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn batch_round_trip(points in proptest::collection::vec(arb_point(), 0..20)) {
+            let batch = Batch::from_points(points.clone());
+            let bytes = encode_batch(&batch);
+            let back = decode_any(SERIES_POINTS, &bytes).unwrap();
+            prop_assert_eq!(&back, &batch);
+            prop_assert_eq!(back.to_points(), points.clone());
+            prop_assert_eq!(decode_any(POINTS, &encode(&points)).unwrap(), batch);
+        }
+
+        #[test]
+        fn arbitrary_batch_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_batch(&bytes);
+        }
+
+        #[test]
+        fn batch_truncation_is_an_error(points in proptest::collection::vec(arb_point(), 1..5), cut in 0usize..1000) {
+            let bytes = encode_batch(&Batch::from_points(points));
+            let cut = cut % bytes.len();
+            prop_assert!(decode_batch(&bytes[..cut]).is_err());
+        }
+
         #[test]
         fn round_trip(points in proptest::collection::vec(arb_point(), 0..20)) {
             let bytes = encode(&points);

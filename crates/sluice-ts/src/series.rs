@@ -11,7 +11,7 @@ use std::collections::HashMap as StdHashMap;
 /// Hash maps keyed by client-chosen names: foldhash, randomly seeded per map (fast, and not
 /// predictable enough for hash flooding), instead of std's SipHash which showed up at ~6 % of
 /// the ingest profile.
-pub(crate) type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+pub type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 use roaring::RoaringBitmap;
 
@@ -126,6 +126,18 @@ impl SeriesIndex {
 
     pub fn key(&self, id: SeriesId) -> Option<&SeriesKey> {
         self.keys.get(id as usize)
+    }
+
+    /// The id of `key`, adding it if new (then with the bytes it costs the head, see
+    /// [`SeriesKey::heap_bytes`]).
+    pub fn get_or_insert_owned(&mut self, key: SeriesKey) -> (SeriesId, Option<usize>) {
+        if let Some(&id) = self.ids.get(&key) {
+            return (id, None);
+        }
+        let id = self.keys.len() as SeriesId;
+        let bytes = key.heap_bytes();
+        self.insert_with_id(key, id);
+        (id, Some(bytes))
     }
 
     /// The id of `key`, adding it if new (`true` when added).

@@ -939,7 +939,8 @@ async fn a_replica_whose_wal_is_gone_catches_up_by_snapshot() {
         let points: Vec<Value> = (0..200)
             .map(|i| {
                 let mut p = point("bulk", b * 200 + i, (b * 200 + i) as f64);
-                p["tags"] = json!({"pad": pad, "k": format!("{}", i % 7)});
+                // A series per point (records group a series' points): ~44 KB a batch.
+                p["tags"] = json!({"pad": pad, "k": format!("{}", i)});
                 p
             })
             .collect();

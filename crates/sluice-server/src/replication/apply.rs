@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use sluice_api::replication::WalApplyRequest;
-use sluice_ts::{Point, WriteError};
+use sluice_ts::WriteError;
 use sluice_vector::VectorError;
 use sluice_wal::{AckLevel, Lsn, RecordKind, WalError};
 
@@ -49,7 +49,7 @@ struct Record {
     lsn: Lsn,
     kind: RecordKind,
     payload: Range<usize>,
-    points: Option<Vec<Point>>,
+    points: Option<sluice_ts::Batch>,
 }
 
 /// What applying did.
@@ -119,8 +119,8 @@ pub fn unpack(req: &WalApplyRequest, max_bytes: usize) -> Result<Unpacked, Apply
         let start = offset + sluice_wal::record::HEADER_BYTES;
         let payload = start..start + r.payload.len();
         let points = match r.kind {
-            sluice_ts::record::POINTS => Some(
-                sluice_ts::record::decode(r.payload)
+            kind if sluice_ts::record::is_points(kind) => Some(
+                sluice_ts::record::decode_any(kind, r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?,
             ),
             sluice_vector::record::VECTOR_OPS => {

@@ -390,7 +390,8 @@ async fn load_line(db: &Database, line: Line, at: Lsn, got: &mut EndLine) -> Res
                     .map_err(|e| invalid(format!("snapshot point: {}: {}", e.field, e.reason)))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if db.ts.load_base(points, at).flush_due.is_some() {
+            let batch = sluice_ts::Batch::from_points(points);
+            if db.ts.load_base(batch, at).flush_due.is_some() {
                 db.flusher.flush_now().await?;
             }
         }

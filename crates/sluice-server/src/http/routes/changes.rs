@@ -239,27 +239,29 @@ pub fn events(bytes: &[u8]) -> Vec<(u64, &'static str, serde_json::Value)> {
 fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, serde_json::Value) {
     let lsn = r.lsn.0;
     let (event, data) = match r.kind {
-        sluice_ts::record::POINTS => match sluice_ts::record::decode(r.payload) {
-            Ok(points) => {
-                let points: Vec<_> = points
-                    .into_iter()
-                    .map(|p| {
+        kind if sluice_ts::record::is_points(kind) => {
+            match sluice_ts::record::decode_any(kind, r.payload) {
+                Ok(batch) => {
+                    let points: Vec<_> = batch
+                    .points()
+                    .map(|(k, t, v)| {
                         json!({
-                            "metric": p.metric,
-                            "entity": p.entity,
-                            "timestamp_ms": p.timestamp_ms,
-                            "value": p.value,
-                            "tags": p.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                            "metric": k.metric,
+                            "entity": k.entity,
+                            "timestamp_ms": t,
+                            "value": v,
+                            "tags": k.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                         })
                     })
                     .collect();
-                ("points", json!({"lsn": lsn, "points": points}))
+                    ("points", json!({"lsn": lsn, "points": points}))
+                }
+                Err(e) => (
+                    "error",
+                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+                ),
             }
-            Err(e) => (
-                "error",
-                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
-            ),
-        },
+        }
         sluice_vector::record::VECTOR_OPS => match sluice_vector::record::decode_ops(r.payload) {
             Ok((collection, _, ops)) => {
                 use sluice_vector::record::Op;

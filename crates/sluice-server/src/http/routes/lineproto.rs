@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 use influxdb_line_protocol::{FieldValue, parse_lines, split_lines};
 use serde::Deserialize;
 use sluice_api::ErrorBody;
-use sluice_ts::{Point, PointLimits};
+use sluice_ts::series::SeriesKey;
+use sluice_ts::{Batch, PointLimits};
 use sluice_wal::AckLevel;
 use utoipa::IntoParams;
 
@@ -110,8 +111,8 @@ async fn ingest(
         .metrics()
         .lineproto_skipped_fields
         .inc_by(parsed.skipped_string_fields);
-    if !parsed.points.is_empty() {
-        write(&db, parsed.points, ack.or(AckLevel::Fsync)).await?;
+    if !parsed.batch.is_empty() {
+        write(&db, parsed.batch, ack.or(AckLevel::Fsync)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
@@ -121,10 +122,12 @@ async fn ingest(
     Ok(response)
 }
 
-/// Bytes a point costs beyond its strings once parsed (timestamp, value, lengths).
-const POINT_OVERHEAD_BYTES: usize = 24;
-/// Most bytes of points one request may expand into: as much as the largest JSON batch body
-/// (whose points cannot expand), half the WAL's record limit.
+/// Bytes a sample costs once parsed (series index, timestamp, value).
+const SAMPLE_BYTES: usize = 20;
+/// Bytes a new series costs beyond its strings (lengths, bookkeeping).
+const SERIES_OVERHEAD_BYTES: usize = 24;
+/// Most bytes of samples and series one request may expand into: as much as the largest JSON
+/// batch body (whose points cannot expand), half the WAL's record limit.
 const MAX_EXPANDED_BYTES: usize = sluice_wal::record::MAX_PAYLOAD_BYTES / 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,11 +164,46 @@ impl Precision {
     }
 }
 
-/// Points of a request and the string fields it skipped.
+/// Samples of a request (grouped by series) and the string fields it skipped.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub points: Vec<Point>,
+    pub batch: Batch,
     pub skipped_string_fields: u64,
+}
+
+/// A line's series part (measurement and tags) as parsed and checked once per request: lines
+/// repeating the same raw text reuse it, and each of its fields maps to one batch series.
+struct LineSeries {
+    measurement: String,
+    entity: String,
+    tags: Vec<(String, String)>,
+    /// Field name → index in the batch's series.
+    fields: sluice_ts::series::HashMap<String, u32>,
+}
+
+/// The series part of a line as the parser reads it: after leading whitespace and comment
+/// lines, up to the first unescaped space or tab (a backslash escapes the character after it).
+/// Equal texts parse to equal series, so it keys the per-request series cache.
+fn series_text(raw: &str) -> &str {
+    let mut s = raw;
+    loop {
+        s = s.trim_start_matches([' ', '\t', '\n']);
+        if s.starts_with('#') {
+            s = s.find('\n').map_or("", |i| &s[i..]);
+        } else {
+            break;
+        }
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b' ' | b'\t' => break,
+            _ => i += 1,
+        }
+    }
+    &s[..i.min(s.len())]
 }
 
 fn parse(
@@ -176,8 +214,21 @@ fn parse(
     max_points: usize,
 ) -> Result<Parsed, ApiError> {
     let mut out = Parsed::default();
-    // Each field copies its line's tags: bound what a small body can expand into.
+    // Interning: raw series text → its parsed form. A repeated series costs one hash of
+    // borrowed bytes and no allocation.
+    let mut by_raw: sluice_ts::series::HashMap<&str, usize> = Default::default();
+    let mut line_series: Vec<LineSeries> = Vec::new();
     let mut expanded_bytes = 0usize;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large_expanded",
+            format!(
+                "the request expands to more than {MAX_EXPANDED_BYTES} bytes of points \
+                 (each field is a point of its own); split it"
+            ),
+        )
+    };
     let line_error = |n: usize, msg: String| ApiError {
         field: Some(format!("line {n}")),
         ..ApiError::new(
@@ -190,36 +241,43 @@ fn parse(
         let n = i + 1;
         for line in parse_lines(raw) {
             let line = line.map_err(|e| line_error(n, e.to_string()))?;
-            let measurement = line.series.measurement.as_str();
-            let mut entity = String::new();
-            let mut tags: Vec<(String, String)> = line
-                .series
-                .tag_set
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
-                .collect();
-            for key in ["entity", "host"] {
-                if let Some(pos) = tags.iter().position(|(k, _)| k == key) {
-                    entity = tags.remove(pos).1;
-                    break;
+            let raw_series = series_text(raw);
+            let ls = match by_raw.get(raw_series) {
+                Some(&ls) => ls,
+                None => {
+                    let mut entity = String::new();
+                    let mut tags: Vec<(String, String)> = line
+                        .series
+                        .tag_set
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
+                        .collect();
+                    for key in ["entity", "host"] {
+                        if let Some(pos) = tags.iter().position(|(k, _)| k == key) {
+                            entity = tags.remove(pos).1;
+                            break;
+                        }
+                    }
+                    // Checks entity and tags (and sorts them) once for the series.
+                    let key = SeriesKey::new("m".into(), entity, tags, limits)
+                        .map_err(|e| line_error(n, e.to_string()))?;
+                    line_series.push(LineSeries {
+                        measurement: line.series.measurement.as_str().to_string(),
+                        entity: key.entity,
+                        tags: key.tags,
+                        fields: Default::default(),
+                    });
+                    by_raw.insert(raw_series, line_series.len() - 1);
+                    line_series.len() - 1
                 }
-            }
+            };
             let timestamp_ms = match line.timestamp {
                 Some(t) => precision.to_ms(t).ok_or_else(|| {
                     line_error(n, format!("timestamp {t} overflows in precision s"))
                 })?,
                 None => now_ms,
             };
-            // Every field of the line shares its entity, tags and time: check (and size) them
-            // once, then derive one point per field from the line's first point.
-            let series_bytes = POINT_OVERHEAD_BYTES
-                + entity.len()
-                + tags
-                    .iter()
-                    .map(|(k, v)| 4 + k.len() + v.len())
-                    .sum::<usize>();
-            let line_start = out.points.len();
             for (field, value) in &line.field_set {
                 let value = match value {
                     FieldValue::F64(v) => *v,
@@ -231,36 +289,36 @@ fn parse(
                         continue;
                     }
                 };
-                let metric = if field.as_str() == "value" {
-                    measurement.to_string()
-                } else {
-                    format!("{measurement}_{}", field.as_str())
+                let entry = &mut line_series[ls];
+                let series = match entry.fields.get(field.as_str()) {
+                    Some(&s) => s,
+                    None => {
+                        let metric = if field.as_str() == "value" {
+                            entry.measurement.clone()
+                        } else {
+                            format!("{}_{}", entry.measurement, field.as_str())
+                        };
+                        let key = SeriesKey::new(
+                            metric,
+                            entry.entity.clone(),
+                            entry.tags.clone(),
+                            limits,
+                        )
+                        .map_err(|e| line_error(n, e.to_string()))?;
+                        expanded_bytes += SERIES_OVERHEAD_BYTES + key.heap_bytes();
+                        let s = out.batch.add_series(key);
+                        entry.fields.insert(field.as_str().to_string(), s);
+                        s
+                    }
                 };
-                expanded_bytes += series_bytes + metric.len();
+                out.batch
+                    .push(series, timestamp_ms, value)
+                    .map_err(|e| line_error(n, e.to_string()))?;
+                expanded_bytes += SAMPLE_BYTES;
                 if expanded_bytes > MAX_EXPANDED_BYTES {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_large_expanded",
-                        format!(
-                            "the request expands to more than {MAX_EXPANDED_BYTES} bytes of points \
-                             (each field repeats its line's tags); split it"
-                        ),
-                    ));
+                    return Err(too_large());
                 }
-                let point = match out.points.get(line_start) {
-                    Some(first) => first.with_metric_value(metric, value, limits),
-                    None => Point::new(
-                        metric,
-                        std::mem::take(&mut entity),
-                        timestamp_ms,
-                        value,
-                        std::mem::take(&mut tags),
-                        limits,
-                    ),
-                }
-                .map_err(|e| line_error(n, e.to_string()))?;
-                out.points.push(point);
-                if out.points.len() > max_points {
+                if out.batch.len() > max_points {
                     return Err(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "too_many_points",
@@ -277,6 +335,12 @@ fn parse(
 mod tests {
     use super::*;
 
+    impl Parsed {
+        fn points(&self) -> Vec<sluice_ts::Point> {
+            self.batch.to_points()
+        }
+    }
+
     fn p(text: &str, precision: Precision) -> Result<Parsed, ApiError> {
         parse(text, precision, &PointLimits::default(), 42, 1000)
     }
@@ -290,7 +354,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.skipped_string_fields, 1);
         let got: Vec<(String, String, f64, i64)> = r
-            .points
+            .points()
             .iter()
             .map(|p| (p.metric.clone(), p.entity.clone(), p.value, p.timestamp_ms))
             .collect();
@@ -302,28 +366,70 @@ mod tests {
                 ("cpu_up".into(), "h1".into(), 1.0, 1_700_000_000_123),
             ]
         );
-        assert_eq!(r.points[0].tags, vec![("dc".to_string(), "eu".to_string())]);
+        assert_eq!(
+            r.points()[0].tags,
+            vec![("dc".to_string(), "eu".to_string())]
+        );
         // `entity` wins over `host`, which then stays a tag.
         let r = p("m,entity=e1,host=h1 value=1 5", Precision::S).unwrap();
-        assert_eq!(r.points[0].entity, "e1");
-        assert_eq!(r.points[0].timestamp_ms, 5000);
+        assert_eq!(r.points()[0].entity, "e1");
+        assert_eq!(r.points()[0].timestamp_ms, 5000);
         assert_eq!(
-            r.points[0].tags,
+            r.points()[0].tags,
             vec![("host".to_string(), "h1".to_string())]
         );
         // No timestamp: now; precision us and ms.
         assert_eq!(
-            p("m value=1", Precision::Us).unwrap().points[0].timestamp_ms,
+            p("m value=1", Precision::Us).unwrap().points()[0].timestamp_ms,
             42
         );
         assert_eq!(
-            p("m value=1 1500", Precision::Us).unwrap().points[0].timestamp_ms,
+            p("m value=1 1500", Precision::Us).unwrap().points()[0].timestamp_ms,
             1
         );
         assert_eq!(
-            p("m value=1 1500", Precision::Ms).unwrap().points[0].timestamp_ms,
+            p("m value=1 1500", Precision::Ms).unwrap().points()[0].timestamp_ms,
             1500
         );
+    }
+
+    #[test]
+    fn series_are_interned_per_request() {
+        let r = p(
+            "cpu,host=a u=1,s=2 1\n  cpu,host=b u=3 1\n# c\ncpu,host=a s=4,u=5 2\nm\\ x,host=a value=6 3\nm\\ x,host=a value=7 4",
+            Precision::Ms,
+        )
+        .unwrap();
+        let keys: Vec<String> = r
+            .batch
+            .series
+            .iter()
+            .map(|k| format!("{}/{}", k.metric, k.entity))
+            .collect();
+        assert_eq!(keys, ["cpu_u/a", "cpu_s/a", "cpu_u/b", "m x/a"]);
+        let samples: Vec<(u32, i64, f64)> = r
+            .batch
+            .samples
+            .iter()
+            .map(|s| (s.series, s.timestamp_ms, s.value))
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                (0, 1, 1.0),
+                (1, 1, 2.0),
+                (2, 1, 3.0),
+                (1, 2, 4.0),
+                (0, 2, 5.0),
+                (3, 3, 6.0),
+                (3, 4, 7.0)
+            ]
+        );
+        assert_eq!(
+            series_text("  # x\n cpu\\ a,b=c\\ d v=1"),
+            "cpu\\ a,b=c\\ d"
+        );
+        assert_eq!(series_text("é\\é x"), "é\\é");
     }
 
     #[test]
@@ -333,10 +439,10 @@ mod tests {
             Precision::Ms,
         )
         .unwrap();
-        assert_eq!(r.points[0].metric, "my metric");
-        assert_eq!(r.points[0].entity, "a b");
+        assert_eq!(r.points()[0].metric, "my metric");
+        assert_eq!(r.points()[0].entity, "a b");
         assert_eq!(
-            r.points[0].tags,
+            r.points()[0].tags,
             vec![("tag,key".to_string(), "va=lue".to_string())]
         );
     }

@@ -20,7 +20,7 @@ use sluice_api::ts::{
     TagMatcher,
 };
 use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
-use sluice_ts::{Point, PointLimits, WriteError};
+use sluice_ts::{Batch, Point, PointLimits, WriteError};
 use sluice_wal::{AckLevel, Lsn};
 
 use crate::db::Database;
@@ -49,7 +49,12 @@ pub async fn put(
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<PutResponse>, ApiError> {
     let point = to_point(point, &db.ts.config().point_limits, "")?;
-    let (lsn, _) = write(&db, vec![point], ack.or(AckLevel::Fsync)).await?;
+    let (lsn, _) = write(
+        &db,
+        Batch::from_points(vec![point]),
+        ack.or(AckLevel::Fsync),
+    )
+    .await?;
     Ok(Json(PutResponse {
         success: true,
         lsn: lsn.get(),
@@ -92,7 +97,7 @@ pub async fn put_batch(
         .map(|(i, p)| to_point(p, &limits, &format!("points[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let n = points.len() as u64;
-    let (lsn, _) = write(&db, points, ack.or(AckLevel::Fsync)).await?;
+    let (lsn, _) = write(&db, Batch::from_points(points), ack.or(AckLevel::Fsync)).await?;
     Ok(Json(BatchPutResponse {
         success: true,
         points_written: n,
@@ -118,7 +123,7 @@ pub async fn put_buffered(
     } else {
         AckLevel::Fsync
     };
-    let (_, buffer_size) = write(&db, vec![point], ack.or(default_ack)).await?;
+    let (_, buffer_size) = write(&db, Batch::from_points(vec![point]), ack.or(default_ack)).await?;
     Ok(Json(BufferedPutResponse {
         success: true,
         buffered: enabled,
@@ -274,15 +279,13 @@ fn to_point(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, A
 
 /// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.
 /// Returns the LSN and the buffer size after the write.
-pub async fn write(
-    db: &Database,
-    points: Vec<Point>,
-    ack: AckLevel,
-) -> Result<(Lsn, u64), ApiError> {
+pub async fn write(db: &Database, batch: Batch, ack: AckLevel) -> Result<(Lsn, u64), ApiError> {
     let (ticket, outcome) = db
         .ts
-        .write(points, |payload| {
-            let ticket = db.wal.append(sluice_ts::record::POINTS, payload, ack)?;
+        .write(batch, |payload| {
+            let ticket = db
+                .wal
+                .append(sluice_ts::record::SERIES_POINTS, payload, ack)?;
             let lsn = ticket.lsn();
             Ok::<_, sluice_wal::WalError>((ticket, lsn))
         })

@@ -40,11 +40,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sluice_api::ErrorBody;
-use sluice_ts::Point;
 use sluice_vector::engine::WriteMode;
 use sluice_vector::record::{EntityData, Op};
 use sluice_wal::AckLevel;
-use sluice_wire::{DecodeError, FrameError, Request, Status, TsPoint, encode_frame, split_frame};
+use sluice_wire::{DecodeError, FrameError, Request, Status, encode_frame, split_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -414,19 +413,25 @@ async fn handle(
         }
         _ => None,
     };
-    let request = match sluice_wire::decode_request(frame) {
-        Ok(r) => r,
-        Err(e) => {
-            let code = match e {
-                DecodeError::UnknownOpcode(_) => "invalid_opcode",
-                DecodeError::Malformed(_) => "malformed_payload",
-            };
-            let status = e.status();
-            let err = ApiError::new(axum::http::StatusCode::BAD_REQUEST, code, e.to_string());
-            return error_frame(status, err, out);
-        }
+    let decode_error = |e: DecodeError, out: &mut Vec<u8>| {
+        let code = match e {
+            DecodeError::UnknownOpcode(_) => "invalid_opcode",
+            DecodeError::Malformed(_) => "malformed_payload",
+        };
+        let status = e.status();
+        let err = ApiError::new(axum::http::StatusCode::BAD_REQUEST, code, e.to_string());
+        error_frame(status, err, out)
     };
-    match dispatch(state, request).await {
+    // Time-series puts decode straight into series and samples (no owned point per point).
+    let answer = match sluice_wire::decode_ts_series(frame) {
+        Ok(Some(put)) => ts_put(state, put).await,
+        Ok(None) => match sluice_wire::decode_request(frame) {
+            Ok(request) => dispatch(state, request).await,
+            Err(e) => return decode_error(e, out),
+        },
+        Err(e) => return decode_error(e, out),
+    };
+    match answer {
         Ok(payload) => encode_frame(Status::Ok as u8, 0, &payload, out),
         Err(e) => {
             let status = match e.status.as_u16() {
@@ -460,20 +465,10 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
     let db = state.database(DEFAULT_DATABASE)?;
     match request {
         Request::Auth { .. } => Ok(Vec::new()),
-        Request::TsPutBuffered { points, .. } => {
-            let points = validate_points(&db, points)?;
-            let ack = ts_buffered_ack(&db);
-            let (_, size) =
-                routes::ts::write(&db, sluice_ts::Batch::from_points(points), ack).await?;
-            Ok(size.to_le_bytes().to_vec())
-        }
-        Request::TsPut { points, .. } => {
-            let points = validate_points(&db, points)?;
-            let (lsn, _) =
-                routes::ts::write(&db, sluice_ts::Batch::from_points(points), AckLevel::Fsync)
-                    .await?;
-            Ok(lsn.get().to_le_bytes().to_vec())
-        }
+        // Decoded by `decode_ts_series` before `dispatch` (see `handle`).
+        Request::TsPutBuffered { .. } | Request::TsPut { .. } => Err(ApiError::internal(
+            "time-series puts are decoded by decode_ts_series",
+        )),
         Request::TsBufferStats => Ok(json(&routes::ts::stats_body(&db))),
         Request::TsBufferFlush => Ok(json(&routes::ts::flush_now(&db).await?)),
         Request::VectorAddBuffered { entities, .. } => {
@@ -526,27 +521,46 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
     }
 }
 
-/// The wire points as engine points, each error naming its field (`points[3].value`).
-fn validate_points(db: &Database, points: Vec<TsPoint>) -> Result<Vec<Point>, ApiError> {
+/// A time-series put (`TS_PUT_BUFFERED` or `TS_PUT`): its series and samples as an engine
+/// batch, each error naming its field (`points[3].value`; a series' errors name its first
+/// point), written at the opcode's acknowledgement level.
+async fn ts_put(
+    state: &AppState,
+    put: sluice_wire::TsSeriesBatch<'_>,
+) -> Result<Vec<u8>, ApiError> {
+    let db = state.database(DEFAULT_DATABASE)?;
     let limits = db.ts.config().point_limits;
-    let prefix = |i: usize, batch: bool| {
-        if batch {
-            format!("points[{i}].")
+    let field = |i: usize, f: &str| {
+        if put.batch {
+            format!("points[{i}].{f}")
         } else {
-            String::new()
+            f.to_string()
         }
     };
-    let batch = points.len() > 1;
-    let points = points
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Point::new(p.metric, p.entity, p.timestamp_ms, p.value, p.tags, &limits).map_err(|e| {
-                ApiError::invalid_field(format!("{}{}", prefix(i, batch), e.field), e.reason)
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(points)
+    let mut batch = sluice_ts::Batch::with_capacity(put.series.len(), put.samples.len());
+    for s in &put.series {
+        let key = sluice_ts::series::SeriesKey::new(
+            s.metric.to_string(),
+            s.entity.to_string(),
+            s.tags.iter().map(|(k, v)| (k.clone(), v.clone())),
+            &limits,
+        )
+        .map_err(|e| ApiError::invalid_field(field(s.first, &e.field), e.reason))?;
+        batch.add_series(key);
+    }
+    for (i, s) in put.samples.iter().enumerate() {
+        batch
+            .push(s.series, s.timestamp_ms, s.value)
+            .map_err(|e| ApiError::invalid_field(field(i, &e.field), e.reason))?;
+    }
+    if put.op == sluice_wire::Opcode::TsPut {
+        let (lsn, _) = routes::ts::write(&db, batch, AckLevel::Fsync).await?;
+        Ok(lsn.get().to_le_bytes().to_vec())
+    } else {
+        let ack = ts_buffered_ack(&db);
+        let (_, size) = routes::ts::write(&db, batch, ack).await?;
+        Ok(size.to_le_bytes().to_vec())
+    }
 }
 
 fn ts_buffered_ack(db: &Database) -> AckLevel {

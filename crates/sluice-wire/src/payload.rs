@@ -13,7 +13,7 @@
 //! REPLICATION_CONFIG
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -440,8 +440,8 @@ pub struct EncodeError {
     pub len: usize,
 }
 
-/// Decodes a request frame.
-pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeError> {
+/// The opcode and batch flag of a request frame, checked.
+fn opcode_and_batch(frame: &RawFrame<'_>) -> Result<(Opcode, bool), DecodeError> {
     let op = Opcode::from_u8(frame.code).ok_or(DecodeError::UnknownOpcode(frame.code))?;
     if frame.flags & !FLAG_BATCH != 0 {
         return Err(malformed(format!("unknown flags 0x{:02x}", frame.flags)));
@@ -458,6 +458,92 @@ pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeErr
     if batch && !batchable {
         return Err(malformed(format!("{op:?} takes no batch flag")));
     }
+    Ok((op, batch))
+}
+
+/// The points of a `TS_PUT_BUFFERED` or `TS_PUT` frame grouped by series, as a server ingests
+/// them: each distinct series (metric, entity and tag bytes as sent) once, its tags JSON
+/// parsed once, and one `(series, timestamp, value)` sample per point, borrowing the frame.
+/// Decodes to the same points as [`decode_request`], with the same errors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TsSeriesBatch<'a> {
+    pub op: Opcode,
+    pub batch: bool,
+    pub series: Vec<TsSeries<'a>>,
+    pub samples: Vec<TsSample>,
+}
+
+/// A distinct series of a [`TsSeriesBatch`]; `first` is the index of its first point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TsSeries<'a> {
+    pub metric: &'a str,
+    pub entity: &'a str,
+    pub tags: BTreeMap<String, String>,
+    pub first: usize,
+}
+
+/// A point of a [`TsSeriesBatch`]: the index of its series, time and value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TsSample {
+    pub series: u32,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// Decodes a time-series put frame as a [`TsSeriesBatch`]; `None` for any other opcode.
+pub fn decode_ts_series<'a>(
+    frame: &RawFrame<'a>,
+) -> Result<Option<TsSeriesBatch<'a>>, DecodeError> {
+    let (op, batch) = opcode_and_batch(frame)?;
+    if !matches!(op, Opcode::TsPutBuffered | Opcode::TsPut) {
+        return Ok(None);
+    }
+    let mut r = Reader::new(frame.payload);
+    let mut series: Vec<TsSeries<'a>> = Vec::new();
+    let mut index: HashMap<(&'a str, &'a str, &'a [u8]), u32> = HashMap::new();
+    let mut n = 0usize;
+    let samples = items(&mut r, batch, MIN_TS_ITEM, |r| {
+        let metric = r.str16()?;
+        let entity = r.str16()?;
+        let timestamp_ms = r.i64()?;
+        let value = r.f64()?;
+        let tags_json = r.bytes16()?;
+        let at = n;
+        n += 1;
+        let s = match index.get(&(metric, entity, tags_json)) {
+            Some(&s) => s,
+            None => {
+                series.push(TsSeries {
+                    metric,
+                    entity,
+                    tags: decode_tags(tags_json)?,
+                    first: at,
+                });
+                let s = (series.len() - 1) as u32;
+                index.insert((metric, entity, tags_json), s);
+                s
+            }
+        };
+        Ok(TsSample {
+            series: s,
+            timestamp_ms,
+            value,
+        })
+    })?;
+    if !r.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", r.remaining())));
+    }
+    Ok(Some(TsSeriesBatch {
+        op,
+        batch,
+        series,
+        samples,
+    }))
+}
+
+/// Decodes a request frame.
+pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeError> {
+    let (op, batch) = opcode_and_batch(frame)?;
     let mut r = Reader::new(frame.payload);
     let request = match op {
         Opcode::Auth => Request::Auth { token: r.str16()? },
@@ -500,7 +586,7 @@ fn items<'a, T>(
     r: &mut Reader<'a>,
     batch: bool,
     min_item: usize,
-    item: impl Fn(&mut Reader<'a>) -> Result<T, DecodeError>,
+    mut item: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     if !batch {
         return Ok(vec![item(r)?]);
@@ -527,13 +613,7 @@ fn decode_ts_point(r: &mut Reader<'_>) -> Result<TsPoint, DecodeError> {
     let entity = r.str16()?.to_string();
     let timestamp_ms = r.i64()?;
     let value = r.f64()?;
-    let tags_json = r.bytes16()?;
-    let tags = if tags_json.is_empty() {
-        BTreeMap::new()
-    } else {
-        serde_json::from_slice(tags_json)
-            .map_err(|e| malformed(format!("tags: not a JSON object of strings: {e}")))?
-    };
+    let tags = decode_tags(r.bytes16()?)?;
     Ok(TsPoint {
         metric,
         entity,
@@ -541,6 +621,15 @@ fn decode_ts_point(r: &mut Reader<'_>) -> Result<TsPoint, DecodeError> {
         value,
         tags,
     })
+}
+
+/// A point's tags: empty bytes, or a JSON object of strings.
+fn decode_tags(json: &[u8]) -> Result<BTreeMap<String, String>, DecodeError> {
+    if json.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    serde_json::from_slice(json)
+        .map_err(|e| malformed(format!("tags: not a JSON object of strings: {e}")))
 }
 
 fn decode_vector_entity<'a>(r: &mut Reader<'a>) -> Result<VectorEntity<'a>, DecodeError> {

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use sluice_wire::{
     DecodeError, FLAG_BATCH, FrameError, Opcode, RawFrame, Request, Status, TsPoint, VectorEntity,
-    decode_request, encode_frame, split_frame,
+    decode_request, decode_ts_series, encode_frame, split_frame,
 };
 
 const MAX: usize = 1 << 20;
@@ -195,7 +195,50 @@ proptest! {
         flags in 0u8..4,
         payload in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
-        let _ = decode_request(&RawFrame { code, flags, payload: &payload });
+        let frame = RawFrame { code, flags, payload: &payload };
+        let _ = decode_request(&frame);
+        // The series-grouped decoder accepts and refuses exactly what decode_request does.
+        match decode_ts_series(&frame) {
+            Ok(Some(_)) => prop_assert!(decode_request(&frame).is_ok()),
+            Ok(None) => {}
+            Err(e) => prop_assert_eq!(decode_request(&frame).unwrap_err(), e),
+        }
+    }
+
+    #[test]
+    fn series_grouped_decoding_yields_the_same_points(
+        pool in proptest::collection::vec(ts_point(), 1..4),
+        picks in proptest::collection::vec((0usize..4, any::<i64>(), -1e9f64..1e9), 1..20),
+    ) {
+        // Points drawn from a few series, so series repeat.
+        let points: Vec<TsPoint> = picks
+            .iter()
+            .map(|&(i, t, v)| TsPoint { timestamp_ms: t, value: v, ..pool[i % pool.len()].clone() })
+            .collect();
+        let req = Request::TsPut { points: points.clone(), batch: true };
+        let mut bytes = Vec::new();
+        req.encode(&mut bytes);
+        let (frame, _) = split_frame(&bytes, MAX).unwrap().unwrap();
+        let b = decode_ts_series(&frame).unwrap().unwrap();
+        prop_assert!(b.series.len() <= pool.len());
+        let back: Vec<TsPoint> = b
+            .samples
+            .iter()
+            .map(|s| {
+                let k = &b.series[s.series as usize];
+                TsPoint {
+                    metric: k.metric.to_string(),
+                    entity: k.entity.to_string(),
+                    timestamp_ms: s.timestamp_ms,
+                    value: s.value,
+                    tags: k.tags.clone(),
+                }
+            })
+            .collect();
+        prop_assert_eq!(back, points);
+        for (i, k) in b.series.iter().enumerate() {
+            prop_assert_eq!(b.samples[k.first].series as usize, i);
+        }
     }
 
     #[test]

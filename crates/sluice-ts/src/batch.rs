@@ -58,9 +58,14 @@ impl Batch {
     }
 
     /// Adds a sample of series `series` (an index [`Self::add_series`] returned), checking
-    /// the value.
+    /// the index and the value.
     pub fn push(&mut self, series: u32, timestamp_ms: i64, value: f64) -> Result<(), InvalidPoint> {
-        debug_assert!((series as usize) < self.series.len());
+        if series as usize >= self.series.len() {
+            return Err(InvalidPoint {
+                field: "series".into(),
+                reason: format!("no series {series} in the batch"),
+            });
+        }
         self.samples.push(Sample {
             series,
             timestamp_ms,

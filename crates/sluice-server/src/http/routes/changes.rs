@@ -95,13 +95,7 @@ pub async fn changes(
         loop {
             if !still_current(&state, &db) {
                 let data = json!({"code": "database_replaced", "error": "the database was deleted or replaced (a snapshot); subscribe again"});
-                let _ = tx
-                    .send_timeout(
-                        Bytes::from(format!("event: error\ndata: {data}\n\n")),
-                        stall,
-                    )
-                    .await;
-                return;
+                return end_with_error(&tx, data, stall).await;
             }
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -129,24 +123,12 @@ pub async fn changes(
                 Ok(batch) => Bytes::from(encode_events(&batch.bytes)),
                 Err(ReadError::Gone { requested, oldest }) => {
                     let data = json!({"code": "lsn_gone", "requested_lsn": requested.0, "oldest_lsn": oldest.0});
-                    let _ = tx
-                        .send_timeout(
-                            Bytes::from(format!("event: error\ndata: {data}\n\n")),
-                            stall,
-                        )
-                        .await;
-                    return;
+                    return end_with_error(&tx, data, stall).await;
                 }
                 Err(e) => {
                     tracing::error!(db = %name, error = %e, "changefeed read failed");
                     let data = json!({"code": "internal", "error": "reading the WAL failed"});
-                    let _ = tx
-                        .send_timeout(
-                            Bytes::from(format!("event: error\ndata: {data}\n\n")),
-                            stall,
-                        )
-                        .await;
-                    return;
+                    return end_with_error(&tx, data, stall).await;
                 }
             };
             match tx.send_timeout(chunk, stall).await {
@@ -174,6 +156,20 @@ pub async fn changes(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Sends an `error` event (waiting at most `stall` for the subscriber) before a feed ends.
+async fn end_with_error(
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    data: serde_json::Value,
+    stall: Duration,
+) {
+    let _ = tx
+        .send_timeout(
+            Bytes::from(format!("event: error\ndata: {data}\n\n")),
+            stall,
+        )
+        .await;
 }
 
 /// The first LSN a subscription sends: after `after` (the last LSN the subscriber has), at

@@ -22,7 +22,9 @@
 //! The head is bounded: a write that would take head plus frozen memory past
 //! `overflow_buffer_bytes` is refused (the seed's "Buffer overflow"), before it reaches the WAL.
 //! Memory is estimated at 16 bytes per point plus each new series' key. A query may collect at
-//! most `max_query_points` points.
+//! most `max_query_points` points, and decodes at most twice that from chunks before it is
+//! refused (chunks also hold points outside its range), so a query over a huge range fails
+//! early instead of decoding it all.
 //!
 //! # Out of order and duplicates
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
@@ -705,15 +707,19 @@ impl TsEngine {
         let selected = self.select(q);
         let limit = self.config.max_query_points;
         let mut collected = 0usize;
+        // Chunks hold points outside the range too (and overwritten ones): decoding may take
+        // up to twice the limit before the query is refused, never the whole range.
+        let mut decode_budget = limit.saturating_mul(2);
         let mut keys = Vec::with_capacity(selected.len());
         let mut series_points = Vec::with_capacity(selected.len());
         for (id, key, buffered) in selected {
-            let mut sources: Vec<Vec<(i64, f64)>> = self
-                .store
-                .chunks_overlapping(id, from, q.to_ms)?
-                .into_iter()
-                .map(|c| c.points)
-                .collect();
+            let Some(chunks) =
+                self.store
+                    .chunks_overlapping_within(id, from, q.to_ms, &mut decode_budget)?
+            else {
+                return Err(QueryError::TooManyPoints { limit });
+            };
+            let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
             sources.extend(buffered);
             let points = query::merge_sources(sources, from, q.to_ms);
             collected += points.len();
@@ -904,6 +910,45 @@ mod tests {
             .pop()
             .map(|s| s.points)
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_query_stops_decoding_chunks_past_twice_its_point_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TsConfig {
+            chunk_target_points: 10,
+            max_query_points: 25,
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let mut lsn = 0;
+        write(&e, &mut lsn, (0..100).map(|t| pt(t, 1.0)).collect());
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        let q = |from_ms, to_ms| Query {
+            metric: "m".into(),
+            entity: None,
+            tags: vec![],
+            matchers: vec![],
+            from_ms,
+            to_ms,
+            aggregation: None,
+            step_ms: None,
+            group_by: vec![],
+        };
+        // 20 points in range: answered, although 30 were decoded (3 chunks).
+        assert_eq!(e.query(&q(5, 24)).unwrap()[0].points.len(), 20);
+        // 100 points: refused once 50 are decoded, not after all 100.
+        let mut budget = 50;
+        assert!(
+            e.store
+                .chunks_overlapping_within(0, 0, 99, &mut budget)
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            e.query(&q(0, 99)),
+            Err(QueryError::TooManyPoints { limit: 25 })
+        ));
     }
 
     #[test]

@@ -175,6 +175,22 @@ impl ChunkStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredChunk>, StoreError> {
+        let mut unbounded = usize::MAX;
+        Ok(self
+            .chunks_overlapping_within(series, from, to, &mut unbounded)?
+            .unwrap_or_default())
+    }
+
+    /// [`Self::chunks_overlapping`], decoding at most `budget` points (decremented by what is
+    /// decoded): `None` as soon as the chunks hold more, so a query over a huge range fails
+    /// before it has decoded it all.
+    pub fn chunks_overlapping_within(
+        &self,
+        series: SeriesId,
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+    ) -> Result<Option<Vec<StoredChunk>>, StoreError> {
         let start = chunk_key(series, i64::MIN, 0);
         let end = chunk_key(series, to, u64::MAX);
         let mut out = Vec::new();
@@ -188,6 +204,10 @@ impl ChunkStore {
             }
             let points = sluice_gorilla::decode_chunk(block)
                 .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
+            match budget.checked_sub(points.len()) {
+                Some(left) => *budget = left,
+                None => return Ok(None),
+            }
             out.push(StoredChunk {
                 seq,
                 min_ts,
@@ -196,7 +216,7 @@ impl ChunkStore {
             });
         }
         out.sort_by_key(|c| c.seq);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Reads one chunk by its key parts.

@@ -10,10 +10,11 @@
 //! time-series chunks past retention.
 //!
 //! Count-triggered time-series flushes start at most every
-//! `features.ts_auto_buffer.min_flush_gap_ms` (a count nudge within the gap is deferred to its
-//! end): under sustained ingest the count trips on every write, and back-to-back flushes of a
-//! few thousand points would write tiny chunks and merge them again and again (the fjall
-//! memtable then dominated the ingest profile). Other triggers are never delayed.
+//! `features.ts_auto_buffer.min_flush_gap_ms` (capped at half `flush_interval_ms`; a count
+//! nudge within the gap is deferred to its end): under sustained ingest the count trips on
+//! every write, and back-to-back flushes of a few thousand points would write tiny chunks and
+//! merge them again and again (the fjall memtable then dominated the ingest profile). Memory
+//! (checked before count), age, manual, persist and shutdown flushes are never delayed.
 //!
 //! Before a time-series flush commits chunks that claim "everything up to LSN L", it waits
 //! until the WAL is durable up to L. The WAL is checkpointed at the lowest LSN both engines
@@ -170,7 +171,9 @@ impl Engines {
     fn run(&self, rx: &Receiver<Request>) {
         let db = self.db.as_str();
         let mut last_retention: Option<Instant> = None;
-        let gap = Duration::from_millis(self.ts.config().auto_buffer.min_flush_gap_ms);
+        // At most half the age trigger, so a deferred count flush never outlives it.
+        let ab = &self.ts.config().auto_buffer;
+        let gap = Duration::from_millis(ab.min_flush_gap_ms.min(ab.flush_interval_ms / 2));
         // When the last time-series flush ended, and a count flush waiting for the gap.
         let mut last_ts: Option<Instant> = None;
         let mut deferred: Option<Instant> = None;
@@ -230,7 +233,7 @@ impl Engines {
                     let _ = reply.send(self.flush_vectors(VectorTrigger::Manual));
                 }
                 Ok(Request::Persist(reply)) => {
-                    self.flush_ts(FlushTrigger::Manual);
+                    ts_flush(FlushTrigger::Manual, &mut last_ts, &mut deferred);
                     self.flush_vectors(VectorTrigger::Manual);
                     self.snapshot();
                     self.checkpoint();
@@ -244,8 +247,12 @@ impl Engines {
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(trigger) = self.ts.due() {
-                        ts_flush(trigger, &mut last_ts, &mut deferred);
+                    match self.ts.due() {
+                        Some(trigger) => {
+                            ts_flush(trigger, &mut last_ts, &mut deferred);
+                        }
+                        // Nothing to flush (another flush took it): no deferred wake-up.
+                        None => deferred = None,
                     }
                     if let Some(trigger) = self.vectors.due() {
                         self.flush_vectors(trigger);

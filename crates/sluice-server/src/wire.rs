@@ -533,8 +533,12 @@ async fn ts_put(
 ) -> Result<Vec<u8>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
     let limits = db.ts.config().point_limits;
+    // Field paths as before the series-grouped decoder: indexed when the frame holds more than
+    // one point. Series are checked before values, so the first error reported is the first
+    // bad series, else the first bad value.
+    let many = put.samples.len() > 1;
     let field = |i: usize, f: &str| {
-        if put.batch {
+        if many {
             format!("points[{i}].{f}")
         } else {
             f.to_string()
@@ -872,14 +876,17 @@ async fn ws_feed(
                 }
             }
             Ok(batch) => {
-                let mut out = Vec::with_capacity(batch.bytes.len() * 2);
+                let mut out = Vec::new();
                 for (id, event, data) in routes::changes::events(&batch.bytes) {
-                    let payload =
-                        json(&serde_json::json!({"id": id, "event": event, "data": data}));
+                    if out.len() >= routes::changes::SEND_BYTES {
+                        send_within(&mut socket, std::mem::take(&mut out), stall).await?;
+                    }
+                    // `event` is one of a few fixed names and `data` is JSON text.
+                    let payload = format!(r#"{{"id":{id},"event":"{event}","data":{data}}}"#);
                     encode_frame(
                         Status::Ok as u8,
                         sluice_wire::FLAG_EVENT,
-                        &payload,
+                        payload.as_bytes(),
                         &mut out,
                     );
                 }

@@ -430,10 +430,11 @@ impl TsEngine {
         self.metrics.points_buffered.inc_by(n as u64);
         self.metrics.current_size.set(st.head.points as i64);
         let ab = &self.config.auto_buffer;
-        let flush_due = if st.head.points >= ab.max_points_per_buffer {
-            Some(FlushTrigger::Count)
-        } else if st.head.bytes >= ab.max_buffer_bytes {
+        // Memory first: a count flush may be deferred (`min_flush_gap_ms`), a memory one not.
+        let flush_due = if st.head.bytes >= ab.max_buffer_bytes {
             Some(FlushTrigger::Memory)
+        } else if st.head.points >= ab.max_points_per_buffer {
+            Some(FlushTrigger::Count)
         } else {
             None
         };
@@ -449,10 +450,10 @@ impl TsEngine {
         let ab = &self.config.auto_buffer;
         if st.head.points == 0 {
             None
-        } else if st.head.points >= ab.max_points_per_buffer {
-            Some(FlushTrigger::Count)
         } else if st.head.bytes >= ab.max_buffer_bytes {
             Some(FlushTrigger::Memory)
+        } else if st.head.points >= ab.max_points_per_buffer {
+            Some(FlushTrigger::Count)
         } else if st
             .head
             .first_insert

@@ -120,7 +120,22 @@ pub async fn changes(
                     }
                     Bytes::from_static(b": keepalive\n\n")
                 }
-                Ok(batch) => Bytes::from(encode_events(&batch.bytes)),
+                Ok(batch) => {
+                    // Sent every SEND_BYTES; the last piece goes below with the common send.
+                    let mut out = Vec::new();
+                    for (lsn, event, data) in events(&batch.bytes) {
+                        if out.len() >= SEND_BYTES {
+                            let piece = Bytes::from(std::mem::take(&mut out));
+                            if !send_or_stall(&tx, piece, stall, &closer, &name, lsn).await {
+                                return;
+                            }
+                        }
+                        out.extend_from_slice(
+                            format!("id: {lsn}\nevent: {event}\ndata: {data}\n\n").as_bytes(),
+                        );
+                    }
+                    Bytes::from(out)
+                }
                 Err(ReadError::Gone { requested, oldest }) => {
                     let data = json!({"code": "lsn_gone", "requested_lsn": requested.0, "oldest_lsn": oldest.0});
                     return end_with_error(&tx, data, stall).await;
@@ -131,17 +146,10 @@ pub async fn changes(
                     return end_with_error(&tx, data, stall).await;
                 }
             };
-            match tx.send_timeout(chunk, stall).await {
-                Ok(()) => last_sent = tokio::time::Instant::now(),
-                Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
-                    tracing::info!(db = %name, next_lsn = %cursor.next_lsn(), "changefeed subscriber stalled; disconnecting it");
-                    if let Some(c) = &closer {
-                        c.close();
-                    }
-                    return;
-                }
-                Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => return,
+            if !send_or_stall(&tx, chunk, stall, &closer, &name, cursor.next_lsn().0).await {
+                return;
             }
+            last_sent = tokio::time::Instant::now();
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -156,6 +164,30 @@ pub async fn changes(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Queues `chunk` for the subscriber; `false` when the feed must end: the subscriber went
+/// away, or took nothing for `stall` (then its connection is closed; it resumes from the last
+/// event id it got, at or before `next_lsn`).
+async fn send_or_stall(
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    chunk: Bytes,
+    stall: Duration,
+    closer: &Option<ConnectionCloser>,
+    name: &str,
+    next_lsn: u64,
+) -> bool {
+    match tx.send_timeout(chunk, stall).await {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
+            tracing::info!(db = %name, next_lsn, "changefeed subscriber stalled; disconnecting it");
+            if let Some(c) = closer {
+                c.close();
+            }
+            false
+        }
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => false,
+    }
 }
 
 /// Sends an `error` event (waiting at most `stall` for the subscriber) before a feed ends.
@@ -210,47 +242,65 @@ fn gone(start: Lsn, oldest: Lsn) -> ApiError {
     )
 }
 
-/// One SSE event per record of `bytes` (records as the WAL reader returns them).
-fn encode_events(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for (lsn, event, data) in events(bytes) {
-        let _ = write!(out, "id: {lsn}\nevent: {event}\ndata: {data}\n\n");
-    }
-    out
-}
-
-/// The changefeed events of the records in `bytes`: `(lsn, event name, data)`. Shared by the
-/// SSE stream and WebSocket subscriptions.
-pub fn events(bytes: &[u8]) -> Vec<(u64, &'static str, serde_json::Value)> {
-    let mut out = Vec::new();
+/// The changefeed events of the records in `bytes` (records as the WAL reader returns them),
+/// one record at a time: `(lsn, event name, data as JSON text)`. Shared by the SSE stream and
+/// WebSocket subscriptions, which send what they encoded every [`SEND_BYTES`], so a
+/// subscriber holds about that much plus one record's events, never a whole read's.
+pub fn events(bytes: &[u8]) -> impl Iterator<Item = (u64, &'static str, String)> + '_ {
     let mut rest = bytes;
-    while let Ok(r) = sluice_wal::record::decode(rest) {
+    std::iter::from_fn(move || {
+        let r = sluice_wal::record::decode(rest).ok()?;
         rest = &rest[r.encoded_len()..];
-        out.push(event_of(r));
-    }
-    out
+        Some(event_of(r))
+    })
 }
 
-fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, serde_json::Value) {
+/// Encoded events are sent once they reach about this size.
+pub const SEND_BYTES: usize = 1 << 20;
+
+/// A point of a `points` event, serialized from the record's series without copying it.
+#[derive(serde::Serialize)]
+struct PointEvent<'a> {
+    metric: &'a str,
+    entity: &'a str,
+    timestamp_ms: i64,
+    value: f64,
+    tags: Tags<'a>,
+}
+
+/// A series' sorted tags as a JSON object.
+struct Tags<'a>(&'a [(String, String)]);
+
+impl serde::Serialize for Tags<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
     let lsn = r.lsn.0;
     let (event, data) = match r.kind {
         kind if sluice_ts::record::is_points(kind) => {
             match sluice_ts::record::decode_any(kind, r.payload) {
                 Ok(batch) => {
-                    let points: Vec<_> = batch
-                    .points()
-                    .map(|(k, t, v)| {
-                        json!({
-                            "metric": k.metric,
-                            "entity": k.entity,
-                            "timestamp_ms": t,
-                            "value": v,
-                            "tags": k.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    #[derive(serde::Serialize)]
+                    struct PointsEvent<'a> {
+                        lsn: u64,
+                        points: Vec<PointEvent<'a>>,
+                    }
+                    let points = batch
+                        .points()
+                        .map(|(k, t, v)| PointEvent {
+                            metric: &k.metric,
+                            entity: &k.entity,
+                            timestamp_ms: t,
+                            value: v,
+                            tags: Tags(&k.tags),
                         })
-                    })
-                    .collect();
-                    ("points", json!({"lsn": lsn, "points": points}))
+                        .collect();
+                    let text =
+                        serde_json::to_string(&PointsEvent { lsn, points }).unwrap_or_default();
+                    return (lsn, "points", text);
                 }
                 Err(e) => (
                     "error",
@@ -290,5 +340,5 @@ fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, serde_json::Val
         }
         other => ("unknown", json!({"lsn": lsn, "kind": other.0})),
     };
-    (lsn, event, data)
+    (lsn, event, data.to_string())
 }

@@ -130,12 +130,10 @@ async fn ingest(
     Ok(response)
 }
 
-/// Bytes a sample costs once parsed (series index, timestamp, value).
-const SAMPLE_BYTES: usize = 20;
-/// Bytes a new series costs beyond its strings (lengths, bookkeeping).
+/// Bytes a point costs beyond its strings (timestamp, value, lengths).
 const SERIES_OVERHEAD_BYTES: usize = 24;
-/// Most bytes of samples and series one request may expand into: as much as the largest JSON
-/// batch body (whose points cannot expand), half the WAL's record limit.
+/// Most bytes of points (each with its series' strings) one request may expand into: as much
+/// as the largest JSON batch body (whose points cannot expand), half the WAL's record limit.
 const MAX_EXPANDED_BYTES: usize = sluice_wal::record::MAX_PAYLOAD_BYTES / 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,8 +183,9 @@ struct LineSeries {
     measurement: String,
     entity: String,
     tags: Vec<(String, String)>,
-    /// Field name → index in the batch's series.
-    fields: sluice_ts::series::HashMap<String, u32>,
+    /// Field name → index in the batch's series and the bytes its point form costs (what
+    /// each of its samples counts toward `MAX_EXPANDED_BYTES`).
+    fields: sluice_ts::series::HashMap<String, (u32, usize)>,
 }
 
 /// A field's value as ingested: a number (floats, integers, booleans as 1/0) or a skipped
@@ -492,13 +491,12 @@ impl<'t> Parser<'t, '_> {
                         break;
                     }
                 }
-                // Checks entity and tags (and sorts them) once for the series.
-                let key = SeriesKey::new("m".into(), entity, tags, self.limits)
-                    .map_err(|e| line_error(n, e.to_string()))?;
+                // Not checked here: a line of string fields only writes nothing and is not
+                // refused for its tags; each numeric field's series key checks them.
                 self.line_series.push(LineSeries {
                     measurement,
-                    entity: key.entity,
-                    tags: key.tags,
+                    entity,
+                    tags,
                     fields: Default::default(),
                 });
                 self.by_raw.insert(series_text, self.line_series.len() - 1);
@@ -518,7 +516,7 @@ impl<'t> Parser<'t, '_> {
                 continue;
             };
             let entry = &mut self.line_series[ls];
-            let series = match entry.fields.get(field) {
+            let (series, point_bytes) = match entry.fields.get(field) {
                 Some(&s) => s,
                 None => {
                     let metric = if field == "value" {
@@ -533,17 +531,20 @@ impl<'t> Parser<'t, '_> {
                         self.limits,
                     )
                     .map_err(|e| line_error(n, e.to_string()))?;
-                    self.expanded_bytes += SERIES_OVERHEAD_BYTES + key.heap_bytes();
+                    let point_bytes = SERIES_OVERHEAD_BYTES + key.heap_bytes();
                     let s = self.out.batch.add_series(key);
-                    entry.fields.insert(field.to_string(), s);
-                    s
+                    entry.fields.insert(field.to_string(), (s, point_bytes));
+                    (s, point_bytes)
                 }
             };
             self.out
                 .batch
                 .push(series, timestamp_ms, value)
                 .map_err(|e| line_error(n, e.to_string()))?;
-            self.expanded_bytes += SAMPLE_BYTES;
+            // Counted as points (each repeating its series' names and tags), as queries,
+            // exports and changefeed events show them: a small body of many fields on long tag
+            // sets cannot become an unbounded event or answer.
+            self.expanded_bytes += point_bytes;
             if self.expanded_bytes > MAX_EXPANDED_BYTES {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -730,6 +731,18 @@ mod tests {
             };
             proptest::prop_assert_eq!(run(true), run(false), "{:?}", text);
         }
+    }
+
+    #[test]
+    fn lines_of_string_fields_only_are_skipped_whatever_their_tags() {
+        let long = "x".repeat(300);
+        let text = format!("m,a=1,a=2 msg=\"x\" 1\nsyslog,host={long} message=\"y\" 2\nm v=1 3");
+        let r = p(&text, Precision::Ms).unwrap();
+        assert_eq!(r.skipped_string_fields, 2);
+        assert_eq!(r.points().len(), 1);
+        // A numeric field on such a series is checked, and refused.
+        let e = p("m,a=1,a=2 v=1 1", Precision::Ms).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("line 1"));
     }
 
     #[test]

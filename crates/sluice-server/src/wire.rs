@@ -545,11 +545,11 @@ async fn ts_put(
         }
     };
     let mut batch = sluice_ts::Batch::with_capacity(put.series.len(), put.samples.len());
-    for s in &put.series {
+    for s in put.series {
         let key = sluice_ts::series::SeriesKey::new(
             s.metric.to_string(),
             s.entity.to_string(),
-            s.tags.iter().map(|(k, v)| (k.clone(), v.clone())),
+            s.tags,
             &limits,
         )
         .map_err(|e| ApiError::invalid_field(field(s.first, &e.field), e.reason))?;
@@ -837,18 +837,8 @@ async fn ws_feed(
     let mut cursor = sluice_wal::Cursor::at(start);
     loop {
         if !routes::changes::still_current(state, &db) {
-            let mut out = Vec::new();
-            error_frame(
-                Status::ProcessingError,
-                ApiError::new(
-                    axum::http::StatusCode::GONE,
-                    "database_replaced",
-                    "the database was deleted or replaced (a snapshot); subscribe again",
-                ),
-                &mut out,
-            );
-            send_within(&mut socket, out, stall).await?;
-            return socket.send(Message::Close(None)).await;
+            let message = "the database was deleted or replaced (a snapshot); subscribe again";
+            return end_feed(socket, "database_replaced", message.into(), stall).await;
         }
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -897,17 +887,27 @@ async fn ws_feed(
                     sluice_wal::ReadError::Gone { .. } => ("lsn_gone", e.to_string()),
                     _ => ("internal", "reading the WAL failed".to_string()),
                 };
-                let mut out = Vec::new();
-                error_frame(
-                    Status::ProcessingError,
-                    ApiError::new(axum::http::StatusCode::GONE, code, message),
-                    &mut out,
-                );
-                send_within(&mut socket, out, stall).await?;
-                return socket.send(Message::Close(None)).await;
+                return end_feed(socket, code, message, stall).await;
             }
         }
     }
+}
+
+/// Ends a subscribed session: an error frame (`0x03`, HTTP status 410 in its body), then close.
+async fn end_feed(
+    mut socket: axum::extract::ws::WebSocket,
+    code: &'static str,
+    message: String,
+    stall: Duration,
+) -> Result<(), axum::Error> {
+    let mut out = Vec::new();
+    error_frame(
+        Status::ProcessingError,
+        ApiError::new(axum::http::StatusCode::GONE, code, message),
+        &mut out,
+    );
+    send_within(&mut socket, out, stall).await?;
+    socket.send(axum::extract::ws::Message::Close(None)).await
 }
 
 /// Answers of one WebSocket message are sent in messages of about this size at most.

@@ -38,29 +38,12 @@ pub fn is_points(kind: RecordKind) -> bool {
 
 /// Encodes a batch as a [`SERIES_POINTS`] payload.
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
-    let names: usize = batch
-        .series
-        .iter()
-        .map(|k| {
-            6 + k.metric.len()
-                + k.entity.len()
-                + k.tags
-                    .iter()
-                    .map(|(a, b)| 4 + a.len() + b.len())
-                    .sum::<usize>()
-        })
-        .sum();
+    let names: usize = batch.series.iter().map(SeriesKey::encoded_len).sum();
     let size = 8 + names + 20 * batch.samples.len();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(batch.series.len() as u32).to_le_bytes());
     for k in &batch.series {
-        put_str(&mut out, &k.metric);
-        put_str(&mut out, &k.entity);
-        out.extend_from_slice(&(k.tags.len() as u16).to_le_bytes());
-        for (a, b) in &k.tags {
-            put_str(&mut out, a);
-            put_str(&mut out, b);
-        }
+        k.encode_into(&mut out);
     }
     out.extend_from_slice(&(batch.samples.len() as u32).to_le_bytes());
     for s in &batch.samples {
@@ -88,10 +71,7 @@ pub fn decode_any(kind: RecordKind, payload: &[u8]) -> Result<Batch, DecodeError
 
 /// Decodes a [`SERIES_POINTS`] payload written by [`encode_batch`].
 pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = Reader::new(payload);
     let series_count = r.u32()? as usize;
     // A series takes at least 6 bytes, a sample 20: refuse counts the payload cannot hold
     // before allocating for them.
@@ -102,11 +82,7 @@ pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
     for _ in 0..series_count {
         let metric = r.string()?;
         let entity = r.string()?;
-        let n = u16::from_le_bytes(r.array()?) as usize;
-        let mut tags: Vec<(String, String)> = Vec::with_capacity(n.min(64));
-        for _ in 0..n {
-            tags.push((r.string()?, r.string()?));
-        }
+        let tags = r.tags()?;
         if metric.is_empty() || tags.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(r.err("series key is not canonical"));
         }
@@ -194,10 +170,7 @@ pub struct DecodeError {
 
 /// Decodes a WAL payload written by [`encode`].
 pub fn decode(payload: &[u8]) -> Result<Vec<Point>, DecodeError> {
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = Reader::new(payload);
     let count = r.u32()? as usize;
     // Each point takes at least 22 bytes: refuse counts the payload cannot hold before
     // allocating for them.
@@ -210,11 +183,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Point>, DecodeError> {
         let entity = r.string()?;
         let timestamp_ms = i64::from_le_bytes(r.array()?);
         let value = f64::from_le_bytes(r.array()?);
-        let n = u16::from_le_bytes(r.array()?) as usize;
-        let mut tags = Vec::with_capacity(n.min(64));
-        for _ in 0..n {
-            tags.push((r.string()?, r.string()?));
-        }
+        let tags = r.tags()?;
         points.push(Point {
             metric,
             entity,
@@ -234,7 +203,21 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// A tag count (u16) and as many key, value strings.
+    fn tags(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+        let n = u16::from_le_bytes(self.array()?) as usize;
+        let mut tags = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            tags.push((self.string()?, self.string()?));
+        }
+        Ok(tags)
+    }
+
     fn err(&self, reason: &'static str) -> DecodeError {
         DecodeError {
             offset: self.pos,

@@ -48,15 +48,32 @@ impl SeriesKey {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.heap_bytes());
-        put_str(&mut out, &self.metric);
-        put_str(&mut out, &self.entity);
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the key's encoding (`metric`, `entity`, tag count, tags; strings with a u16
+    /// length): the series catalogue's value and a series entry of a WAL points record.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.metric);
+        put_str(out, &self.entity);
         out.extend_from_slice(&(self.tags.len() as u16).to_le_bytes());
         for (k, v) in &self.tags {
-            put_str(&mut out, k);
-            put_str(&mut out, v);
+            put_str(out, k);
+            put_str(out, v);
         }
-        out
+    }
+
+    /// Bytes [`Self::encode_into`] appends.
+    pub fn encoded_len(&self) -> usize {
+        6 + self.metric.len()
+            + self.entity.len()
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| 4 + k.len() + v.len())
+                .sum::<usize>()
     }
 
     pub fn decode(mut bytes: &[u8]) -> Option<SeriesKey> {

@@ -437,7 +437,7 @@ impl<'t> Parser<'t, '_> {
     fn reference(&mut self, n: usize, raw: &'t str) -> Result<(), ApiError> {
         for line in parse_lines(raw) {
             let line = line.map_err(|e| line_error(n, e.to_string()))?;
-            let fields: Vec<(String, Value)> = line
+            let fields: Vec<(&str, Value)> = line
                 .field_set
                 .iter()
                 .map(|(k, v)| {
@@ -448,10 +448,9 @@ impl<'t> Parser<'t, '_> {
                         FieldValue::Boolean(b) => Value::Number(f64::from(u8::from(*b))),
                         FieldValue::String(_) => Value::Text,
                     };
-                    (k.as_str().to_string(), v)
+                    (k.as_str(), v)
                 })
                 .collect();
-            let fields: Vec<(&str, Value)> = fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let series = || {
                 let tags = line
                     .series

@@ -58,7 +58,7 @@ fn batches(n: usize, start_ms: i64, seed: u64) -> Vec<Vec<DataPoint>> {
         cur.push(DataPoint {
             metric: "cpu_usage".into(),
             entity: format!("host{s}"),
-            timestamp_ms: start_ms + (i / 1000) as i64 * 10_000,
+            timestamp_ms: Some(start_ms + (i / 1000) as i64 * 10_000),
             value: *v,
             tags: [
                 ("dc".to_string(), format!("dc{}", s % 4)),

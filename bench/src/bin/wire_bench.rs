@@ -213,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                     .map(|p| DataPoint {
                         metric: p.metric.clone(),
                         entity: p.entity.clone(),
-                        timestamp_ms: p.timestamp_ms,
+                        timestamp_ms: Some(p.timestamp_ms),
                         value: p.value,
                         tags: Default::default(),
                     })
@@ -312,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
     let dp = DataPoint {
         metric: one.metric.clone(),
         entity: one.entity.clone(),
-        timestamp_ms: one.timestamp_ms,
+        timestamp_ms: Some(one.timestamp_ms),
         value: one.value,
         tags: Default::default(),
     };

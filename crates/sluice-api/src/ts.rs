@@ -13,9 +13,12 @@ pub struct DataPoint {
     pub metric: String,
     #[schema(example = "server01")]
     pub entity: String,
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch. Optional on writes: a point without one is stamped
+    /// with the server's receive time (as InfluxDB does for line protocol without a
+    /// timestamp). Always present in answers and exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 1702645200000i64)]
-    pub timestamp_ms: i64,
+    pub timestamp_ms: Option<i64>,
     #[schema(example = 75.5)]
     pub value: f64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -21,3 +21,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use server::{ServerError, run};
+pub use sluice_wal::now_ms;

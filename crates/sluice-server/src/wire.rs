@@ -555,9 +555,15 @@ async fn ts_put(
         .map_err(|e| ApiError::invalid_field(field(s.first, &e.field), e.reason))?;
         batch.add_series(key);
     }
+    let now_ms = sluice_ts::now_ms();
     for (i, s) in put.samples.iter().enumerate() {
+        let timestamp_ms = if s.timestamp_ms == sluice_wire::TIMESTAMP_NOW {
+            now_ms
+        } else {
+            s.timestamp_ms
+        };
         batch
-            .push(s.series, s.timestamp_ms, s.value)
+            .push(s.series, timestamp_ms, s.value)
             .map_err(|e| ApiError::invalid_field(field(i, &e.field), e.reason))?;
     }
     if put.op == sluice_wire::Opcode::TsPut {

@@ -19,6 +19,7 @@ pub mod series;
 pub mod store;
 
 pub use batch::{Batch, Sample};
+pub use engine::now_ms;
 pub use engine::{
     AutoBufferConfig, BufferStats, FlushOutcome, FlushTrigger, TsConfig, TsEngine, TsMetrics,
     WriteError,

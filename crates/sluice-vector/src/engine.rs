@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -1513,11 +1513,7 @@ pub fn check_vector(c: &CollectionConfig, v: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_wal::now_ms;
 
 /// Builds an entity operation (helper for callers and tests).
 pub fn entity(pk: &str, vector: Vec<f32>, metadata: Map<String, Value>) -> EntityData {

@@ -65,6 +65,14 @@ mod segment;
 mod writer;
 
 pub use error::{OpenError, WalError};
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it). The one clock
+/// every layer stamps times with: receive times of points, lag, buffer ages.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 pub use metrics::WalMetrics;
 pub use read::{Cursor, ReadBatch, ReadError};
 

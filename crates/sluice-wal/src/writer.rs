@@ -664,9 +664,7 @@ fn thin_older_half(marks: &mut std::collections::VecDeque<WriteMark>) {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::now_ms().max(0) as u64
 }
 
 fn abort_on_fatal(err: &WalError) {

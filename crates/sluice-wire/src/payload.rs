@@ -4,6 +4,7 @@
 //! ```text
 //! TS_PUT_BUFFERED         metric_len u16, metric, entity_len u16, entity, timestamp_ms i64,
 //!                         value f64, tags_len u16, tags (JSON object of strings; 0 bytes: none)
+//!                         (timestamp_ms = i64::MIN, [`TIMESTAMP_NOW`]: the server's receive time)
 //! VECTOR_ADD_BUFFERED,    pk_len u16, pk, dim u32, dim × f32,
 //! VECTOR_UPDATE_BUFFERED  metadata_len u32, metadata (JSON object; 0 bytes: none)
 //! VECTOR_REMOVE_BUFFERED  pk_len u16, pk
@@ -18,6 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use crate::frame::{FLAG_BATCH, Opcode, RawFrame, Status, encode_frame};
+
+/// A point's `timestamp_ms` meaning "stamp it with the server's receive time" (the JSON routes
+/// leave the field out for the same). No real timestamp is this far in the past.
+pub const TIMESTAMP_NOW: i64 = i64::MIN;
 
 /// Smallest encoded item per opcode: bounds a batch's count by the bytes present.
 const MIN_TS_ITEM: usize = 2 + 2 + 8 + 8 + 2;

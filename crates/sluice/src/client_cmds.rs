@@ -5,8 +5,6 @@
 //! print its body on stderr and exit 1. The server is `--server` or `SLUICE_SERVER`
 //! (default `http://127.0.0.1:8080`); the bearer token is `--token` or `SLUICE_TOKEN`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
@@ -76,12 +74,6 @@ pub struct QueryArgs {
     group_by: Vec<String>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn tags(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
@@ -131,7 +123,7 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
     let point = DataPoint {
         metric: a.metric,
         entity: a.entity,
-        timestamp_ms: a.timestamp_ms.unwrap_or_else(now_ms),
+        timestamp_ms: a.timestamp_ms,
         value: a.value,
         tags: tags(&a.tags)?,
     };
@@ -164,7 +156,7 @@ pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
         tags: tags(&a.tags)?,
         matchers: Vec::new(),
         from_ms: a.from_ms,
-        to_ms: a.to_ms.unwrap_or_else(now_ms),
+        to_ms: a.to_ms.unwrap_or_else(sluice_server::now_ms),
         aggregation,
         step_ms: a.step_ms,
         group_by: a.group_by,

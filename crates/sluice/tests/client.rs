@@ -17,7 +17,7 @@ fn dp(metric: &str, ts: i64, value: f64) -> DataPoint {
     DataPoint {
         metric: metric.into(),
         entity: "e1".into(),
-        timestamp_ms: ts,
+        timestamp_ms: Some(ts),
         value,
         tags: BTreeMap::from([("dc".to_string(), "eu".to_string())]),
     }

@@ -769,3 +769,44 @@ async fn line_protocol_that_expands_too_far_is_refused() {
         "too_large_expanded"
     );
 }
+
+/// A point without `timestamp_ms` is stamped with the server's receive time, on the direct,
+/// batch and buffered routes alike.
+#[tokio::test]
+async fn points_without_a_timestamp_get_the_receive_time() {
+    let s = TestServer::start().await;
+    let before = sluice_server::now_ms();
+    for (path, body) in [
+        (
+            "/ts/put",
+            json!({"metric": "no_ts", "entity": "direct", "value": 1.0}),
+        ),
+        (
+            "/ts/put/batch",
+            json!({"points": [{"metric": "no_ts", "entity": "batch", "value": 2.0}]}),
+        ),
+        (
+            "/ts/put/buffered",
+            json!({"metric": "no_ts", "entity": "buffered", "value": 3.0}),
+        ),
+    ] {
+        let (status, r) = s.post_json(path, &body).await;
+        assert_eq!(status, 200, "{path}: {r}");
+    }
+    let after = sluice_server::now_ms();
+    let series = query(
+        &s,
+        json!({"metric": "no_ts", "from_ms": 0, "to_ms": after + 1}),
+    )
+    .await;
+    assert_eq!(series.len(), 3, "{series:?}");
+    for s in &series {
+        let pts = points_of(s);
+        assert_eq!(pts.len(), 1, "{s}");
+        assert!(
+            (before..=after).contains(&pts[0].0),
+            "{} not in [{before}, {after}]",
+            pts[0].0
+        );
+    }
+}

@@ -105,6 +105,35 @@ async fn time_series_opcodes_act_like_their_http_routes() {
 }
 
 #[tokio::test]
+async fn a_put_stamped_timestamp_now_gets_the_receive_time() {
+    let s = TestServer::start().await;
+    let mut c = connect(&s).await;
+    let before = sluice_server::now_ms();
+    let (status, _) = call(
+        &mut c,
+        &Request::TsPutBuffered {
+            points: vec![point(sluice_wire::TIMESTAMP_NOW, 7.0)],
+            batch: false,
+        },
+    )
+    .await;
+    assert_eq!(status, Status::Ok as u8);
+    let after = sluice_server::now_ms();
+    let (status, r) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "wire_cpu", "from_ms": 0, "to_ms": after + 1}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let t = r["series"][0]["points"][0][0].as_i64().unwrap();
+    assert!(
+        (before..=after).contains(&t),
+        "{t} not in [{before}, {after}]"
+    );
+}
+
+#[tokio::test]
 async fn vector_opcodes_act_like_their_http_routes() {
     let s = TestServer::start().await;
     let mut c = connect(&s).await;

@@ -211,7 +211,7 @@ fn dump(db: &Database, at: Lsn, out: ChannelWriter) -> Result<EndLine, String> {
                 batch.push(DataPoint {
                     metric: key.metric.clone(),
                     entity: key.entity.clone(),
-                    timestamp_ms: t,
+                    timestamp_ms: Some(t),
                     value: v,
                     tags: key.tags.iter().cloned().collect(),
                 });
@@ -379,10 +379,13 @@ async fn load_line(db: &Database, line: Line, at: Lsn, got: &mut EndLine) -> Res
             let points = points
                 .into_iter()
                 .map(|p| {
+                    let timestamp_ms = p
+                        .timestamp_ms
+                        .ok_or_else(|| invalid("snapshot point without timestamp_ms".into()))?;
                     sluice_ts::Point::new(
                         p.metric,
                         p.entity,
-                        p.timestamp_ms,
+                        timestamp_ms,
                         p.value,
                         p.tags,
                         &limits,

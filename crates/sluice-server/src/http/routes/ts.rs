@@ -236,7 +236,7 @@ pub async fn export(
             let line = DataPoint {
                 metric: key.metric.clone(),
                 entity: key.entity.clone(),
-                timestamp_ms: t,
+                timestamp_ms: Some(t),
                 value: v,
                 tags: key.tags.iter().cloned().collect::<BTreeMap<_, _>>(),
             };
@@ -273,7 +273,8 @@ pub async fn export(
 }
 
 fn to_point(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, ApiError> {
-    Point::new(p.metric, p.entity, p.timestamp_ms, p.value, p.tags, limits)
+    let timestamp_ms = p.timestamp_ms.unwrap_or_else(sluice_ts::now_ms);
+    Point::new(p.metric, p.entity, timestamp_ms, p.value, p.tags, limits)
         .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field), e.reason))
 }
 

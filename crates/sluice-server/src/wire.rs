@@ -26,7 +26,8 @@
 //! its payload, and frames may be at most [`PRE_AUTH_MAX_FRAME`] bytes (an anonymous peer
 //! cannot make the server buffer 32 MiB). A bad token answers `0x05` and leaves the connection
 //! unauthenticated. Each operation is then authorized exactly like its HTTP route
-//! ([`route_of`] maps opcodes to routes; `auth::classify` and `Auth::authorize` decide), on the
+//! ([`opcode_authz`] declares what each opcode needs and the route it mirrors; `Auth::authorize`
+//! decides), on the
 //! `default` database: `0x06` when refused. A failed `AUTH` leaves the connection
 //! unauthenticated; a JWT's `exp` is re-checked on every frame. In dev mode `AUTH` is accepted
 //! and ignored. Every other frame then passes the same per-actor admission as an HTTP request
@@ -53,7 +54,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::auth::Actor;
+use axum::http::Method;
+
+use crate::auth::authz::Need;
+use crate::auth::{Action, Actor, Scope};
 use crate::config::WireConfig;
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
@@ -271,26 +275,37 @@ async fn connection(
     }
 }
 
-/// The HTTP route an opcode acts like, for authorization.
-pub fn route_of(opcode: sluice_wire::Opcode) -> (axum::http::Method, &'static str) {
-    use axum::http::Method;
+/// What an opcode needs, declared here for the wire as `x-sluice-authz` declares it for each
+/// HTTP route, with the route it mirrors (Cedar policies see that route, so one policy covers
+/// both transports). `None` for `AUTH`, which every connection may send. The authorization
+/// coverage test holds each declaration equal to its route's.
+pub fn opcode_authz(opcode: sluice_wire::Opcode) -> Option<(Need, Method, &'static str)> {
     use sluice_wire::Opcode as O;
-    match opcode {
-        O::Auth => (Method::POST, "/auth"),
-        O::TsPutBuffered => (Method::POST, "/ts/put/buffered"),
-        O::TsPut => (Method::POST, "/ts/put/batch"),
-        O::TsBufferStats => (Method::GET, "/ts/buffer/stats"),
-        O::TsBufferFlush => (Method::POST, "/ts/buffer/flush"),
-        O::VectorAddBuffered => (Method::POST, "/vectors/add/buffered"),
-        O::VectorUpdateBuffered => (Method::POST, "/vectors/update/buffered"),
-        O::VectorRemoveBuffered => (Method::DELETE, "/vectors/remove/buffered"),
-        O::VectorBufferStats => (Method::GET, "/vectors/buffer/stats"),
-        O::VectorBufferFlush => (Method::POST, "/vectors/buffer/flush"),
-        O::WalApplyCompressed => (Method::POST, "/api/v1/wal/apply"),
-        O::ReplicationStats => (Method::GET, "/api/v1/replication/stats"),
-        O::ReplicationConfig => (Method::POST, "/api/v1/replication/config"),
-        O::ChangesSubscribe => (Method::GET, "/changes"),
-    }
+    let need = |action, scope| Need {
+        action,
+        scope,
+        mutates: action == Action::Write,
+    };
+    let write = need(Action::Write, Scope::Database);
+    let read = need(Action::Read, Scope::Database);
+    let flush = need(Action::Admin, Scope::Database);
+    let server = need(Action::Admin, Scope::Server);
+    Some(match opcode {
+        O::Auth => return None,
+        O::TsPutBuffered => (write, Method::POST, "/ts/put/buffered"),
+        O::TsPut => (write, Method::POST, "/ts/put/batch"),
+        O::TsBufferStats => (read, Method::GET, "/ts/buffer/stats"),
+        O::TsBufferFlush => (flush, Method::POST, "/ts/buffer/flush"),
+        O::VectorAddBuffered => (write, Method::POST, "/vectors/add/buffered"),
+        O::VectorUpdateBuffered => (write, Method::POST, "/vectors/update/buffered"),
+        O::VectorRemoveBuffered => (write, Method::DELETE, "/vectors/remove/buffered"),
+        O::VectorBufferStats => (read, Method::GET, "/vectors/buffer/stats"),
+        O::VectorBufferFlush => (flush, Method::POST, "/vectors/buffer/flush"),
+        O::WalApplyCompressed => (server, Method::POST, "/api/v1/wal/apply"),
+        O::ReplicationStats => (server, Method::GET, "/api/v1/replication/stats"),
+        O::ReplicationConfig => (server, Method::POST, "/api/v1/replication/config"),
+        O::ChangesSubscribe => (read, Method::GET, "/v1/databases/{db}/changes"),
+    })
 }
 
 /// Authenticates an `AUTH` frame or authorizes any other; the error to answer otherwise.
@@ -345,10 +360,12 @@ fn admit(
     };
     // Unknown opcodes are answered by the decoder.
     let Some(opcode) = opcode else { return Ok(()) };
-    let (method, route) = route_of(opcode);
-    let Some((action, scope)) = crate::auth::classify(&method, route, false) else {
+    let Some((need, _, twin)) = opcode_authz(opcode) else {
         return Ok(());
     };
+    let (action, scope) = (need.action, need.scope);
+    // Policies see the route without its database prefix, as for HTTP requests.
+    let route = twin.strip_prefix("/v1/databases/{db}").unwrap_or(twin);
     let db = state.databases().and_then(|d| d.get(DEFAULT_DATABASE));
     let target = match scope {
         crate::auth::Scope::Database => Some((
@@ -368,7 +385,7 @@ fn admit(
                 ),
             )
         })?;
-    if crate::auth::mutates(action, route, method.as_str())
+    if need.mutates
         && let Some(refusal) = state.replication().refuse_write()
     {
         return Err((Status::ProcessingError, refusal));
@@ -642,7 +659,7 @@ fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
 /// in messages of at most ~1 MiB; a peer that does not read them within `wire.idle_timeout_ms`
 /// is disconnected. Sessions count against `wire.max_connections` (their own pool: upgraded
 /// connections leave the HTTP loop); an `Origin` other than the server's own is refused (403).
-#[utoipa::path(get, path = "/v1/ws", tag = "system",
+#[utoipa::path(get, path = "/v1/ws", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
     responses(
         (status = 101, description = "Switching to WebSocket: wire protocol frames as binary messages (docs/wire-protocol.md)"),
         (status = 401, description = "The upgrade carried wrong credentials", body = ErrorBody),

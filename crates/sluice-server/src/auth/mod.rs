@@ -5,14 +5,14 @@
 //!   or wrong credentials → 401 with `WWW-Authenticate: Bearer`. With no credentials configured
 //!   the server is in dev mode: every request acts as `anonymous` with admin everywhere (and
 //!   the start-up logs say so loudly).
-//! - **What** ([`classify`]): every route has a class — `read`, `write` or `admin` — and a
-//!   scope: one database (the `{db}` of `/v1/databases/{db}/…`, the `db`/`bucket` parameter of
-//!   line protocol, else `default`) or the server (database management, replication). Public
-//!   routes (`/healthz`, `/readyz`, `/version`, `/openapi.json`, `/docs`, and `/metrics` unless
-//!   `auth.public_metrics = false`) need no credentials; `/v1/ws` authenticates and authorizes
-//!   per frame like the wire listener. A route missing from the table is
-//!   admin-only on the server, so forgetting to classify a route fails closed (a test checks
-//!   every documented route is classified).
+//! - **What** ([`authz`]): every operation declares, where it is registered, an action —
+//!   `read`, `write` or `admin` — and a scope: one database (the `{db}` of
+//!   `/v1/databases/{db}/…`, the `db`/`bucket` parameter of line protocol, else `default`) or
+//!   the server (database management, replication). Public routes (`/healthz`, `/readyz`,
+//!   `/version`, `/openapi.json`, and `/metrics` unless `auth.public_metrics = false`) need no
+//!   credentials; `/v1/ws` authenticates and authorizes per frame like the wire listener. An
+//!   undeclared route is admin-only on the server (fail closed), and the authorization
+//!   coverage test fails for it.
 //! - **Allowed?** ([`Auth::authorize`]): the actor's role on the database (the larger of its
 //!   role there and its `*` role; server scope uses `*`) grants `read` (reader), `write`
 //!   (writer) or everything (admin); Cedar policies ([`policy`]) can narrow or extend that.
@@ -22,6 +22,7 @@
 //! actor's budget, and it puts the [`Actor`] in the request extensions for the layers and
 //! handlers after it.
 
+pub mod authz;
 pub mod jwt;
 pub mod policy;
 pub mod tokens;
@@ -151,58 +152,6 @@ pub enum Scope {
     Server,
     /// Any database the actor has a role on (the handler filters, e.g. listing databases).
     AnyDatabase,
-}
-
-/// What a route needs: `None` for public routes.
-pub fn classify(method: &Method, route: &str, public_metrics: bool) -> Option<(Action, Scope)> {
-    use Action::*;
-    use Scope::*;
-    let route = route
-        .strip_prefix("/v1/databases/{db}")
-        .filter(|r| r.starts_with('/'))
-        .unwrap_or(route);
-    let get = *method == Method::GET || *method == Method::HEAD;
-    Some(match route {
-        "/healthz" | "/readyz" | "/version" | "/openapi.json" | "/docs" => return None,
-        // The WebSocket session authenticates (at the upgrade or by `AUTH`) and authorizes
-        // every frame itself, like the TCP listener.
-        "/v1/ws" => return None,
-        "/metrics" if public_metrics => return None,
-        "/metrics" => (Read, Server),
-        "/v1/databases" if get => (Read, AnyDatabase),
-        "/v1/databases" | "/v1/databases/{db}" => (Admin, Server),
-        r if r.starts_with("/api/v1/replication") || r.starts_with("/api/v1/wal") => {
-            (Admin, Server)
-        }
-        "/ts/buffer/flush" | "/vectors/buffer/flush" => (Admin, Database),
-        "/ts/query" | "/ts/export" | "/vectors/search" => (Read, Database),
-        "/changes" if get => (Read, Database),
-        "/v1/collections" | "/v1/collections/{name}" if get => (Read, Database),
-        "/v1/collections" | "/v1/collections/{name}" => (Admin, Database),
-        "/ts/put"
-        | "/ts/put/batch"
-        | "/ts/put/buffered"
-        | "/write"
-        | "/api/v2/write"
-        | "/vectors/add"
-        | "/vectors/add/batch"
-        | "/vectors/add/buffered"
-        | "/vectors/update/buffered"
-        | "/vectors/remove/buffered" => (Write, Database),
-        "/vectors/{pk}" if get => (Read, Database),
-        "/vectors/{pk}" => (Write, Database),
-        r if get && r.ends_with("/stats") => (Read, Database),
-        // Unclassified: fail closed.
-        _ => (Admin, Server),
-    })
-}
-
-/// Whether a request changes data or the catalogue: what a read-only replica refuses.
-/// Flushes, replication routes and reads are not.
-pub fn mutates(action: Action, route: &str, method: &str) -> bool {
-    action == Action::Write
-        || (method != "GET"
-            && (route.starts_with("/v1/collections") || route.starts_with("/v1/databases")))
 }
 
 /// Why a request is refused.
@@ -438,9 +387,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(String::new, |p| p.as_str().to_string());
-    let Some((action, scope)) = classify(req.method(), &route, auth.public_metrics()) else {
+    let Some(need) = crate::http::route_table().need(req.method(), &route, auth.public_metrics())
+    else {
         return next.run(req).await;
     };
+    let (action, scope) = (need.action, need.scope);
     let actor = match auth.authenticate(req.headers()) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
@@ -487,7 +438,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     if let Err(r) = decision {
         return r.into_response();
     }
-    if mutates(action, short_route, &method)
+    if need.mutates
         && let Some(refusal) = state.replication().refuse_write()
     {
         return refusal.into_response();
@@ -499,38 +450,6 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classification() {
-        let post = Method::POST;
-        let get = Method::GET;
-        assert_eq!(classify(&get, "/healthz", true), None);
-        assert_eq!(classify(&get, "/metrics", true), None);
-        assert_eq!(
-            classify(&get, "/metrics", false),
-            Some((Action::Read, Scope::Server))
-        );
-        assert_eq!(
-            classify(&post, "/v1/databases/{db}/ts/put", true),
-            Some((Action::Write, Scope::Database))
-        );
-        assert_eq!(
-            classify(&post, "/v1/databases/{db}/ts/buffer/flush", true),
-            Some((Action::Admin, Scope::Database))
-        );
-        assert_eq!(
-            classify(&Method::DELETE, "/v1/databases/{db}", true),
-            Some((Action::Admin, Scope::Server))
-        );
-        assert_eq!(
-            classify(&get, "/v1/databases/{db}/ts/buffer/stats", true),
-            Some((Action::Read, Scope::Database))
-        );
-        assert_eq!(
-            classify(&post, "/something/new", true),
-            Some((Action::Admin, Scope::Server))
-        );
-    }
 
     #[test]
     fn database_of_a_request() {

@@ -8,11 +8,14 @@ pub mod request_id;
 pub mod routes;
 pub mod serve;
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::authz::RouteTable;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -182,14 +185,8 @@ fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_m
         );
     }
     for (path, item) in api.paths.paths.iter_mut() {
-        let methods = [
-            (axum::http::Method::GET, item.get.is_some()),
-            (axum::http::Method::POST, item.post.is_some()),
-            (axum::http::Method::DELETE, item.delete.is_some()),
-        ];
-        let public = methods.iter().any(|(m, present)| {
-            *present && crate::auth::classify(m, path, public_metrics).is_none()
-        });
+        let public = crate::auth::authz::operations(item)
+            .any(|(m, _)| route_table().need(&m, path, public_metrics).is_none());
         if public {
             continue;
         }
@@ -212,6 +209,21 @@ fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_m
             }
         }
     }
+}
+
+/// Every operation's authorization, as declared in its `#[utoipa::path]` (`x-sluice-authz`).
+/// Built once; an operation without a valid declaration is logged and fails closed (the
+/// authorization coverage test fails for it).
+pub fn route_table() -> &'static RouteTable {
+    static TABLE: LazyLock<RouteTable> = LazyLock::new(|| {
+        let (_, api) = api_router().split_for_parts();
+        let (table, errors) = RouteTable::from_openapi(&api);
+        for e in errors {
+            tracing::error!("{e}; the route is admin-only on the server");
+        }
+        table
+    });
+    &TABLE
 }
 
 /// The OpenAPI document as served at `/openapi.json` in dev mode (and committed as
@@ -265,4 +277,65 @@ pub fn app(state: AppState) -> Router {
             middleware::outer,
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::authz::Authz;
+
+    /// The authorization coverage test: every HTTP operation declares what it needs, nested
+    /// copies declare what their flat routes do, and every wire opcode needs exactly what the
+    /// route it mirrors declares.
+    #[test]
+    fn every_operation_and_opcode_declares_its_authorization_the_same_on_both_transports() {
+        let (_, api) = api_router().split_for_parts();
+        let (table, errors) = RouteTable::from_openapi(&api);
+        assert!(errors.is_empty(), "undeclared or malformed: {errors:#?}");
+        let operations: usize = api
+            .paths
+            .paths
+            .values()
+            .map(|item| crate::auth::authz::operations(item).count())
+            .sum();
+        assert_eq!(table.iter().count(), operations);
+
+        for ((method, path), authz) in table.iter() {
+            if let Some(flat) = path.strip_prefix(DATABASE_PREFIX).filter(|r| !r.is_empty())
+                && let Some(flat_authz) = table.get(method, flat)
+            {
+                assert_eq!(*authz, flat_authz, "{method} {path} differs from {flat}");
+            }
+        }
+
+        let mut public: Vec<&str> = table
+            .iter()
+            .filter(|(_, a)| matches!(a, Authz::Public | Authz::Metrics))
+            .map(|((_, p), _)| p.as_str())
+            .collect();
+        public.sort_unstable();
+        assert_eq!(
+            public,
+            [
+                "/healthz",
+                "/metrics",
+                "/openapi.json",
+                "/readyz",
+                "/v1/ws",
+                "/version"
+            ]
+        );
+
+        for opcode in sluice_wire::Opcode::ALL {
+            let Some((need, method, route)) = crate::wire::opcode_authz(opcode) else {
+                assert_eq!(opcode, sluice_wire::Opcode::Auth, "only AUTH is undeclared");
+                continue;
+            };
+            assert_eq!(
+                table.get(&method, route),
+                Some(Authz::Needs(need)),
+                "{opcode:?} mirrors {method} {route}, which declares otherwise"
+            );
+        }
+    }
 }

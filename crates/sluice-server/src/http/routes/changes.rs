@@ -52,7 +52,7 @@ pub struct ChangesPath {
 }
 
 /// Stream a database's changes as Server-Sent Events, resumable by LSN.
-#[utoipa::path(get, path = "/v1/databases/{db}/changes", tag = "replication",
+#[utoipa::path(get, path = "/v1/databases/{db}/changes", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     params(("db" = String, Path, description = "Database name"), ChangesParams),
     responses(
         (status = 200, description = "`text/event-stream`: one event per WAL record (`id` = LSN; `event` = points | vectors | collection | error)", content_type = "text/event-stream", body = String),

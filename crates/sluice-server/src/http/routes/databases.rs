@@ -33,7 +33,7 @@ pub struct DbPath {
 }
 
 /// List the databases the caller has a role on.
-#[utoipa::path(get, path = "/v1/databases", tag = "databases",
+#[utoipa::path(get, path = "/v1/databases", tag = "databases", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "any_database"}))),
     responses(
         (status = 200, description = "Databases", body = DatabaseList),
         (status = 503, description = "Not ready", body = ErrorBody),
@@ -57,7 +57,7 @@ pub async fn list(
 }
 
 /// Create a database (admin). Listed in the configuration file atomically; survives restarts.
-#[utoipa::path(post, path = "/v1/databases", tag = "databases",
+#[utoipa::path(post, path = "/v1/databases", tag = "databases", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server", "mutates": true}))),
     request_body = CreateDatabase,
     responses(
         (status = 201, description = "Created", body = DatabaseInfo),
@@ -81,7 +81,7 @@ pub async fn create(
 }
 
 /// Delete a database and all its data (admin). `default` cannot be deleted.
-#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
+#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server", "mutates": true}))),
     params(("db" = String, Path, description = "Database name")),
     responses(
         (status = 200, description = "Deleted", body = DeleteDatabaseResponse),

@@ -53,7 +53,7 @@ pub struct LineProtocolParams {
 }
 
 /// Write InfluxDB line protocol (1.x path).
-#[utoipa::path(post, path = "/write", tag = "timeseries", params(LineProtocolParams),
+#[utoipa::path(post, path = "/write", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(LineProtocolParams),
     request_body(content = String, content_type = "text/plain", description = "Line protocol"),
     responses(
         (status = 204, description = "Every line written at the requested level"),
@@ -71,7 +71,7 @@ pub async fn write_v1(
 }
 
 /// Write InfluxDB line protocol (2.x path).
-#[utoipa::path(post, path = "/api/v2/write", tag = "timeseries", params(LineProtocolParams),
+#[utoipa::path(post, path = "/api/v2/write", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(LineProtocolParams),
     request_body(content = String, content_type = "text/plain", description = "Line protocol"),
     responses(
         (status = 204, description = "Every line written at the requested level"),

@@ -22,7 +22,7 @@ use crate::replication::{AddReplicaError, EpochRefusal, check_compression};
 use crate::state::AppState;
 
 /// Apply a compressed WAL batch from the primary (replicas only; admin).
-#[utoipa::path(post, path = "/api/v1/wal/apply", tag = "replication",
+#[utoipa::path(post, path = "/api/v1/wal/apply", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     request_body(content = WalApplyRequest, description = "Sent with `Content-Encoding: zstd` and `X-Primary-ID`"),
     params(("X-Primary-ID" = Option<String>, Header, description = "The shipping primary; must equal primary_id")),
     responses(
@@ -191,7 +191,7 @@ pub struct SnapshotParams {
 
 /// Replace a database with a snapshot from the primary (replicas only; admin). Sent by a
 /// primary whose WAL no longer holds what this replica needs (see docs/replication.md).
-#[utoipa::path(post, path = "/api/v1/replication/snapshot", tag = "replication",
+#[utoipa::path(post, path = "/api/v1/replication/snapshot", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     params(SnapshotParams,
         ("X-Primary-ID" = Option<String>, Header, description = "The sending primary"),
         ("X-Primary-Epoch" = Option<u64>, Header, description = "The sending primary's epoch")),
@@ -306,7 +306,7 @@ async fn database_for(state: &AppState, name: &str) -> Result<std::sync::Arc<Dat
 }
 
 /// Replication statistics (the seed's fields, from real counters).
-#[utoipa::path(get, path = "/api/v1/replication/stats", tag = "replication",
+#[utoipa::path(get, path = "/api/v1/replication/stats", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     responses((status = 200, description = "Replicas, shipping totals, and on a replica what it applied", body = ReplicationStats)))]
 pub async fn stats(State(state): State<AppState>) -> Json<ReplicationStats> {
     Json(
@@ -317,7 +317,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<ReplicationStats> {
 }
 
 /// Configure WAL compression (the seed's `configure_compression`): applies to the next batch.
-#[utoipa::path(post, path = "/api/v1/replication/config", tag = "replication",
+#[utoipa::path(post, path = "/api/v1/replication/config", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     request_body = ReplicationConfigRequest,
     responses(
         (status = 200, description = "The compression now in force", body = ReplicationConfigResponse),
@@ -356,7 +356,7 @@ pub fn configure(
 }
 
 /// The replicas this primary ships to.
-#[utoipa::path(get, path = "/api/v1/replication/replicas", tag = "replication",
+#[utoipa::path(get, path = "/api/v1/replication/replicas", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     responses((status = 200, description = "Registered replicas", body = ReplicaList)))]
 pub async fn list_replicas(State(state): State<AppState>) -> Json<ReplicaList> {
     Json(ReplicaList {
@@ -365,7 +365,7 @@ pub async fn list_replicas(State(state): State<AppState>) -> Json<ReplicaList> {
 }
 
 /// Register a replica (persisted); shipping starts at once, from its first record.
-#[utoipa::path(post, path = "/api/v1/replication/replicas", tag = "replication",
+#[utoipa::path(post, path = "/api/v1/replication/replicas", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     request_body = ReplicaInfo,
     responses(
         (status = 201, description = "Registered", body = ReplicaInfo),
@@ -410,7 +410,7 @@ pub struct ReplicaPath {
 }
 
 /// Unregister a replica: its shipper stops and its WAL retention ends.
-#[utoipa::path(delete, path = "/api/v1/replication/replicas/{replica_id}", tag = "replication",
+#[utoipa::path(delete, path = "/api/v1/replication/replicas/{replica_id}", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     params(("replica_id" = String, Path, description = "Replica id")),
     responses(
         (status = 200, description = "Removed", body = RemoveReplicaResponse),
@@ -441,7 +441,7 @@ const PROMOTE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Promote this replica to primary: it takes writes, and batches from primaries of older
 /// epochs are refused from now on (the old primary is fenced).
-#[utoipa::path(post, path = "/api/v1/replication/promote", tag = "replication",
+#[utoipa::path(post, path = "/api/v1/replication/promote", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     responses(
         (status = 200, description = "Promoted", body = PromoteResponse),
         (status = 409, description = "Already a primary", body = ErrorBody),

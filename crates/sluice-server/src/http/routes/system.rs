@@ -9,7 +9,7 @@ use sluice_api::system::{Health, Readiness, Version};
 use crate::state::AppState;
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "system",
+#[utoipa::path(get, path = "/healthz", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: every database has finished recovery.
-#[utoipa::path(get, path = "/readyz", tag = "system",
+#[utoipa::path(get, path = "/readyz", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
     responses(
         (status = 200, description = "Recovery finished; all routes serve", body = Readiness),
         (status = 503, description = "Still recovering", body = Readiness,
@@ -50,7 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Server and API version.
-#[utoipa::path(get, path = "/version", tag = "system",
+#[utoipa::path(get, path = "/version", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
     responses((status = 200, description = "Versions", body = Version)))]
 pub async fn version() -> Json<Version> {
     Json(Version {
@@ -61,7 +61,7 @@ pub async fn version() -> Json<Version> {
 }
 
 /// Metrics in the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", tag = "system", extensions(("x-sluice-authz" = json!("metrics"))),
     responses((status = 200, description = "Prometheus text exposition format",
         content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -76,7 +76,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system",
+#[utoipa::path(get, path = "/openapi.json", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub async fn openapi(State(state): State<AppState>) -> Response {
     (

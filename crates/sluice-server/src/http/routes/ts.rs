@@ -38,7 +38,7 @@ const MAX_BUCKETS: i64 = 1_000_000;
 const EXPORT_FRAME_BYTES: usize = 64 * 1024;
 
 /// Write one point (default `ack=fsync`).
-#[utoipa::path(post, path = "/ts/put", tag = "timeseries", params(AckParams), request_body = DataPoint,
+#[utoipa::path(post, path = "/ts/put", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams), request_body = DataPoint,
     responses(
         (status = 200, description = "Written at the requested level", body = PutResponse),
         WriteErrors,
@@ -62,7 +62,7 @@ pub async fn put(
 }
 
 /// Write a batch of points, all or nothing (default `ack=fsync`).
-#[utoipa::path(post, path = "/ts/put/batch", tag = "timeseries", params(AckParams), request_body = BatchPutRequest,
+#[utoipa::path(post, path = "/ts/put/batch", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams), request_body = BatchPutRequest,
     responses(
         (status = 200, description = "Every point written at the requested level", body = BatchPutResponse),
         WriteErrors,
@@ -106,7 +106,7 @@ pub async fn put_batch(
 }
 
 /// Write one point through the TSAutoBuffer (seed route; default `ack=buffer`).
-#[utoipa::path(post, path = "/ts/put/buffered", tag = "timeseries", params(AckParams), request_body = DataPoint,
+#[utoipa::path(post, path = "/ts/put/buffered", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams), request_body = DataPoint,
     responses(
         (status = 200, description = "Accepted; visible to queries at once", body = BufferedPutResponse),
         WriteErrors,
@@ -132,7 +132,7 @@ pub async fn put_buffered(
 }
 
 /// TSAutoBuffer statistics (seed fields).
-#[utoipa::path(get, path = "/ts/buffer/stats", tag = "timeseries",
+#[utoipa::path(get, path = "/ts/buffer/stats", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     responses(
         (status = 200, description = "Buffer statistics since start", body = BufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -158,7 +158,7 @@ pub fn stats_body(db: &Database) -> BufferStats {
 }
 
 /// Flush the TSAutoBuffer now (admin).
-#[utoipa::path(post, path = "/ts/buffer/flush", tag = "timeseries",
+#[utoipa::path(post, path = "/ts/buffer/flush", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
     responses(
         (status = 200, description = "Flushed; the WAL is checkpointed", body = FlushResponse),
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
@@ -178,7 +178,7 @@ pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
 }
 
 /// Query points: raw, or aggregated per step and group.
-#[utoipa::path(post, path = "/ts/query", tag = "timeseries", request_body = QueryRequest,
+#[utoipa::path(post, path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest,
     responses(
         (status = 200, description = "Matching series, ordered by entity and tags", body = QueryResponse),
         (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),
@@ -207,7 +207,7 @@ pub async fn query(
 }
 
 /// Export points as NDJSON, one DataPoint per line, streamed series by series.
-#[utoipa::path(post, path = "/ts/export", tag = "timeseries", request_body = ExportRequest,
+#[utoipa::path(post, path = "/ts/export", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = ExportRequest,
     responses(
         (status = 200, description = "NDJSON stream of DataPoint objects", content_type = "application/x-ndjson", body = DataPoint),
         (status = 400, description = "Invalid selection", body = ErrorBody),

@@ -82,7 +82,7 @@ pub enum ReadErrors {
 }
 
 /// Add (or replace) one entity; searchable when acknowledged (default `ack=fsync`).
-#[utoipa::path(post, path = "/vectors/add", tag = "vectors", params(AckParams, CollectionParams),
+#[utoipa::path(post, path = "/vectors/add", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams, CollectionParams),
     request_body = VectorEntity,
     responses(
         (status = 200, description = "Written and indexed", body = AddResponse),
@@ -112,7 +112,7 @@ pub async fn add(
 }
 
 /// Add (or replace) many entities, all or nothing, indexed in parallel (default `ack=fsync`).
-#[utoipa::path(post, path = "/vectors/add/batch", tag = "vectors", params(AckParams, CollectionParams),
+#[utoipa::path(post, path = "/vectors/add/batch", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams, CollectionParams),
     request_body = BatchAddRequest,
     responses(
         (status = 200, description = "Every entity written and indexed", body = BatchAddResponse),
@@ -157,7 +157,7 @@ pub async fn add_batch(
 
 /// Add (or replace) one entity through the VectorAutoBuffer (seed route; default
 /// `ack=buffer`). Searchable at once: searches scan the buffer exactly.
-#[utoipa::path(post, path = "/vectors/add/buffered", tag = "vectors", params(AckParams, CollectionParams),
+#[utoipa::path(post, path = "/vectors/add/buffered", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams, CollectionParams),
     request_body = VectorEntity,
     responses(
         (status = 200, description = "Accepted; visible to get and search at once", body = BufferedVectorResponse),
@@ -174,7 +174,7 @@ pub async fn add_buffered(
 }
 
 /// Replace an existing entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
-#[utoipa::path(post, path = "/vectors/update/buffered", tag = "vectors", params(AckParams, CollectionParams),
+#[utoipa::path(post, path = "/vectors/update/buffered", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams, CollectionParams),
     request_body = VectorEntity,
     responses(
         (status = 200, description = "Accepted; visible to get and search at once", body = BufferedVectorResponse),
@@ -191,7 +191,7 @@ pub async fn update_buffered(
 }
 
 /// Remove an entity through the VectorAutoBuffer (seed route; default `ack=buffer`).
-#[utoipa::path(delete, path = "/vectors/remove/buffered", tag = "vectors", params(AckParams, CollectionParams),
+#[utoipa::path(delete, path = "/vectors/remove/buffered", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams, CollectionParams),
     request_body = RemoveRequest,
     responses(
         (status = 200, description = "Accepted; gone from get and search at once", body = BufferedVectorResponse),
@@ -231,7 +231,7 @@ async fn buffered(
 }
 
 /// VectorAutoBuffer statistics (seed fields).
-#[utoipa::path(get, path = "/vectors/buffer/stats", tag = "vectors",
+#[utoipa::path(get, path = "/vectors/buffer/stats", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     responses(
         (status = 200, description = "Buffer statistics since start", body = VectorBufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -259,7 +259,7 @@ pub fn stats_body(db: &Database) -> VectorBufferStats {
 }
 
 /// Apply the VectorAutoBuffer to the indexes now (admin).
-#[utoipa::path(post, path = "/vectors/buffer/flush", tag = "vectors",
+#[utoipa::path(post, path = "/vectors/buffer/flush", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
     responses(
         (status = 200, description = "Applied to the indexes", body = VectorFlushResponse),
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
@@ -279,7 +279,7 @@ pub async fn flush_now(db: &Database) -> Result<VectorFlushResponse, ApiError> {
 }
 
 /// One entity, buffered or indexed. The vector is returned at the collection's precision.
-#[utoipa::path(get, path = "/vectors/{pk}", tag = "vectors",
+#[utoipa::path(get, path = "/vectors/{pk}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     params(("pk" = String, Path, description = "Primary key"), CollectionParams),
     responses(
         (status = 200, description = "The entity", body = VectorEntity),
@@ -310,7 +310,7 @@ pub async fn get(
 }
 
 /// Remove one entity now (default `ack=fsync`); gone from search on return.
-#[utoipa::path(delete, path = "/vectors/{pk}", tag = "vectors",
+#[utoipa::path(delete, path = "/vectors/{pk}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))),
     params(("pk" = String, Path, description = "Primary key"), AckParams, CollectionParams),
     responses(
         (status = 200, description = "Removed", body = DeleteResponse),
@@ -340,7 +340,7 @@ pub async fn delete(
 }
 
 /// The `k` nearest entities that pass the filter, best first; buffered writes included.
-#[utoipa::path(post, path = "/vectors/search", tag = "vectors", params(CollectionParams),
+#[utoipa::path(post, path = "/vectors/search", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), params(CollectionParams),
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Results, best first", body = SearchResponse),
@@ -400,7 +400,7 @@ pub async fn search(
 }
 
 /// The collections of the database.
-#[utoipa::path(get, path = "/v1/collections", tag = "vectors",
+#[utoipa::path(get, path = "/v1/collections", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     responses(
         (status = 200, description = "Every collection, by name", body = CollectionList),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -417,7 +417,7 @@ pub async fn list_collections(Db(db): Db) -> Result<Json<CollectionList>, ApiErr
 }
 
 /// Create a collection.
-#[utoipa::path(post, path = "/v1/collections", tag = "vectors",
+#[utoipa::path(post, path = "/v1/collections", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database", "mutates": true}))),
     request_body = CreateCollection,
     responses(
         (status = 201, description = "Created", body = CollectionInfo),
@@ -476,7 +476,7 @@ pub async fn create_collection(
 }
 
 /// One collection's definition and size.
-#[utoipa::path(get, path = "/v1/collections/{name}", tag = "vectors",
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     params(("name" = String, Path, description = "Collection name")),
     responses(
         (status = 200, description = "The collection", body = CollectionInfo),
@@ -494,7 +494,7 @@ pub async fn get_collection(
 }
 
 /// Delete a collection and everything in it.
-#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors",
+#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database", "mutates": true}))),
     params(("name" = String, Path, description = "Collection name")),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),

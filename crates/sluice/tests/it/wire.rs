@@ -3,11 +3,9 @@
 //! frame), pipelined requests are answered in order, backpressure answers `0x04`, `AUTH`
 //! gates everything, and the same frames work as WebSocket binary messages at `/v1/ws`.
 
-mod support;
-
+use crate::support::{Options, TestServer, read_wire_addr};
 use serde_json::{Value, json};
 use sluice_wire::{Request, Status, TsPoint, VectorEntity, le_bytes};
-use support::{Options, TestServer, read_wire_addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,8 +1,6 @@
 //! The command line: configuration printing and start-up refusals.
 
-mod support;
-
-use support::run_to_exit;
+use crate::support::run_to_exit;
 
 #[test]
 fn config_print_shows_defaults_overridden_by_env_and_flags() {
@@ -68,7 +66,7 @@ fn binding_a_public_address_without_auth_needs_unauthenticated() {
 
 #[tokio::test]
 async fn put_and_query_talk_to_a_running_server() {
-    let s = support::TestServer::start().await;
+    let s = crate::support::TestServer::start().await;
     let base = s.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         for (ts, v) in [("1000", "1.5"), ("2000", "2.5")] {

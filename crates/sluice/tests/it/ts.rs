@@ -1,13 +1,11 @@
 //! The time-series engine over HTTP against a real server: seed shapes, flush triggers,
 //! queries checked against values computed here, concurrency, and durability across restarts.
 
-mod support;
-
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{Options, TestServer, point, wait_until};
 use serde_json::{Value, json};
-use support::{Options, TestServer, point};
 
 async fn query(s: &TestServer, body: Value) -> Vec<Value> {
     let (status, r) = s.post_json("/ts/query", &body).await;
@@ -32,18 +30,11 @@ async fn stats(s: &TestServer) -> Value {
 
 /// Polls the stats until `pred` holds (deadline 20 s).
 async fn wait_stats(s: &TestServer, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(what, Duration::from_secs(20), || async {
         let v = stats(s).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if pred(&v) { Ok(v) } else { Err(v) }
+    })
+    .await
 }
 
 fn keys(v: &Value) -> Vec<String> {

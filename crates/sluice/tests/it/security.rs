@@ -1,12 +1,10 @@
 //! Security and tenancy on a real server (SPEC §9): bearer tokens, JWT, roles, Cedar policies,
 //! admission control, databases, and the transport (TLS 1.3, compression).
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Options, TestServer};
 use serde_json::json;
-use support::{Options, TestServer};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -15,7 +13,7 @@ const DB1_WRITER: &str = "db1-writer-token-0123456789";
 const GUEST: &str = "guest-token-0123456789";
 const DEFAULT_WRITER: &str = "default-writer-token-0123456789";
 const HS_SECRET: &str = "hs256-secret-that-is-long-enough-0123456789";
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
 
 fn tokens_json() -> String {
     json!({

@@ -1,9 +1,7 @@
 //! Durability with a real process: SIGTERM drains and exits 0, acknowledged writes survive
 //! `kill -9`, and a corrupt WAL keeps the server from starting.
 
-mod support;
-
-use support::{Options, TestServer, point, run_to_exit};
+use crate::support::{Options, TestServer, point, run_to_exit};
 
 const LAST_LSN: &str = r#"wal_last_lsn{db="default"}"#;
 

@@ -6,9 +6,7 @@
 //!   (routes and document come from the same `utoipa-axum` definitions, so an undocumented
 //!   route cannot be registered; this test catches the other direction and any drift).
 
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json");
 

@@ -2,15 +2,13 @@
 //! semantics, recall against brute force (also filtered), bad input, collections, and
 //! durability across kill -9, graceful stops and snapshot + replay.
 
-mod support;
-
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{Options, TestServer, wait_until};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::{Options, TestServer};
 
 fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -662,13 +660,17 @@ async fn disabled_buffer_applies_directly_and_count_trigger_flushes() {
             .await;
         assert_eq!(status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = vstats(&s).await;
-        if st["auto_flush_count"] == 1 && st["vectors_flushed"] == 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no count-triggered flush: {st}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "a count-triggered flush",
+        Duration::from_secs(20),
+        || async {
+            let st = vstats(&s).await;
+            if st["auto_flush_count"] == 1 && st["vectors_flushed"] == 10 {
+                Ok(())
+            } else {
+                Err(st)
+            }
+        },
+    )
+    .await;
 }

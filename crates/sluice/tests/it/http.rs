@@ -1,14 +1,12 @@
 //! The HTTP contract against a real server on loopback: routes, the error shape, limits,
 //! timeouts, protocols.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::{Options, TestServer, point};
 use serde_json::json;
-use support::{Options, TestServer, point};
 
 fn assert_error_shape(body: &serde_json::Value, code: &str) {
     assert_eq!(body["code"], code, "{body}");

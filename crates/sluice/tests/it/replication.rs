@@ -3,15 +3,13 @@
 //! corrupted batches, epochs and promotion, read-only replicas, stats against bytes sent, and
 //! SSE changefeeds (order, resume, stalled subscribers).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{Options, TestServer, point, wait_until};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest;
-use support::{Options, TestServer, point};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -327,15 +325,15 @@ async fn a_replica_killed_mid_stream_converges_after_restart() {
     pks.extend(ingest(&primary, "default", 7).await);
     writer.await.unwrap();
     // The primary keeps trying and reports the replica unhealthy meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("a failed ship", Duration::from_secs(20), || async {
         let (_, s) = primary.get_json("/api/v1/replication/stats").await;
         if s["stats"]["failed_ships"].as_u64() > Some(0) {
-            break;
+            Ok(())
+        } else {
+            Err(s)
         }
-        assert!(Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let replica = TestServer::start_in(
         &dir,
         Options {
@@ -621,16 +619,20 @@ async fn a_promoted_replica_fences_its_old_primary() {
     assert!(body["epoch"].as_u64().unwrap() >= 2);
     // The old primary keeps writing; its batches are refused and it marks the replica fenced.
     ingest(&primary, "default", 1).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, s) = primary.get_json("/api/v1/replication/stats").await;
-        if s["replicas"][0]["fenced"] == true {
-            assert_eq!(s["replicas"][0]["is_healthy"], false);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let s = wait_until(
+        "the old primary to be fenced",
+        Duration::from_secs(20),
+        || async {
+            let (_, s) = primary.get_json("/api/v1/replication/stats").await;
+            if s["replicas"][0]["fenced"] == true {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
+    assert_eq!(s["replicas"][0]["is_healthy"], false);
     let (s, _) = replica.post_json("/ts/put", &point("after", 1, 1.0)).await;
     assert_eq!(s, 200);
 }
@@ -710,17 +712,21 @@ async fn replicas_are_managed_persisted_and_validated() {
         primary.post_json("/ts/put", &point("x", 1, 1.0)).await.0,
         200
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, s) = primary.get_json("/api/v1/replication/stats").await;
-        if s["replicas"][0]["is_healthy"] == false {
-            assert!(s["replicas"][0]["last_error"].as_str().is_some());
-            assert_eq!(s["compression_level"], 9);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let s = wait_until(
+        "the replica to turn unhealthy",
+        Duration::from_secs(20),
+        || async {
+            let (_, s) = primary.get_json("/api/v1/replication/stats").await;
+            if s["replicas"][0]["is_healthy"] == false {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
+    assert!(s["replicas"][0]["last_error"].as_str().is_some());
+    assert_eq!(s["compression_level"], 9);
     primary.stop();
     let primary = TestServer::start_in(&dir, Options::default()).await;
     let (_, list) = primary.get_json("/api/v1/replication/replicas").await;

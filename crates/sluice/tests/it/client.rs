@@ -3,15 +3,13 @@
 //! turn refusals (503 + Retry-After, wire 0x04) into eventual success without losing or
 //! duplicating writes.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::{Options, TestServer, read_wire_addr};
 use sluice_client::api::ts::{Ack, Aggregation, DataPoint, QueryRequest};
 use sluice_client::api::vector::{SearchRequest, VectorEntity};
 use sluice_client::{Client, Error, RetryPolicy, WireClient};
 use sluice_wire::{Request, TsPoint, le_bytes};
-use support::{Options, TestServer, read_wire_addr};
 
 fn dp(metric: &str, ts: i64, value: f64) -> DataPoint {
     DataPoint {

@@ -1,6 +1,5 @@
 //! The one test harness that starts a real `sluice` process on a loopback port with a
 //! temporary data directory, and stops it by SIGTERM or SIGKILL.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -104,10 +103,6 @@ impl TestServer {
             .trim_start_matches("http://")
             .trim_start_matches("https://")
             .to_string()
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
     }
 
     pub fn stderr(&self) -> String {
@@ -268,4 +263,26 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
 
 pub fn point(metric: &str, ts: i64, value: f64) -> serde_json::Value {
     serde_json::json!({"metric": metric, "entity": "e1", "timestamp_ms": ts, "value": value, "tags": {"dc": "eu"}})
+}
+
+/// Polls `probe` every 20 ms until it answers `Ok`, and returns that. After `within` the test
+/// fails naming `what` it waited for and the last state the probe reported (its `Err`). The
+/// one way tests wait for a condition: never a fixed sleep.
+pub async fn wait_until<T, S, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    S: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; last state: {state:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

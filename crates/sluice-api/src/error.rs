@@ -12,7 +12,7 @@ pub struct ErrorBody {
     pub error: String,
     /// Stable snake_case identifier of the kind of error, for programs.
     #[schema(example = "invalid_json")]
-    pub code: String,
+    pub code: ErrorCode,
     /// The request id (`X-Request-Id`); quote it when reporting a problem.
     #[schema(example = "01JDQ6V6M9WJ3V4C2K7Q9X8Y7Z")]
     pub error_id: String,
@@ -38,4 +38,135 @@ pub struct ErrorBody {
     /// writes to (its id, and endpoint when known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+}
+
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal,)*) => {
+        /// The stable `code` of an error answer: what programs match on (never the message).
+        /// Serialized as the snake_case strings listed; a client meeting a code newer than
+        /// itself reads it as [`ErrorCode::Unknown`].
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum ErrorCode {
+            $(#[serde(rename = $code)] $variant,)*
+            /// A code this build does not know (never sent by this server).
+            #[default]
+            #[serde(other, rename = "unknown")]
+            Unknown,
+        }
+
+        impl ErrorCode {
+            /// Every code this server sends.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                    ErrorCode::Unknown => "unknown",
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Requests the server cannot read.
+    BadRequest = "bad_request",
+    BodyReadFailed = "body_read_failed",
+    BodyTimeout = "body_timeout",
+    ClientError = "client_error",
+    InvalidDatabase = "invalid_database",
+    InvalidEncoding = "invalid_encoding",
+    InvalidField = "invalid_field",
+    InvalidJson = "invalid_json",
+    InvalidLineProtocol = "invalid_line_protocol",
+    InvalidParameter = "invalid_parameter",
+    JsonTooDeep = "json_too_deep",
+    MethodNotAllowed = "method_not_allowed",
+    NotFound = "not_found",
+    PayloadTooLarge = "payload_too_large",
+    QueryTooLarge = "query_too_large",
+    RequestTimeout = "request_timeout",
+    TooLargeExpanded = "too_large_expanded",
+    TooManyPoints = "too_many_points",
+    Unprocessable = "unprocessable",
+    UnsupportedMediaType = "unsupported_media_type",
+    // The wire protocol and WebSocket sessions.
+    CrossOrigin = "cross_origin",
+    FrameTooLarge = "frame_too_large",
+    InvalidOpcode = "invalid_opcode",
+    MalformedPayload = "malformed_payload",
+    SubscriptionTransport = "subscription_transport",
+    TextMessage = "text_message",
+    TooManySessions = "too_many_sessions",
+    TruncatedFrame = "truncated_frame",
+    WebsocketRequired = "websocket_required",
+    // Who may do what, and how much.
+    Forbidden = "forbidden",
+    RateLimited = "rate_limited",
+    ServerOverloaded = "server_overloaded",
+    TooManyBytesInFlight = "too_many_bytes_in_flight",
+    TooManyInFlight = "too_many_in_flight",
+    TooManyRequests = "too_many_requests",
+    Unauthenticated = "unauthenticated",
+    // Data and catalogue.
+    CollectionExists = "collection_exists",
+    CollectionLimit = "collection_limit",
+    CollectionNotFound = "collection_not_found",
+    ConfigDrift = "config_drift",
+    DatabaseExists = "database_exists",
+    DatabaseNotFound = "database_not_found",
+    DatabaseProtected = "database_protected",
+    DatabaseReplaced = "database_replaced",
+    EntityNotFound = "entity_not_found",
+    SeriesLimit = "series_limit",
+    // Capacity and life cycle: retry later.
+    BufferOverflow = "buffer_overflow",
+    FlushUnavailable = "flush_unavailable",
+    NotReady = "not_ready",
+    Overloaded = "overloaded",
+    ShuttingDown = "shutting_down",
+    Unavailable = "unavailable",
+    // Replication.
+    AlreadyPrimary = "already_primary",
+    ConflictingPrimary = "conflicting_primary",
+    CorruptBatch = "corrupt_batch",
+    CorruptSnapshot = "corrupt_snapshot",
+    EpochNotSaved = "epoch_not_saved",
+    LsnGone = "lsn_gone",
+    NotAReplica = "not_a_replica",
+    ReadOnlyReplica = "read_only_replica",
+    ReplicaExists = "replica_exists",
+    ReplicaNotFound = "replica_not_found",
+    ReplicationBusy = "replication_busy",
+    SnapshotStalled = "snapshot_stalled",
+    StaleEpoch = "stale_epoch",
+    WalGap = "wal_gap",
+    // A bug or a fault of the server: quote the error_id.
+    Internal = "internal",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn codes_serialize_as_their_strings_and_unknown_ones_parse() {
+        for &code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("\"from_the_future\"").unwrap(),
+            ErrorCode::Unknown
+        );
+        let mut seen = std::collections::HashSet::new();
+        assert!(ErrorCode::ALL.iter().all(|c| seen.insert(c.as_str())));
+    }
 }

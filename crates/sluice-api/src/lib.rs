@@ -12,4 +12,4 @@ pub mod system;
 pub mod ts;
 pub mod vector;
 
-pub use error::ErrorBody;
+pub use error::{ErrorBody, ErrorCode};

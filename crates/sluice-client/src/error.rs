@@ -1,6 +1,6 @@
 //! The client's errors.
 
-use sluice_api::ErrorBody;
+use sluice_api::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,10 +22,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// The server's error code (`"buffer_overflow"`, `"invalid_field"`, …), if it answered.
-    pub fn code(&self) -> Option<&str> {
+    /// The server's error code, if it answered.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Api { body, .. } => Some(&body.code),
+            Error::Api { body, .. } => Some(body.code),
             Error::RetriesExhausted { last, .. } => last.code(),
             _ => None,
         }

@@ -486,7 +486,7 @@ impl Client {
 fn api_error(status: StatusCode, text: &str) -> Error {
     let body = serde_json::from_str::<ErrorBody>(text).unwrap_or_else(|_| ErrorBody {
         error: text.chars().take(512).collect(),
-        code: "http_error".into(),
+        code: sluice_api::ErrorCode::Unknown,
         error_id: String::new(),
         ..ErrorBody::default()
     });

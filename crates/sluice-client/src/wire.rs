@@ -282,11 +282,15 @@ impl WireClient {
 /// The error of an error frame, and the server's `retry_after_sec` if it gave one.
 fn wire_error(answer: &Answer) -> (Error, Option<Duration>) {
     let body = serde_json::from_slice::<ErrorBody>(&answer.payload).unwrap_or_else(|_| ErrorBody {
-        error: String::from_utf8_lossy(&answer.payload)
-            .chars()
-            .take(512)
-            .collect(),
-        code: format!("wire_status_{:02x}", answer.status),
+        error: format!(
+            "wire status 0x{:02x}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.payload)
+                .chars()
+                .take(512)
+                .collect::<String>()
+        ),
+        code: sluice_api::ErrorCode::Unknown,
         error_id: String::new(),
         ..ErrorBody::default()
     });

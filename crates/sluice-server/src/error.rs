@@ -1,15 +1,22 @@
-//! The edge where errors become HTTP answers.
+//! The server's one error type, and the edge where it becomes an HTTP answer.
 //!
 //! Layers below the server return their own typed errors (`WalError`, `InvalidPoint`, …) that
-//! know nothing of HTTP. [`ApiError`] is the one place they are turned into a status, a stable
-//! `code`, an external message, and (for 5xx) an internal detail that is logged under the
-//! request id but never sent. Every 4xx/5xx body has the shape of [`sluice_api::ErrorBody`];
-//! errors produced outside handlers (unknown route, wrong method, framework rejections) are
-//! rewritten into that shape by the request middleware.
+//! know nothing of transports. [`ApiError`] is what every operation of the server returns, and
+//! it knows nothing of HTTP either: a typed [`ErrorCode`] (shared with clients through
+//! `sluice-api`, serialized as stable snake_case strings), an external message, the details a
+//! client acts on (field path, retry-after, the seed routes' `success: false` and
+//! `buffer_size`, replication's `expected_lsn` and `primary`), and for internal errors a
+//! detail that is logged under the request id but never sent. Each transport maps the code in
+//! exactly one function: [`http_status`] here, `wire::wire_status` for wire error frames; both
+//! matches are exhaustive, so a new code cannot be added without its statuses.
+//!
+//! Every 4xx/5xx body has the shape of [`sluice_api::ErrorBody`]; errors produced outside
+//! handlers (unknown route, wrong method, framework rejections) are rewritten into that shape
+//! by the request middleware, keeping their status ([`ApiError::code_for_status`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sluice_api::ErrorBody;
+use sluice_api::{ErrorBody, ErrorCode};
 use sluice_wal::WalError;
 
 use crate::http::request_id;
@@ -17,8 +24,7 @@ use crate::http::request_id;
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
     pub retry_after_secs: Option<u64>,
@@ -39,9 +45,8 @@ pub struct SeedFields {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
             code,
             message: message.into(),
             field: None,
@@ -60,11 +65,7 @@ impl ApiError {
                 buffer_size: Some(buffer_size),
                 ..SeedFields::default()
             })),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "buffer_overflow",
-                "Buffer overflow",
-            )
+            ..ApiError::new(ErrorCode::BufferOverflow, "Buffer overflow")
         }
         .retry_after(1)
     }
@@ -75,11 +76,7 @@ impl ApiError {
         let message = message.into();
         ApiError {
             field: Some(field.clone()),
-            ..ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                format!("{field}: {message}"),
-            )
+            ..ApiError::new(ErrorCode::InvalidField, format!("{field}: {message}"))
         }
     }
 
@@ -99,8 +96,7 @@ impl ApiError {
         ApiError {
             internal: Some(detail.into().into_boxed_str()),
             ..ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "internal error; quote the error_id when reporting it",
             )
         }
@@ -108,34 +104,34 @@ impl ApiError {
 
     pub fn not_ready() -> ApiError {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the server is still recovering its databases",
         )
         .retry_after(1)
     }
 
-    /// The default code for a status produced outside a handler.
-    pub fn code_for_status(status: StatusCode) -> &'static str {
+    /// The code of a rejection made outside a handler (by the framework or a layer), which
+    /// keeps its own status.
+    pub fn code_for_status(status: StatusCode) -> ErrorCode {
         match status {
-            StatusCode::BAD_REQUEST => "bad_request",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::REQUEST_TIMEOUT => "request_timeout",
-            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            s if s.is_client_error() => "client_error",
-            _ => "internal",
+            StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Unprocessable,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyRequests,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+            s if s.is_client_error() => ErrorCode::ClientError,
+            _ => ErrorCode::Internal,
         }
     }
 
     pub fn body(&self, error_id: String) -> ErrorBody {
         ErrorBody {
             error: self.message.clone(),
-            code: self.code.to_string(),
+            code: self.code,
             error_id,
             field: self.field.clone(),
             success: self.seed.as_ref().and_then(|s| s.success),
@@ -147,28 +143,97 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of each error code: the one place it is decided. Exhaustive, so a new code
+/// cannot be added without its status.
+pub fn http_status(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::BadRequest
+        | C::BodyReadFailed
+        | C::InvalidDatabase
+        | C::InvalidEncoding
+        | C::InvalidField
+        | C::InvalidJson
+        | C::InvalidLineProtocol
+        | C::InvalidParameter
+        | C::JsonTooDeep
+        | C::QueryTooLarge
+        | C::ClientError
+        | C::InvalidOpcode
+        | C::MalformedPayload
+        | C::SubscriptionTransport
+        | C::TextMessage
+        | C::TruncatedFrame
+        | C::CorruptBatch
+        | C::CorruptSnapshot
+        | C::Unknown => StatusCode::BAD_REQUEST,
+        C::Unauthenticated => StatusCode::UNAUTHORIZED,
+        C::Forbidden | C::CrossOrigin => StatusCode::FORBIDDEN,
+        C::NotFound
+        | C::CollectionNotFound
+        | C::DatabaseNotFound
+        | C::EntityNotFound
+        | C::ReplicaNotFound => StatusCode::NOT_FOUND,
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::BodyTimeout | C::RequestTimeout | C::SnapshotStalled => StatusCode::REQUEST_TIMEOUT,
+        C::CollectionExists
+        | C::DatabaseExists
+        | C::DatabaseProtected
+        | C::AlreadyPrimary
+        | C::ConflictingPrimary
+        | C::NotAReplica
+        | C::ReadOnlyReplica
+        | C::ReplicaExists
+        | C::StaleEpoch
+        | C::WalGap => StatusCode::CONFLICT,
+        C::LsnGone | C::DatabaseReplaced => StatusCode::GONE,
+        C::PayloadTooLarge | C::TooLargeExpanded | C::TooManyPoints | C::FrameTooLarge => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        C::Unprocessable | C::CollectionLimit | C::SeriesLimit => StatusCode::UNPROCESSABLE_ENTITY,
+        C::WebsocketRequired => StatusCode::UPGRADE_REQUIRED,
+        C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        C::BufferOverflow
+        | C::FlushUnavailable
+        | C::NotReady
+        | C::Overloaded
+        | C::ShuttingDown
+        | C::Unavailable
+        | C::ServerOverloaded
+        | C::TooManySessions
+        | C::ConfigDrift
+        | C::EpochNotSaved
+        | C::ReplicationBusy => StatusCode::SERVICE_UNAVAILABLE,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error_id = request_id::current();
         // Only internal errors are logged as errors: 503s (overload, not ready) are expected
         // under load and counted by the metrics; logging each would amplify the overload.
-        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+        let status = http_status(self.code);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(
                 request_id = %error_id,
-                code = self.code,
+                code = self.code.as_str(),
                 internal = self.internal.as_deref().unwrap_or(""),
                 "{}",
                 self.message
             );
         } else {
             tracing::debug!(
-                status = self.status.as_u16(),
-                code = self.code,
+                status = status.as_u16(),
+                code = self.code.as_str(),
                 "{}",
                 self.message
             );
         }
-        let mut response = (self.status, axum::Json(self.body(error_id))).into_response();
+        let mut response = (status, axum::Json(self.body(error_id))).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -187,22 +252,17 @@ impl From<WalError> for ApiError {
     fn from(e: WalError) -> ApiError {
         match e {
             WalError::Overloaded { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 "the write-ahead log queue is full; retry shortly",
             )
             .retry_after(1),
             WalError::RecordTooLarge { size, max } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the write encodes to {size} bytes; one write may be at most {max}"),
             ),
-            WalError::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            )
-            .retry_after(1),
+            WalError::Closed => {
+                ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").retry_after(1)
+            }
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -211,11 +271,6 @@ impl From<WalError> for ApiError {
 impl From<crate::flusher::FlushRequestError> for ApiError {
     /// A manual flush the flusher cannot take now: 503, retry shortly.
     fn from(e: crate::flusher::FlushRequestError) -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "flush_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1)
+        ApiError::new(ErrorCode::FlushUnavailable, e.to_string()).retry_after(1)
     }
 }

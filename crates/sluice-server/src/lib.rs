@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod catalogue;
 pub mod config;
+pub mod core;
 pub mod db;
 pub mod error;
 pub mod flusher;

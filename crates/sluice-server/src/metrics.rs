@@ -116,10 +116,12 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a request refused by admission control (`reason` is a fixed code).
-    pub fn admission_rejected(&self, reason: &'static str) {
+    /// Counts a request refused by admission control, labelled by its code.
+    pub fn admission_rejected(&self, code: sluice_api::ErrorCode) {
         self.admission_rejections
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels {
+                reason: code.as_str(),
+            })
             .inc();
     }
 

@@ -1,5 +1,6 @@
 //! Shared server state handed to every handler.
 
+use sluice_api::ErrorCode;
 use std::sync::{Arc, OnceLock};
 
 use crate::auth::Auth;
@@ -79,8 +80,7 @@ impl AppState {
         let dbs = self.databases().ok_or_else(ApiError::not_ready)?;
         dbs.get(name).ok_or_else(|| {
             ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "database_not_found",
+                ErrorCode::DatabaseNotFound,
                 format!("database {name:?} does not exist"),
             )
         })

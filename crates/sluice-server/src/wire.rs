@@ -41,6 +41,7 @@
 //! ([`sluice_wire::decode_ts_series`]): a series' strings once per frame, no owned point per
 //! point (4.6M points/s per core at `fsync` on the benchmark).
 
+use sluice_api::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,7 @@ use axum::http::Method;
 use crate::auth::authz::Need;
 use crate::auth::{Action, Actor, Scope};
 use crate::config::WireConfig;
+use crate::core;
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
 use crate::http::request_id;
@@ -151,8 +153,7 @@ impl Session {
         &self,
         state: &AppState,
         frame: &sluice_wire::RawFrame<'_>,
-    ) -> Result<(Arc<Database>, sluice_wal::Lsn), (Status, ApiError)> {
-        use axum::http::StatusCode;
+    ) -> Result<(Arc<Database>, sluice_wal::Lsn), ApiError> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Subscribe {
@@ -166,9 +167,8 @@ impl Session {
         let Some(actor) = self.actor.as_ref().filter(|a| !a.expired()) else {
             return Err(auth_required());
         };
-        let processing = |e: ApiError| (Status::ProcessingError, e);
-        let req: Subscribe = wire_json(frame.payload).map_err(processing)?;
-        let db = state.database(&req.database).map_err(processing)?;
+        let req: Subscribe = wire_json(frame.payload)?;
+        let db = state.database(&req.database)?;
         state
             .auth()
             .authorize(
@@ -179,16 +179,12 @@ impl Session {
                 "WIRE",
             )
             .map_err(|_| {
-                (
-                    Status::Forbidden,
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "forbidden",
-                        format!("actor {:?} may not read database {:?}", actor.name, db.name),
-                    ),
+                ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("actor {:?} may not read database {:?}", actor.name, db.name),
                 )
             })?;
-        let start = routes::changes::start_position(&db, req.from_lsn).map_err(processing)?;
+        let start = routes::changes::start_position(&db, req.from_lsn)?;
         Ok((db, start))
     }
 
@@ -206,10 +202,8 @@ impl Session {
 /// The error frame for a frame longer than `max` (the caller then closes the connection).
 pub fn too_large_frame(length: usize, max: usize, out: &mut Vec<u8>) {
     error_frame(
-        Status::MalformedPayload,
         ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "frame_too_large",
+            ErrorCode::FrameTooLarge,
             format!("a frame of {length} bytes exceeds the limit of {max}; closing"),
         ),
         out,
@@ -313,8 +307,7 @@ fn admit(
     state: &AppState,
     frame: &sluice_wire::RawFrame<'_>,
     actor: &mut Option<Arc<Actor>>,
-) -> Result<(), (Status, ApiError)> {
-    use axum::http::StatusCode;
+) -> Result<(), ApiError> {
     let auth = state.auth();
     let opcode = sluice_wire::Opcode::from_u8(frame.code);
     if opcode == Some(sluice_wire::Opcode::Auth) {
@@ -333,26 +326,18 @@ fn admit(
             Err(_) => {
                 // A failed AUTH leaves the connection unauthenticated, whoever it was before.
                 *actor = None;
-                Err((
-                    Status::Unauthorized,
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthenticated",
-                        "invalid or expired credentials",
-                    ),
+                Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "invalid or expired credentials",
                 ))
             }
         };
     }
     if actor.as_ref().is_some_and(|a| a.expired()) {
         *actor = None;
-        return Err((
-            Status::Unauthorized,
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "the connection's credentials expired: send AUTH again",
-            ),
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "the connection's credentials expired: send AUTH again",
         ));
     }
     let Some(a) = actor.as_ref() else {
@@ -376,32 +361,24 @@ fn admit(
     };
     auth.authorize(a, action, target, route, "WIRE")
         .map_err(|_| {
-            (
-                Status::Forbidden,
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("actor {:?} may not {} here", a.name, action.as_str()),
-                ),
+            ApiError::new(
+                ErrorCode::Forbidden,
+                format!("actor {:?} may not {} here", a.name, action.as_str()),
             )
         })?;
     if need.mutates
         && let Some(refusal) = state.replication().refuse_write()
     {
-        return Err((Status::ProcessingError, refusal));
+        return Err(refusal);
     }
     Ok(())
 }
 
 /// The `0x05` answer to a frame that needs a connection authenticated by `AUTH`.
-fn auth_required() -> (Status, ApiError) {
-    (
-        Status::Unauthorized,
-        ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "authentication required: send an AUTH frame with a bearer token first",
-        ),
+fn auth_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthenticated,
+        "authentication required: send an AUTH frame with a bearer token first",
     )
 }
 
@@ -412,8 +389,8 @@ async fn handle(
     out: &mut Vec<u8>,
     actor: &mut Option<Arc<Actor>>,
 ) {
-    if let Err((status, e)) = admit(state, frame, actor) {
-        return error_frame(status, e, out);
+    if let Err(e) = admit(state, frame, actor) {
+        return error_frame(e, out);
     }
     // The same per-actor admission as HTTP: one frame is one request of its payload's size.
     let _admitted = match actor.as_ref() {
@@ -422,12 +399,7 @@ async fn handle(
                 Ok(admitted) => Some(admitted),
                 Err(r) => {
                     state.metrics().admission_rejected(r.code);
-                    let status = match r.status.as_u16() {
-                        429 => Status::TooManyRequests,
-                        413 => Status::MalformedPayload,
-                        _ => Status::BufferOverflow,
-                    };
-                    return error_frame(status, r.into_api_error(), out);
+                    return error_frame(r.into_api_error(), out);
                 }
             }
         }
@@ -435,12 +407,11 @@ async fn handle(
     };
     let decode_error = |e: DecodeError, out: &mut Vec<u8>| {
         let code = match e {
-            DecodeError::UnknownOpcode(_) => "invalid_opcode",
-            DecodeError::Malformed(_) => "malformed_payload",
+            DecodeError::UnknownOpcode(_) => ErrorCode::InvalidOpcode,
+            DecodeError::Malformed(_) => ErrorCode::MalformedPayload,
         };
-        let status = e.status();
-        let err = ApiError::new(axum::http::StatusCode::BAD_REQUEST, code, e.to_string());
-        error_frame(status, err, out)
+        debug_assert_eq!(wire_status(code), e.status());
+        error_frame(ApiError::new(code, e.to_string()), out)
     };
     // Time-series puts decode straight into series and samples (no owned point per point).
     let answer = match sluice_wire::decode_ts_series(frame) {
@@ -453,21 +424,7 @@ async fn handle(
     };
     match answer {
         Ok(payload) => encode_frame(Status::Ok as u8, 0, &payload, out),
-        Err(e) => {
-            let status = match e.status.as_u16() {
-                // The buffer or the WAL queue is full, the server is starting or stopping, or a
-                // flush is busy: nothing was done, retry later (as HTTP's 503 + Retry-After).
-                503 => Status::BufferOverflow,
-                _ if e.code == "buffer_overflow" || e.code == "overloaded" => {
-                    Status::BufferOverflow
-                }
-                401 => Status::Unauthorized,
-                403 => Status::Forbidden,
-                429 => Status::TooManyRequests,
-                _ => Status::ProcessingError,
-            };
-            error_frame(status, e, out)
-        }
+        Err(e) => error_frame(e, out),
     }
 }
 
@@ -489,10 +446,11 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
         Request::TsPutBuffered { .. } | Request::TsPut { .. } => Err(ApiError::internal(
             "time-series puts are decoded by decode_ts_series",
         )),
-        Request::TsBufferStats => Ok(json(&routes::ts::stats_body(&db))),
-        Request::TsBufferFlush => Ok(json(&routes::ts::flush_now(&db).await?)),
+        Request::TsBufferStats => Ok(json(&core::ts::stats_body(&db))),
+        Request::TsBufferFlush => Ok(json(&core::ts::flush_now(&db).await?)),
         Request::VectorAddBuffered { entities, .. } => {
             vector_write(
+                state,
                 db,
                 entities.into_iter().map(|e| Op::Add(entity(e))).collect(),
             )
@@ -500,6 +458,7 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
         }
         Request::VectorUpdateBuffered { entities, .. } => {
             vector_write(
+                state,
                 db,
                 entities
                     .into_iter()
@@ -513,10 +472,10 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
                 .into_iter()
                 .map(|pk| Op::Remove { pk: pk.to_string() })
                 .collect();
-            vector_write(db, ops).await
+            vector_write(state, db, ops).await
         }
-        Request::VectorBufferStats => Ok(json(&routes::vectors::stats_body(&db))),
-        Request::VectorBufferFlush => Ok(json(&routes::vectors::flush_now(&db).await?)),
+        Request::VectorBufferStats => Ok(json(&core::vectors::stats_body(&db))),
+        Request::VectorBufferFlush => Ok(json(&core::vectors::flush_now(&db).await?)),
         Request::WalApplyCompressed(body) => {
             let req = wire_json(body)?;
             let sent = body.len() as u64;
@@ -534,8 +493,7 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
             wire_json(body)?,
         )?)),
         Request::ChangesSubscribe(_) => Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "subscription_transport",
+            ErrorCode::SubscriptionTransport,
             "changefeed subscriptions are served over /v1/ws (or as SSE at /v1/databases/{db}/changes), not on the TCP listener",
         )),
     }
@@ -549,6 +507,7 @@ async fn ts_put(
     put: sluice_wire::TsSeriesBatch<'_>,
 ) -> Result<Vec<u8>, ApiError> {
     let db = state.database(DEFAULT_DATABASE)?;
+    core::ts::check_batch_len(put.samples.len(), &state.config().limits)?;
     let limits = db.ts.config().point_limits;
     // Field paths as before the series-grouped decoder: indexed when the frame holds more than
     // one point. Series are checked before values, so the first error reported is the first
@@ -584,11 +543,11 @@ async fn ts_put(
             .map_err(|e| ApiError::invalid_field(field(i, &e.field), e.reason))?;
     }
     if put.op == sluice_wire::Opcode::TsPut {
-        let (lsn, _) = routes::ts::write(&db, batch, AckLevel::Fsync).await?;
+        let (lsn, _) = core::ts::write(&db, batch, AckLevel::Fsync).await?;
         Ok(lsn.get().to_le_bytes().to_vec())
     } else {
         let ack = ts_buffered_ack(&db);
-        let (_, size) = routes::ts::write(&db, batch, ack).await?;
+        let (_, size) = core::ts::write(&db, batch, ack).await?;
         Ok(size.to_le_bytes().to_vec())
     }
 }
@@ -609,7 +568,12 @@ fn entity(e: sluice_wire::VectorEntity<'_>) -> EntityData {
     }
 }
 
-async fn vector_write(db: Arc<Database>, ops: Vec<Op>) -> Result<Vec<u8>, ApiError> {
+async fn vector_write(
+    state: &AppState,
+    db: Arc<Database>,
+    ops: Vec<Op>,
+) -> Result<Vec<u8>, ApiError> {
+    core::vectors::check_batch_len(ops.len(), state.config().vector.max_vectors_per_batch)?;
     let enabled = db.vectors.config().auto_buffer.enabled;
     let (mode, ack) = if enabled {
         (WriteMode::Buffered, AckLevel::Buffer)
@@ -618,11 +582,11 @@ async fn vector_write(db: Arc<Database>, ops: Vec<Op>) -> Result<Vec<u8>, ApiErr
     };
     let batch = ops.len() > 1;
     let prefix: fn(usize) -> String = if batch {
-        |i| format!("items[{i}].")
+        |i| format!("vectors[{i}].")
     } else {
         |_| String::new()
     };
-    let (_, size) = routes::vectors::write(
+    let (_, size) = core::vectors::write(
         db,
         sluice_vector::engine::DEFAULT_COLLECTION.to_string(),
         ops,
@@ -635,11 +599,87 @@ async fn vector_write(db: Arc<Database>, ops: Vec<Op>) -> Result<Vec<u8>, ApiErr
 }
 
 /// An error frame carrying the HTTP error shape; 5xx details are logged, not sent.
-fn error_frame(status: Status, e: ApiError, out: &mut Vec<u8>) {
+/// The wire status of each error code: the one place it is decided (exhaustive, so a new code
+/// cannot be added without its status). Refusals that mean "nothing was done, retry later"
+/// are `0x04`, like HTTP's 503 + Retry-After.
+pub fn wire_status(code: ErrorCode) -> Status {
+    use ErrorCode as C;
+    match code {
+        C::InvalidOpcode => Status::InvalidOpcode,
+        C::MalformedPayload
+        | C::FrameTooLarge
+        | C::TextMessage
+        | C::TruncatedFrame
+        | C::PayloadTooLarge => Status::MalformedPayload,
+        C::Unauthenticated => Status::Unauthorized,
+        C::Forbidden | C::CrossOrigin => Status::Forbidden,
+        C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
+            Status::TooManyRequests
+        }
+        C::BufferOverflow
+        | C::FlushUnavailable
+        | C::NotReady
+        | C::Overloaded
+        | C::ShuttingDown
+        | C::Unavailable
+        | C::ServerOverloaded
+        | C::TooManySessions
+        | C::ConfigDrift
+        | C::EpochNotSaved
+        | C::ReplicationBusy => Status::BufferOverflow,
+        C::BadRequest
+        | C::BodyReadFailed
+        | C::BodyTimeout
+        | C::ClientError
+        | C::InvalidDatabase
+        | C::InvalidEncoding
+        | C::InvalidField
+        | C::InvalidJson
+        | C::InvalidLineProtocol
+        | C::InvalidParameter
+        | C::JsonTooDeep
+        | C::MethodNotAllowed
+        | C::NotFound
+        | C::QueryTooLarge
+        | C::RequestTimeout
+        | C::TooLargeExpanded
+        | C::TooManyPoints
+        | C::Unprocessable
+        | C::UnsupportedMediaType
+        | C::SubscriptionTransport
+        | C::WebsocketRequired
+        | C::CollectionExists
+        | C::CollectionLimit
+        | C::CollectionNotFound
+        | C::DatabaseExists
+        | C::DatabaseNotFound
+        | C::DatabaseProtected
+        | C::DatabaseReplaced
+        | C::EntityNotFound
+        | C::SeriesLimit
+        | C::AlreadyPrimary
+        | C::ConflictingPrimary
+        | C::CorruptBatch
+        | C::CorruptSnapshot
+        | C::LsnGone
+        | C::NotAReplica
+        | C::ReadOnlyReplica
+        | C::ReplicaExists
+        | C::ReplicaNotFound
+        | C::SnapshotStalled
+        | C::StaleEpoch
+        | C::WalGap
+        | C::Internal
+        | C::Unknown => Status::ProcessingError,
+    }
+}
+
+fn error_frame(e: ApiError, out: &mut Vec<u8>) {
+    let status = wire_status(e.code);
     let id = request_id::generate();
     // Only internal errors are logged: 503s are backpressure, expected under load.
-    if e.status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(request_id = %id, code = e.code, detail = e.internal.as_deref().unwrap_or(""), "wire request failed");
+    if e.code == ErrorCode::Internal {
+        tracing::error!(request_id = %id, code = e.code.as_str(), detail = e.internal.as_deref().unwrap_or(""), "wire request failed");
     }
     let mut body: ErrorBody = e.body(id);
     body.retry_after_sec = e.retry_after_secs;
@@ -681,8 +721,7 @@ pub async fn websocket(
         Ok(u) => u,
         Err(e) => {
             return ApiError::new(
-                axum::http::StatusCode::UPGRADE_REQUIRED,
-                "websocket_required",
+                ErrorCode::WebsocketRequired,
                 format!("/v1/ws speaks the wire protocol over WebSocket: {e}"),
             )
             .into_response();
@@ -701,8 +740,7 @@ pub async fn websocket(
             .is_some_and(|(_, rest)| !host.is_empty() && rest == host);
         if !same {
             return ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "cross_origin",
+                ErrorCode::CrossOrigin,
                 format!(
                     "WebSocket upgrade from origin {origin:?} refused: not this server's origin"
                 ),
@@ -713,8 +751,7 @@ pub async fn websocket(
     // Upgraded sessions leave the HTTP connection loop: count them against their own cap.
     let Ok(slot) = state.ws_slots().clone().try_acquire_owned() else {
         return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
+            ErrorCode::TooManySessions,
             "too many WebSocket sessions; retry later",
         )
         .retry_after(1)
@@ -763,10 +800,8 @@ async fn ws_session(
             Message::Text(_) => {
                 let mut out = Vec::new();
                 error_frame(
-                    Status::MalformedPayload,
                     ApiError::new(
-                        axum::http::StatusCode::BAD_REQUEST,
-                        "text_message",
+                        ErrorCode::TextMessage,
                         "send wire frames as binary WebSocket messages",
                     ),
                     &mut out,
@@ -794,7 +829,7 @@ async fn ws_session(
                             send_within(&mut socket, out, idle).await?;
                             return ws_feed(socket, state, db, start).await;
                         }
-                        Err((status, e)) => error_frame(status, e, &mut out),
+                        Err(e) => error_frame(e, &mut out),
                     }
                 }
                 Ok(Some((frame, n))) => {
@@ -812,10 +847,8 @@ async fn ws_session(
                 }
                 Ok(None) => {
                     error_frame(
-                        Status::MalformedPayload,
                         ApiError::new(
-                            axum::http::StatusCode::BAD_REQUEST,
-                            "truncated_frame",
+                            ErrorCode::TruncatedFrame,
                             format!(
                                 "a message must hold whole frames; {} bytes of a frame are missing their rest (messages are at most {max_message} bytes)",
                                 rest.len()
@@ -861,7 +894,7 @@ async fn ws_feed(
     loop {
         if !routes::changes::still_current(state, &db) {
             let message = "the database was deleted or replaced (a snapshot); subscribe again";
-            return end_feed(socket, "database_replaced", message.into(), stall).await;
+            return end_feed(socket, ErrorCode::DatabaseReplaced, message.into(), stall).await;
         }
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -907,8 +940,8 @@ async fn ws_feed(
             }
             Err(e) => {
                 let (code, message) = match &e {
-                    sluice_wal::ReadError::Gone { .. } => ("lsn_gone", e.to_string()),
-                    _ => ("internal", "reading the WAL failed".to_string()),
+                    sluice_wal::ReadError::Gone { .. } => (ErrorCode::LsnGone, e.to_string()),
+                    _ => (ErrorCode::Internal, "reading the WAL failed".to_string()),
                 };
                 return end_feed(socket, code, message, stall).await;
             }
@@ -919,16 +952,12 @@ async fn ws_feed(
 /// Ends a subscribed session: an error frame (`0x03`, HTTP status 410 in its body), then close.
 async fn end_feed(
     mut socket: axum::extract::ws::WebSocket,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     stall: Duration,
 ) -> Result<(), axum::Error> {
     let mut out = Vec::new();
-    error_frame(
-        Status::ProcessingError,
-        ApiError::new(axum::http::StatusCode::GONE, code, message),
-        &mut out,
-    );
+    error_frame(ApiError::new(code, message), &mut out);
     send_within(&mut socket, out, stall).await?;
     socket.send(axum::extract::ws::Message::Close(None)).await
 }

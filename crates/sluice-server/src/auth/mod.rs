@@ -27,11 +27,12 @@ pub mod jwt;
 pub mod policy;
 pub mod tokens;
 
+use sluice_api::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -164,17 +165,14 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Refusal::Unauthenticated(why) => {
-                let mut r =
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why).into_response();
+                let mut r = ApiError::new(ErrorCode::Unauthenticated, why).into_response();
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"sluice\""),
                 );
                 r
             }
-            Refusal::Forbidden(why) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).into_response()
-            }
+            Refusal::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why).into_response(),
         }
     }
 }
@@ -347,8 +345,7 @@ pub struct TargetDatabase(pub String);
 pub fn request_database(route: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
     let bad = |what: &str| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_database",
+            ErrorCode::InvalidDatabase,
             format!("the database name in the {what} is not valid"),
         )
     };

@@ -27,6 +27,7 @@
 //! from the map (swept at most twice per that period), so the map stays bounded by the active
 //! actors.
 
+use sluice_api::ErrorCode;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +37,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -79,8 +80,7 @@ pub struct Admission {
 
 /// Why a request was not admitted.
 pub struct Rejected {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after_sec: u64,
     /// Rate-limit headers to send with the refusal: (limit, remaining, reset).
@@ -89,7 +89,7 @@ pub struct Rejected {
 
 impl Rejected {
     pub fn into_api_error(self) -> ApiError {
-        ApiError::new(self.status, self.code, self.message).retry_after(self.retry_after_sec)
+        ApiError::new(self.code, self.message).retry_after(self.retry_after_sec)
     }
 }
 
@@ -184,8 +184,7 @@ impl Admission {
         if total > config.max_in_flight_total {
             self.total_in_flight.fetch_sub(1, Ordering::Relaxed);
             return Err(Rejected {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "server_overloaded",
+                code: ErrorCode::ServerOverloaded,
                 message: format!(
                     "the server has {} requests in flight; try again shortly",
                     config.max_in_flight_total
@@ -211,8 +210,7 @@ impl Admission {
                 }
                 Err(wait) => {
                     return Err(Rejected {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        code: "rate_limited",
+                        code: ErrorCode::RateLimited,
                         message: format!(
                             "actor {actor:?} exceeded {} requests per second",
                             config.rate_limit_per_sec
@@ -225,8 +223,7 @@ impl Admission {
         }
         if in_flight > config.max_in_flight_per_actor {
             return Err(Rejected {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "too_many_in_flight",
+                code: ErrorCode::TooManyInFlight,
                 message: format!(
                     "actor {actor:?} already has {} requests in flight (limit {})",
                     in_flight - 1,
@@ -243,8 +240,7 @@ impl Admission {
         let limit = config.max_in_flight_bytes_per_actor;
         if bytes > limit {
             return Err(Rejected {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "payload_too_large",
+                code: ErrorCode::PayloadTooLarge,
                 message: format!(
                     "a body of {bytes} bytes exceeds this actor's in-flight byte budget of {limit}"
                 ),
@@ -257,8 +253,7 @@ impl Admission {
             held.bytes.store(bytes, Ordering::Relaxed);
             if before.saturating_add(bytes) > limit {
                 return Err(Rejected {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: "too_many_bytes_in_flight",
+                    code: ErrorCode::TooManyBytesInFlight,
                     message: format!(
                         "actor {actor:?} has {before} body bytes in flight; {bytes} more would exceed the limit of {limit}"
                     ),

@@ -5,11 +5,12 @@
 //! body deadline (slow senders get 408), checked for JSON nesting depth before parsing, and
 //! parsed with the path of the offending field in the error (`points[3].value`).
 
+use sluice_api::ErrorCode;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use sluice_api::ts::{Ack, AckParams};
@@ -125,8 +126,7 @@ async fn read_body(
 ) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         )
     };
@@ -143,8 +143,7 @@ async fn read_body(
     let bytes = match tokio::time::timeout(deadline, body.collect()).await {
         Err(_) => {
             return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                ErrorCode::BodyTimeout,
                 format!(
                     "request body not received within {} ms",
                     deadline.as_millis()
@@ -156,17 +155,11 @@ async fn read_body(
             let budget = find_source::<crate::http::admission::BytesBudgetExceeded>(&*e);
             let retry = budget.map_or(1, |b| b.retry_after_sec);
             let message = budget.map_or_else(String::new, ToString::to_string);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_bytes_in_flight",
-                message,
-            )
-            .retry_after(retry));
+            return Err(ApiError::new(ErrorCode::TooManyBytesInFlight, message).retry_after(retry));
         }
         Ok(Err(e)) => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body_read_failed",
+                ErrorCode::BodyReadFailed,
                 format!("could not read the request body: {e}"),
             ));
         }
@@ -193,15 +186,13 @@ fn find_source<'a, T: std::error::Error + 'static>(
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "request body is empty; expected a JSON object",
         ));
     }
     if json_depth_exceeds(bytes, max_depth) {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "json_too_deep",
+            ErrorCode::JsonTooDeep,
             format!("JSON nesting deeper than {max_depth} levels"),
         ));
     }
@@ -221,8 +212,7 @@ fn json_error(path: String, inner: serde_json::Error) -> ApiError {
     );
     if syntax || path.is_empty() || path == "." {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("request body is not valid: {inner}"),
         )
     } else {
@@ -304,23 +294,22 @@ mod tests {
     #[test]
     fn type_errors_name_the_field() {
         let e = parse_json::<Outer>(br#"{"points":[{"value":1},{"value":"x"}]}"#, 32).unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.field.as_deref(), Some("points[1].value"));
     }
 
     #[test]
     fn syntax_errors_and_depth_are_refused() {
         let e = parse_json::<Outer>(b"{\"points\": [", 32).unwrap_err();
-        assert_eq!(e.code, "invalid_json");
+        assert_eq!(e.code, ErrorCode::InvalidJson);
         let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
         let e = parse_json::<serde_json::Value>(deep.as_bytes(), 32).unwrap_err();
-        assert_eq!(e.code, "json_too_deep");
+        assert_eq!(e.code, ErrorCode::JsonTooDeep);
         // Brackets inside strings do not count.
         let s = format!("{{\"a\": \"{}\"}}", "[".repeat(100));
         assert!(parse_json::<serde_json::Value>(s.as_bytes(), 32).is_ok());
         let e = parse_json::<Outer>(b"   ", 32).unwrap_err();
-        assert_eq!(e.code, "invalid_json");
+        assert_eq!(e.code, ErrorCode::InvalidJson);
         let e = parse_json::<Outer>(br#"{"points": []} trailing"#, 32).unwrap_err();
-        assert_eq!(e.code, "invalid_json");
+        assert_eq!(e.code, ErrorCode::InvalidJson);
     }
 }

@@ -5,6 +5,7 @@
 //! ≥ 400 that did not come from [`ApiError`] (unknown route, wrong method, framework
 //! rejections, body limits) are rewritten, keeping their status and headers.
 
+use sluice_api::ErrorCode;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -150,8 +151,8 @@ async fn reshape_error(response: Response) -> Response {
         }
         message.truncate(cut);
     }
-    let mut shaped =
-        ApiError::new(status, ApiError::code_for_status(status), message).into_response();
+    let mut shaped = ApiError::new(ApiError::code_for_status(status), message).into_response();
+    *shaped.status_mut() = status;
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().insert(name.clone(), value.clone());
@@ -165,8 +166,7 @@ async fn reshape_error(response: Response) -> Response {
 /// The fallback for unknown routes.
 pub async fn not_found(req: Request<Body>) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
 }

@@ -41,6 +41,7 @@ pub mod apply;
 pub mod shipper;
 pub mod snapshot;
 
+use sluice_api::ErrorCode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -483,15 +484,12 @@ impl Replication {
                 .to_string(),
         };
         Some(
-            crate::error::ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "read_only_replica",
-                message,
-            )
-            .with_fields(crate::error::SeedFields {
-                primary,
-                ..Default::default()
-            }),
+            crate::error::ApiError::new(ErrorCode::ReadOnlyReplica, message).with_fields(
+                crate::error::SeedFields {
+                    primary,
+                    ..Default::default()
+                },
+            ),
         )
     }
 
@@ -847,17 +845,20 @@ impl Replication {
 }
 
 fn refused_total(m: &ShipperMetrics) -> u64 {
+    use sluice_api::ErrorCode as C;
     [
-        "stale_epoch",
-        "wal_gap",
-        "corrupt_batch",
-        "overloaded",
-        "not_a_replica",
+        C::StaleEpoch,
+        C::WalGap,
+        C::CorruptBatch,
+        C::Overloaded,
+        C::NotAReplica,
     ]
     .iter()
-    .map(|r| {
+    .map(|code| {
         m.refused_batches
-            .get_or_create(&crate::metrics::ReasonLabels { reason: r })
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: code.as_str(),
+            })
             .get()
     })
     .sum()

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use sluice_api::ErrorBody;
+use sluice_api::ErrorCode;
 use sluice_api::replication::{WalApplyRequest, WalApplyResponse};
 use sluice_wal::{Cursor, Lsn, ReadBatch, ReadError};
 
@@ -243,9 +244,9 @@ async fn ship_one(
         return Ok(Shipped::Progress);
     }
     let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
-    let code = body.as_ref().map_or("", |b| b.code.as_str());
-    match (status.as_u16(), code) {
-        (409, "wal_gap") => {
+    let code = body.as_ref().map_or(ErrorCode::Unknown, |b| b.code);
+    match code {
+        ErrorCode::WalGap => {
             let expected = body
                 .as_ref()
                 .and_then(|b| b.expected_lsn)
@@ -260,7 +261,7 @@ async fn ship_one(
             repl.mark_dirty();
             Ok(Shipped::Progress)
         }
-        (409, "stale_epoch") => {
+        ErrorCode::StaleEpoch => {
             link.lock().fenced = true;
             tracing::error!(replica = %link.id, "the replica follows a newer primary (it was promoted, or another node was): this node's epoch is stale; not shipping to it any more");
             Err(format!(

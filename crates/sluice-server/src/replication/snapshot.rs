@@ -28,6 +28,7 @@
 //! database at the next start, so a half-loaded copy never passes for data up to `X`; the
 //! primary then sees the gap and sends a snapshot again.
 
+use sluice_api::ErrorCode;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -317,7 +318,7 @@ async fn load(db: &Database, at: Lsn, body: axum::body::Body) -> Result<(), ApiE
     let mut buf: Vec<u8> = Vec::new();
     let mut got = EndLine::default();
     let mut end = None;
-    let bad = |m: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "corrupt_snapshot", m);
+    let bad = |m: String| ApiError::new(ErrorCode::CorruptSnapshot, m);
     loop {
         // A silent sender (a partitioned primary, a half-open connection) must not hold the
         // database's apply lock for ever.
@@ -325,8 +326,7 @@ async fn load(db: &Database, at: Lsn, body: axum::body::Body) -> Result<(), ApiE
             .await
             .map_err(|_| {
                 ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "snapshot_stalled",
+                    ErrorCode::SnapshotStalled,
                     format!("no snapshot bytes for {} s", SNAPSHOT_IDLE.as_secs()),
                 )
             })?;
@@ -370,8 +370,7 @@ async fn load(db: &Database, at: Lsn, body: axum::body::Body) -> Result<(), ApiE
 }
 
 async fn load_line(db: &Database, line: Line, at: Lsn, got: &mut EndLine) -> Result<(), ApiError> {
-    let invalid =
-        |m: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "corrupt_snapshot", m);
+    let invalid = |m: String| ApiError::new(ErrorCode::CorruptSnapshot, m);
     match line {
         Line::Points(points) => {
             let limits = db.ts.config().point_limits;

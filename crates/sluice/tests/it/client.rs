@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::{Options, TestServer, read_wire_addr};
+use sluice_client::api::ErrorCode;
 use sluice_client::api::ts::{Ack, Aggregation, DataPoint, QueryRequest};
 use sluice_client::api::vector::{SearchRequest, VectorEntity};
 use sluice_client::{Client, Error, RetryPolicy, WireClient};
@@ -100,7 +101,7 @@ async fn http_methods_with_the_seed_names() {
     assert_eq!(found.results.len(), 2);
     c.remove_buffered(None, "b").await.unwrap();
     let err = c.get_vector(None, "b").await.unwrap_err();
-    assert_eq!(err.code(), Some("entity_not_found"));
+    assert_eq!(err.code(), Some(ErrorCode::EntityNotFound));
     assert_eq!(
         c.get_vector(None, "a").await.unwrap().vector,
         vec![1.0, 0.0]
@@ -111,7 +112,7 @@ async fn http_methods_with_the_seed_names() {
     match &err {
         Error::Api { status, body } => {
             assert_eq!(*status, 400);
-            assert_eq!(body.code, "invalid_field");
+            assert_eq!(body.code, ErrorCode::InvalidField);
             assert!(!body.error_id.is_empty());
         }
         other => panic!("{other:?}"),
@@ -137,7 +138,7 @@ async fn http_methods_with_the_seed_names() {
     c.delete_database("other").await.unwrap();
     assert_eq!(
         other.put(&dp("m", 1, 1.0), None).await.unwrap_err().code(),
-        Some("database_not_found")
+        Some(ErrorCode::DatabaseNotFound)
     );
 }
 
@@ -335,7 +336,10 @@ async fn retries_turn_refusals_into_success_without_duplicates() {
     let written = answers.iter().filter(|a| a.is_ok()).count();
     assert!(answers.iter().all(|a| match a {
         Ok(_) => true,
-        Err(e) => matches!(e.code(), Some("overloaded" | "buffer_overflow")),
+        Err(e) => matches!(
+            e.code(),
+            Some(ErrorCode::Overloaded | ErrorCode::BufferOverflow)
+        ),
     }));
     let q = c.query(&count_query("rp", 10_000)).await.unwrap();
     assert_eq!(q.series[0].points, vec![(0, written as f64)]);

@@ -813,3 +813,165 @@ async fn a_websocket_session_subscribes_to_a_changefeed_and_resumes_by_lsn() {
         "subscription_transport"
     );
 }
+
+/// One case of the transport-equality table: the same input over HTTP and over the wire.
+struct LimitCase {
+    name: &'static str,
+    http_path: &'static str,
+    http_body: Value,
+    wire: Request<'static>,
+    /// The code and field both transports must answer with.
+    code: &'static str,
+    field: Option<&'static str>,
+}
+
+fn ts_point(metric: &str, entity: &str, tags: &[(&str, &str)]) -> TsPoint {
+    TsPoint {
+        metric: metric.into(),
+        entity: entity.into(),
+        timestamp_ms: 1000,
+        value: 1.0,
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Every limit a write can hit is checked once, in the core, so HTTP and the wire protocol
+/// refuse the same input with the same code and field path, and write nothing.
+#[tokio::test]
+async fn every_limit_is_the_same_on_both_transports() {
+    let s = TestServer::start_with(
+        Options::default()
+            .env("SLUICE_LIMITS_MAX_POINTS_PER_BATCH", "3")
+            .env("SLUICE_LIMITS_MAX_NAME_BYTES", "8")
+            .env("SLUICE_LIMITS_MAX_TAGS_PER_POINT", "1")
+            .env("SLUICE_LIMITS_MAX_TAG_BYTES", "4")
+            .env("SLUICE_VECTOR_MAX_VECTORS_PER_BATCH", "2"),
+    )
+    .await;
+    let (status, _) = s
+        .post_json(
+            "/v1/collections",
+            &json!({"name": "default", "dimension": 3, "distance": "l2"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let ok = || ts_point("m", "e", &[]);
+    let v3: &'static [u8] = Box::leak(le_bytes(&[1.0, 0.0, 0.0]).into_boxed_slice());
+    let v2: &'static [u8] = Box::leak(le_bytes(&[1.0, 0.0]).into_boxed_slice());
+    let jp = |metric: &str, tags: Value| json!({"metric": metric, "entity": "e", "timestamp_ms": 1000, "value": 1.0, "tags": tags});
+    let jv = |pk: &str, v: Vec<f32>| json!({"pk": pk, "vector": v});
+    let cases = vec![
+        LimitCase {
+            name: "time-series batch over max_points_per_batch",
+            http_path: "/ts/put/batch",
+            http_body: json!({"points": [jp("m", json!({})), jp("m", json!({})), jp("m", json!({})), jp("m", json!({}))]}),
+            wire: Request::TsPutBuffered {
+                points: vec![ok(), ok(), ok(), ok()],
+                batch: true,
+            },
+            code: "invalid_field",
+            field: Some("points"),
+        },
+        LimitCase {
+            name: "metric over max_name_bytes in a batch",
+            http_path: "/ts/put/batch",
+            http_body: json!({"points": [jp("m", json!({})), jp("much_too_long", json!({}))]}),
+            wire: Request::TsPutBuffered {
+                points: vec![ok(), ts_point("much_too_long", "e", &[])],
+                batch: true,
+            },
+            code: "invalid_field",
+            field: Some("points[1].metric"),
+        },
+        LimitCase {
+            name: "more tags than max_tags_per_point",
+            http_path: "/ts/put/buffered",
+            http_body: jp("m", json!({"a": "1", "b": "2"})),
+            wire: Request::TsPutBuffered {
+                points: vec![ts_point("m", "e", &[("a", "1"), ("b", "2")])],
+                batch: false,
+            },
+            code: "invalid_field",
+            field: Some("tags"),
+        },
+        LimitCase {
+            name: "tag value over max_tag_bytes",
+            http_path: "/ts/put/buffered",
+            http_body: jp("m", json!({"a": "12345"})),
+            wire: Request::TsPutBuffered {
+                points: vec![ts_point("m", "e", &[("a", "12345")])],
+                batch: false,
+            },
+            code: "invalid_field",
+            field: Some("tags.a"),
+        },
+        LimitCase {
+            name: "vector batch over max_vectors_per_batch",
+            http_path: "/vectors/add/batch",
+            http_body: json!({"vectors": [jv("a", vec![1.0, 0.0, 0.0]), jv("b", vec![1.0, 0.0, 0.0]), jv("c", vec![1.0, 0.0, 0.0])]}),
+            wire: Request::VectorAddBuffered {
+                entities: vec![
+                    VectorEntity::new("a", v3, None),
+                    VectorEntity::new("b", v3, None),
+                    VectorEntity::new("c", v3, None),
+                ],
+                batch: true,
+            },
+            code: "invalid_field",
+            field: Some("vectors"),
+        },
+        LimitCase {
+            name: "wrong dimension in a vector batch",
+            http_path: "/vectors/add/batch",
+            http_body: json!({"vectors": [jv("a", vec![1.0, 0.0, 0.0]), jv("b", vec![1.0, 0.0])]}),
+            wire: Request::VectorAddBuffered {
+                entities: vec![
+                    VectorEntity::new("a", v3, None),
+                    VectorEntity::new("b", v2, None),
+                ],
+                batch: true,
+            },
+            code: "invalid_field",
+            field: Some("vectors[1].vector"),
+        },
+    ];
+    let mut c = connect(&s).await;
+    for case in &cases {
+        let (status, http) = s.post_json(case.http_path, &case.http_body).await;
+        assert_eq!(status, 400, "{}: HTTP {http}", case.name);
+        let (wire_status, payload) = call(&mut c, &case.wire).await;
+        let wire: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            wire_status,
+            Status::ProcessingError as u8,
+            "{}: wire {wire}",
+            case.name
+        );
+        for (transport, body) in [("HTTP", &http), ("wire", &wire)] {
+            assert_eq!(
+                body["code"], case.code,
+                "{} over {transport}: {body}",
+                case.name
+            );
+            assert_eq!(
+                body["field"].as_str(),
+                case.field,
+                "{} over {transport}: {body}",
+                case.name
+            );
+        }
+    }
+    // Nothing of any refused write landed.
+    let (_, r) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "m", "from_ms": 0, "to_ms": 10_000}),
+        )
+        .await;
+    assert_eq!(r["series"], json!([]));
+    let (_, stats) = s.get_json("/vectors/buffer/stats").await;
+    assert_eq!(stats["vectors_buffered"], 0, "{stats}");
+}

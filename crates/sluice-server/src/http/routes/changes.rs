@@ -17,12 +17,13 @@
 //!   its last event id. Ingest never waits for a subscriber.
 //! - A comment line every 15 s keeps idle connections alive through proxies.
 
+use sluice_api::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -94,7 +95,7 @@ pub async fn changes(
         let mut last_sent = tokio::time::Instant::now();
         loop {
             if !still_current(&state, &db) {
-                let data = json!({"code": "database_replaced", "error": "the database was deleted or replaced (a snapshot); subscribe again"});
+                let data = json!({"code": ErrorCode::DatabaseReplaced, "error": "the database was deleted or replaced (a snapshot); subscribe again"});
                 return end_with_error(&tx, data, stall).await;
             }
             let notified = notify.notified();
@@ -234,8 +235,7 @@ pub fn still_current(state: &AppState, db: &Arc<Database>) -> bool {
 
 fn gone(start: Lsn, oldest: Lsn) -> ApiError {
     ApiError::new(
-        StatusCode::GONE,
-        "lsn_gone",
+        ErrorCode::LsnGone,
         format!(
             "changes from LSN {start} are no longer retained; the oldest is {oldest} (start over from a fresh read of the data)"
         ),

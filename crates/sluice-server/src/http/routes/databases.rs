@@ -2,6 +2,7 @@
 //! catalogue file (see `catalogue.rs`) and open or remove the database; both are admin-only on
 //! the server. Listing shows the databases the caller has a role on.
 
+use sluice_api::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -114,17 +115,15 @@ fn manage_error(e: ManageError) -> ApiError {
     let message = e.to_string();
     match e {
         ManageError::InvalidName(_) => ApiError::invalid_field("name", message),
-        ManageError::Protected => {
-            ApiError::new(StatusCode::CONFLICT, "database_protected", message)
-        }
+        ManageError::Protected => ApiError::new(ErrorCode::DatabaseProtected, message),
         ManageError::Catalogue(CatalogueError::Exists(_)) => {
-            ApiError::new(StatusCode::CONFLICT, "database_exists", message)
+            ApiError::new(ErrorCode::DatabaseExists, message)
         }
         ManageError::Catalogue(CatalogueError::NotFound(_)) => {
-            ApiError::new(StatusCode::NOT_FOUND, "database_not_found", message)
+            ApiError::new(ErrorCode::DatabaseNotFound, message)
         }
         ManageError::Catalogue(CatalogueError::Drift { .. }) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "config_drift", message).retry_after(30)
+            ApiError::new(ErrorCode::ConfigDrift, message).retry_after(30)
         }
         ManageError::Open(ref o) if o.message.starts_with("policy:") => {
             ApiError::invalid_field("policy", o.message.clone())

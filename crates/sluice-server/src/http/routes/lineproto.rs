@@ -27,15 +27,16 @@ use axum::response::{IntoResponse, Response};
 use influxdb_line_protocol::{FieldValue, parse_lines, split_lines};
 use serde::Deserialize;
 use sluice_api::ErrorBody;
+use sluice_api::ErrorCode;
 use sluice_ts::series::SeriesKey;
 use sluice_ts::{Batch, PointLimits};
 use sluice_wal::AckLevel;
 use utoipa::IntoParams;
 
+use crate::core::ts::write;
 use crate::error::ApiError;
 use crate::http::extract::{AckParam, BatchBody, TargetDb};
 use crate::http::routes::WriteErrors;
-use crate::http::routes::ts::write;
 use crate::state::AppState;
 
 /// Query parameters of the line protocol routes.
@@ -95,15 +96,14 @@ async fn ingest(
     ack: AckParam,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let Query(params) = params
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.body_text()))?;
     // `db`/`bucket` were read (once, for authorization too) into `db_name`.
     let db = state.database(db_name)?;
     let precision = Precision::parse(params.precision.as_deref())?;
     let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_encoding",
+            ErrorCode::InvalidEncoding,
             format!("body is not UTF-8: {e}"),
         )
     })?;
@@ -423,11 +423,7 @@ struct Parser<'t, 'l> {
 fn line_error(n: usize, msg: String) -> ApiError {
     ApiError {
         field: Some(format!("line {n}")),
-        ..ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_line_protocol",
-            format!("line {n}: {msg}"),
-        )
+        ..ApiError::new(ErrorCode::InvalidLineProtocol, format!("line {n}: {msg}"))
     }
 }
 
@@ -546,8 +542,7 @@ impl<'t> Parser<'t, '_> {
             self.expanded_bytes += point_bytes;
             if self.expanded_bytes > MAX_EXPANDED_BYTES {
                 return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large_expanded",
+                    ErrorCode::TooLargeExpanded,
                     format!(
                         "the request expands to more than {MAX_EXPANDED_BYTES} bytes of points \
                          (each field is a point of its own); split it"
@@ -556,8 +551,7 @@ impl<'t> Parser<'t, '_> {
             }
             if self.out.batch.len() > self.max_points {
                 return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_many_points",
+                    ErrorCode::TooManyPoints,
                     format!(
                         "more than {} points in one request; split it",
                         self.max_points
@@ -726,7 +720,7 @@ mod tests {
             let run = |fast| {
                 parse_with(&text, Precision::Ns, &PointLimits::default(), 42, 1000, fast)
                     .map(|p| (p.points(), p.skipped_string_fields))
-                    .map_err(|e| (e.status, e.code, e.field))
+                    .map_err(|e| (e.code, e.field))
             };
             proptest::prop_assert_eq!(run(true), run(false), "{:?}", text);
         }

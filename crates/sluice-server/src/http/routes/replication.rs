@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use sluice_api::ErrorBody;
+use sluice_api::ErrorCode;
 use sluice_api::replication::{
     PromoteResponse, RemoveReplicaResponse, ReplicaInfo, ReplicaList, ReplicationConfigRequest,
     ReplicationConfigResponse, ReplicationStats, WalApplyRequest, WalApplyResponse,
@@ -58,10 +59,12 @@ pub async fn apply_batch(
     req: WalApplyRequest,
 ) -> Result<WalApplyResponse, ApiError> {
     let repl = state.replication();
-    let refused = |reason: &'static str| {
+    let refused = |code: ErrorCode| {
         repl.metrics
             .refused_batches
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels {
+                reason: code.as_str(),
+            })
             .inc();
     };
     check_sender(state, req.epoch, &req.primary_id)?;
@@ -94,7 +97,7 @@ pub async fn apply_batch(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     let unpacked = unpacked.map_err(|e| {
-        refused("corrupt_batch");
+        refused(ErrorCode::CorruptBatch);
         apply_error(e)
     })?;
     repl.note_batch(&req);
@@ -112,8 +115,8 @@ pub async fn apply_batch(
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| {
             match e {
-                ApplyError::Gap { .. } => refused("wal_gap"),
-                ApplyError::Overloaded => refused("overloaded"),
+                ApplyError::Gap { .. } => refused(ErrorCode::WalGap),
+                ApplyError::Overloaded => refused(ErrorCode::Overloaded),
                 _ => {}
             }
             apply_error(e)
@@ -137,44 +140,43 @@ pub async fn apply_batch(
 /// newer one).
 fn check_sender(state: &AppState, epoch: u64, primary_id: &str) -> Result<(), ApiError> {
     let repl = state.replication();
-    let refused = |reason: &'static str| {
+    let refused = |code: ErrorCode| {
         repl.metrics
             .refused_batches
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels {
+                reason: code.as_str(),
+            })
             .inc();
     };
     if repl.role() != Role::Replica {
         // A primary that was promoted over the sender: tell it it is fenced.
         if epoch < repl.epoch() {
-            refused("stale_epoch");
+            refused(ErrorCode::StaleEpoch);
             return Err(stale_epoch(epoch, repl.epoch()));
         }
-        refused("not_a_replica");
+        refused(ErrorCode::NotAReplica);
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_replica",
+            ErrorCode::NotAReplica,
             "this node is a primary and applies no shipped WAL (if it was promoted, the sender is a stale primary)",
         ));
     }
     match repl.accept_epoch(epoch, primary_id) {
         Ok(()) => Ok(()),
         Err(EpochRefusal::Stale(current)) => {
-            refused("stale_epoch");
+            refused(ErrorCode::StaleEpoch);
             Err(stale_epoch(epoch, current))
         }
         Err(EpochRefusal::Conflict { epoch, holder }) => {
-            refused("conflicting_primary");
+            refused(ErrorCode::ConflictingPrimary);
             Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflicting_primary",
+                ErrorCode::ConflictingPrimary,
                 format!(
                     "{primary_id:?} ships under epoch {epoch}, which this node accepted from {holder:?}: two primaries claim one epoch; promote one of them again"
                 ),
             ))
         }
         Err(EpochRefusal::Persist(e)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "epoch_not_saved",
+            ErrorCode::EpochNotSaved,
             format!("could not save the newer primary epoch: {e}"),
         )),
     }
@@ -255,8 +257,7 @@ pub async fn snapshot(
 
 fn stale_epoch(epoch: u64, current: u64) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "stale_epoch",
+        ErrorCode::StaleEpoch,
         format!(
             "batch of epoch {epoch} refused: this node follows (or is) a primary of epoch {current}; the sender was superseded"
         ),
@@ -266,18 +267,15 @@ fn stale_epoch(epoch: u64, current: u64) -> ApiError {
 fn apply_error(e: ApplyError) -> ApiError {
     let message = e.to_string();
     match e {
-        ApplyError::Corrupt(_) => ApiError::new(StatusCode::BAD_REQUEST, "corrupt_batch", message),
-        ApplyError::TooLarge(_) => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
-        }
-        ApplyError::Gap { expected, .. } => ApiError::new(StatusCode::CONFLICT, "wal_gap", message)
-            .with_fields(SeedFields {
+        ApplyError::Corrupt(_) => ApiError::new(ErrorCode::CorruptBatch, message),
+        ApplyError::TooLarge(_) => ApiError::new(ErrorCode::PayloadTooLarge, message),
+        ApplyError::Gap { expected, .. } => {
+            ApiError::new(ErrorCode::WalGap, message).with_fields(SeedFields {
                 expected_lsn: Some(expected.0),
                 ..SeedFields::default()
-            }),
-        ApplyError::Overloaded => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
+            })
         }
+        ApplyError::Overloaded => ApiError::new(ErrorCode::Overloaded, message).retry_after(1),
         ApplyError::Internal(_) => ApiError::internal(message),
     }
 }
@@ -391,9 +389,7 @@ pub async fn add_replica(
                 };
                 ApiError::invalid_field(field, m)
             }
-            AddReplicaError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "replica_exists", e.to_string())
-            }
+            AddReplicaError::Exists(_) => ApiError::new(ErrorCode::ReplicaExists, e.to_string()),
             AddReplicaError::Io(m) => ApiError::internal(m),
         })?;
     let status = if added {
@@ -428,8 +424,7 @@ pub async fn remove_replica(
         .map_err(ApiError::internal)?;
     if !removed {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "replica_not_found",
+            ErrorCode::ReplicaNotFound,
             format!("no replica {replica_id:?}"),
         ));
     }
@@ -450,8 +445,7 @@ const PROMOTE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30
 pub async fn promote(State(state): State<AppState>) -> Result<Json<PromoteResponse>, ApiError> {
     if state.replication().role() == Role::Primary {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_primary",
+            ErrorCode::AlreadyPrimary,
             "this node is already a primary",
         ));
     }
@@ -468,9 +462,7 @@ pub async fn promote(State(state): State<AppState>) -> Result<Json<PromoteRespon
         let guard = tokio::time::timeout(PROMOTE_LOCK_WAIT, lock.lock_owned())
             .await
             .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "replication_busy",
+                ApiError::new(ErrorCode::ReplicationBusy,
                     format!("database {name} is still applying from the old primary (a snapshot?); retry"),
                 )
                 .retry_after(5)

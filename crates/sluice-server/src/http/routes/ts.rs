@@ -6,12 +6,13 @@
 //! any point is invalid. Direct and batch writes default to `ack=fsync`, buffered ones to
 //! `ack=buffer` (or `fsync` when the TSAutoBuffer is disabled).
 
+use sluice_api::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use sluice_api::ErrorBody;
 use sluice_api::ts::{
@@ -19,16 +20,15 @@ use sluice_api::ts::{
     DataPoint, ExportRequest, FlushResponse, PutResponse, QueryRequest, QueryResponse, SeriesData,
     TagMatcher,
 };
+use sluice_ts::Batch;
 use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
-use sluice_ts::{Batch, Point, PointLimits, WriteError};
-use sluice_wal::{AckLevel, Lsn};
+use sluice_wal::AckLevel;
 
-use crate::db::Database;
+use crate::core;
 use crate::error::ApiError;
 use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
-use crate::timefmt::rfc3339_from_ms;
 
 /// Most matchers in one query.
 const MAX_MATCHERS: usize = 64;
@@ -48,8 +48,8 @@ pub async fn put(
     ack: AckParam,
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<PutResponse>, ApiError> {
-    let point = to_point(point, &db.ts.config().point_limits, "")?;
-    let (lsn, _) = write(
+    let point = core::ts::point_from(point, &db.ts.config().point_limits, "")?;
+    let (lsn, _) = core::ts::write(
         &db,
         Batch::from_points(vec![point]),
         ack.or(AckLevel::Fsync),
@@ -73,31 +73,17 @@ pub async fn put_batch(
     ack: AckParam,
     BatchJson(batch): BatchJson<BatchPutRequest>,
 ) -> Result<Json<BatchPutResponse>, ApiError> {
-    let max = state.config().limits.max_points_per_batch;
-    if batch.points.len() > max {
-        return Err(ApiError::invalid_field(
-            "points",
-            format!(
-                "{} points; a batch may hold at most {max}",
-                batch.points.len()
-            ),
-        ));
-    }
-    if batch.points.is_empty() {
-        return Err(ApiError::invalid_field(
-            "points",
-            "must hold at least one point",
-        ));
-    }
+    core::ts::check_batch_len(batch.points.len(), &state.config().limits)?;
     let limits = db.ts.config().point_limits;
     let points = batch
         .points
         .into_iter()
         .enumerate()
-        .map(|(i, p)| to_point(p, &limits, &format!("points[{i}].")))
+        .map(|(i, p)| core::ts::point_from(p, &limits, &format!("points[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let n = points.len() as u64;
-    let (lsn, _) = write(&db, Batch::from_points(points), ack.or(AckLevel::Fsync)).await?;
+    let (lsn, _) =
+        core::ts::write(&db, Batch::from_points(points), ack.or(AckLevel::Fsync)).await?;
     Ok(Json(BatchPutResponse {
         success: true,
         points_written: n,
@@ -117,13 +103,14 @@ pub async fn put_buffered(
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<BufferedPutResponse>, ApiError> {
     let enabled = db.ts.config().auto_buffer.enabled;
-    let point = to_point(point, &db.ts.config().point_limits, "")?;
+    let point = core::ts::point_from(point, &db.ts.config().point_limits, "")?;
     let default_ack = if enabled {
         AckLevel::Buffer
     } else {
         AckLevel::Fsync
     };
-    let (_, buffer_size) = write(&db, Batch::from_points(vec![point]), ack.or(default_ack)).await?;
+    let (_, buffer_size) =
+        core::ts::write(&db, Batch::from_points(vec![point]), ack.or(default_ack)).await?;
     Ok(Json(BufferedPutResponse {
         success: true,
         buffered: enabled,
@@ -138,23 +125,7 @@ pub async fn put_buffered(
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn buffer_stats(Db(db): Db) -> Result<Json<BufferStats>, ApiError> {
-    Ok(Json(stats_body(&db)))
-}
-
-/// The TSAutoBuffer statistics as HTTP and the wire protocol answer them.
-pub fn stats_body(db: &Database) -> BufferStats {
-    let s = db.ts.stats();
-    BufferStats {
-        points_buffered: s.points_buffered,
-        points_flushed: s.points_flushed,
-        flush_count: s.flush_count,
-        auto_flush_count: s.auto_flush_count,
-        manual_flush_count: s.manual_flush_count,
-        current_buffer_size: s.current_buffer_size,
-        current_buffer_memory: s.current_buffer_memory,
-        avg_compression_ratio: s.avg_compression_ratio,
-        last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
-    }
+    Ok(Json(core::ts::stats_body(&db)))
 }
 
 /// Flush the TSAutoBuffer now (admin).
@@ -165,16 +136,7 @@ pub fn stats_body(db: &Database) -> BufferStats {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
-    flush_now(&db).await.map(Json)
-}
-
-/// A manual TSAutoBuffer flush, as HTTP and the wire protocol run it.
-pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
-    let outcome = db.flusher.flush_now().await?;
-    Ok(FlushResponse {
-        success: true,
-        points_flushed: outcome.points,
-    })
+    core::ts::flush_now(&db).await.map(Json)
 }
 
 /// Query points: raw, or aggregated per step and group.
@@ -272,40 +234,6 @@ pub async fn export(
         .into_response())
 }
 
-fn to_point(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, ApiError> {
-    let timestamp_ms = p.timestamp_ms.unwrap_or_else(sluice_ts::now_ms);
-    Point::new(p.metric, p.entity, timestamp_ms, p.value, p.tags, limits)
-        .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field), e.reason))
-}
-
-/// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.
-/// Returns the LSN and the buffer size after the write.
-pub async fn write(db: &Database, batch: Batch, ack: AckLevel) -> Result<(Lsn, u64), ApiError> {
-    let (ticket, outcome) = db
-        .ts
-        .write(batch, |payload| {
-            let ticket = db
-                .wal
-                .append(sluice_ts::record::SERIES_POINTS, payload, ack)?;
-            let lsn = ticket.lsn();
-            Ok::<_, sluice_wal::WalError>((ticket, lsn))
-        })
-        .map_err(|e| match e {
-            WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
-            WriteError::SeriesLimit { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "series_limit",
-                e.to_string(),
-            ),
-            WriteError::Append(e) => ApiError::from(e),
-        })?;
-    if let Some(trigger) = outcome.flush_due {
-        db.flusher.nudge(trigger);
-    }
-    let lsn = ticket.wait().await?;
-    Ok((lsn, outcome.buffer_size))
-}
-
 fn to_query(req: QueryRequest) -> Result<Query, ApiError> {
     if req.metric.is_empty() {
         return Err(ApiError::invalid_field("metric", "must not be empty"));
@@ -391,7 +319,7 @@ fn to_matcher(i: usize, m: TagMatcher) -> Result<Matcher, ApiError> {
 fn query_error(e: sluice_ts::engine::QueryError) -> ApiError {
     match e {
         sluice_ts::engine::QueryError::TooManyPoints { .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, "query_too_large", e.to_string())
+            ApiError::new(ErrorCode::QueryTooLarge, e.to_string())
         }
         sluice_ts::engine::QueryError::Store(e) => ApiError::internal(e.to_string()),
     }

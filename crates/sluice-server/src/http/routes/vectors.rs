@@ -8,6 +8,7 @@
 //! default to `ack=fsync`, buffered ones to `ack=buffer` (or `fsync`, applied directly, when the
 //! VectorAutoBuffer is disabled).
 
+use sluice_api::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,8 +26,9 @@ use sluice_api::vector::{
 use sluice_vector::engine::{DEFAULT_COLLECTION, WriteMode};
 use sluice_vector::record::{EntityData, Op};
 use sluice_vector::{Filter, VectorError};
-use sluice_wal::{AckLevel, Lsn, WalError};
+use sluice_wal::{AckLevel, WalError};
 
+use crate::core;
 use crate::db::Database;
 
 /// The `{pk}` path parameter (by name: nested routes also carry `{db}`).
@@ -44,7 +46,6 @@ use crate::error::ApiError;
 use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
-use crate::timefmt::rfc3339_from_ms;
 
 /// Searches with at most this `ef` and no filter run on the request's worker (see `search`).
 const INLINE_MAX_EF: usize = 512;
@@ -96,7 +97,7 @@ pub async fn add(
     ApiJson(e): ApiJson<VectorEntity>,
 ) -> Result<Json<AddResponse>, ApiError> {
     let ops = vec![Op::Add(entity(e))];
-    let (lsn, _) = write(
+    let (lsn, _) = core::vectors::write(
         db,
         collection,
         ops,
@@ -126,20 +127,17 @@ pub async fn add_batch(
     CollectionParam(collection): CollectionParam,
     BatchJson(batch): BatchJson<BatchAddRequest>,
 ) -> Result<Json<BatchAddResponse>, ApiError> {
-    let max = state.config().vector.max_vectors_per_batch;
-    if batch.vectors.is_empty() || batch.vectors.len() > max {
-        return Err(ApiError::invalid_field(
-            "vectors",
-            format!("must hold 1 to {max} entities, not {}", batch.vectors.len()),
-        ));
-    }
+    core::vectors::check_batch_len(
+        batch.vectors.len(),
+        state.config().vector.max_vectors_per_batch,
+    )?;
     let n = batch.vectors.len() as u64;
     let ops = batch
         .vectors
         .into_iter()
         .map(|e| Op::Add(entity(e)))
         .collect();
-    let (lsn, _) = write(
+    let (lsn, _) = core::vectors::write(
         db,
         collection,
         ops,
@@ -219,10 +217,11 @@ async fn buffered(
     } else {
         (WriteMode::Direct, AckLevel::Fsync)
     };
-    let (_, buffer_size) = write(db, collection, vec![op], mode, ack.or(default_ack), |_| {
-        String::new()
-    })
-    .await?;
+    let (_, buffer_size) =
+        core::vectors::write(db, collection, vec![op], mode, ack.or(default_ack), |_| {
+            String::new()
+        })
+        .await?;
     Ok(Json(BufferedVectorResponse {
         success: true,
         buffered: enabled,
@@ -237,25 +236,7 @@ async fn buffered(
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn buffer_stats(Db(db): Db) -> Result<Json<VectorBufferStats>, ApiError> {
-    Ok(Json(stats_body(&db)))
-}
-
-/// The VectorAutoBuffer statistics as HTTP and the wire protocol answer them.
-pub fn stats_body(db: &Database) -> VectorBufferStats {
-    let s = db.vectors.stats();
-    VectorBufferStats {
-        vectors_buffered: s.vectors_buffered,
-        vectors_flushed: s.vectors_flushed,
-        flush_count: s.flush_count,
-        auto_flush_count: s.auto_flush_count,
-        manual_flush_count: s.manual_flush_count,
-        current_buffer_size: s.current_buffer_size,
-        current_buffer_memory: s.current_buffer_memory,
-        compression_type: "none".to_string(),
-        last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
-        snapshot_count: s.snapshot_count,
-        last_snapshot_lsn: s.last_snapshot_lsn,
-    }
+    Ok(Json(core::vectors::stats_body(&db)))
 }
 
 /// Apply the VectorAutoBuffer to the indexes now (admin).
@@ -266,16 +247,7 @@ pub fn stats_body(db: &Database) -> VectorBufferStats {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn buffer_flush(Db(db): Db) -> Result<Json<VectorFlushResponse>, ApiError> {
-    flush_now(&db).await.map(Json)
-}
-
-/// A manual VectorAutoBuffer flush, as HTTP and the wire protocol run it.
-pub async fn flush_now(db: &Database) -> Result<VectorFlushResponse, ApiError> {
-    let outcome = db.flusher.flush_vectors_now().await?;
-    Ok(VectorFlushResponse {
-        success: true,
-        vectors_flushed: outcome.vectors,
-    })
+    core::vectors::flush_now(&db).await.map(Json)
 }
 
 /// One entity, buffered or indexed. The vector is returned at the collection's precision.
@@ -294,7 +266,7 @@ pub async fn get(
         tokio::task::spawn_blocking(move || db.vectors.get(&collection, &pk).map(|e| (e, pk)))
             .await
             .map_err(|e| ApiError::internal(format!("get task: {e}")))?
-            .map_err(|e| vector_error(e.widen(), |_| String::new()))?;
+            .map_err(|e| core::vectors::error(e.widen(), |_| String::new()))?;
     match found {
         (Some(e), _) => Ok(Json(VectorEntity {
             pk: e.pk,
@@ -302,8 +274,7 @@ pub async fn get(
             metadata: Some(e.metadata),
         })),
         (None, pk) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "entity_not_found",
+            ErrorCode::EntityNotFound,
             format!("no entity with pk {pk:?}"),
         )),
     }
@@ -324,7 +295,7 @@ pub async fn delete(
     CollectionParam(collection): CollectionParam,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let ops = vec![Op::Remove { pk }];
-    let (lsn, _) = write(
+    let (lsn, _) = core::vectors::write(
         db,
         collection,
         ops,
@@ -385,7 +356,7 @@ pub async fn search(
             .await
             .map_err(|e| ApiError::internal(format!("search task: {e}")))?
     };
-    let hits = result.map_err(|e| vector_error(e.widen(), |_| String::new()))?;
+    let hits = result.map_err(|e| core::vectors::error(e.widen(), |_| String::new()))?;
     Ok(Json(SearchResponse {
         results: hits
             .into_iter()
@@ -463,12 +434,11 @@ pub async fn create_collection(
             let lsn = t.lsn();
             Ok::<_, WalError>((t, lsn))
         })
-        .map_err(|e| vector_error(e, |_| String::new()))?;
+        .map_err(|e| core::vectors::error(e, |_| String::new()))?;
     ticket.wait().await?;
     let info = db.vectors.collection(&name).ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "collection_not_found",
+            ErrorCode::CollectionNotFound,
             format!("collection {name:?} was deleted meanwhile"),
         )
     })?;
@@ -490,7 +460,9 @@ pub async fn get_collection(
     db.vectors
         .collection(&name)
         .map(|i| Json(collection_info(i)))
-        .ok_or_else(|| vector_error(VectorError::CollectionNotFound(name), |_| String::new()))
+        .ok_or_else(|| {
+            core::vectors::error(VectorError::CollectionNotFound(name), |_| String::new())
+        })
 }
 
 /// Delete a collection and everything in it.
@@ -513,7 +485,7 @@ pub async fn delete_collection(
             let lsn = t.lsn();
             Ok::<_, WalError>((t, lsn))
         })
-        .map_err(|e| vector_error(e, |_| String::new()))?;
+        .map_err(|e| core::vectors::error(e, |_| String::new()))?;
     let lsn = ticket.wait().await?;
     Ok(Json(DeleteResponse {
         success: true,
@@ -552,77 +524,5 @@ fn collection_info(i: sluice_vector::engine::CollectionInfo) -> CollectionInfo {
         vectors: i.vectors,
         buffered: i.buffered,
         index_bytes: i.index_bytes,
-    }
-}
-
-/// Logs and applies or buffers `ops`, nudges the flusher if a threshold tripped, and waits for
-/// `ack`. Returns the LSN and the buffer size after the write. `prefix(i)` is the field path
-/// prefix of operation `i` in the request body.
-pub(crate) async fn write(
-    db: Arc<Database>,
-    collection: String,
-    ops: Vec<Op>,
-    mode: WriteMode,
-    ack: AckLevel,
-    prefix: fn(usize) -> String,
-) -> Result<(Lsn, u64), ApiError> {
-    let engine_db = db.clone();
-    let run = move || {
-        let db = engine_db;
-        db.vectors.write(&collection, ops, mode, |kind, payload| {
-            let t = db.wal.append(kind, payload, ack)?;
-            let lsn = t.lsn();
-            Ok::<_, WalError>((t, lsn))
-        })
-    };
-    let result = match mode {
-        WriteMode::Buffered => run(),
-        WriteMode::Direct => tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ApiError::internal(format!("vector write task: {e}")))?,
-    };
-    let (ticket, outcome) = match result {
-        Ok(r) => r,
-        // The operations are logged but the index failed to take them: memory and log now
-        // disagree. Like a failed fsync, that stops the process; recovery applies the log.
-        Err(VectorError::Index(e)) => {
-            tracing::error!(error = %e, "applying a logged vector write failed; stopping the process so recovery starts from the WAL");
-            eprintln!("sluice: fatal: applying a logged vector write failed: {e}; aborting");
-            std::process::abort();
-        }
-        Err(e) => return Err(vector_error(e, prefix)),
-    };
-    if let Some(trigger) = outcome.flush_due {
-        db.flusher.nudge_vectors(trigger);
-    }
-    let lsn = ticket.wait().await?;
-    Ok((lsn, outcome.buffer_size))
-}
-
-fn vector_error(e: VectorError<WalError>, prefix: fn(usize) -> String) -> ApiError {
-    match e {
-        VectorError::CollectionNotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "collection_not_found", e.to_string())
-        }
-        VectorError::CollectionExists(_) => {
-            ApiError::new(StatusCode::CONFLICT, "collection_exists", e.to_string())
-        }
-        VectorError::TooManyCollections { .. } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "collection_limit",
-            e.to_string(),
-        ),
-        VectorError::InvalidCollection(e) => ApiError::invalid_field(e.field, e.reason),
-        VectorError::InvalidEntity {
-            index,
-            field,
-            reason,
-        } => ApiError::invalid_field(format!("{}{field}", prefix(index)), reason),
-        VectorError::NotFound { .. } => {
-            ApiError::new(StatusCode::NOT_FOUND, "entity_not_found", e.to_string())
-        }
-        VectorError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
-        VectorError::Index(e) => ApiError::internal(e.to_string()),
-        VectorError::Append(e) => ApiError::from(e),
     }
 }

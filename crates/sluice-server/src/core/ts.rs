@@ -1,0 +1,96 @@
+//! Time-series operations, the same for every transport: the batch cap, point validation,
+//! the write (WAL record + head insert in LSN order, then the acknowledgement), stats and
+//! flush.
+//!
+//! A write is validated completely, encoded as one WAL record and inserted into the engine's
+//! head under the engine's lock (`TsEngine::write` calls the WAL append inside it), then
+//! acknowledged at the requested level: `buffer` once queued, `wal` once written to the
+//! segment file, `fsync` once on disk. A batch is all-or-nothing because it is one record,
+//! refused whole before anything is logged if any point is invalid or the batch is over
+//! `limits.max_points_per_batch`.
+
+use sluice_api::ErrorCode;
+use sluice_api::ts::{BufferStats, DataPoint, FlushResponse};
+use sluice_ts::{Batch, Point, PointLimits, WriteError};
+use sluice_wal::{AckLevel, Lsn};
+
+use crate::config::LimitsConfig;
+use crate::db::Database;
+use crate::error::ApiError;
+use crate::timefmt::rfc3339_from_ms;
+
+/// Refuses an empty batch, or one of more than `limits.max_points_per_batch` points, naming
+/// the field `points` (HTTP batches and wire batches alike).
+pub fn check_batch_len(points: usize, limits: &LimitsConfig) -> Result<(), ApiError> {
+    let max = limits.max_points_per_batch;
+    if points > max {
+        return Err(ApiError::invalid_field(
+            "points",
+            format!("{points} points; a batch may hold at most {max}"),
+        ));
+    }
+    if points == 0 {
+        return Err(ApiError::invalid_field(
+            "points",
+            "must hold at least one point",
+        ));
+    }
+    Ok(())
+}
+
+/// The TSAutoBuffer statistics as HTTP and the wire protocol answer them.
+pub fn stats_body(db: &Database) -> BufferStats {
+    let s = db.ts.stats();
+    BufferStats {
+        points_buffered: s.points_buffered,
+        points_flushed: s.points_flushed,
+        flush_count: s.flush_count,
+        auto_flush_count: s.auto_flush_count,
+        manual_flush_count: s.manual_flush_count,
+        current_buffer_size: s.current_buffer_size,
+        current_buffer_memory: s.current_buffer_memory,
+        avg_compression_ratio: s.avg_compression_ratio,
+        last_flush_time: s.last_flush_time_ms.map(rfc3339_from_ms),
+    }
+}
+
+/// A manual TSAutoBuffer flush, as HTTP and the wire protocol run it.
+pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
+    let outcome = db.flusher.flush_now().await?;
+    Ok(FlushResponse {
+        success: true,
+        points_flushed: outcome.points,
+    })
+}
+
+/// A JSON point as the engine's point, with field paths under `prefix` in its errors; a point
+/// without `timestamp_ms` gets the receive time.
+pub fn point_from(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, ApiError> {
+    let timestamp_ms = p.timestamp_ms.unwrap_or_else(sluice_ts::now_ms);
+    Point::new(p.metric, p.entity, timestamp_ms, p.value, p.tags, limits)
+        .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field), e.reason))
+}
+
+/// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.
+/// Returns the LSN and the buffer size after the write.
+pub async fn write(db: &Database, batch: Batch, ack: AckLevel) -> Result<(Lsn, u64), ApiError> {
+    let (ticket, outcome) = db
+        .ts
+        .write(batch, |payload| {
+            let ticket = db
+                .wal
+                .append(sluice_ts::record::SERIES_POINTS, payload, ack)?;
+            let lsn = ticket.lsn();
+            Ok::<_, sluice_wal::WalError>((ticket, lsn))
+        })
+        .map_err(|e| match e {
+            WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
+            WriteError::SeriesLimit { .. } => ApiError::new(ErrorCode::SeriesLimit, e.to_string()),
+            WriteError::Append(e) => ApiError::from(e),
+        })?;
+    if let Some(trigger) = outcome.flush_due {
+        db.flusher.nudge(trigger);
+    }
+    let lsn = ticket.wait().await?;
+    Ok((lsn, outcome.buffer_size))
+}

@@ -135,6 +135,7 @@ error_codes! {
     LsnGone = "lsn_gone",
     NotAReplica = "not_a_replica",
     ReadOnlyReplica = "read_only_replica",
+    RecordRefused = "record_refused",
     ReplicaExists = "replica_exists",
     ReplicaNotFound = "replica_not_found",
     ReplicationBusy = "replication_busy",

@@ -664,6 +664,7 @@ pub fn wire_status(code: ErrorCode) -> Status {
         | C::LsnGone
         | C::NotAReplica
         | C::ReadOnlyReplica
+        | C::RecordRefused
         | C::ReplicaExists
         | C::ReplicaNotFound
         | C::SnapshotStalled

@@ -91,9 +91,7 @@ pub async fn write(
         // The operations are logged but the index failed to take them: memory and log now
         // disagree. Like a failed fsync, that stops the process; recovery applies the log.
         Err(VectorError::Index(e)) => {
-            tracing::error!(error = %e, "applying a logged vector write failed; stopping the process so recovery starts from the WAL");
-            eprintln!("sluice: fatal: applying a logged vector write failed: {e}; aborting");
-            std::process::abort();
+            super::stop_logged_but_not_applied(&db.name, Lsn(0), &e.to_string())
         }
         Err(e) => return Err(error(e, prefix)),
     };

@@ -10,6 +10,11 @@
 //! gap (refused), the rest are appended with `Wal::append_at` inside the engines' write locks
 //! (as local writes are logged), the flusher is nudged as for local writes, and the log is
 //! fsync'd before answering: the LSN answered is durable on the replica.
+//!
+//! Once appended, applied or stop: an engine that fails on a record after it is in the log
+//! stops the process (as a failed fsync does; recovery replays the log into the engines).
+//! Anything an engine would refuse is checked before the batch is logged and refused whole
+//! (`record_refused`, 422), so a refused record is never skipped on a retry.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -32,6 +37,10 @@ pub enum ApplyError {
     Gap { first: Lsn, expected: Lsn },
     #[error("the buffers are full; retry")]
     Overloaded,
+    /// A well-formed record this node cannot take (e.g. a collection over its
+    /// `vector.max_dimension`): refused before anything of the batch is logged, never skipped.
+    #[error("record refused: {0}")]
+    Refused(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -61,7 +70,11 @@ pub struct Applied {
 }
 
 /// Decodes and verifies `req` completely; `max_bytes` caps the uncompressed size.
-pub fn unpack(req: &WalApplyRequest, max_bytes: usize) -> Result<Unpacked, ApplyError> {
+pub fn unpack(
+    req: &WalApplyRequest,
+    max_bytes: usize,
+    max_dimension: usize,
+) -> Result<Unpacked, ApplyError> {
     if req.first_lsn == 0 || req.last_lsn == u64::MAX || req.first_lsn > req.last_lsn {
         return Err(ApplyError::Corrupt(format!(
             "LSNs {}..={} are not a valid range",
@@ -129,8 +142,18 @@ pub fn unpack(req: &WalApplyRequest, max_bytes: usize) -> Result<Unpacked, Apply
                 None
             }
             sluice_vector::record::COLLECTION => {
-                sluice_vector::record::decode_collection(r.payload)
+                let change = sluice_vector::record::decode_collection(r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?;
+                // What the engine would refuse after the record is logged is refused here,
+                // before anything of the batch is.
+                if let sluice_vector::record::CollectionChange::Create(c) = &change {
+                    c.validate(max_dimension).map_err(|e| {
+                        ApplyError::Refused(format!(
+                            "record {}: collection {:?}: {e}",
+                            r.lsn, c.name
+                        ))
+                    })?;
+                }
                 None
             }
             other => {
@@ -191,10 +214,14 @@ pub fn apply(db: &Database, batch: Unpacked) -> Result<Applied, ApplyError> {
         }
         let payload = &batch.bytes[rec.payload.clone()];
         let (lsn, kind) = (rec.lsn, rec.kind);
+        let appended = std::cell::Cell::new(false);
         let append = || {
-            db.wal
+            let r = db
+                .wal
                 .append_at(lsn, kind, payload.to_vec(), AckLevel::Buffer)
-                .map(|_| lsn)
+                .map(|_| lsn);
+            appended.set(r.is_ok());
+            r
         };
         let result = match rec.points {
             Some(points) => match db.ts.apply_replicated(points, append) {
@@ -221,6 +248,11 @@ pub fn apply(db: &Database, batch: Unpacked) -> Result<Applied, ApplyError> {
             },
         };
         if let Err(e) = result {
+            // Once a record is in the log, the engines hold it or the process stops: a replica
+            // answering an error here would skip the record as held on the primary's retry.
+            if appended.get() {
+                crate::core::stop_logged_but_not_applied(&db.name, lsn, &e.to_string());
+            }
             failure = Some(e);
             break;
         }

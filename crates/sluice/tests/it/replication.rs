@@ -1146,3 +1146,43 @@ async fn a_truncated_snapshot_is_refused_and_discarded_at_restart() {
         "{body}"
     );
 }
+
+/// A well-formed record the replica's engine cannot take (here a collection of dimension 0)
+/// is refused with the whole batch before anything is logged: 422 `record_refused`, never a
+/// 500, and never skipped on a retry as if it were held.
+#[tokio::test]
+async fn a_record_the_replica_cannot_apply_is_refused_not_skipped() {
+    let replica = TestServer::start_with(replica_options()).await;
+    let points = sluice_ts::record::POINTS.0;
+    let collection = 3u8; // the vector engine's collection-change record kind
+    let bad = serde_json::to_vec(
+        &json!({"create": {"name": "c", "dimension": 0, "distance": "l2",
+        "precision": "f32", "hnsw": {"m": 16, "ef_construction": 64, "ef_search": 64}}}),
+    )
+    .unwrap();
+    let recs = vec![
+        (1, points, points_record("m", 10, 1.0)),
+        (2, collection, bad),
+        (3, points, points_record("m", 30, 3.0)),
+    ];
+    let b = batch(&recs, 1);
+    for attempt in 0..2 {
+        let (s, body) = apply(&replica, &b).await;
+        assert_eq!(s, 422, "attempt {attempt}: {body}");
+        assert_eq!(body["code"], "record_refused", "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("dimension"),
+            "{body}"
+        );
+        assert_eq!(
+            count(&replica, "m").await,
+            0,
+            "nothing of the batch is applied"
+        );
+    }
+    // The replica's log did not move: the batch's first record is still the next it takes.
+    let (s, body) = apply(&replica, &batch(&recs[..1], 1)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["entries_applied"], 1);
+    assert_eq!(count(&replica, "m").await, 1);
+}

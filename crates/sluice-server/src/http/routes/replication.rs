@@ -90,14 +90,18 @@ pub async fn apply_batch(
         .max_batch_body_bytes
         .saturating_mul(2)
         .max(sluice_wal::record::MAX_PAYLOAD_BYTES + repl.config().max_batch_bytes + (1 << 16));
+    let max_dimension = state.config().vector.max_dimension;
     let (req, unpacked) = tokio::task::spawn_blocking(move || {
-        let u = apply::unpack(&req, cap);
+        let u = apply::unpack(&req, cap, max_dimension);
         (req, u)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     let unpacked = unpacked.map_err(|e| {
-        refused(ErrorCode::CorruptBatch);
+        refused(match e {
+            ApplyError::Refused(_) => ErrorCode::RecordRefused,
+            _ => ErrorCode::CorruptBatch,
+        });
         apply_error(e)
     })?;
     repl.note_batch(&req);
@@ -276,6 +280,7 @@ fn apply_error(e: ApplyError) -> ApiError {
             })
         }
         ApplyError::Overloaded => ApiError::new(ErrorCode::Overloaded, message).retry_after(1),
+        ApplyError::Refused(_) => ApiError::new(ErrorCode::RecordRefused, message),
         ApplyError::Internal(_) => ApiError::internal(message),
     }
 }

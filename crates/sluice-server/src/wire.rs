@@ -61,6 +61,7 @@ use crate::auth::authz::Need;
 use crate::auth::{Action, Actor, Scope};
 use crate::config::WireConfig;
 use crate::core;
+use crate::core::feed::{Feed, FeedEnd};
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
 use crate::http::request_id;
@@ -888,40 +889,19 @@ async fn ws_feed(
     start: sluice_wal::Lsn,
 ) -> Result<(), axum::Error> {
     use axum::extract::ws::Message;
-    let stall = Duration::from_millis(state.config().replication.changefeed_stall_timeout_ms);
-    let notify = state.replication().durable.clone();
-    let mut stop = state.replication().stopping();
-    let mut cursor = sluice_wal::Cursor::at(start);
+    let mut feed = Feed::new(state, db, start, WS_ANSWER_CHUNK);
+    let stall = feed.stall_timeout();
     loop {
-        if !routes::changes::still_current(state, &db) {
-            let message = "the database was deleted or replaced (a snapshot); subscribe again";
-            return end_feed(socket, ErrorCode::DatabaseReplaced, message.into(), stall).await;
-        }
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let wal = db.wal.clone();
-        let mut c = cursor.clone();
-        let (read, c) = tokio::task::spawn_blocking(move || (wal.read(&mut c, WS_ANSWER_CHUNK), c))
-            .await
-            .map_err(|e| axum::Error::new(std::io::Error::other(e.to_string())))?;
-        cursor = c;
+        // The peer may only close now: watch for that while waiting for records.
+        let read = tokio::select! {
+            r = feed.next(crate::core::feed::POLL) => r,
+            m = socket.recv() => match m {
+                None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => continue,
+            },
+        };
         match read {
-            Ok(batch) if batch.is_empty() => {
-                let mut stopping = false;
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    r = stop.wait_for(|s| *s) => stopping = r.is_ok(),
-                    m = socket.recv() => match m {
-                        None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
-                        Some(Ok(_)) => {} // Nothing but close is expected now.
-                    },
-                }
-                if stopping {
-                    return socket.send(Message::Close(None)).await;
-                }
-            }
+            Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
                 let mut out = Vec::new();
                 for (id, event, data) in routes::changes::events(&batch.bytes) {
@@ -939,12 +919,21 @@ async fn ws_feed(
                 }
                 send_within(&mut socket, out, stall).await?;
             }
-            Err(e) => {
-                let (code, message) = match &e {
-                    sluice_wal::ReadError::Gone { .. } => (ErrorCode::LsnGone, e.to_string()),
-                    _ => (ErrorCode::Internal, "reading the WAL failed".to_string()),
-                };
-                return end_feed(socket, code, message, stall).await;
+            Err(FeedEnd::Stopping) => return socket.send(Message::Close(None)).await,
+            Err(FeedEnd::Replaced) => {
+                let message = "the database was deleted or replaced (a snapshot); subscribe again";
+                return end_feed(socket, ErrorCode::DatabaseReplaced, message.into(), stall).await;
+            }
+            Err(FeedEnd::Gone { requested, oldest }) => {
+                let message = format!(
+                    "the WAL from LSN {requested} is no longer retained; the oldest is {oldest}"
+                );
+                return end_feed(socket, ErrorCode::LsnGone, message, stall).await;
+            }
+            Err(FeedEnd::Failed(e)) => {
+                tracing::error!(db = %feed.database().name, error = %e, "changefeed read failed");
+                let message = "reading the WAL failed".to_string();
+                return end_feed(socket, ErrorCode::Internal, message, stall).await;
             }
         }
     }

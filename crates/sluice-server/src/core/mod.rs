@@ -4,6 +4,7 @@
 //! field paths); the adapters parse, authorize, call these functions and encode the answer.
 //! Errors are [`crate::error::ApiError`]: a typed code and details, no transport status.
 
+pub mod feed;
 pub mod ts;
 pub mod vectors;
 

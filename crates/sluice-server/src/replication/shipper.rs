@@ -25,9 +25,10 @@ use base64::Engine as _;
 use sluice_api::ErrorBody;
 use sluice_api::ErrorCode;
 use sluice_api::replication::{WalApplyRequest, WalApplyResponse};
-use sluice_wal::{Cursor, Lsn, ReadBatch, ReadError};
+use sluice_wal::{Lsn, ReadBatch};
 
 use super::ReplicaLink;
+use crate::core::feed::{Feed, FeedEnd};
 use crate::db::Database;
 use crate::state::AppState;
 
@@ -56,7 +57,7 @@ async fn run(state: AppState, link: Arc<ReplicaLink>) {
         }
     };
     let mut stop = repl.stopping();
-    let mut cursors: HashMap<String, Cursor> = HashMap::new();
+    let mut feeds: HashMap<String, Feed> = HashMap::new();
     let mut backoff = Duration::ZERO;
     tracing::info!(replica = %link.id, endpoint = %link.endpoint, "shipping WAL to replica");
     loop {
@@ -70,7 +71,7 @@ async fn run(state: AppState, link: Arc<ReplicaLink>) {
         let mut failure = None;
         if !link.lock().fenced {
             for db in state.databases().map(|d| d.all()).unwrap_or_default() {
-                match ship_one(&state, &link, &client, &db, &mut cursors).await {
+                match ship_one(&state, &link, &client, &db, &mut feeds).await {
                     Ok(Shipped::Progress) => progressed = true,
                     Ok(Shipped::Nothing) => {}
                     Err(e) => {
@@ -118,7 +119,7 @@ async fn ship_one(
     link: &ReplicaLink,
     client: &reqwest::Client,
     db: &Arc<Database>,
-    cursors: &mut HashMap<String, Cursor>,
+    feeds: &mut HashMap<String, Feed>,
 ) -> Result<Shipped, String> {
     let repl = state.replication();
     if link.lock().needs_snapshot.contains_key(&db.name) {
@@ -132,7 +133,7 @@ async fn ship_one(
         st.consecutive_failures = 0;
         st.last_error = None;
         drop(st);
-        cursors.remove(&db.name);
+        feeds.remove(&db.name);
         repl.mark_dirty();
         return Ok(Shipped::Progress);
     }
@@ -142,28 +143,30 @@ async fn ship_one(
         .get(&db.name)
         .copied()
         .unwrap_or(Lsn::ZERO);
-    let cursor = cursors
-        .entry(db.name.clone())
-        .or_insert_with(|| Cursor::at(confirmed.next()));
-    if cursor.next_lsn() != confirmed.next() {
-        *cursor = Cursor::at(confirmed.next());
-    }
-    let wal = db.wal.clone();
-    let mut next = cursor.clone();
     let max = repl.config().max_batch_bytes;
-    let (read, next) = tokio::task::spawn_blocking(move || (wal.read(&mut next, max), next))
-        .await
-        .map_err(|e| e.to_string())?;
-    let batch = match read {
+    let feed = feeds
+        .entry(db.name.clone())
+        .or_insert_with(|| Feed::new(state, db.clone(), confirmed.next(), max));
+    if !Arc::ptr_eq(feed.database(), db) {
+        *feed = Feed::new(state, db.clone(), confirmed.next(), max);
+    }
+    // The confirmed LSN is the truth (a `wal_gap` answer or a snapshot moves it).
+    feed.seek(confirmed.next());
+    let batch = match feed.read_now().await {
         Ok(b) if b.is_empty() => return Ok(Shipped::Nothing),
         Ok(b) => b,
-        Err(ReadError::Gone { requested, oldest }) => {
+        Err(FeedEnd::Gone { requested, oldest }) => {
             tracing::warn!(replica = %link.id, db = %db.name, needed = %requested, oldest = %oldest,
                 "the WAL this replica needs is no longer retained; sending a snapshot");
             link.lock().needs_snapshot.insert(db.name.clone(), oldest);
             return Ok(Shipped::Progress);
         }
-        Err(e) => return Err(format!("reading the WAL of {}: {e}", db.name)),
+        // The next round ships the database its name opens now, or stops.
+        Err(FeedEnd::Replaced | FeedEnd::Stopping) => {
+            feeds.remove(&db.name);
+            return Ok(Shipped::Nothing);
+        }
+        Err(FeedEnd::Failed(e)) => return Err(format!("reading the WAL of {}: {e}", db.name)),
     };
     let (kind, level) = repl.compression();
     let (lag_bytes, lag_ms) = db.wal.lag(batch.last_lsn).unwrap_or((0, 0));
@@ -237,9 +240,6 @@ async fn ship_one(
             st.needs_snapshot.remove(&db.name);
         }
         repl.mark_dirty();
-        if applied == last {
-            cursors.insert(db.name.clone(), next);
-        }
         tracing::trace!(replica = %link.id, db = %db.name, %first, %last, "shipped");
         return Ok(Shipped::Progress);
     }

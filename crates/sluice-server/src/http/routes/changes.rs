@@ -18,7 +18,6 @@
 //! - A comment line every 15 s keeps idle connections alive through proxies.
 
 use sluice_api::ErrorCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -28,8 +27,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_api::ErrorBody;
-use sluice_wal::{Cursor, Lsn, ReadError};
+use sluice_wal::Lsn;
 
+use crate::core::feed::{Feed, FeedEnd};
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::serve::ConnectionCloser;
@@ -84,39 +84,18 @@ pub async fn changes(
         },
     };
     let start = start_position(&db, after)?;
-    let stall = Duration::from_millis(state.config().replication.changefeed_stall_timeout_ms);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
-    let notify = state.replication().durable.clone();
-    let mut stop = state.replication().stopping();
     let closer = closer.map(|c| c.0);
     let name = db.name.clone();
+    let mut feed = Feed::new(&state, db, start, CHUNK_BYTES);
+    let stall = feed.stall_timeout();
     tokio::spawn(async move {
-        let mut cursor = Cursor::at(start);
         let mut last_sent = tokio::time::Instant::now();
         loop {
-            if !still_current(&state, &db) {
-                let data = json!({"code": ErrorCode::DatabaseReplaced, "error": "the database was deleted or replaced (a snapshot); subscribe again"});
-                return end_with_error(&tx, data, stall).await;
-            }
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let wal = db.wal.clone();
-            let mut c = cursor.clone();
-            let Ok((read, c)) =
-                tokio::task::spawn_blocking(move || (wal.read(&mut c, CHUNK_BYTES), c)).await
-            else {
-                return;
-            };
-            cursor = c;
-            let chunk = match read {
+            let idle = KEEPALIVE.saturating_sub(last_sent.elapsed());
+            let chunk = match feed.next(idle).await {
                 Ok(batch) if batch.is_empty() => {
                     if last_sent.elapsed() < KEEPALIVE {
-                        tokio::select! {
-                            _ = notified => {}
-                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                            _ = stop.wait_for(|s| *s) => return,
-                        }
                         continue;
                     }
                     Bytes::from_static(b": keepalive\n\n")
@@ -137,17 +116,23 @@ pub async fn changes(
                     }
                     Bytes::from(out)
                 }
-                Err(ReadError::Gone { requested, oldest }) => {
-                    let data = json!({"code": "lsn_gone", "requested_lsn": requested.0, "oldest_lsn": oldest.0});
+                Err(FeedEnd::Stopping) => return,
+                Err(FeedEnd::Replaced) => {
+                    let data = json!({"code": ErrorCode::DatabaseReplaced, "error": "the database was deleted or replaced (a snapshot); subscribe again"});
                     return end_with_error(&tx, data, stall).await;
                 }
-                Err(e) => {
+                Err(FeedEnd::Gone { requested, oldest }) => {
+                    let data = json!({"code": ErrorCode::LsnGone, "requested_lsn": requested.0, "oldest_lsn": oldest.0});
+                    return end_with_error(&tx, data, stall).await;
+                }
+                Err(FeedEnd::Failed(e)) => {
                     tracing::error!(db = %name, error = %e, "changefeed read failed");
-                    let data = json!({"code": "internal", "error": "reading the WAL failed"});
+                    let data =
+                        json!({"code": ErrorCode::Internal, "error": "reading the WAL failed"});
                     return end_with_error(&tx, data, stall).await;
                 }
             };
-            if !send_or_stall(&tx, chunk, stall, &closer, &name, cursor.next_lsn().0).await {
+            if !send_or_stall(&tx, chunk, stall, &closer, &name, feed.next_lsn().0).await {
                 return;
             }
             last_sent = tokio::time::Instant::now();
@@ -222,15 +207,6 @@ pub fn start_position(db: &Database, after: Option<u64>) -> Result<Lsn, ApiError
         return Err(gone(start, oldest));
     }
     Ok(start)
-}
-
-/// Whether `db` is still the database its name opens: a subscription to a database deleted or
-/// replaced by a snapshot reads a closed log, and must end rather than wait for ever.
-pub fn still_current(state: &AppState, db: &Arc<Database>) -> bool {
-    state
-        .databases()
-        .and_then(|dbs| dbs.get(&db.name))
-        .is_some_and(|d| Arc::ptr_eq(&d, db))
 }
 
 fn gone(start: Lsn, oldest: Lsn) -> ApiError {

@@ -24,6 +24,7 @@ use sluice_wal::{
 };
 
 use crate::catalogue::{Catalogue, CatalogueError, DatabaseSettings, valid_name};
+use crate::core::records::Kind;
 use crate::flusher::Flusher;
 use crate::metrics::Metrics;
 
@@ -227,21 +228,21 @@ fn replay(
     record: RecordRef<'_>,
     stats: &mut ReplayStats,
 ) -> Result<(), String> {
-    match record.kind {
-        kind if sluice_ts::record::is_points(kind) => {
-            let batch =
-                sluice_ts::record::decode_any(kind, record.payload).map_err(|e| e.to_string())?;
+    match Kind::of(record.kind) {
+        Some(Kind::Points | Kind::SeriesPoints) => {
+            let batch = sluice_ts::record::decode_any(record.kind, record.payload)
+                .map_err(|e| e.to_string())?;
             stats.points += batch.len() as u64;
             ts.replay(batch, record.lsn);
         }
-        sluice_vector::record::VECTOR_OPS | sluice_vector::record::COLLECTION => {
+        Some(Kind::VectorOps | Kind::Collection) => {
             vectors.replay(record.kind, record.payload, record.lsn)?;
             stats.vector_records += 1;
         }
-        other => {
+        None => {
             return Err(format!(
                 "unknown record kind {}: written by a newer Sluice? refusing to skip it",
-                other.0
+                record.kind.0
             ));
         }
     }

@@ -79,7 +79,7 @@ pub async fn write(db: &Database, batch: Batch, ack: AckLevel) -> Result<(Lsn, u
         .write(batch, |payload| {
             let ticket = db
                 .wal
-                .append(sluice_ts::record::SERIES_POINTS, payload, ack)?;
+                .append(super::records::Kind::SeriesPoints.wal(), payload, ack)?;
             let lsn = ticket.lsn();
             Ok::<_, sluice_wal::WalError>((ticket, lsn))
         })

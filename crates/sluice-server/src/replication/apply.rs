@@ -25,6 +25,7 @@ use sluice_ts::WriteError;
 use sluice_vector::VectorError;
 use sluice_wal::{AckLevel, Lsn, RecordKind, WalError};
 
+use crate::core::records::Kind;
 use crate::db::Database;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,17 +132,17 @@ pub fn unpack(
         }
         let start = offset + sluice_wal::record::HEADER_BYTES;
         let payload = start..start + r.payload.len();
-        let points = match r.kind {
-            kind if sluice_ts::record::is_points(kind) => Some(
-                sluice_ts::record::decode_any(kind, r.payload)
+        let points = match Kind::of(r.kind) {
+            Some(Kind::Points | Kind::SeriesPoints) => Some(
+                sluice_ts::record::decode_any(r.kind, r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?,
             ),
-            sluice_vector::record::VECTOR_OPS => {
+            Some(Kind::VectorOps) => {
                 sluice_vector::record::decode_ops(r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?;
                 None
             }
-            sluice_vector::record::COLLECTION => {
+            Some(Kind::Collection) => {
                 let change = sluice_vector::record::decode_collection(r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?;
                 // What the engine would refuse after the record is logged is refused here,
@@ -156,10 +157,10 @@ pub fn unpack(
                 }
                 None
             }
-            other => {
+            None => {
                 return Err(ApplyError::Corrupt(format!(
                     "record {} has kind {}, unknown to this node (a newer primary?)",
-                    r.lsn, other.0
+                    r.lsn, r.kind.0
                 )));
             }
         };

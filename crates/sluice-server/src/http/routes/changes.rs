@@ -30,6 +30,7 @@ use sluice_api::ErrorBody;
 use sluice_wal::Lsn;
 
 use crate::core::feed::{Feed, FeedEnd};
+use crate::core::records::Kind;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::serve::ConnectionCloser;
@@ -255,9 +256,9 @@ impl serde::Serialize for Tags<'_> {
 
 fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
     let lsn = r.lsn.0;
-    let (event, data) = match r.kind {
-        kind if sluice_ts::record::is_points(kind) => {
-            match sluice_ts::record::decode_any(kind, r.payload) {
+    let (event, data) = match Kind::of(r.kind) {
+        Some(Kind::Points | Kind::SeriesPoints) => {
+            match sluice_ts::record::decode_any(r.kind, r.payload) {
                 Ok(batch) => {
                     #[derive(serde::Serialize)]
                     struct PointsEvent<'a> {
@@ -284,7 +285,7 @@ fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
                 ),
             }
         }
-        sluice_vector::record::VECTOR_OPS => match sluice_vector::record::decode_ops(r.payload) {
+        Some(Kind::VectorOps) => match sluice_vector::record::decode_ops(r.payload) {
             Ok((collection, _, ops)) => {
                 use sluice_vector::record::Op;
                 let ops: Vec<_> = ops
@@ -305,16 +306,14 @@ fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
                 json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
             ),
         },
-        sluice_vector::record::COLLECTION => {
-            match sluice_vector::record::decode_collection(r.payload) {
-                Ok(change) => ("collection", json!({"lsn": lsn, "change": change})),
-                Err(e) => (
-                    "error",
-                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
-                ),
-            }
-        }
-        other => ("unknown", json!({"lsn": lsn, "kind": other.0})),
+        Some(Kind::Collection) => match sluice_vector::record::decode_collection(r.payload) {
+            Ok(change) => ("collection", json!({"lsn": lsn, "change": change})),
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
+        None => ("unknown", json!({"lsn": lsn, "kind": r.kind.0})),
     };
     (lsn, event, data.to_string())
 }

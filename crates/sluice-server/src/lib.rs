@@ -5,6 +5,7 @@
 //! [`db::Database`]; engines never see HTTP types. Errors of the layers below become HTTP
 //! answers in one place, [`error::ApiError`].
 
+pub mod admission;
 pub mod auth;
 pub mod catalogue;
 pub mod config;
@@ -15,6 +16,8 @@ pub mod flusher;
 pub mod http;
 pub mod metrics;
 pub mod replication;
+pub mod request_id;
+pub mod router;
 pub mod server;
 pub mod state;
 pub mod timefmt;
@@ -23,3 +26,6 @@ pub mod wire;
 pub use config::Config;
 pub use server::{ServerError, run};
 pub use sluice_wal::now_ms;
+
+#[cfg(test)]
+mod layering;

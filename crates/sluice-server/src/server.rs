@@ -116,7 +116,7 @@ pub async fn run(
         .load(&data_dir, state.metrics())
         .map_err(ServerError::Replication)?;
     tracing::info!(role = config.role.as_str(), node_id = %state.replication().node_id(), "replication");
-    let app = http::app(state.clone());
+    let app = crate::router::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_signal = {
         let stop_tx = stop_tx.clone();

@@ -1,13 +1,14 @@
 //! Shared server state handed to every handler.
 
 use sluice_api::ErrorCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
+use crate::admission::Admission;
 use crate::auth::Auth;
+use crate::auth::authz::RouteTable;
 use crate::config::Config;
 use crate::db::{Database, Databases};
 use crate::error::ApiError;
-use crate::http::admission::Admission;
 use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc`.
@@ -26,6 +27,8 @@ struct Inner {
     databases: OnceLock<Arc<Databases>>,
     /// The OpenAPI document, serialized once.
     openapi_json: OnceLock<Arc<str>>,
+    /// Every route's authorization (set when the router is built).
+    route_table: OnceLock<&'static RouteTable>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
             metrics: Metrics::default(),
             databases: OnceLock::new(),
             openapi_json: OnceLock::new(),
+            route_table: OnceLock::new(),
         }))
     }
 
@@ -84,6 +88,16 @@ impl AppState {
                 format!("database {name:?} does not exist"),
             )
         })
+    }
+
+    /// Every route's authorization; empty (every route fails closed) until the router is built.
+    pub fn route_table(&self) -> &RouteTable {
+        static EMPTY: LazyLock<RouteTable> = LazyLock::new(RouteTable::default);
+        self.0.route_table.get().copied().unwrap_or(&EMPTY)
+    }
+
+    pub fn set_route_table(&self, table: &'static RouteTable) {
+        let _ = self.0.route_table.set(table);
     }
 
     pub fn openapi_json(&self) -> Arc<str> {

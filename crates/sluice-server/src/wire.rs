@@ -64,8 +64,7 @@ use crate::core;
 use crate::core::feed::{Feed, FeedEnd};
 use crate::db::{DEFAULT_DATABASE, Database};
 use crate::error::ApiError;
-use crate::http::request_id;
-use crate::http::routes;
+use crate::request_id;
 use crate::state::AppState;
 
 /// Serves the wire protocol on `listener` until `stop` turns true.
@@ -185,7 +184,7 @@ impl Session {
                     format!("actor {:?} may not read database {:?}", actor.name, db.name),
                 )
             })?;
-        let start = routes::changes::start_position(&db, req.from_lsn)?;
+        let start = core::feed::start_position(&db, req.from_lsn)?;
         Ok((db, start))
     }
 
@@ -481,7 +480,7 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
             let req = wire_json(body)?;
             let sent = body.len() as u64;
             Ok(json(
-                &routes::replication::apply_batch(state, None, sent, req).await?,
+                &core::replication::apply_batch(state, None, sent, req).await?,
             ))
         }
         Request::ReplicationStats => Ok(json(
@@ -489,7 +488,7 @@ async fn dispatch(state: &AppState, request: Request<'_>) -> Result<Vec<u8>, Api
                 .replication()
                 .stats(state.databases().map(|d| d.as_ref())),
         )),
-        Request::ReplicationConfig(body) => Ok(json(&routes::replication::configure(
+        Request::ReplicationConfig(body) => Ok(json(&core::replication::configure(
             state,
             wire_json(body)?,
         )?)),
@@ -686,6 +685,11 @@ fn error_frame(e: ApiError, out: &mut Vec<u8>) {
     let mut body: ErrorBody = e.body(id);
     body.retry_after_sec = e.retry_after_secs;
     encode_frame(status as u8, 0, &json(&body), out);
+}
+
+/// The wire adapter's HTTP route: the WebSocket upgrade at `/v1/ws`.
+pub fn ws_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(websocket))
 }
 
 /// The wire protocol over WebSocket: each binary message carries one or more whole request
@@ -904,8 +908,8 @@ async fn ws_feed(
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
                 let mut out = Vec::new();
-                for (id, event, data) in routes::changes::events(&batch.bytes) {
-                    if out.len() >= routes::changes::SEND_BYTES {
+                for (id, event, data) in core::feed::events(&batch.bytes) {
+                    if out.len() >= core::feed::SEND_BYTES {
                         send_within(&mut socket, std::mem::take(&mut out), stall).await?;
                     }
                     // `event` is one of a few fixed names and `data` is JSON text.

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Print(args),
         } => args.load().map(|c| print!("{}", c.to_toml())),
         Command::Openapi => {
-            println!("{}", sluice_server::http::openapi_json());
+            println!("{}", sluice_server::router::openapi_json());
             Ok(())
         }
         Command::Put(args) => client_runtime().and_then(|rt| rt.block_on(client_cmds::put(args))),

@@ -1,4 +1,4 @@
-//! Authentication and authorization (SPEC §9).
+//! Authentication and authorization, for every transport.
 //!
 //! - **Who** ([`Auth::authenticate`]): a bearer token (table of SHA-256 digests, see
 //!   [`tokens`]) or a JWT ([`jwt`]); the `Bearer` scheme is matched case-insensitively. Missing
@@ -18,29 +18,22 @@
 //!   (writer) or everything (admin); Cedar policies ([`policy`]) can narrow or extend that.
 //!   Not allowed → 403.
 //!
-//! The middleware runs before admission control, so unauthenticated traffic never consumes an
-//! actor's budget, and it puts the [`Actor`] in the request extensions for the layers and
-//! handlers after it.
+//! The transports apply it: HTTP in its route middleware (`http::authn`), the wire protocol
+//! per frame; both before admission control, so unauthenticated traffic never consumes an
+//! actor's budget.
 
 pub mod authz;
 pub mod jwt;
 pub mod policy;
 pub mod tokens;
 
-use sluice_api::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
 use crate::config::AuthConfig;
-use crate::db::DEFAULT_DATABASE;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// A role on a database. Ordered: each grants what the ones before it grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -159,22 +152,6 @@ pub enum Scope {
 pub enum Refusal {
     Unauthenticated(&'static str),
     Forbidden(String),
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Unauthenticated(why) => {
-                let mut r = ApiError::new(ErrorCode::Unauthenticated, why).into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"sluice\""),
-                );
-                r
-            }
-            Refusal::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why).into_response(),
-        }
-    }
 }
 
 /// Credentials and policies of a server.
@@ -333,159 +310,9 @@ impl Auth {
     }
 }
 
-/// The database a request acts on, decided once by [`request_database`] (in the middleware)
-/// and read from the request's extensions by the handlers' extractors, so authorization and
-/// the handler can never disagree about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetDatabase(pub String);
-
-/// The database a request acts on: the `{db}` of `/v1/databases/{db}/…` (percent-decoded; not
-/// UTF-8 → 400), else, for line protocol, its `db` (or else `bucket`) query parameter decoded
-/// like the query string parser does (keys included; given twice → 400), else `default`.
-pub fn request_database(route: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
-    let bad = |what: &str| {
-        ApiError::new(
-            ErrorCode::InvalidDatabase,
-            format!("the database name in the {what} is not valid"),
-        )
-    };
-    if route.starts_with("/v1/databases/{db}") {
-        let rest = uri.path().strip_prefix("/v1/databases/").unwrap_or("");
-        let seg = rest.split('/').next().unwrap_or("");
-        return percent_encoding::percent_decode_str(seg)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| bad("path"));
-    }
-    if route == "/write" || route == "/api/v2/write" {
-        let (mut db, mut bucket) = (None, None);
-        for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
-            let slot = match k.as_ref() {
-                "db" => &mut db,
-                "bucket" => &mut bucket,
-                _ => continue,
-            };
-            if slot.replace(v.into_owned()).is_some() {
-                return Err(bad("query (given twice)"));
-            }
-        }
-        if let Some(name) = db.or(bucket) {
-            return Ok(name);
-        }
-    }
-    Ok(DEFAULT_DATABASE.to_string())
-}
-
-/// Route middleware: authenticates, classifies, authorizes; puts the [`Actor`] in the
-/// request's extensions.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auth = state.auth();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(String::new, |p| p.as_str().to_string());
-    let Some(need) = crate::http::route_table().need(req.method(), &route, auth.public_metrics())
-    else {
-        return next.run(req).await;
-    };
-    let (action, scope) = (need.action, need.scope);
-    let actor = match auth.authenticate(req.headers()) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    // Database policies exist only once recovery has finished: decide nothing before.
-    if state.databases().is_none() {
-        return ApiError::not_ready().into_response();
-    }
-    let short_route = route
-        .strip_prefix("/v1/databases/{db}")
-        .filter(|r| r.starts_with('/'))
-        .unwrap_or(&route);
-    // HEAD is GET without a body: policies see one method.
-    let method = if req.method() == Method::HEAD {
-        "GET".to_string()
-    } else {
-        req.method().as_str().to_string()
-    };
-    let decision = match scope {
-        Scope::Server => auth.authorize(&actor, action, None, short_route, &method),
-        Scope::AnyDatabase => {
-            if actor.roles.any() || auth.dev_mode() {
-                Ok(())
-            } else {
-                Err(Refusal::Forbidden(format!(
-                    "actor {:?} has no role on any database",
-                    actor.name
-                )))
-            }
-        }
-        Scope::Database => {
-            let name = match request_database(&route, req.uri()) {
-                Ok(n) => n,
-                Err(e) => return e.into_response(),
-            };
-            req.extensions_mut().insert(TargetDatabase(name.clone()));
-            // An unknown database: decide on roles alone (its policy does not exist), and let
-            // the handler answer 404 to those allowed to know.
-            let db = state.databases().and_then(|d| d.get(&name));
-            let policy = db.as_ref().and_then(|d| d.policy.as_deref());
-            auth.authorize(&actor, action, Some((&name, policy)), short_route, &method)
-        }
-    };
-    if let Err(r) = decision {
-        return r.into_response();
-    }
-    if need.mutates
-        && let Some(refusal) = state.replication().refuse_write()
-    {
-        return refusal.into_response();
-    }
-    req.extensions_mut().insert(actor);
-    next.run(req).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_of_a_request() {
-        let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
-        let db = |route: &str, u: &str| request_database(route, &uri(u)).ok();
-        assert_eq!(db("/ts/put", "/ts/put").as_deref(), Some("default"));
-        let nested = "/v1/databases/{db}/ts/put";
-        assert_eq!(
-            db(nested, "/v1/databases/db%31/ts/put").as_deref(),
-            Some("db1")
-        );
-        assert_eq!(db(nested, "/v1/databases/%FF/ts/put"), None, "not UTF-8");
-        assert_eq!(
-            db(nested, "/v1/databases/a+b/ts/put").as_deref(),
-            Some("a+b")
-        );
-        assert_eq!(
-            db("/write", "/write?db=x&precision=s").as_deref(),
-            Some("x")
-        );
-        assert_eq!(
-            db("/write", "/write?%64b=x").as_deref(),
-            Some("x"),
-            "encoded key"
-        );
-        assert_eq!(db("/write", "/write?b%75cket=y").as_deref(), Some("y"));
-        assert_eq!(db("/write", "/write?bucket=y&db=x").as_deref(), Some("x"));
-        assert_eq!(db("/write", "/write?db=x&%64b=z"), None, "given twice");
-        assert_eq!(
-            db("/api/v2/write", "/api/v2/write?bucket=y").as_deref(),
-            Some("y")
-        );
-        assert_eq!(db("/ts/put", "/ts/put?db=x").as_deref(), Some("default"));
-        let nested_lp = "/v1/databases/{db}/write";
-        assert_eq!(
-            db(nested_lp, "/v1/databases/a/write?db=b").as_deref(),
-            Some("a")
-        );
-    }
 
     #[test]
     fn roles_take_the_larger_of_db_and_star() {

@@ -10,7 +10,11 @@
 //!
 //! A feed ends ([`FeedEnd`]) when the server stops, when its database is deleted or replaced by
 //! a snapshot (the log it reads is closed: waiting would be for ever), when the records it
-//! needs are no longer retained, or when a read fails. What a transport does when its peer
+//! needs are no longer retained, or when a read fails.
+//!
+//! [`events`] turns records into changefeed events (`id` = LSN, an event name, JSON data): what
+//! SSE streams and WebSocket subscriptions send; [`start_position`] decides where a
+//! subscription starts. What a transport does when its peer
 //! stops reading is the transport's: each sends with [`Feed::stall_timeout`] and cuts a peer
 //! that takes nothing for that long, so ingest never waits for a subscriber.
 
@@ -20,7 +24,12 @@ use std::time::Duration;
 use sluice_wal::{Cursor, Lsn, ReadBatch, ReadError};
 use tokio::sync::{Notify, watch};
 
+use serde_json::json;
+use sluice_api::ErrorCode;
+
+use crate::core::records::Kind;
 use crate::db::Database;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How often an idle feed looks at its log even without a durability notification.
@@ -137,4 +146,131 @@ impl Feed {
             .and_then(|dbs| dbs.get(&self.db.name))
             .is_some_and(|d| Arc::ptr_eq(&d, &self.db))
     }
+}
+
+/// The first LSN a subscription sends: after `after` (the last LSN the subscriber has), at
+/// the oldest retained record for `0`, or at the next record written when `None`. A position
+/// whose records are gone is refused with 410 `lsn_gone`.
+pub fn start_position(db: &Database, after: Option<u64>) -> Result<Lsn, ApiError> {
+    let oldest = db
+        .wal
+        .oldest_readable_lsn()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let start = match after {
+        None => db.wal.status().durable_lsn.next(),
+        Some(0) => oldest.max(Lsn(1)),
+        Some(l) => Lsn(l.saturating_add(1)),
+    };
+    if start < oldest && start <= db.wal.status().durable_lsn {
+        return Err(gone(start, oldest));
+    }
+    Ok(start)
+}
+
+fn gone(start: Lsn, oldest: Lsn) -> ApiError {
+    ApiError::new(
+        ErrorCode::LsnGone,
+        format!(
+            "changes from LSN {start} are no longer retained; the oldest is {oldest} (start over from a fresh read of the data)"
+        ),
+    )
+}
+
+/// The changefeed events of the records in `bytes` (records as the WAL reader returns them),
+/// one record at a time: `(lsn, event name, data as JSON text)`. Shared by the SSE stream and
+/// WebSocket subscriptions, which send what they encoded every [`SEND_BYTES`], so a
+/// subscriber holds about that much plus one record's events, never a whole read's.
+pub fn events(bytes: &[u8]) -> impl Iterator<Item = (u64, &'static str, String)> + '_ {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let r = sluice_wal::record::decode(rest).ok()?;
+        rest = &rest[r.encoded_len()..];
+        Some(event_of(r))
+    })
+}
+
+/// Encoded events are sent once they reach about this size.
+pub const SEND_BYTES: usize = 1 << 20;
+
+/// A point of a `points` event, serialized from the record's series without copying it.
+#[derive(serde::Serialize)]
+struct PointEvent<'a> {
+    metric: &'a str,
+    entity: &'a str,
+    timestamp_ms: i64,
+    value: f64,
+    tags: Tags<'a>,
+}
+
+/// A series' sorted tags as a JSON object.
+struct Tags<'a>(&'a [(String, String)]);
+
+impl serde::Serialize for Tags<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
+    let lsn = r.lsn.0;
+    let (event, data) = match Kind::of(r.kind) {
+        Some(Kind::Points | Kind::SeriesPoints) => {
+            match sluice_ts::record::decode_any(r.kind, r.payload) {
+                Ok(batch) => {
+                    #[derive(serde::Serialize)]
+                    struct PointsEvent<'a> {
+                        lsn: u64,
+                        points: Vec<PointEvent<'a>>,
+                    }
+                    let points = batch
+                        .points()
+                        .map(|(k, t, v)| PointEvent {
+                            metric: &k.metric,
+                            entity: &k.entity,
+                            timestamp_ms: t,
+                            value: v,
+                            tags: Tags(&k.tags),
+                        })
+                        .collect();
+                    let text =
+                        serde_json::to_string(&PointsEvent { lsn, points }).unwrap_or_default();
+                    return (lsn, "points", text);
+                }
+                Err(e) => (
+                    "error",
+                    json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+                ),
+            }
+        }
+        Some(Kind::VectorOps) => match sluice_vector::record::decode_ops(r.payload) {
+            Ok((collection, _, ops)) => {
+                use sluice_vector::record::Op;
+                let ops: Vec<_> = ops
+                    .into_iter()
+                    .map(|op| match op {
+                        Op::Add(e) => json!({"op": "add", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
+                        Op::Update(e) => json!({"op": "update", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
+                        Op::Remove { pk } => json!({"op": "remove", "pk": pk}),
+                    })
+                    .collect();
+                (
+                    "vectors",
+                    json!({"lsn": lsn, "collection": collection, "ops": ops}),
+                )
+            }
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
+        Some(Kind::Collection) => match sluice_vector::record::decode_collection(r.payload) {
+            Ok(change) => ("collection", json!({"lsn": lsn, "change": change})),
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
+        None => ("unknown", json!({"lsn": lsn, "kind": r.kind.0})),
+    };
+    (lsn, event, data.to_string())
 }

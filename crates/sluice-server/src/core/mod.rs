@@ -6,6 +6,7 @@
 
 pub mod feed;
 pub mod records;
+pub mod replication;
 pub mod ts;
 pub mod vectors;
 

@@ -19,7 +19,7 @@ use sluice_wal::AckLevel;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The database a data route acts on (see [`crate::auth::TargetDatabase`]): `{db}` of
+/// The database a data route acts on (see [`crate::http::authn::TargetDatabase`]): `{db}` of
 /// `/v1/databases/{db}/…`, line protocol's `db`/`bucket`, else `default`.
 pub struct Db(pub std::sync::Arc<crate::db::Database>);
 
@@ -31,14 +31,14 @@ impl<S: Send + Sync> FromRequestParts<S> for TargetDb {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        if let Some(t) = parts.extensions.get::<crate::auth::TargetDatabase>() {
+        if let Some(t) = parts.extensions.get::<crate::http::authn::TargetDatabase>() {
             return Ok(TargetDb(t.0.clone()));
         }
         let route = parts
             .extensions
             .get::<axum::extract::MatchedPath>()
             .map_or("", |p| p.as_str());
-        crate::auth::request_database(route, &parts.uri).map(TargetDb)
+        crate::http::authn::request_database(route, &parts.uri).map(TargetDb)
     }
 }
 
@@ -151,8 +151,8 @@ async fn read_body(
             ));
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Ok(Err(e)) if find_source::<crate::http::admission::BytesBudgetExceeded>(&*e).is_some() => {
-            let budget = find_source::<crate::http::admission::BytesBudgetExceeded>(&*e);
+        Ok(Err(e)) if find_source::<crate::admission::BytesBudgetExceeded>(&*e).is_some() => {
+            let budget = find_source::<crate::admission::BytesBudgetExceeded>(&*e);
             let retry = budget.map_or(1, |b| b.retry_after_sec);
             let message = budget.map_or_else(String::new, ToString::to_string);
             return Err(ApiError::new(ErrorCode::TooManyBytesInFlight, message).retry_after(retry));

@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use tracing::Instrument;
 
-use crate::error::{ApiError, ErrorShaped};
-use crate::http::request_id;
+use crate::error::ApiError;
+use crate::http::error::{ErrorShaped, code_for_status};
+use crate::request_id;
 use crate::state::AppState;
 
 /// The route template a response was produced for, set by [`route_label`].
@@ -151,7 +152,7 @@ async fn reshape_error(response: Response) -> Response {
         }
         message.truncate(cut);
     }
-    let mut shaped = ApiError::new(ApiError::code_for_status(status), message).into_response();
+    let mut shaped = ApiError::new(code_for_status(status), message).into_response();
     *shaped.status_mut() = status;
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

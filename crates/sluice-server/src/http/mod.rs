@@ -2,13 +2,12 @@
 //! the request middleware, extractors, and the connection loop.
 
 pub mod admission;
+pub mod authn;
+pub mod error;
 pub mod extract;
 pub mod middleware;
-pub mod request_id;
 pub mod routes;
 pub mod serve;
-
-use std::sync::LazyLock;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -91,7 +90,6 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::replication::promote))
         .routes(routes!(routes::replication::snapshot))
         .routes(routes!(routes::changes::changes))
-        .routes(routes!(crate::wire::websocket))
         .merge(data_router())
         .nest(DATABASE_PREFIX, data_router());
     document_database_routes(router.get_openapi_mut());
@@ -166,7 +164,12 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
-fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_metrics: bool) {
+fn document_security(
+    api: &mut utoipa::openapi::OpenApi,
+    table: &RouteTable,
+    secured: bool,
+    public_metrics: bool,
+) {
     use utoipa::openapi::security::{
         HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
     };
@@ -186,7 +189,7 @@ fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_m
     }
     for (path, item) in api.paths.paths.iter_mut() {
         let public = crate::auth::authz::operations(item)
-            .any(|(m, _)| route_table().need(&m, path, public_metrics).is_none());
+            .any(|(m, _)| table.need(&m, path, public_metrics).is_none());
         if public {
             continue;
         }
@@ -211,36 +214,28 @@ fn document_security(api: &mut utoipa::openapi::OpenApi, secured: bool, public_m
     }
 }
 
-/// Every operation's authorization, as declared in its `#[utoipa::path]` (`x-sluice-authz`).
-/// Built once; an operation without a valid declaration is logged and fails closed (the
-/// authorization coverage test fails for it).
-pub fn route_table() -> &'static RouteTable {
-    static TABLE: LazyLock<RouteTable> = LazyLock::new(|| {
-        let (_, api) = api_router().split_for_parts();
-        let (table, errors) = RouteTable::from_openapi(&api);
-        for e in errors {
-            tracing::error!("{e}; the route is admin-only on the server");
-        }
-        table
-    });
-    &TABLE
+/// The OpenAPI document of `api` as served with this security setting (`secured`: credentials
+/// are configured). `table` says which operations are public.
+pub fn document(
+    api: &mut utoipa::openapi::OpenApi,
+    table: &RouteTable,
+    secured: bool,
+    public_metrics: bool,
+) {
+    document_security(api, table, secured, public_metrics);
 }
 
-/// The OpenAPI document as served at `/openapi.json` in dev mode (and committed as
-/// `openapi/openapi.json`).
-pub fn openapi_json() -> String {
-    let (_, mut api) = api_router().split_for_parts();
-    document_security(&mut api, false, true);
-    // The document is built from static definitions; failing to serialize it is a bug that the
-    // golden test catches.
-    api.to_pretty_json().unwrap_or_default()
-}
-
-/// The complete application: routes, fallback, middleware, state.
-pub fn app(state: AppState) -> Router {
-    let (router, mut api) = api_router().split_for_parts();
+/// The complete HTTP application over `routes` (the served API, see `crate::router`):
+/// middleware, fallback, state. `state` must hold the routes' authorization table.
+pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
+    let (router, mut api) = routes.split_for_parts();
     let auth = state.auth();
-    document_security(&mut api, !auth.dev_mode(), auth.public_metrics());
+    document_security(
+        &mut api,
+        state.route_table(),
+        !auth.dev_mode(),
+        auth.public_metrics(),
+    );
     state.set_openapi_json(api.to_pretty_json().unwrap_or_default());
     let compression = state.config().http.compression;
     let router = router
@@ -250,7 +245,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::middleware,
+            authn::middleware,
         ))
         .route_layer(axum::middleware::from_fn(middleware::route_label))
         .fallback(middleware::not_found)
@@ -277,65 +272,4 @@ pub fn app(state: AppState) -> Router {
             middleware::outer,
         ))
         .with_state(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::authz::Authz;
-
-    /// The authorization coverage test: every HTTP operation declares what it needs, nested
-    /// copies declare what their flat routes do, and every wire opcode needs exactly what the
-    /// route it mirrors declares.
-    #[test]
-    fn every_operation_and_opcode_declares_its_authorization_the_same_on_both_transports() {
-        let (_, api) = api_router().split_for_parts();
-        let (table, errors) = RouteTable::from_openapi(&api);
-        assert!(errors.is_empty(), "undeclared or malformed: {errors:#?}");
-        let operations: usize = api
-            .paths
-            .paths
-            .values()
-            .map(|item| crate::auth::authz::operations(item).count())
-            .sum();
-        assert_eq!(table.iter().count(), operations);
-
-        for ((method, path), authz) in table.iter() {
-            if let Some(flat) = path.strip_prefix(DATABASE_PREFIX).filter(|r| !r.is_empty())
-                && let Some(flat_authz) = table.get(method, flat)
-            {
-                assert_eq!(*authz, flat_authz, "{method} {path} differs from {flat}");
-            }
-        }
-
-        let mut public: Vec<&str> = table
-            .iter()
-            .filter(|(_, a)| matches!(a, Authz::Public | Authz::Metrics))
-            .map(|((_, p), _)| p.as_str())
-            .collect();
-        public.sort_unstable();
-        assert_eq!(
-            public,
-            [
-                "/healthz",
-                "/metrics",
-                "/openapi.json",
-                "/readyz",
-                "/v1/ws",
-                "/version"
-            ]
-        );
-
-        for opcode in sluice_wire::Opcode::ALL {
-            let Some((need, method, route)) = crate::wire::opcode_authz(opcode) else {
-                assert_eq!(opcode, sluice_wire::Opcode::Auth, "only AUTH is undeclared");
-                continue;
-            };
-            assert_eq!(
-                table.get(&method, route),
-                Some(Authz::Needs(need)),
-                "{opcode:?} mirrors {method} {route}, which declares otherwise"
-            );
-        }
-    }
 }

@@ -43,7 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             // A 503 here is an answer, not an error: keep this body.
-            r.extensions_mut().insert(crate::error::ErrorShaped);
+            r.extensions_mut().insert(crate::http::error::ErrorShaped);
             r
         }
     }

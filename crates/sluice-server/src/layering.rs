@@ -11,7 +11,10 @@ fn workspace_root() -> PathBuf {
 
 /// The `[dependencies]` (not dev-dependencies: tests may use anything) of a workspace crate.
 fn dependencies(krate: &str) -> Vec<String> {
-    let path = workspace_root().join("crates").join(krate).join("Cargo.toml");
+    let path = workspace_root()
+        .join("crates")
+        .join(krate)
+        .join("Cargo.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let manifest: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path:?}: {e}"));
     manifest

@@ -13,7 +13,7 @@
 //!     pipelined on one connection.
 //!
 //! Run: `cargo build --release -p sluice -p sluice-bench && target/release/wire_bench`.
-//! With two or more cores the server runs on CPU 0 and this load generator on CPU 1. SPEC §12's
+//! With two or more cores the server runs on CPU 0 and this load generator on CPU 1. The
 //! wire target (≥ 3M points/s per core) is for `ack=fsync`, measured by the `TS_PUT` run.
 
 use std::path::PathBuf;
@@ -270,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
         );
         if fsync {
             println!(
-                "    wire at fsync per server core: {:.2}M points/s (SPEC §12 target >= 3M)",
+                "    wire at fsync per server core: {:.2}M points/s (target >= 3M)",
                 wire / 1e6
             );
         }

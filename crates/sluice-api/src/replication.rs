@@ -1,4 +1,4 @@
-//! Replication (SPEC §8): the seed's compressed WAL shipping bodies, replica management,
+//! Replication: the seed's compressed WAL shipping bodies, replica management,
 //! statistics, and the changefeed events.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Time-series write bodies (SPEC §2, §6; field names from the seed).
+//! Time-series write bodies (field names from the seed).
 
 use std::collections::BTreeMap;
 

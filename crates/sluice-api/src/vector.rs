@@ -1,4 +1,4 @@
-//! Vector bodies (SPEC §2, §6; the buffered routes' fields from the seed).
+//! Vector bodies (the buffered routes' fields from the seed).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

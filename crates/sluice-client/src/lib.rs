@@ -1,4 +1,4 @@
-//! The Rust client for Sluice (SPEC §11).
+//! The Rust client for Sluice.
 //!
 //! Two transports, one set of typed models (`sluice-api` for JSON bodies, `sluice-wire` for
 //! frames):

@@ -1,5 +1,5 @@
 //! The database catalogue: which databases exist and their per-database settings, kept in the
-//! configuration file's `[databases.<name>]` tables (SPEC §9).
+//! configuration file's `[databases.<name>]` tables.
 //!
 //! The file is the configuration file given with `--config`, or `<data_dir>/databases.toml`
 //! when the server runs on its embedded defaults (so runtime-created databases survive restarts
@@ -23,7 +23,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -217,7 +216,7 @@ impl Catalogue {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<(), CatalogueError> {
-        write_atomically(&self.path, bytes).map_err(|e| self.io(e))
+        sluice_wal::durable::write_atomically(&self.path, bytes).map_err(|e| self.io(e))
     }
 
     fn io(&self, source: std::io::Error) -> CatalogueError {
@@ -252,41 +251,6 @@ fn databases_table(
     // `[databases]` itself carries no keys; show only `[databases.<name>]` headers.
     table.set_implicit(true);
     Ok(table)
-}
-
-/// Replaces `path` with `bytes` atomically and durably: a temp file beside it (keeping the
-/// file's mode; a new file is 0600, it may hold secrets), fsync, rename over, fsync the
-/// directory. A reader sees the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let tmp = sibling(path, ".tmp");
-    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
-    let result = (|| {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {

@@ -21,7 +21,7 @@ pub struct Config {
     /// Allow binding a non-loopback address while authentication is off.
     pub unauthenticated: bool,
     /// `primary` takes writes and ships its WAL to its replicas; `replica` applies a
-    /// primary's WAL and serves reads only (SPEC §8).
+    /// primary's WAL and serves reads only.
     pub role: Role,
     pub replication: ReplicationSection,
     pub http: HttpConfig,
@@ -43,7 +43,7 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
 }
 
-/// What a node does (SPEC §8).
+/// What a node does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -61,7 +61,7 @@ impl Role {
     }
 }
 
-/// `[replication]`: compressed WAL shipping (SPEC §8; see `replication/mod.rs`).
+/// `[replication]`: compressed WAL shipping (see `replication/mod.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicationSection {
@@ -117,7 +117,7 @@ impl Default for ReplicationSection {
     }
 }
 
-/// `[auth]`: credentials and policies (SPEC §9). No tokens and no JWT key = dev mode (open).
+/// `[auth]`: credentials and policies. No tokens and no JWT key = dev mode (open).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -160,7 +160,7 @@ pub struct JwtConfig {
     pub leeway_sec: u64,
 }
 
-/// `[admission]`: per-actor admission control and load shedding (SPEC §9).
+/// `[admission]`: per-actor admission control and load shedding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionConfig {
@@ -789,184 +789,21 @@ impl Config {
 
     /// Checks relations between keys that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("http.max_connections", self.http.max_connections as u64),
-            ("http.max_body_bytes", self.http.max_body_bytes as u64),
-            (
-                "http.max_batch_body_bytes",
-                self.http.max_batch_body_bytes as u64,
-            ),
-            ("http.max_json_depth", self.http.max_json_depth as u64),
-            ("wire.max_frame_bytes", self.wire.max_frame_bytes as u64),
-            ("wire.max_connections", self.wire.max_connections as u64),
-            ("wire.idle_timeout_ms", self.wire.idle_timeout_ms),
-            (
-                "http.header_read_timeout_ms",
-                self.http.header_read_timeout_ms,
-            ),
-            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
-            ("wal.segment_size_bytes", self.wal.segment_size_bytes),
-            ("wal.queue_capacity", self.wal.queue_capacity as u64),
-            ("wal.max_batch_records", self.wal.max_batch_records as u64),
-            ("wal.max_batch_bytes", self.wal.max_batch_bytes as u64),
-            ("wal.flush_interval_ms", self.wal.flush_interval_ms),
-            (
-                "limits.max_points_per_batch",
-                self.limits.max_points_per_batch as u64,
-            ),
-            ("limits.max_name_bytes", self.limits.max_name_bytes as u64),
-            ("limits.max_tag_bytes", self.limits.max_tag_bytes as u64),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be greater than 0"
-                )));
-            }
-        }
-        let r = &self.replication;
-        crate::replication::check_compression(&r.compression, r.compression_level)
-            .map_err(|e| ConfigError::Invalid(format!("replication: {e}")))?;
-        for (key, v) in [
-            ("replication.max_batch_bytes", r.max_batch_bytes as u64),
-            ("replication.ship_timeout_ms", r.ship_timeout_ms),
-            ("replication.retry_max_ms", r.retry_max_ms),
-            (
-                "replication.changefeed_stall_timeout_ms",
-                r.changefeed_stall_timeout_ms,
-            ),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be greater than 0"
-                )));
-            }
-        }
-        for e in &r.replicas {
-            crate::replication::check_replica(&e.replica_id, &e.endpoint)
-                .map_err(|m| ConfigError::Invalid(format!("replication.replicas: {m}")))?;
-        }
-        const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
-        if self.wal.segment_size_bytes < MIN_SEGMENT_BYTES {
-            return Err(ConfigError::Invalid(format!(
-                "wal.segment_size_bytes must be at least {MIN_SEGMENT_BYTES}"
-            )));
-        }
-        let ab = &self.features.ts_auto_buffer;
-        if ab.max_points_per_buffer == 0 || ab.flush_interval_ms == 0 || ab.max_buffer_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "features.ts_auto_buffer thresholds must be greater than 0".into(),
-            ));
-        }
-        if ab.overflow_buffer_bytes <= ab.max_buffer_bytes {
-            return Err(ConfigError::Invalid(
-                "features.ts_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes".into(),
-            ));
-        }
-        let vb = &self.features.vector_auto_buffer;
-        if vb.max_vectors_per_buffer == 0 || vb.flush_interval_ms == 0 || vb.max_buffer_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "features.vector_auto_buffer thresholds must be greater than 0".into(),
-            ));
-        }
-        if vb.overflow_buffer_bytes <= vb.max_buffer_bytes {
-            return Err(ConfigError::Invalid(
-                "features.vector_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes"
-                    .into(),
-            ));
-        }
-        let v = &self.vector;
-        for (key, n) in [
-            ("vector.max_dimension", v.max_dimension as u64),
-            ("vector.max_k", v.max_k as u64),
-            ("vector.max_collections", v.max_collections as u64),
-            ("vector.max_pk_bytes", v.max_pk_bytes as u64),
-            ("vector.max_metadata_bytes", v.max_metadata_bytes as u64),
-            (
-                "vector.max_vectors_per_batch",
-                v.max_vectors_per_batch as u64,
-            ),
-            ("vector.snapshot_after_ops", v.snapshot_after_ops),
-            ("vector.snapshot_interval_ms", v.snapshot_interval_ms),
-        ] {
-            if n == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be greater than 0"
-                )));
-            }
-        }
-        if v.max_pk_bytes > u16::MAX as usize || v.max_dimension > 65_536 {
-            return Err(ConfigError::Invalid(
-                "vector.max_pk_bytes must be at most 65535 and vector.max_dimension at most 65536"
-                    .into(),
-            ));
-        }
-        if v.default_dimension > v.max_dimension {
-            return Err(ConfigError::Invalid(
-                "vector.default_dimension must not exceed vector.max_dimension".into(),
-            ));
-        }
-        let hnsw = sluice_vector::CollectionConfig {
-            name: "default".into(),
-            dimension: v.default_dimension.max(1),
-            distance: v.default_distance,
-            precision: v.default_precision,
-            hnsw: sluice_vector::HnswParams {
-                m: v.hnsw_m,
-                ef_construction: v.hnsw_ef_construction,
-                ef_search: v.hnsw_ef_search,
-            },
-        };
-        if let Err(e) = hnsw.validate(v.max_dimension) {
-            return Err(ConfigError::Invalid(format!(
-                "vector.{}: {}",
-                e.field.replace("hnsw.", "hnsw_"),
-                e.reason
-            )));
-        }
-        if self.ts.max_query_points == 0
-            || self.ts.chunk_target_points == 0
-            || self.ts.max_series == 0
-        {
-            return Err(ConfigError::Invalid(
-                "ts.max_query_points and ts.chunk_target_points must be greater than 0".into(),
-            ));
-        }
-        if self.limits.max_name_bytes > u16::MAX as usize
-            || self.limits.max_tag_bytes > u16::MAX as usize
-        {
-            return Err(ConfigError::Invalid(
-                "limits.max_name_bytes and limits.max_tag_bytes must be at most 65535".into(),
-            ));
-        }
-        if self.http.tls_cert_file.is_empty() != self.http.tls_key_file.is_empty() {
-            return Err(ConfigError::Invalid(
-                "http.tls_cert_file and http.tls_key_file must be set together".into(),
-            ));
-        }
-        let a = &self.admission;
-        if a.enabled
-            && (a.max_in_flight_per_actor == 0
-                || a.max_in_flight_bytes_per_actor == 0
-                || a.max_in_flight_total == 0
-                || (a.rate_limit_per_sec > 0 && a.rate_limit_burst == 0))
-        {
-            return Err(ConfigError::Invalid(
-                "admission limits must be greater than 0 (rate_limit_per_sec = 0 turns rate limiting off)"
-                    .into(),
-            ));
-        }
+        self.http.validate()?;
+        self.wire.validate()?;
+        self.wal.validate()?;
+        self.limits.validate()?;
+        self.replication.validate()?;
+        self.features.validate()?;
+        self.vector.validate()?;
+        self.ts.validate()?;
+        self.admission.validate()?;
         for name in self.databases.keys() {
             if !crate::catalogue::valid_name(name) {
-                return Err(ConfigError::Invalid(format!(
+                return Err(invalid(format!(
                     "[databases.{name}]: invalid database name (lower-case letters, digits, _ and -, at most 64 bytes)"
                 )));
             }
-        }
-        if self.limits.max_tags_per_point > u16::MAX as usize {
-            return Err(ConfigError::Invalid(
-                "limits.max_tags_per_point must be at most 65535".into(),
-            ));
         }
         Ok(())
     }
@@ -1089,6 +926,215 @@ fn parse_like(like: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             _ => Err("expected true or false".to_string()),
         },
         _ => Err("this key cannot be set from the environment".to_string()),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// Refuses the first key whose value is 0.
+fn positive(keys: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match keys.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(invalid(format!("{key} must be greater than 0"))),
+        None => Ok(()),
+    }
+}
+
+// Each section validates itself; `Config::validate` calls them in turn.
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("http.max_connections", self.max_connections as u64),
+            ("http.max_body_bytes", self.max_body_bytes as u64),
+            (
+                "http.max_batch_body_bytes",
+                self.max_batch_body_bytes as u64,
+            ),
+            ("http.max_json_depth", self.max_json_depth as u64),
+            ("http.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("http.body_read_timeout_ms", self.body_read_timeout_ms),
+        ])?;
+        if self.tls_cert_file.is_empty() != self.tls_key_file.is_empty() {
+            return Err(invalid(
+                "http.tls_cert_file and http.tls_key_file must be set together",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WireConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("wire.max_frame_bytes", self.max_frame_bytes as u64),
+            ("wire.max_connections", self.max_connections as u64),
+            ("wire.idle_timeout_ms", self.idle_timeout_ms),
+        ])
+    }
+}
+
+impl WalSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("wal.segment_size_bytes", self.segment_size_bytes),
+            ("wal.queue_capacity", self.queue_capacity as u64),
+            ("wal.max_batch_records", self.max_batch_records as u64),
+            ("wal.max_batch_bytes", self.max_batch_bytes as u64),
+            ("wal.flush_interval_ms", self.flush_interval_ms),
+        ])?;
+        const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
+        if self.segment_size_bytes < MIN_SEGMENT_BYTES {
+            return Err(invalid(format!(
+                "wal.segment_size_bytes must be at least {MIN_SEGMENT_BYTES}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            (
+                "limits.max_points_per_batch",
+                self.max_points_per_batch as u64,
+            ),
+            ("limits.max_name_bytes", self.max_name_bytes as u64),
+            ("limits.max_tag_bytes", self.max_tag_bytes as u64),
+        ])?;
+        if self.max_name_bytes > u16::MAX as usize || self.max_tag_bytes > u16::MAX as usize {
+            return Err(invalid(
+                "limits.max_name_bytes and limits.max_tag_bytes must be at most 65535",
+            ));
+        }
+        if self.max_tags_per_point > u16::MAX as usize {
+            return Err(invalid("limits.max_tags_per_point must be at most 65535"));
+        }
+        Ok(())
+    }
+}
+
+impl ReplicationSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        crate::replication::check_compression(&self.compression, self.compression_level)
+            .map_err(|e| invalid(format!("replication: {e}")))?;
+        positive(&[
+            ("replication.max_batch_bytes", self.max_batch_bytes as u64),
+            ("replication.ship_timeout_ms", self.ship_timeout_ms),
+            ("replication.retry_max_ms", self.retry_max_ms),
+            (
+                "replication.changefeed_stall_timeout_ms",
+                self.changefeed_stall_timeout_ms,
+            ),
+        ])?;
+        for e in &self.replicas {
+            crate::replication::check_replica(&e.replica_id, &e.endpoint)
+                .map_err(|m| invalid(format!("replication.replicas: {m}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl FeaturesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ab = &self.ts_auto_buffer;
+        if ab.max_points_per_buffer == 0 || ab.flush_interval_ms == 0 || ab.max_buffer_bytes == 0 {
+            return Err(invalid(
+                "features.ts_auto_buffer thresholds must be greater than 0",
+            ));
+        }
+        if ab.overflow_buffer_bytes <= ab.max_buffer_bytes {
+            return Err(invalid(
+                "features.ts_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes",
+            ));
+        }
+        let vb = &self.vector_auto_buffer;
+        if vb.max_vectors_per_buffer == 0 || vb.flush_interval_ms == 0 || vb.max_buffer_bytes == 0 {
+            return Err(invalid(
+                "features.vector_auto_buffer thresholds must be greater than 0",
+            ));
+        }
+        if vb.overflow_buffer_bytes <= vb.max_buffer_bytes {
+            return Err(invalid(
+                "features.vector_auto_buffer.overflow_buffer_bytes must exceed max_buffer_bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl VectorSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("vector.max_dimension", self.max_dimension as u64),
+            ("vector.max_k", self.max_k as u64),
+            ("vector.max_collections", self.max_collections as u64),
+            ("vector.max_pk_bytes", self.max_pk_bytes as u64),
+            ("vector.max_metadata_bytes", self.max_metadata_bytes as u64),
+            (
+                "vector.max_vectors_per_batch",
+                self.max_vectors_per_batch as u64,
+            ),
+            ("vector.snapshot_after_ops", self.snapshot_after_ops),
+            ("vector.snapshot_interval_ms", self.snapshot_interval_ms),
+        ])?;
+        if self.max_pk_bytes > u16::MAX as usize || self.max_dimension > 65_536 {
+            return Err(invalid(
+                "vector.max_pk_bytes must be at most 65535 and vector.max_dimension at most 65536",
+            ));
+        }
+        if self.default_dimension > self.max_dimension {
+            return Err(invalid(
+                "vector.default_dimension must not exceed vector.max_dimension",
+            ));
+        }
+        let default = sluice_vector::CollectionConfig {
+            name: "default".into(),
+            dimension: self.default_dimension.max(1),
+            distance: self.default_distance,
+            precision: self.default_precision,
+            hnsw: sluice_vector::HnswParams {
+                m: self.hnsw_m,
+                ef_construction: self.hnsw_ef_construction,
+                ef_search: self.hnsw_ef_search,
+            },
+        };
+        default.validate(self.max_dimension).map_err(|e| {
+            invalid(format!(
+                "vector.{}: {}",
+                e.field.replace("hnsw.", "hnsw_"),
+                e.reason
+            ))
+        })
+    }
+}
+
+impl TsSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_query_points == 0 || self.chunk_target_points == 0 || self.max_series == 0 {
+            return Err(invalid(
+                "ts.max_query_points, ts.chunk_target_points and ts.max_series must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AdmissionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled
+            && (self.max_in_flight_per_actor == 0
+                || self.max_in_flight_bytes_per_actor == 0
+                || self.max_in_flight_total == 0
+                || (self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0))
+        {
+            return Err(invalid(
+                "admission limits must be greater than 0 (rate_limit_per_sec = 0 turns rate limiting off)",
+            ));
+        }
+        Ok(())
     }
 }
 

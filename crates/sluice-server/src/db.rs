@@ -1,4 +1,4 @@
-//! Databases: each an isolated namespace with its own WAL (SPEC §2).
+//! Databases: each an isolated namespace with its own WAL.
 //!
 //! Layout: `<data_dir>/databases/<name>/wal/`, `…/ts/` and `…/vectors/`. Opening a database
 //! opens its engines (time-series chunks and the LSN they hold; the vector snapshot and its

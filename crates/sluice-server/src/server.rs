@@ -219,7 +219,5 @@ fn write_runtime_file(
         "http_addr": http_addr.to_string(),
         "wire_addr": wire_addr.to_string(),
     });
-    let tmp = dir.join(format!("{RUNTIME_FILE}.tmp"));
-    std::fs::write(&tmp, body.to_string())?;
-    std::fs::rename(&tmp, dir.join(RUNTIME_FILE))
+    sluice_wal::durable::write_atomically(&dir.join(RUNTIME_FILE), body.to_string().as_bytes())
 }

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use sluice_wal::Lsn;
 
 use crate::series::{SeriesId, SeriesKey};
@@ -194,7 +194,11 @@ impl ChunkStore {
         let start = chunk_key(series, i64::MIN, 0);
         let end = chunk_key(series, to, u64::MAX);
         let mut out = Vec::new();
-        for kv in self.chunks.range(start..=end) {
+        // Through a snapshot: a flush commits its deletes and inserts as one batch, but a plain
+        // range read sees the batch while it is being applied (the merged chunk's inputs
+        // already deleted, the merged chunk not yet inserted), so a query could miss points.
+        let snapshot = self.db.snapshot();
+        for kv in snapshot.range(&self.chunks, start..=end) {
             let (k, v) = kv.into_inner()?;
             let (_, min_ts, seq) =
                 parse_chunk_key(&k).ok_or_else(|| StoreError::Corrupt("bad chunk key".into()))?;

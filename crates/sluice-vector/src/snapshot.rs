@@ -128,14 +128,9 @@ pub fn verify(path: &Path, want: u32) -> Result<(), SnapshotError> {
 
 /// Atomically replaces the MANIFEST, then deletes files no longer referenced.
 pub fn commit(dir: &Path, manifest: &Manifest) -> Result<(), SnapshotError> {
-    let tmp = dir.join("MANIFEST.tmp");
     let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
-    write_synced(&tmp, &bytes)?;
     let path = dir.join(MANIFEST);
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    sluice_wal::durable::write_atomically(&path, &bytes).map_err(io_err(&path))?;
     let keep: std::collections::HashSet<&str> = manifest
         .collections
         .iter()

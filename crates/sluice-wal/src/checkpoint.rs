@@ -1,19 +1,17 @@
 //! The checkpoint file: the LSN up to which every record's effect is in immutable storage.
 //!
 //! `CHECKPOINT` holds `magic "SLCKPT01"`, `lsn u64`, `crc32c u32` (20 bytes). It is replaced
-//! atomically: write `CHECKPOINT.tmp`, fsync, rename over, fsync the directory. A reader sees the
+//! atomically (`durable::write_atomically`: `CHECKPOINT.tmp`, fsync, rename over, fsync the directory). A reader sees the
 //! old or the new value, never a mix. A missing file means LSN 0; a damaged one is corruption.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use crate::error::{IoCtx, OpenError, io_ctx};
 use crate::record::Lsn;
-use crate::segment::sync_dir;
 
 const FILE: &str = "CHECKPOINT";
-const TMP_FILE: &str = "CHECKPOINT.tmp";
 const MAGIC: &[u8; 8] = b"SLCKPT01";
 const LEN: usize = 20;
 
@@ -52,18 +50,9 @@ pub fn store(dir: &Path, lsn: Lsn) -> Result<(), IoCtx> {
     let crc = crc32c::crc32c(&bytes[0..16]);
     bytes[16..20].copy_from_slice(&crc.to_le_bytes());
 
-    let tmp = dir.join(TMP_FILE);
-    let ctx = format!("writing {}", tmp.display());
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&tmp)
-        .map_err(io_ctx(ctx.clone()))?;
-    f.write_all(&bytes).map_err(io_ctx(ctx.clone()))?;
-    f.sync_all().map_err(io_ctx(ctx))?;
-    fs::rename(&tmp, dir.join(FILE)).map_err(io_ctx(format!("renaming {}", tmp.display())))?;
-    sync_dir(dir)
+    let path = dir.join(FILE);
+    crate::durable::write_atomically(&path, &bytes)
+        .map_err(io_ctx(format!("replacing {}", path.display())))
 }
 
 #[cfg(test)]

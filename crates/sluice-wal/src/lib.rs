@@ -56,6 +56,7 @@
 //! process so that recovery starts from what is really on disk.
 
 mod checkpoint;
+pub mod durable;
 pub mod error;
 pub mod metrics;
 mod read;

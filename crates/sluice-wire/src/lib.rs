@@ -1,4 +1,4 @@
-//! The Sluice binary wire protocol (SPEC §7): frames, opcodes, statuses and payloads, shared by
+//! The Sluice binary wire protocol: frames, opcodes, statuses and payloads, shared by
 //! the server and the clients. `docs/wire-protocol.md` is the reference with byte-level
 //! examples; `tests/doc_examples.rs` decodes and encodes exactly those bytes.
 //!

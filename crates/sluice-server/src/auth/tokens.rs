@@ -1,7 +1,7 @@
 //! Bearer tokens: loaded from a file, a JSON environment value or a single token, kept only as
 //! SHA-256 digests, and looked up in constant time.
 //!
-//! Forms (SPEC §9): `{"actor": "token"}` (admin everywhere) or
+//! Forms: `{"actor": "token"}` (admin everywhere) or
 //! `{"actor": {"token": "…", "roles": {"*": "reader", "db1": "writer"}}}`. A token written as
 //! `sha256:<64 hex>` is a digest already (`sluice token hash` prints it), so the file need not
 //! hold secrets in the clear.

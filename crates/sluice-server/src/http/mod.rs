@@ -148,8 +148,6 @@ fn operations_mut(
 }
 
 /// With credentials configured, the document declares the bearer scheme, requires it on every
-/// protected operation, and documents 401/403 there; in dev mode it has no security scheme
-/// (SPEC §9). 429 (admission) is documented on every protected operation either way.
 /// A documented error answer with the `ErrorBody` shape.
 fn error_response(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -164,6 +162,9 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// With credentials configured, the document declares the bearer scheme, requires it on every
+/// protected operation, and documents 401/403 there; in dev mode it has no security scheme.
+/// 429 (admission) is documented on every protected operation either way.
 fn document_security(
     api: &mut utoipa::openapi::OpenApi,
     table: &RouteTable,

@@ -1,4 +1,4 @@
-//! Replication (SPEC §8): a primary ships its databases' WAL records, zstd-compressed, to each
+//! Replication: a primary ships its databases' WAL records, zstd-compressed, to each
 //! registered replica; a replica applies them at the primary's LSNs and serves reads.
 //!
 //! # What it owns
@@ -422,7 +422,7 @@ impl Replication {
         };
         self.dirty.store(false, Ordering::Release);
         let bytes = serde_json::to_vec_pretty(&snapshot).map_err(|e| e.to_string())?;
-        crate::catalogue::write_atomically(&path, &bytes)
+        sluice_wal::durable::write_atomically(&path, &bytes)
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
 

@@ -1,4 +1,4 @@
-//! The OpenAPI document is the contract (SPEC §6).
+//! The OpenAPI document is the contract.
 //!
 //! - Served `/openapi.json` equals the committed `openapi/openapi.json`; regenerate it with
 //!   `cargo run -p sluice -- openapi > openapi/openapi.json` when the API changes on purpose.

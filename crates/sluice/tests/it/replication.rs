@@ -1,4 +1,4 @@
-//! Replication and changefeeds against real processes on loopback (SPEC §8): a primary and a
+//! Replication and changefeeds against real processes on loopback: a primary and a
 //! replica converge, a replica killed mid-stream converges after restart, re-sent and
 //! corrupted batches, epochs and promotion, read-only replicas, stats against bytes sent, and
 //! SSE changefeeds (order, resume, stalled subscribers).

@@ -1,4 +1,4 @@
-//! Security and tenancy on a real server (SPEC §9): bearer tokens, JWT, roles, Cedar policies,
+//! Security and tenancy on a real server: bearer tokens, JWT, roles, Cedar policies,
 //! admission control, databases, and the transport (TLS 1.3, compression).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

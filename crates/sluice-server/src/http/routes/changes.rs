@@ -1,4 +1,4 @@
-//! Changefeeds (SPEC §8): `GET /v1/databases/{db}/changes?from_lsn=N` streams the database's
+//! Changefeeds: `GET /v1/databases/{db}/changes?from_lsn=N` streams the database's
 //! WAL records after LSN `N` as Server-Sent Events, read straight from the WAL (the same
 //! reader replication uses), so a subscriber costs a file handle and a small bounded queue,
 //! never memory in proportion to how far behind it is.
@@ -136,9 +136,11 @@ pub async fn changes(
             last_sent = tokio::time::Instant::now();
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
+    // Fused: the compression layer may poll a finished body again.
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        }));
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),

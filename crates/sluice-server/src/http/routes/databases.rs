@@ -1,4 +1,4 @@
-//! Database management (SPEC §2, §9): list, create, delete. Create and delete rewrite the
+//! Database management: list, create, delete. Create and delete rewrite the
 //! catalogue file (see `catalogue.rs`) and open or remove the database; both are admin-only on
 //! the server. Listing shows the databases the caller has a role on.
 

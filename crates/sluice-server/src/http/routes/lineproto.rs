@@ -1,7 +1,7 @@
 //! InfluxDB line protocol ingest: `POST /write` (1.x) and `POST /api/v2/write` (2.x), so
 //! Telegraf and existing tools can write to Sluice.
 //!
-//! Mapping (SPEC §6): each field of a line becomes one point with metric
+//! Mapping: each field of a line becomes one point with metric
 //! `<measurement>_<field>`, or `<measurement>` for a field named `value`; the tag `entity`, else
 //! `host`, becomes the entity (else empty) and leaves the tag set; other tags stay tags. Float,
 //! integer and unsigned fields are the value, booleans 1/0; string fields are skipped and

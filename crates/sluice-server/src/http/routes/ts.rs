@@ -1,7 +1,7 @@
 //! Time-series routes: writes (direct, batch, buffered), buffer stats and flush, query, export.
 //!
 //! Every write is validated completely, encoded as one WAL record and inserted into the engine's
-//! head in LSN order (`TsEngine::write`), then acknowledged at the requested level (SPEC §3): a
+//! head in LSN order (`TsEngine::write`), then acknowledged at the requested level: a
 //! batch is all-or-nothing because it is one record, refused whole before anything is logged if
 //! any point is invalid. Direct and batch writes default to `ack=fsync`, buffered ones to
 //! `ack=buffer` (or `fsync` when the TSAutoBuffer is disabled).
@@ -224,9 +224,12 @@ pub async fn export(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    // Fused: the compression layer may poll a finished body again (an unfused `unfold`
+    // panics then, cutting a compressed export short).
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),

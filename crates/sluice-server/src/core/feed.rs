@@ -139,6 +139,18 @@ impl Feed {
         self.read_now().await
     }
 
+    /// Waits until a log becomes durable further, `idle` (at most [`POLL`]) passes, or the
+    /// server stops (`Err`). Holds nothing: safe to drop when raced against a peer. A
+    /// notification that came before the call is not seen; the poll bounds that delay.
+    pub async fn wait(&self, idle: Duration) -> Result<(), FeedEnd> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = self.notify.notified() => Ok(()),
+            _ = tokio::time::sleep(idle.min(POLL)) => Ok(()),
+            _ = stop.wait_for(|s| *s) => Err(FeedEnd::Stopping),
+        }
+    }
+
     /// Whether the feed's database is still the one its name opens.
     fn still_current(&self) -> bool {
         self.state

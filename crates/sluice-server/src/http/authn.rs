@@ -75,7 +75,7 @@ pub fn request_database(route: &str, uri: &axum::http::Uri) -> Result<String, Ap
     Ok(DEFAULT_DATABASE.to_string())
 }
 
-/// Route middleware: authenticates, classifies, authorizes; puts the [`Actor`] in the
+/// Route middleware: authenticates, looks up the route's declaration, authorizes; puts the [`Actor`] in the
 /// request's extensions.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let auth = state.auth();

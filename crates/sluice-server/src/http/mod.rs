@@ -147,7 +147,6 @@ fn operations_mut(
     .flatten()
 }
 
-/// With credentials configured, the document declares the bearer scheme, requires it on every
 /// A documented error answer with the `ErrorBody` shape.
 fn error_response(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};

@@ -852,6 +852,8 @@ fn refused_total(m: &ShipperMetrics) -> u64 {
         C::CorruptBatch,
         C::Overloaded,
         C::NotAReplica,
+        C::ConflictingPrimary,
+        C::RecordRefused,
     ]
     .iter()
     .map(|code| {

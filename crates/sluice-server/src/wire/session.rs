@@ -282,11 +282,9 @@ pub fn wire_status(code: ErrorCode) -> Status {
     use ErrorCode as C;
     match code {
         C::InvalidOpcode => Status::InvalidOpcode,
-        C::MalformedPayload
-        | C::FrameTooLarge
-        | C::TextMessage
-        | C::TruncatedFrame
-        | C::PayloadTooLarge => Status::MalformedPayload,
+        C::MalformedPayload | C::FrameTooLarge | C::TextMessage | C::TruncatedFrame => {
+            Status::MalformedPayload
+        }
         C::Unauthenticated => Status::Unauthorized,
         C::Forbidden | C::CrossOrigin => Status::Forbidden,
         C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
@@ -303,7 +301,8 @@ pub fn wire_status(code: ErrorCode) -> Status {
         | C::ConfigDrift
         | C::EpochNotSaved
         | C::ReplicationBusy => Status::BufferOverflow,
-        C::BadRequest
+        C::PayloadTooLarge
+        | C::BadRequest
         | C::BodyReadFailed
         | C::BodyTimeout
         | C::ClientError

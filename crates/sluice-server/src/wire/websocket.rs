@@ -229,16 +229,22 @@ pub(super) async fn ws_feed(
     let mut feed = Feed::new(state, db, start, WS_ANSWER_CHUNK);
     let stall = feed.stall_timeout();
     loop {
-        // The peer may only close now: watch for that while waiting for records.
-        let read = tokio::select! {
-            r = feed.next(crate::core::feed::POLL) => r,
-            m = socket.recv() => match m {
-                None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
-                Some(Ok(_)) => continue,
-            },
-        };
-        match read {
-            Ok(batch) if batch.is_empty() => {}
+        // Reads are never raced (a dropped read would keep its blocking task running); only
+        // the wait for more records is, against the peer closing (all it may do now).
+        match feed.read_now().await {
+            Ok(batch) if batch.is_empty() => {
+                tokio::select! {
+                    r = feed.wait(crate::core::feed::POLL) => {
+                        if r.is_err() {
+                            return socket.send(Message::Close(None)).await;
+                        }
+                    }
+                    m = socket.recv() => match m {
+                        None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
             Ok(batch) => {
                 let mut out = Vec::new();
                 for (id, event, data) in core::feed::events(&batch.bytes) {
@@ -276,7 +282,7 @@ pub(super) async fn ws_feed(
     }
 }
 
-/// Ends a subscribed session: an error frame (`0x03`, HTTP status 410 in its body), then close.
+/// Ends a subscribed session: an error frame (its `code` says why), then close.
 pub(super) async fn end_feed(
     mut socket: axum::extract::ws::WebSocket,
     code: ErrorCode,

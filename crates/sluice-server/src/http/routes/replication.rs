@@ -30,6 +30,7 @@ use crate::state::AppState;
         (status = 200, description = "Applied and durable (records already held are skipped)", body = WalApplyResponse),
         (status = 400, description = "Corrupt batch (CRC, size, record or count mismatch): nothing applied", body = ErrorBody),
         (status = 409, description = "`wal_gap` (expected_lsn says where this replica's log continues), `stale_epoch` (a newer primary was accepted), `conflicting_primary` (another node shipped under this epoch), or `not_a_replica`", body = ErrorBody),
+        (status = 422, description = "`record_refused`: a record this replica's engines cannot take; nothing of the batch is applied", body = ErrorBody),
         (status = 413, description = "Batch larger than this replica accepts", body = ErrorBody),
         (status = 503, description = "Buffers full, or a newer epoch could not be saved (`epoch_not_saved`); retry", body = ErrorBody),
     ))]

@@ -80,7 +80,7 @@ mod tests {
         let mut public: Vec<&str> = table
             .iter()
             .filter(|(_, a)| matches!(a, Authz::Public | Authz::Metrics))
-            .map(|((_, p), _)| p.as_str())
+            .map(|((_, p), _)| p)
             .collect();
         public.sort_unstable();
         assert_eq!(

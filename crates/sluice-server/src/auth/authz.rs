@@ -119,10 +119,11 @@ impl Authz {
     }
 }
 
-/// Every operation's declaration, by (method, route as registered).
+/// Every operation's declaration, by route as registered, then method. Looked up on every
+/// request: by `&str`, without allocating.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: HashMap<(Method, String), Authz>,
+    routes: HashMap<String, Vec<(Method, Authz)>>,
 }
 
 impl RouteTable {
@@ -136,7 +137,11 @@ impl RouteTable {
                 let declared = op.extensions.as_ref().and_then(|e| e.get(EXTENSION));
                 match declared.map(Authz::from_json) {
                     Some(Ok(authz)) => {
-                        table.routes.insert((method, path.clone()), authz);
+                        table
+                            .routes
+                            .entry(path.clone())
+                            .or_default()
+                            .push((method, authz));
                     }
                     Some(Err(e)) => errors.push(format!("{method} {path}: {EXTENSION}: {e}")),
                     None => errors.push(format!("{method} {path}: no {EXTENSION} declaration")),
@@ -149,11 +154,15 @@ impl RouteTable {
     /// The declaration of a registered route (HEAD is GET).
     pub fn get(&self, method: &Method, route: &str) -> Option<Authz> {
         let method = if *method == Method::HEAD {
-            Method::GET
+            &Method::GET
         } else {
-            method.clone()
+            method
         };
-        self.routes.get(&(method, route.to_string())).copied()
+        self.routes
+            .get(route)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, a)| *a)
     }
 
     /// What a request needs: `None` for a public route; an undeclared route fails closed.
@@ -164,8 +173,11 @@ impl RouteTable {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&(Method, String), &Authz)> {
-        self.routes.iter()
+    /// Every (method, route) with its declaration.
+    pub fn iter(&self) -> impl Iterator<Item = ((&Method, &str), &Authz)> {
+        self.routes
+            .iter()
+            .flat_map(|(route, ops)| ops.iter().map(move |(m, a)| ((m, route.as_str()), a)))
     }
 }
 

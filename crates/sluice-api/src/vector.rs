@@ -122,7 +122,8 @@ pub struct SearchRequest {
     #[schema(value_type = Option<Object>, example = json!({"category": "technology", "year": {"$gte": 2020}}))]
     pub filter: Option<Value>,
     /// Candidates explored (the collection's `ef_search` when absent); more is slower and
-    /// finds more of the true nearest neighbours.
+    /// finds more of the true nearest neighbours. At least the collection's size makes the
+    /// search exact (a scan of every entity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<usize>,
 }

@@ -30,7 +30,11 @@
 //! usearch's search expansion is a setting of the whole index, and a search explores
 //! `max(expansion, count)` candidates. The index's own expansion is kept at 1 and each search
 //! asks for `count = max(k, ef)` and keeps the best `k`: the same exploration as a search with
-//! expansion `ef`, without racing other searches over a shared setting.
+//! expansion `ef`, without racing other searches over a shared setting. When `count` covers
+//! every entity of the collection, the search is an exact scan instead: it computes the same
+//! number of distances, and it cannot miss an entity that removals left unreachable in the
+//! graph. So a search with `ef` at least the collection's size is exact, whatever order the
+//! index was built in (after a restart, a snapshot load or on a replica).
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
@@ -456,6 +460,17 @@ impl Collection {
                 .collect()
         };
         let wanted = spec.k.min(cat.len());
+        if count >= cat.len() {
+            // The search would explore every entity anyway: answer exactly, which costs the
+            // same distance computations and cannot miss a node the graph does not reach.
+            let keys: Vec<u64> = cat
+                .by_key
+                .keys()
+                .copied()
+                .filter(|k| live(*k).is_some())
+                .collect();
+            return Ok(self.exact(&index, &cat, query, spec.k, keys));
+        }
         if spec.filter.is_none() && !shadowing {
             // The common case: a plain search, its few unpublished keys dropped afterwards.
             let m = {

@@ -288,8 +288,8 @@ fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
     let mut data = clustered(3020, dim, 3);
     let queries = data.split_off(3000);
     // Two searches per query whose answers are exact, so that two indexes built in another
-    // order must agree: unfiltered with `ef` beyond the collection's size (the whole graph is
-    // explored), and a selective filter (answered by an exact scan of its matches).
+    // order must agree: unfiltered with `ef` beyond the collection's size (an exact scan), and
+    // a selective filter (answered by an exact scan of its matches).
     let answers = |e: &VectorEngine| -> Vec<Vec<(String, Map<String, Value>)>> {
         let filters = [None, Some(json!({"bucket": {"$in": [3, 50]}}))];
         queries
@@ -356,6 +356,73 @@ fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
         e.collection("c").unwrap().vectors,
         3000 - 3000_u64.div_ceil(7)
     );
+}
+
+/// Removals (and updates, which remove the entity's previous vector) can leave entities the
+/// graph no longer reaches; a search whose `ef` covers the whole collection scans it instead,
+/// so its answer is the exact one.
+#[test]
+fn a_search_with_ef_covering_the_collection_is_exact_after_updates_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let log = Log::default();
+    let dim = 8;
+    let n = 3000;
+    let mut data = clustered(n + 40, dim, 11);
+    let queries = data.split_off(n);
+    // A sparse graph (the smallest `M`, a narrow construction beam) that misses entities.
+    let mut config = collection("c", dim, Distance::L2);
+    config.hnsw = HnswParams {
+        m: 2,
+        ef_construction: 2,
+        ef_search: 2,
+    };
+    e.create_collection(config, log.append()).unwrap();
+    // Every entity is updated twice (its vector rotates through others' vectors), then three
+    // in four are removed.
+    let mut current: Vec<usize> = (0..n).collect();
+    for round in 0..3 {
+        let ops = (0..n)
+            .map(|i| {
+                current[i] = (i + round * 7) % n;
+                Op::Add(entity(
+                    &format!("p{i}"),
+                    data[current[i]].clone(),
+                    meta(json!({"bucket": i % 100})),
+                ))
+            })
+            .collect();
+        e.write("c", ops, WriteMode::Direct, log.append()).unwrap();
+    }
+    let removed = |i: usize| i % 4 != 0;
+    let ops = (0..n)
+        .filter(|i| removed(*i))
+        .map(|i| Op::Remove {
+            pk: format!("p{i}"),
+        })
+        .collect();
+    e.write("c", ops, WriteMode::Direct, log.append()).unwrap();
+    let live = e.collection("c").unwrap().vectors as usize;
+    assert_eq!(live, n / 4);
+    let now: Vec<Vec<f32>> = current.iter().map(|j| data[*j].clone()).collect();
+    for q in &queries {
+        for f in [None, Some(json!({"bucket": {"$lt": 50}}))] {
+            let keep = |i: usize| !removed(i) && (f.is_none() || i % 100 < 50);
+            let hits = e
+                .search(
+                    "c",
+                    &SearchRequest {
+                        vector: q.clone(),
+                        k: 10,
+                        ef: Some(live),
+                        filter: f.as_ref().map(|f| Filter::parse(f, "").unwrap()),
+                    },
+                )
+                .unwrap();
+            let pks: Vec<String> = hits.into_iter().map(|h| h.pk).collect();
+            assert_eq!(pks, brute_force(&now, q, 10, keep, Distance::L2), "{f:?}");
+        }
+    }
 }
 
 #[test]

@@ -512,7 +512,7 @@ async fn concurrent_direct_and_buffered_writers_and_searchers_agree() {
 
 /// Search answers for a fixed set of queries, to compare across restarts. Both kinds are
 /// exact, so indexes rebuilt in another order must agree: unfiltered with `ef` beyond the
-/// collection's size (the whole graph is explored), and a selective filter (answered by an
+/// collection's size (an exact scan), and a selective filter (answered by an
 /// exact scan of its matches).
 async fn answers(s: &TestServer, data: &[Vec<f32>]) -> Vec<Vec<String>> {
     let mut out = Vec::new();

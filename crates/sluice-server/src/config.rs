@@ -234,6 +234,12 @@ pub struct TsSection {
     pub chunk_target_points: usize,
     /// Most series one database may hold; writes that would add more get 422.
     pub max_series: usize,
+    /// Samples one PromQL query may read (Prometheus's `--query.max-samples`).
+    pub promql_max_samples: usize,
+    /// Longest a PromQL query may run; a request's `timeout` may only shorten it.
+    pub promql_timeout_ms: u64,
+    /// How far back a PromQL instant selector looks for a sample.
+    pub promql_lookback_delta_ms: u64,
 }
 
 /// `[vector]`: the vector engine of every database.
@@ -491,6 +497,9 @@ impl Default for TsSection {
             max_query_points: d.max_query_points,
             chunk_target_points: d.chunk_target_points,
             max_series: d.max_series,
+            promql_max_samples: 50_000_000,
+            promql_timeout_ms: 120_000,
+            promql_lookback_delta_ms: 300_000,
         }
     }
 }
@@ -1116,6 +1125,14 @@ impl TsSection {
         if self.max_query_points == 0 || self.chunk_target_points == 0 || self.max_series == 0 {
             return Err(invalid(
                 "ts.max_query_points, ts.chunk_target_points and ts.max_series must be greater than 0",
+            ));
+        }
+        if self.promql_max_samples == 0
+            || self.promql_timeout_ms == 0
+            || self.promql_lookback_delta_ms == 0
+        {
+            return Err(invalid(
+                "ts.promql_max_samples, ts.promql_timeout_ms and ts.promql_lookback_delta_ms must be greater than 0",
             ));
         }
         Ok(())

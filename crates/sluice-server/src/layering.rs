@@ -47,6 +47,7 @@ fn crate_rules() -> Vec<(&'static str, Vec<&'static str>, &'static str)> {
         "sluice-api",
         "sluice-client",
         "sluice-gorilla",
+        "sluice-promql",
         "sluice-server",
         "sluice-ts",
         "sluice-vector",
@@ -70,6 +71,14 @@ fn crate_rules() -> Vec<(&'static str, Vec<&'static str>, &'static str)> {
             "wire types have no engine or transport dependencies",
         ));
     }
+    let mut query_language = ENGINES.to_vec();
+    query_language.extend(TRANSPORTS.iter().copied());
+    query_language.push("sluice-api");
+    rules.push((
+        "sluice-promql",
+        query_language,
+        "the PromQL evaluator reads a storage interface, never an engine or a transport",
+    ));
     let mut client = ENGINES.to_vec();
     client.push("sluice-server");
     rules.push((

@@ -11,8 +11,9 @@
 //!
 //! # Invariants
 //! Every key in `series` passed [`SeriesKey::new`] (limits checked, tags sorted and unique);
-//! every sample's value is finite with no negative zero ([`crate::point::check_value`]) and
-//! names an index into `series`. Keys need not be unique (a parser may skip interning); the
+//! every sample names an index into `series`, and its value is finite with no negative zero
+//! ([`crate::point::check_value`]) unless it is a Prometheus sample ([`Batch::push_sample`]),
+//! whose bits are kept as sent. Keys need not be unique (a parser may skip interning); the
 //! engine maps each to its series id once per batch.
 
 use crate::InvalidPoint;
@@ -72,6 +73,17 @@ impl Batch {
             value: check_value(value)?,
         });
         Ok(())
+    }
+
+    /// Adds a Prometheus sample of series `series` (an index [`Self::add_series`] returned;
+    /// the caller guarantees it): any value, NaN, ±Inf and staleness markers included.
+    pub fn push_sample(&mut self, series: u32, timestamp_ms: i64, value: f64) {
+        debug_assert!((series as usize) < self.series.len());
+        self.samples.push(Sample {
+            series,
+            timestamp_ms,
+            value,
+        });
     }
 
     /// Groups validated points by series.

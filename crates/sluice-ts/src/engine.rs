@@ -44,7 +44,7 @@ use sluice_wal::Lsn;
 use crate::batch::Batch;
 use crate::point::PointLimits;
 use crate::query::{self, Query, SeriesResult};
-use crate::series::{SeriesId, SeriesIndex, SeriesKey};
+use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
 use crate::store::{ChunkStore, ChunkWrite, StoreError};
 
 /// TSAutoBuffer settings (seed names).
@@ -733,6 +733,93 @@ impl TsEngine {
             }
         }
         Ok(shape(q, from, keys, series_points))
+    }
+
+    /// The series the index narrows to that `keep` accepts, in id order (the order series were
+    /// first written). Reads no points.
+    pub fn find_series(
+        &self,
+        narrows: &[Narrow],
+        mut keep: impl FnMut(&SeriesKey) -> bool,
+    ) -> Vec<(SeriesId, SeriesKey)> {
+        let st = self.lock_state();
+        let mut out = Vec::new();
+        let mut visit = |id: SeriesId| {
+            if let Some(key) = st.index.key(id)
+                && keep(key)
+            {
+                out.push((id, key.clone()));
+            }
+        };
+        match st.index.narrowed(narrows) {
+            Some(ids) => ids.iter().for_each(&mut visit),
+            None => (0..st.index.len() as SeriesId).for_each(&mut visit),
+        }
+        out
+    }
+
+    /// The points of each series in `[from, to]` (chunks, the frozen head and the head; the
+    /// last write of a timestamp wins), in the order of `ids`. Decodes at most `budget` points
+    /// (decremented by what is decoded): [`QueryError::TooManyPoints`] past it.
+    pub fn read_series(
+        &self,
+        ids: &[SeriesId],
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<(i64, f64)>>, QueryError> {
+        let from = from.max(self.retention_cutoff());
+        let limit = *budget;
+        let mut buffered: Vec<Vec<Vec<(i64, f64)>>> = Vec::with_capacity(ids.len());
+        {
+            let st = self.lock_state();
+            for id in ids {
+                let mut sources = Vec::new();
+                for head in st.frozen.iter().map(|f| &**f).chain([&st.head]) {
+                    if let Some(points) = head.series.get(id) {
+                        let inside: Vec<(i64, f64)> = points
+                            .iter()
+                            .copied()
+                            .filter(|(t, _)| *t >= from && *t <= to)
+                            .collect();
+                        if !inside.is_empty() {
+                            *budget = budget
+                                .checked_sub(inside.len())
+                                .ok_or(QueryError::TooManyPoints { limit })?;
+                            sources.push(inside);
+                        }
+                    }
+                }
+                buffered.push(sources);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, heads) in ids.iter().zip(buffered) {
+            let Some(chunks) = self
+                .store
+                .chunks_overlapping_within(*id, from, to, budget)?
+            else {
+                return Err(QueryError::TooManyPoints { limit });
+            };
+            if chunks.is_empty() && heads.len() <= 1 {
+                // Only buffered points: already in time order within one head.
+                let mut points = heads.into_iter().next().unwrap_or_default();
+                if points.windows(2).all(|w| w[0].0 < w[1].0) {
+                    out.push(points);
+                    continue;
+                }
+                out.push(query::merge_sources(
+                    vec![std::mem::take(&mut points)],
+                    from,
+                    to,
+                ));
+                continue;
+            }
+            let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
+            sources.extend(heads);
+            out.push(query::merge_sources(sources, from, to));
+        }
+        Ok(out)
     }
 
     /// Streams every point of the selection, series by series; stops when `emit` returns false.

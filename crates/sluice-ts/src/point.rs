@@ -2,8 +2,11 @@
 //!
 //! Limits (configurable through [`PointLimits`], defaults in brackets): metric and entity names
 //! [256 bytes], tag keys and values [256 bytes], tags per point [64]. Metric names and tag keys
-//! must be non-empty; entity may be empty (line protocol writes without a host tag). Values must
-//! be finite: JSON cannot carry NaN or infinities, and we refuse to invent a meaning for them.
+//! must be non-empty; entity may be empty (line protocol writes without a host tag). Values
+//! written as JSON or line protocol must be finite: neither can carry NaN or infinities, and we
+//! refuse to invent a meaning for them. Prometheus samples ([`crate::Batch::push_sample`]) keep their bits
+//! as sent: NaN, ±Inf and Prometheus's staleness marker (a NaN with its own bit pattern) are
+//! stored and read back exactly, as the codecs are bit-exact.
 //! Tags are kept sorted by key, so a series is identified by metric + entity + tags in one
 //! canonical order. Negative zero is stored as zero.
 

@@ -104,9 +104,6 @@ pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
         if s as usize >= series.len() {
             return Err(r.err("sample names a series the record lacks"));
         }
-        if !value.is_finite() {
-            return Err(r.err("sample value is not finite"));
-        }
         samples.push(Sample {
             series: s,
             timestamp_ms,

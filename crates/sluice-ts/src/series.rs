@@ -111,6 +111,17 @@ fn take_str(bytes: &mut &[u8]) -> Option<String> {
     String::from_utf8(take(bytes, len)?.to_vec()).ok()
 }
 
+/// A set of series the inverted index can name: a selection is narrowed by intersecting them
+/// before each remaining key is checked in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Narrow {
+    Metric(String),
+    Entity(String),
+    Tag(String, String),
+    /// The union of the sets.
+    AnyOf(Vec<Narrow>),
+}
+
 /// The in-memory series index.
 #[derive(Default)]
 pub struct SeriesIndex {
@@ -186,6 +197,32 @@ impl SeriesIndex {
         }
         self.ids.insert(key.clone(), id);
         self.keys.push(key);
+    }
+
+    /// The series that every narrowing admits, or `None` (every series) when `narrows` is
+    /// empty. Each narrowing is a set from the inverted index; they are intersected.
+    pub fn narrowed(&self, narrows: &[Narrow]) -> Option<RoaringBitmap> {
+        let mut out: Option<RoaringBitmap> = None;
+        for n in narrows {
+            let set = self.narrow_set(n);
+            out = Some(match out {
+                Some(acc) => acc & set,
+                None => set,
+            });
+        }
+        out
+    }
+
+    fn narrow_set(&self, n: &Narrow) -> RoaringBitmap {
+        let get = |b: Option<&RoaringBitmap>| b.cloned().unwrap_or_default();
+        match n {
+            Narrow::Metric(m) => get(self.by_metric.get(m)),
+            Narrow::Entity(e) => get(self.by_entity.get(e)),
+            Narrow::Tag(k, v) => get(self.by_tag.get(&(k.clone(), v.clone()))),
+            Narrow::AnyOf(ns) => ns
+                .iter()
+                .fold(RoaringBitmap::new(), |acc, n| acc | self.narrow_set(n)),
+        }
     }
 
     /// Series of `metric` with `entity` (if given) and every `tags` pair.

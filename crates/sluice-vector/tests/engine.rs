@@ -394,7 +394,7 @@ fn a_search_with_ef_covering_the_collection_is_exact_after_updates_and_removals(
             .collect();
         e.write("c", ops, WriteMode::Direct, log.append()).unwrap();
     }
-    let removed = |i: usize| i % 4 != 0;
+    let removed = |i: usize| !i.is_multiple_of(4);
     let ops = (0..n)
         .filter(|i| removed(*i))
         .map(|i| Op::Remove {

@@ -5,6 +5,7 @@
 //! Errors are [`crate::error::ApiError`]: a typed code and details, no transport status.
 
 pub mod feed;
+pub mod prom;
 pub mod records;
 pub mod replication;
 pub mod ts;

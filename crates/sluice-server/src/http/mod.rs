@@ -29,6 +29,7 @@ use crate::state::AppState;
         (name = "timeseries", description = "Time-series writes and queries"),
         (name = "vectors", description = "Vector collections, writes and similarity search"),
         (name = "databases", description = "Databases: list, create, delete. Every data route also exists under /v1/databases/{db}/…, acting on that database; the flat routes act on `default`."),
+        (name = "prometheus", description = "The Prometheus HTTP API (PromQL queries, series and label look-ups) and remote write, for Grafana, Prometheus and its agents. See docs/prometheus.md for how series map to labels."),
         (name = "replication", description = "Compressed WAL shipping to replicas, promotion, and changefeeds"),
     ),
     components(schemas(sluice_api::ErrorBody))
@@ -47,6 +48,14 @@ fn data_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ts::export))
         .routes(routes!(routes::lineproto::write_v1))
         .routes(routes!(routes::lineproto::write_v2))
+        .routes(routes!(routes::prom::query))
+        .routes(routes!(routes::prom::query_range))
+        .routes(routes!(routes::prom::series))
+        .routes(routes!(routes::prom::labels))
+        .routes(routes!(routes::prom::label_values))
+        .routes(routes!(routes::prom::metadata))
+        .routes(routes!(routes::prom::buildinfo))
+        .routes(routes!(routes::prom::remote_write))
         .routes(routes!(routes::vectors::add))
         .routes(routes!(routes::vectors::add_batch))
         .routes(routes!(routes::vectors::add_buffered))
@@ -255,7 +264,8 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
             tower_http::decompression::RequestDecompressionLayer::new()
                 .gzip(true)
                 .zstd(true),
-        );
+        )
+        .layer(axum::middleware::from_fn(routes::prom::accept_snappy));
     let router = if compression {
         router.layer(
             tower_http::compression::CompressionLayer::new()

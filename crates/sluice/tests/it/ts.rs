@@ -617,7 +617,11 @@ async fn line_protocol_writes_with_precision_escaping_and_all_or_nothing() {
     let q = |metric: &str| json!({"metric": metric, "from_ms": 0, "to_ms": i64::MAX});
     let temp = query(&s, q("weather_temp")).await;
     assert_eq!(temp[0]["entity"], "st 1");
-    assert_eq!(temp[0]["tags"], json!({"region": "north"}));
+    assert_eq!(
+        temp[0]["tags"],
+        json!({"host": "st 1", "region": "north"}),
+        "host names the entity and stays a tag"
+    );
     assert_eq!(points_of(&temp[0]), vec![(1_700_000_000_000, 21.5)]);
     assert_eq!(
         points_of(&query(&s, q("weather_hum")).await[0]),

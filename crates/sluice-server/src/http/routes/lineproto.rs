@@ -2,8 +2,9 @@
 //! Telegraf and existing tools can write to Sluice.
 //!
 //! Mapping: each field of a line becomes one point with metric
-//! `<measurement>_<field>`, or `<measurement>` for a field named `value`; the tag `entity`, else
-//! `host`, becomes the entity (else empty) and leaves the tag set; other tags stay tags. Float,
+//! `<measurement>_<field>`, or `<measurement>` for a field named `value`; the tag `entity`
+//! becomes the entity and leaves the tag set, else the `host` tag's value is the entity and
+//! `host` stays a tag (else the entity is empty); other tags stay tags. Float,
 //! integer and unsigned fields are the value, booleans 1/0; string fields are skipped and
 //! counted (`X-Sluice-Skipped-Fields` and a metric). A line without a timestamp takes the
 //! server's time. `precision` is `ns` (default), `us`, `ms` or `s` (also the 1.x spellings `n`
@@ -479,13 +480,16 @@ impl<'t> Parser<'t, '_> {
                 let Some((measurement, mut tags)) = series() else {
                     return Ok(false);
                 };
-                let mut entity = String::new();
-                for key in ["entity", "host"] {
-                    if let Some(pos) = tags.iter().position(|(k, _)| k == key) {
-                        entity = tags.remove(pos).1;
-                        break;
-                    }
-                }
+                // The tag `entity` becomes the entity; else the `host` tag names it and stays
+                // a tag (so PromQL selects it as `host`, see docs/prometheus.md).
+                let entity = match tags.iter().position(|(k, _)| k == "entity") {
+                    Some(pos) => tags.remove(pos).1,
+                    None => tags
+                        .iter()
+                        .find(|(k, _)| k == "host")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                };
                 // Not checked here: a line of string fields only writes nothing and is not
                 // refused for its tags; each numeric field's series key checks them.
                 self.line_series.push(LineSeries {
@@ -598,11 +602,15 @@ mod tests {
                 ("cpu_up".into(), "h1".into(), 1.0, 1_700_000_000_123),
             ]
         );
+        // `host` names the entity and stays a tag.
         assert_eq!(
             r.points()[0].tags,
-            vec![("dc".to_string(), "eu".to_string())]
+            vec![
+                ("dc".to_string(), "eu".to_string()),
+                ("host".to_string(), "h1".to_string())
+            ]
         );
-        // `entity` wins over `host`, which then stays a tag.
+        // `entity` wins over `host`, which stays a tag.
         let r = p("m,entity=e1,host=h1 value=1 5", Precision::S).unwrap();
         assert_eq!(r.points()[0].entity, "e1");
         assert_eq!(r.points()[0].timestamp_ms, 5000);
@@ -788,7 +796,10 @@ mod tests {
         assert_eq!(r.points()[0].entity, "a b");
         assert_eq!(
             r.points()[0].tags,
-            vec![("tag,key".to_string(), "va=lue".to_string())]
+            vec![
+                ("host".to_string(), "a b".to_string()),
+                ("tag,key".to_string(), "va=lue".to_string())
+            ]
         );
     }
 

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod databases;
 pub mod lineproto;
+pub mod prom;
 pub mod replication;
 pub mod system;
 pub mod ts;

@@ -1,0 +1,1107 @@
+//! The evaluator: selectors, subqueries, aggregations and binary operators over all steps.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
+};
+
+use crate::functions;
+use crate::value::{Labels, METRIC_NAME, Sample, Series, Value, format_float, is_stale};
+
+/// Why a query failed, by Prometheus's error types.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The query or a parameter is malformed (HTTP 400).
+    #[error("{0}")]
+    BadData(String),
+    /// The query is well-formed but cannot be evaluated (HTTP 422).
+    #[error("{0}")]
+    Execution(String),
+    /// The query ran past its deadline (HTTP 503).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// The storage failed (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Prometheus's `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::BadData(_) => "bad_data",
+            Error::Execution(_) => "execution",
+            Error::Timeout(_) => "timeout",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub(crate) fn exec(msg: impl Into<String>) -> Error {
+        Error::Execution(msg.into())
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// Where series come from.
+pub trait Storage {
+    /// Every series matching all `matchers` that has samples in `[from, to]`, with those
+    /// samples in time order (staleness markers included). Reading a sample takes one from
+    /// `budget`; past it, fail (the evaluator maps that to its sample limit).
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+    ) -> Result<Vec<Series>>;
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How far back an instant selector looks for a sample.
+    pub lookback_ms: i64,
+    /// Samples a query may read from the storage.
+    pub max_samples: usize,
+    /// When the query is abandoned.
+    pub deadline: Option<Instant>,
+    /// A subquery's resolution when it names none.
+    pub subquery_step_ms: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lookback_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            deadline: None,
+            subquery_step_ms: 60 * 1000,
+        }
+    }
+}
+
+/// Parses a query (syntax and types), as a `bad_data` error when it is invalid.
+pub fn parse(query: &str) -> Result<Expr> {
+    static EXTRA: std::sync::Once = std::sync::Once::new();
+    EXTRA.call_once(|| {
+        // Prometheus 2.x's name for double exponential smoothing, which the parser (following
+        // Prometheus 3) no longer knows.
+        use promql_parser::parser::function::{Function, register_extra_functions};
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Only fails for a name the parser already has, which this is not.
+        let _ = register_extra_functions(vec![holt_winters]);
+    });
+    promql_parser::parser::parse(query).map_err(Error::BadData)
+}
+
+/// Evaluates `expr` at `t_ms`.
+pub fn instant_query(
+    storage: &dyn Storage,
+    expr: &Expr,
+    t_ms: i64,
+    opts: &Options,
+) -> Result<Value> {
+    let budget = Cell::new(opts.max_samples);
+    let ev = Ev::new(storage, opts, &budget, t_ms, t_ms, 1);
+    Ok(match ev.eval(expr)? {
+        Val::Scalar(v) => Value::Scalar(t_ms, v[0]),
+        Val::Str(s) => Value::String(t_ms, s),
+        Val::Vector(series) => Value::Vector(
+            series
+                .into_iter()
+                .filter_map(|s| {
+                    s.samples.first().map(|&(_, v)| Sample {
+                        labels: s.labels,
+                        t: t_ms,
+                        v,
+                    })
+                })
+                .collect(),
+        ),
+        Val::Matrix(mut series) => {
+            series.retain(|s| !s.samples.is_empty());
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(series)
+        }
+    })
+}
+
+/// Evaluates `expr` at every step from `start_ms` to `end_ms`: series sorted by labels.
+pub fn range_query(
+    storage: &dyn Storage,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &Options,
+) -> Result<Vec<Series>> {
+    match expr.value_type() {
+        ValueType::Vector | ValueType::Scalar => {}
+        other => {
+            return Err(Error::BadData(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match other {
+                    ValueType::Matrix => "range vector",
+                    _ => "string",
+                }
+            )));
+        }
+    }
+    if step_ms <= 0 {
+        return Err(Error::BadData("zero or negative step".into()));
+    }
+    let budget = Cell::new(opts.max_samples);
+    let ev = Ev::new(storage, opts, &budget, start_ms, end_ms, step_ms);
+    let mut series = match ev.eval(expr)? {
+        Val::Scalar(v) => vec![Series {
+            labels: Labels::empty(),
+            samples: (0..ev.steps()).map(|i| (ev.ts(i), v[i])).collect(),
+        }],
+        Val::Vector(s) => s,
+        Val::Str(_) | Val::Matrix(_) => unreachable!("checked above"),
+    };
+    series.retain(|s| !s.samples.is_empty());
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(series)
+}
+
+/// An expression's value over all steps.
+pub(crate) enum Val {
+    /// An instant vector: points at step timestamps.
+    Vector(Vec<Series>),
+    /// One value per step.
+    Scalar(Vec<f64>),
+    Str(String),
+    /// A range vector (only as an instant query's result).
+    Matrix(Vec<Series>),
+}
+
+pub(crate) struct Ev<'a> {
+    storage: &'a dyn Storage,
+    opts: &'a Options,
+    budget: &'a Cell<usize>,
+    pub(crate) start: i64,
+    end: i64,
+    pub(crate) step: i64,
+    /// The outermost query's start and end, for `@ start()` and `@ end()`.
+    q_start: i64,
+    q_end: i64,
+}
+
+/// Collects per-step output samples into series keyed by labels, refusing two samples of one
+/// label set at one step.
+pub(crate) struct Out {
+    index: HashMap<Labels, usize, foldhash::fast::RandomState>,
+    series: Vec<Series>,
+}
+
+impl Out {
+    pub(crate) fn new() -> Out {
+        Out {
+            index: HashMap::default(),
+            series: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<()> {
+        let i = match self.index.get(&labels) {
+            Some(i) => *i,
+            None => {
+                self.series.push(Series {
+                    labels: labels.clone(),
+                    samples: Vec::new(),
+                });
+                self.index.insert(labels, self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        let samples = &mut self.series[i].samples;
+        match samples.last() {
+            Some(&(last, _)) if last < t => samples.push((t, v)),
+            None => samples.push((t, v)),
+            _ => match samples.binary_search_by_key(&t, |p| p.0) {
+                Ok(_) => {
+                    return Err(Error::exec(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
+                Err(pos) => samples.insert(pos, (t, v)),
+            },
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Vec<Series> {
+        self.series
+    }
+}
+
+/// Milliseconds of a duration.
+fn ms(d: &std::time::Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => ms(d),
+        Some(Offset::Neg(d)) => -ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => ms(&d),
+        Err(e) => -ms(&e.duration()),
+    }
+}
+
+/// The matchers of a selector, its metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(Error::BadData(
+            "`or` between label matchers is not supported".into(),
+        ));
+    }
+    let mut out = vs.matchers.matchers.clone();
+    if let Some(name) = &vs.name
+        && !out
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal && &m.value == name)
+    {
+        out.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+    }
+    Ok(out)
+}
+
+/// The matchers of a query that is a plain selector (`match[]` of the series look-ups).
+pub fn selector_matchers_of(expr: &Expr) -> Result<Vec<Matcher>> {
+    match expr {
+        Expr::VectorSelector(vs) => selector_matchers(vs),
+        _ => Err(Error::BadData(format!(
+            "invalid parameter \"match[]\": {expr} is not a series selector"
+        ))),
+    }
+}
+
+/// A Prometheus duration (`1h30m`, `15s`).
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    promql_parser::util::parse_duration(s)
+}
+
+/// The per-step vectors of a vector value: for each step, `(series index, value)`.
+pub(crate) fn by_step(ev: &Ev<'_>, series: &[Series]) -> Vec<Vec<(u32, f64)>> {
+    let mut steps: Vec<Vec<(u32, f64)>> = vec![Vec::new(); ev.steps()];
+    for (i, s) in series.iter().enumerate() {
+        for &(t, v) in &s.samples {
+            steps[ev.step_of(t)].push((i as u32, v));
+        }
+    }
+    steps
+}
+
+fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+impl<'a> Ev<'a> {
+    fn new(
+        storage: &'a dyn Storage,
+        opts: &'a Options,
+        budget: &'a Cell<usize>,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Ev<'a> {
+        Ev {
+            storage,
+            opts,
+            budget,
+            start,
+            end,
+            step,
+            q_start: start,
+            q_end: end,
+        }
+    }
+
+    pub(crate) fn steps(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step) as usize + 1
+        }
+    }
+
+    pub(crate) fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    pub(crate) fn step_of(&self, t: i64) -> usize {
+        ((t - self.start) / self.step) as usize
+    }
+
+    pub(crate) fn check_deadline(&self) -> Result<()> {
+        match self.opts.deadline {
+            Some(d) if Instant::now() >= d => Err(Error::Timeout("expression evaluation")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The reference time of step `ts` for a selector with these modifiers.
+    fn ref_time(&self, at: &Option<AtModifier>, offset: &Option<Offset>, ts: i64) -> i64 {
+        let base = match at {
+            None => ts,
+            Some(AtModifier::Start) => self.q_start,
+            Some(AtModifier::End) => self.q_end,
+            Some(AtModifier::At(t)) => system_time_ms(t),
+        };
+        base.saturating_sub(offset_ms(offset))
+    }
+
+    /// The smallest and largest reference time over the steps.
+    fn ref_span(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> (i64, i64) {
+        (
+            self.ref_time(at, offset, self.start),
+            self.ref_time(at, offset, self.ts(self.steps().saturating_sub(1))),
+        )
+    }
+
+    fn select(&self, matchers: &[Matcher], from: i64, to: i64) -> Result<Vec<Series>> {
+        self.check_deadline()?;
+        let mut budget = self.budget.get();
+        let out = self.storage.select(matchers, from, to, &mut budget);
+        self.budget.set(budget);
+        out
+    }
+
+    pub(crate) fn eval(&self, e: &Expr) -> Result<Val> {
+        match e {
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.steps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, |_, v| v)?)),
+            Expr::MatrixSelector(m) => {
+                let range = ms(&m.range);
+                let raw = self.raw_range_with(&m.vs, range)?;
+                Ok(Val::Matrix(self.windows_at_end(
+                    raw,
+                    &m.vs.at,
+                    &m.vs.offset,
+                    range,
+                )))
+            }
+            Expr::Subquery(sq) => {
+                let inner = self.subquery(sq)?;
+                Ok(Val::Matrix(self.windows_at_end(
+                    inner,
+                    &sq.at,
+                    &sq.offset,
+                    ms(&sq.range),
+                )))
+            }
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(series) => {
+                    let mut out = Out::new();
+                    for s in series {
+                        let labels = s.labels.without_name();
+                        for (t, v) in s.samples {
+                            out.push(labels.clone(), t, -v)?;
+                        }
+                    }
+                    Ok(Val::Vector(out.finish()))
+                }
+                _ => Err(Error::BadData(
+                    "unary minus needs a scalar or a vector".into(),
+                )),
+            },
+            Expr::Binary(b) => self.binary(b),
+            Expr::Aggregate(a) => self.aggregate(a),
+            Expr::Call(c) => self.call(c),
+            Expr::Extension(_) => Err(Error::BadData("unsupported expression".into())),
+        }
+    }
+
+    pub(crate) fn eval_vector(&self, e: &Expr) -> Result<Vec<Series>> {
+        match self.eval(e)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(Error::BadData(format!("expected an instant vector: {e}"))),
+        }
+    }
+
+    pub(crate) fn eval_scalar(&self, e: &Expr) -> Result<Vec<f64>> {
+        match self.eval(e)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(Error::BadData(format!("expected a scalar: {e}"))),
+        }
+    }
+
+    pub(crate) fn eval_string(&self, e: &Expr) -> Result<String> {
+        match self.eval(e)? {
+            Val::Str(s) => Ok(s),
+            _ => Err(Error::BadData(format!("expected a string: {e}"))),
+        }
+    }
+
+    /// An instant selector: at each step, the newest sample in the lookback window of its
+    /// reference time, unless that is a staleness marker. `value(sample_t, v)` gives the
+    /// output value (`timestamp()` asks for the sample's time).
+    pub(crate) fn vector_selector(
+        &self,
+        vs: &VectorSelector,
+        value: impl Fn(i64, f64) -> f64,
+    ) -> Result<Vec<Series>> {
+        let matchers = selector_matchers(vs)?;
+        let (lo, hi) = self.ref_span(&vs.at, &vs.offset);
+        let series = self.select(&matchers, lo - self.opts.lookback_ms, hi)?;
+        let n = self.steps();
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            self.check_deadline()?;
+            let mut points = Vec::new();
+            let mut j = 0;
+            for i in 0..n {
+                let ts = self.ts(i);
+                let r = self.ref_time(&vs.at, &vs.offset, ts);
+                while j < s.samples.len() && s.samples[j].0 <= r {
+                    j += 1;
+                }
+                if j > 0 {
+                    let (t, v) = s.samples[j - 1];
+                    if t >= r - self.opts.lookback_ms && !is_stale(v) {
+                        points.push((ts, value(t, v)));
+                    }
+                }
+            }
+            if !points.is_empty() {
+                out.push(Series {
+                    labels: s.labels,
+                    samples: points,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The raw samples a range selector needs over all steps, staleness markers removed.
+    fn raw_range_with(&self, vs: &VectorSelector, range: i64) -> Result<Vec<Series>> {
+        let matchers = selector_matchers(vs)?;
+        let (lo, hi) = self.ref_span(&vs.at, &vs.offset);
+        let mut series = self.select(&matchers, lo - range, hi)?;
+        for s in &mut series {
+            s.samples.retain(|(_, v)| !is_stale(*v));
+        }
+        Ok(series)
+    }
+
+    /// A range vector's input series: a selector's samples or a subquery's points.
+    pub(crate) fn range_input(&self, arg: &Expr) -> Result<RangeInput> {
+        match unwrap_parens(arg) {
+            Expr::MatrixSelector(m) => {
+                let range = ms(&m.range);
+                Ok(RangeInput {
+                    series: self.raw_range_with(&m.vs, range)?,
+                    range,
+                    at: m.vs.at.clone(),
+                    offset: m.vs.offset.clone(),
+                })
+            }
+            Expr::Subquery(sq) => Ok(RangeInput {
+                series: self.subquery(sq)?,
+                range: ms(&sq.range),
+                at: sq.at.clone(),
+                offset: sq.offset.clone(),
+            }),
+            other => Err(Error::BadData(format!("expected a range vector: {other}"))),
+        }
+    }
+
+    /// For each step, calls `f(step index, step time, reference time, window)` with the
+    /// series' samples in `[r - range, r]`.
+    pub(crate) fn windows(
+        &self,
+        input: &RangeInput,
+        samples: &[(i64, f64)],
+        mut f: impl FnMut(usize, i64, i64, &[(i64, f64)]),
+    ) {
+        let (mut lo, mut hi) = (0, 0);
+        for i in 0..self.steps() {
+            let ts = self.ts(i);
+            let r = self.ref_time(&input.at, &input.offset, ts);
+            while hi < samples.len() && samples[hi].0 <= r {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].0 < r - input.range {
+                lo += 1;
+            }
+            if lo < hi {
+                f(i, ts, r, &samples[lo..hi]);
+            }
+        }
+    }
+
+    /// A range vector as an instant query's result: the window at the (only) step.
+    fn windows_at_end(
+        &self,
+        series: Vec<Series>,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        range: i64,
+    ) -> Vec<Series> {
+        let r = self.ref_time(at, offset, self.end);
+        series
+            .into_iter()
+            .map(|s| Series {
+                labels: s.labels,
+                samples: s
+                    .samples
+                    .into_iter()
+                    .filter(|(t, _)| *t >= r - range && *t <= r)
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect()
+    }
+
+    /// A subquery's inner expression at its own steps: multiples of its resolution from the
+    /// first one at or after the earliest window's start, to the latest reference time.
+    fn subquery(&self, sq: &SubqueryExpr) -> Result<Vec<Series>> {
+        let step = match &sq.step {
+            Some(d) if ms(d) > 0 => ms(d),
+            _ => self.opts.subquery_step_ms,
+        };
+        let range = ms(&sq.range);
+        let (lo, hi) = self.ref_span(&sq.at, &sq.offset);
+        let first = lo - range;
+        let mut start = first.div_euclid(step) * step;
+        if start < first {
+            start += step;
+        }
+        let inner = Ev {
+            storage: self.storage,
+            opts: self.opts,
+            budget: self.budget,
+            start,
+            end: hi,
+            step,
+            q_start: self.q_start,
+            q_end: self.q_end,
+        };
+        match inner.eval(&sq.expr)? {
+            Val::Vector(v) => Ok(v),
+            Val::Scalar(v) => Ok(vec![Series {
+                labels: Labels::empty(),
+                samples: (0..inner.steps()).map(|i| (inner.ts(i), v[i])).collect(),
+            }]),
+            _ => Err(Error::BadData(
+                "subquery is only allowed on instant vector".into(),
+            )),
+        }
+    }
+
+    fn call(&self, c: &Call) -> Result<Val> {
+        functions::call(self, c)
+    }
+
+    fn aggregate(&self, a: &AggregateExpr) -> Result<Val> {
+        let op = a.op.to_string();
+        let input = self.eval_vector(&a.expr)?;
+        let n = self.steps();
+        // The parameter, per step.
+        let mut k_param: Vec<f64> = Vec::new();
+        let mut value_label = String::new();
+        match op.as_str() {
+            "topk" | "bottomk" | "quantile" => {
+                let p = a
+                    .param
+                    .as_ref()
+                    .ok_or_else(|| Error::BadData(format!("{op} needs a parameter")))?;
+                k_param = self.eval_scalar(p)?;
+            }
+            "count_values" => {
+                let p = a
+                    .param
+                    .as_ref()
+                    .ok_or_else(|| Error::BadData("count_values needs a label".into()))?;
+                value_label = self.eval_string(p)?;
+                if !valid_label_name(&value_label) {
+                    return Err(Error::exec(format!("invalid label name {value_label:?}")));
+                }
+            }
+            "sum" | "avg" | "count" | "min" | "max" | "stddev" | "stdvar" | "group" => {}
+            other => {
+                return Err(Error::BadData(format!("unsupported aggregation {other}")));
+            }
+        }
+        let (by, names): (bool, Vec<String>) = match &a.modifier {
+            None => (true, Vec::new()),
+            Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+        };
+        let group_labels = |l: &Labels| -> Labels {
+            if by {
+                l.filtered(|k| names.iter().any(|n| n == k))
+            } else {
+                l.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
+            }
+        };
+        let mut out = Out::new();
+        if op == "count_values" {
+            let mut names_cv = names.clone();
+            if by {
+                names_cv.push(value_label.clone());
+            }
+            let steps = by_step(self, &input);
+            for (i, vec) in steps.iter().enumerate() {
+                self.check_deadline()?;
+                let mut counts: Vec<(Labels, f64)> = Vec::new();
+                let mut idx: HashMap<Labels, usize> = HashMap::new();
+                for &(si, v) in vec {
+                    let l = input[si as usize]
+                        .labels
+                        .with(&value_label, &format_float(v));
+                    let g = if by {
+                        l.filtered(|k| names_cv.iter().any(|n| n == k))
+                    } else {
+                        l.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
+                    };
+                    match idx.get(&g) {
+                        Some(&j) => counts[j].1 += 1.0,
+                        None => {
+                            idx.insert(g.clone(), counts.len());
+                            counts.push((g, 1.0));
+                        }
+                    }
+                }
+                for (l, c) in counts {
+                    out.push(l, self.ts(i), c)?;
+                }
+            }
+            return Ok(Val::Vector(out.finish()));
+        }
+        // Each input series' group, computed once.
+        let mut group_of: Vec<u32> = Vec::with_capacity(input.len());
+        let mut groups: Vec<Labels> = Vec::new();
+        {
+            let mut index: HashMap<Labels, u32> = HashMap::new();
+            for s in &input {
+                let g = group_labels(&s.labels);
+                let id = *index.entry(g.clone()).or_insert_with(|| {
+                    groups.push(g);
+                    (groups.len() - 1) as u32
+                });
+                group_of.push(id);
+            }
+        }
+        let steps = by_step(self, &input);
+        let mut acc: Vec<Acc> = Vec::new();
+        for (i, vec) in steps.iter().enumerate().take(n) {
+            self.check_deadline()?;
+            let ts = self.ts(i);
+            if op == "topk" || op == "bottomk" {
+                let kf = k_param[i];
+                if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&kf) {
+                    return Err(Error::exec(format!(
+                        "Scalar value {} overflows int64",
+                        format_float(kf)
+                    )));
+                }
+                let k = kf as i64;
+                if k < 1 {
+                    continue;
+                }
+                let mut per_group: HashMap<u32, Vec<(u32, f64)>> = HashMap::new();
+                for &(si, v) in vec {
+                    per_group
+                        .entry(group_of[si as usize])
+                        .or_default()
+                        .push((si, v));
+                }
+                let top = op == "topk";
+                for (_, mut members) in per_group {
+                    // Largest (topk) or smallest (bottomk) first; NaN ranks last for both.
+                    members.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => b.1.total_cmp(&a.1),
+                        _ => a.1.total_cmp(&b.1),
+                    });
+                    for (si, v) in members
+                        .into_iter()
+                        .take(usize::try_from(k).unwrap_or(usize::MAX))
+                    {
+                        out.push(input[si as usize].labels.clone(), ts, v)?;
+                    }
+                }
+                continue;
+            }
+            acc.clear();
+            acc.resize(groups.len(), Acc::default());
+            let mut quantile_values: Vec<Vec<f64>> = Vec::new();
+            if op == "quantile" {
+                quantile_values = vec![Vec::new(); groups.len()];
+            }
+            for &(si, v) in vec {
+                let g = group_of[si as usize] as usize;
+                if op == "quantile" {
+                    quantile_values[g].push(v);
+                }
+                acc[g].add(&op, v);
+            }
+            for (g, a) in acc.iter().enumerate() {
+                if a.count == 0 {
+                    continue;
+                }
+                let v = match op.as_str() {
+                    "sum" => a.sum,
+                    "avg" => a.mean,
+                    "count" => a.count as f64,
+                    "group" => 1.0,
+                    "min" | "max" => a.value,
+                    "stdvar" => a.value / a.count as f64,
+                    "stddev" => (a.value / a.count as f64).sqrt(),
+                    "quantile" => functions::quantile(k_param[i], &mut quantile_values[g]),
+                    _ => unreachable!(),
+                };
+                out.push(groups[g].clone(), ts, v)?;
+            }
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+
+    fn binary(&self, b: &BinaryExpr) -> Result<Val> {
+        let op = b.op.to_string();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs)?;
+        let rhs = self.eval(&b.rhs)?;
+        let comparison = matches!(op.as_str(), "==" | "!=" | ">" | "<" | ">=" | "<=");
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+                l.iter()
+                    .zip(&r)
+                    .map(|(a, b)| {
+                        let (v, keep) = elem_binop(&op, *a, *b);
+                        if comparison {
+                            if keep { 1.0 } else { 0.0 }
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            )),
+            (Val::Vector(v), Val::Scalar(s)) => self.vector_scalar(&op, v, &s, false, return_bool),
+            (Val::Scalar(s), Val::Vector(v)) => self.vector_scalar(&op, v, &s, true, return_bool),
+            (Val::Vector(l), Val::Vector(r)) => match op.as_str() {
+                "and" | "or" | "unless" => self.set_op(&op, b, l, r),
+                _ => self.vector_vector(&op, b, l, r, return_bool),
+            },
+            _ => Err(Error::BadData(
+                "binary expression must contain only scalar and instant vector types".into(),
+            )),
+        }
+    }
+
+    fn vector_scalar(
+        &self,
+        op: &str,
+        v: Vec<Series>,
+        s: &[f64],
+        swap: bool,
+        return_bool: bool,
+    ) -> Result<Val> {
+        let comparison = is_comparison(op);
+        let drop_name = drops_name(op) || return_bool;
+        let mut out = Out::new();
+        for series in v {
+            let labels = if drop_name {
+                series.labels.without_name()
+            } else {
+                series.labels.clone()
+            };
+            for (t, x) in series.samples {
+                let sc = s[self.step_of(t)];
+                let (l, r) = if swap { (sc, x) } else { (x, sc) };
+                let (mut value, mut keep) = elem_binop(op, l, r);
+                if comparison && swap {
+                    value = r;
+                }
+                if return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                    keep = true;
+                }
+                if keep {
+                    out.push(labels.clone(), t, value)?;
+                }
+            }
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+
+    fn matching(b: &BinaryExpr) -> (bool, Vec<String>, VectorMatchCardinality) {
+        match &b.modifier {
+            None => (false, Vec::new(), VectorMatchCardinality::OneToOne),
+            Some(m) => {
+                let (on, names) = match &m.matching {
+                    None => (false, Vec::new()),
+                    Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+                    Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+                };
+                (on, names, m.card.clone())
+            }
+        }
+    }
+
+    fn set_op(&self, op: &str, b: &BinaryExpr, l: Vec<Series>, r: Vec<Series>) -> Result<Val> {
+        let (on, names, _) = Self::matching(b);
+        let sig = |x: &Labels| signature(x, on, &names);
+        let lsig: Vec<Labels> = l.iter().map(|s| sig(&s.labels)).collect();
+        let rsig: Vec<Labels> = r.iter().map(|s| sig(&s.labels)).collect();
+        let lsteps = by_step(self, &l);
+        let rsteps = by_step(self, &r);
+        let mut out = Out::new();
+        for i in 0..self.steps() {
+            self.check_deadline()?;
+            let ts = self.ts(i);
+            match op {
+                "and" | "unless" => {
+                    let right: std::collections::HashSet<&Labels> = rsteps[i]
+                        .iter()
+                        .map(|(si, _)| &rsig[*si as usize])
+                        .collect();
+                    for &(si, v) in &lsteps[i] {
+                        let found = right.contains(&lsig[si as usize]);
+                        if found == (op == "and") {
+                            out.push(l[si as usize].labels.clone(), ts, v)?;
+                        }
+                    }
+                }
+                _ => {
+                    let left: std::collections::HashSet<&Labels> = lsteps[i]
+                        .iter()
+                        .map(|(si, _)| &lsig[*si as usize])
+                        .collect();
+                    for &(si, v) in &lsteps[i] {
+                        out.push(l[si as usize].labels.clone(), ts, v)?;
+                    }
+                    for &(si, v) in &rsteps[i] {
+                        if !left.contains(&rsig[si as usize]) {
+                            out.push(r[si as usize].labels.clone(), ts, v)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+
+    fn vector_vector(
+        &self,
+        op: &str,
+        b: &BinaryExpr,
+        l: Vec<Series>,
+        r: Vec<Series>,
+        return_bool: bool,
+    ) -> Result<Val> {
+        let (on, names, card) = Self::matching(b);
+        let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+        let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+        let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+        // The "many" side is `lhs` below; for group_right the sides swap.
+        let (lhs, rhs) = if one_to_many { (r, l) } else { (l, r) };
+        let sig = |x: &Labels| signature(x, on, &names);
+        let lsig: Vec<Labels> = lhs.iter().map(|s| sig(&s.labels)).collect();
+        let rsig: Vec<Labels> = rhs.iter().map(|s| sig(&s.labels)).collect();
+        let lsteps = by_step(self, &lhs);
+        let rsteps = by_step(self, &rhs);
+        let drop_name = drops_name(op) || return_bool;
+        let mut result_labels: HashMap<(u32, u32), Labels> = HashMap::new();
+        let mut out = Out::new();
+        for i in 0..self.steps() {
+            self.check_deadline()?;
+            if lsteps[i].is_empty() || rsteps[i].is_empty() {
+                continue;
+            }
+            let ts = self.ts(i);
+            let mut right: HashMap<&Labels, (u32, f64)> = HashMap::new();
+            for &(si, v) in &rsteps[i] {
+                let s = &rsig[si as usize];
+                if let Some((other, _)) = right.insert(s, (si, v)) {
+                    let side = if one_to_many { "left" } else { "right" };
+                    return Err(Error::exec(format!(
+                        "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                        s.to_prom_string(),
+                        rhs[si as usize].labels.to_prom_string(),
+                        rhs[other as usize].labels.to_prom_string(),
+                    )));
+                }
+            }
+            let mut matched: HashMap<&Labels, std::collections::HashSet<Labels>> = HashMap::new();
+            for &(li, lv) in &lsteps[i] {
+                let s = &lsig[li as usize];
+                let Some(&(ri, rv)) = right.get(s) else {
+                    continue;
+                };
+                let (a, c) = if one_to_many { (rv, lv) } else { (lv, rv) };
+                let (mut value, keep) = elem_binop(op, a, c);
+                if return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                let labels = result_labels
+                    .entry((li, ri))
+                    .or_insert_with(|| {
+                        let mut m = lhs[li as usize].labels.clone();
+                        if drop_name {
+                            m = m.without_name();
+                        }
+                        if one_to_one {
+                            m = if on {
+                                m.filtered(|k| names.iter().any(|n| n == k))
+                            } else {
+                                m.filtered(|k| !names.iter().any(|n| n == k))
+                            };
+                        }
+                        for name in &include {
+                            m = m.with(name, rhs[ri as usize].labels.get(name));
+                        }
+                        m
+                    })
+                    .clone();
+                let seen = matched.entry(s).or_default();
+                if one_to_one {
+                    if !seen.is_empty() {
+                        return Err(Error::exec(
+                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                        ));
+                    }
+                    seen.insert(Labels::empty());
+                } else if !seen.insert(labels.clone()) {
+                    return Err(Error::exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
+                }
+                out.push(labels, ts, value)?;
+            }
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+}
+
+/// A range vector argument: series, window length and modifiers.
+pub(crate) struct RangeInput {
+    pub(crate) series: Vec<Series>,
+    pub(crate) range: i64,
+    pub(crate) at: Option<AtModifier>,
+    pub(crate) offset: Option<Offset>,
+}
+
+/// Arithmetic drops `__name__`; comparisons, `atan2` and set operators keep it.
+fn drops_name(op: &str) -> bool {
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^")
+}
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// The labels two series are matched on: `on(names)` keeps only those, otherwise all but
+/// `names` and `__name__`.
+fn signature(l: &Labels, on: bool, names: &[String]) -> Labels {
+    if on {
+        l.filtered(|k| names.iter().any(|n| n == k))
+    } else {
+        l.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
+    }
+}
+
+/// `(value, keep)` of `l op r`: comparisons keep `l` when true.
+fn elem_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An aggregation's running state for one group at one step (Prometheus's formulas).
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    count: u64,
+    sum: f64,
+    mean: f64,
+    value: f64,
+}
+
+impl Acc {
+    fn add(&mut self, op: &str, v: f64) {
+        self.count += 1;
+        let n = self.count as f64;
+        match op {
+            "sum" => self.sum += v,
+            "avg" => {
+                if self.count == 1 {
+                    self.mean = v;
+                    return;
+                }
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                self.mean += v / n - self.mean / n;
+            }
+            "max" if self.count == 1 || self.value < v || self.value.is_nan() => self.value = v,
+            "min" if self.count == 1 || self.value > v || self.value.is_nan() => self.value = v,
+            "stddev" | "stdvar" => {
+                if self.count == 1 {
+                    self.mean = v;
+                    self.value = 0.0;
+                    return;
+                }
+                let delta = v - self.mean;
+                self.mean += delta / n;
+                self.value += delta * (v - self.mean);
+            }
+            _ => {}
+        }
+    }
+}

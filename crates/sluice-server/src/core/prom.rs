@@ -1,0 +1,411 @@
+//! Prometheus compatibility, transport-neutral: the mapping between Sluice series and
+//! Prometheus label sets, PromQL storage over the time-series engine, the series/labels
+//! look-ups of the query API, and remote-write requests as write batches.
+//!
+//! # Data model (also in docs/prometheus.md)
+//! A Sluice series is `metric + entity + tags`. Its Prometheus labels are its tags, `__name__`
+//! = the metric, and `entity` = the entity when it is non-empty and no tag is named `entity`.
+//! - Remote write: `__name__` becomes the metric, a label `entity` the entity, every other
+//!   label a tag; so a series reads back label for label. Empty label values are absent labels
+//!   (as in Prometheus).
+//! - Line protocol: the tag `entity` becomes the entity; otherwise the `host` tag's value is the
+//!   entity and `host` stays a tag: `cpu,host=h1 usage=1` is `cpu_usage{host="h1",entity="h1"}`.
+//! - JSON and the wire protocol: `{metric, entity, tags}` as written, plus `entity`.
+//!
+//! Selecting by `entity="x"` finds both a series whose entity is `x` and one with a tag
+//! `entity="x"`; the inverted index narrows every equality matcher before the remaining
+//! matchers are checked series by series.
+//!
+//! # Remote write
+//! A Prometheus remote-write 1.0 request (snappy block format around a protobuf
+//! `WriteRequest`) becomes one batch: every series validated (a metric name, unique label
+//! names, the point limits), every sample kept bit for bit (NaN, ±Inf and staleness markers
+//! included), or nothing is written. The decompressed size is checked from the snappy header
+//! before anything is allocated. Native histograms are refused (400); exemplars and metadata
+//! are ignored.
+
+use prost::Message;
+use sluice_api::ErrorCode;
+use sluice_promql::{Labels, MatchOp, Matcher, Series, Storage};
+use sluice_ts::engine::QueryError;
+use sluice_ts::series::{Narrow, SeriesKey};
+use sluice_ts::{Batch, PointLimits, TsEngine};
+
+use crate::error::ApiError;
+
+/// The label the entity is exposed as.
+pub const ENTITY_LABEL: &str = "entity";
+
+/// The Prometheus labels of a series (see the module doc).
+pub fn labels_of(key: &SeriesKey) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(key.tags.len() + 2);
+    pairs.push(("__name__".into(), key.metric.clone()));
+    if !key.entity.is_empty() && key.tag(ENTITY_LABEL).is_none() {
+        pairs.push((ENTITY_LABEL.into(), key.entity.clone()));
+    }
+    pairs.extend(key.tags.iter().cloned());
+    Labels::new(pairs)
+}
+
+/// The value of label `name` of a series, `""` when it has none.
+fn label_value<'k>(key: &'k SeriesKey, name: &str) -> &'k str {
+    match name {
+        "__name__" => &key.metric,
+        ENTITY_LABEL => key.tag(ENTITY_LABEL).unwrap_or(&key.entity),
+        _ => key.tag(name).unwrap_or(""),
+    }
+}
+
+/// Index narrowings implied by the matchers (equalities with a non-empty value).
+fn narrows(matchers: &[Matcher]) -> Vec<Narrow> {
+    matchers
+        .iter()
+        .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+        .map(|m| match m.name.as_str() {
+            "__name__" => Narrow::Metric(m.value.clone()),
+            ENTITY_LABEL => Narrow::AnyOf(vec![
+                Narrow::Entity(m.value.clone()),
+                Narrow::Tag(ENTITY_LABEL.into(), m.value.clone()),
+            ]),
+            name => Narrow::Tag(name.into(), m.value.clone()),
+        })
+        .collect()
+}
+
+/// The series of `engine` matching every matcher (no points read).
+pub fn find(
+    engine: &TsEngine,
+    matchers: &[Matcher],
+) -> Vec<(sluice_ts::series::SeriesId, SeriesKey)> {
+    engine.find_series(&narrows(matchers), |key| {
+        matchers
+            .iter()
+            .all(|m| m.is_match(label_value(key, &m.name)))
+    })
+}
+
+/// PromQL storage over one database's time-series engine.
+pub struct TsStorage<'a> {
+    pub engine: &'a TsEngine,
+}
+
+const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+impl Storage for TsStorage<'_> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+    ) -> Result<Vec<Series>, sluice_promql::Error> {
+        let found = find(self.engine, matchers);
+        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        let points = self
+            .engine
+            .read_series(&ids, from, to, budget)
+            .map_err(|e| match e {
+                QueryError::TooManyPoints { .. } => {
+                    sluice_promql::Error::Execution(TOO_MANY_SAMPLES.into())
+                }
+                QueryError::Store(e) => sluice_promql::Error::Internal(e.to_string()),
+            })?;
+        Ok(found
+            .into_iter()
+            .zip(points)
+            .filter(|(_, p)| !p.is_empty())
+            .map(|((_, key), samples)| Series {
+                labels: labels_of(&key),
+                samples,
+            })
+            .collect())
+    }
+}
+
+/// The label sets of the series matching any of `selectors` (each a list of matchers) with a
+/// sample in `[from, to]` (`None`: any time), sorted, without duplicates.
+pub fn series_labels(
+    engine: &TsEngine,
+    selectors: &[Vec<Matcher>],
+    from: Option<i64>,
+    to: Option<i64>,
+    max_samples: usize,
+) -> Result<Vec<Labels>, ApiError> {
+    let mut out: Vec<Labels> = Vec::new();
+    for matchers in selectors {
+        let found = find(engine, matchers);
+        match (from, to) {
+            (None, None) => out.extend(found.iter().map(|(_, k)| labels_of(k))),
+            _ => {
+                // Only series with data in the range: read it (within the sample budget).
+                let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+                let mut budget = max_samples;
+                let points = engine
+                    .read_series(
+                        &ids,
+                        from.unwrap_or(i64::MIN),
+                        to.unwrap_or(i64::MAX),
+                        &mut budget,
+                    )
+                    .map_err(|e| match e {
+                        QueryError::TooManyPoints { .. } => {
+                            ApiError::new(ErrorCode::QueryTooLarge, TOO_MANY_SAMPLES)
+                        }
+                        QueryError::Store(e) => ApiError::internal(e.to_string()),
+                    })?;
+                out.extend(
+                    found
+                        .iter()
+                        .zip(points)
+                        .filter(|(_, p)| !p.is_empty())
+                        .map(|((_, k), _)| labels_of(k)),
+                );
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+// --- Remote write 1.0 protobuf messages (prometheus/prompb/remote.proto, types.proto). ---
+
+#[derive(Clone, PartialEq, Message)]
+pub struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<PromSample>,
+    /// Native histograms (refused); only their presence matters.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub histograms: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PromSample {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// Decodes a snappy-compressed remote-write body into one batch (see the module doc).
+/// `max_bytes` bounds the decompressed size, `max_samples` the samples.
+pub fn remote_write_batch(
+    body: &[u8],
+    limits: &PointLimits,
+    max_bytes: usize,
+    max_samples: usize,
+) -> Result<Batch, ApiError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidEncoding,
+            format!("body is not snappy-compressed (block format): {e}"),
+        )
+    })?;
+    if len > max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the decompressed body would be {len} bytes; the limit is {max_bytes}"),
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidEncoding,
+                format!("body is not snappy-compressed (block format): {e}"),
+            )
+        })?;
+    let req = WriteRequest::decode(raw.as_slice()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedPayload,
+            format!("body is not a remote-write WriteRequest: {e}"),
+        )
+    })?;
+    let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+    if samples > max_samples {
+        return Err(ApiError::invalid_field(
+            "timeseries",
+            format!("{samples} samples; a request may hold at most {max_samples}"),
+        ));
+    }
+    let mut batch = Batch::with_capacity(req.timeseries.len(), samples);
+    for (i, ts) in req.timeseries.into_iter().enumerate() {
+        if !ts.histograms.is_empty() {
+            return Err(ApiError::invalid_field(
+                format!("timeseries[{i}].histograms"),
+                "native histograms are not supported",
+            ));
+        }
+        if ts.samples.is_empty() {
+            continue;
+        }
+        let key = series_key(ts.labels, limits).map_err(|(field, reason)| {
+            ApiError::invalid_field(format!("timeseries[{i}].{field}"), reason)
+        })?;
+        let s = batch.add_series(key);
+        for sample in ts.samples {
+            batch.push_sample(s, sample.timestamp, sample.value);
+        }
+    }
+    Ok(batch)
+}
+
+/// A remote-write label set as a series key.
+fn series_key(labels: Vec<Label>, limits: &PointLimits) -> Result<SeriesKey, (String, String)> {
+    let mut metric = None;
+    let mut entity = String::new();
+    let mut tags = Vec::with_capacity(labels.len());
+    let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(("labels".into(), format!("label {:?} given twice", w[0])));
+    }
+    for l in labels {
+        if l.name.is_empty() {
+            return Err(("labels".into(), "a label name is empty".into()));
+        }
+        if l.value.is_empty() {
+            continue;
+        }
+        match l.name.as_str() {
+            "__name__" => metric = Some(l.value),
+            ENTITY_LABEL => entity = l.value,
+            _ => tags.push((l.name, l.value)),
+        }
+    }
+    let metric = metric.ok_or_else(|| ("labels".to_string(), "no __name__ label".to_string()))?;
+    SeriesKey::new(metric, entity, tags, limits).map_err(|e| {
+        let field = match e.field.as_str() {
+            "metric" => "labels.__name__".to_string(),
+            "entity" => "labels.entity".to_string(),
+            f => format!("labels{}", f.strip_prefix("tags").unwrap_or(f)),
+        };
+        (field, e.reason)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(metric: &str, entity: &str, tags: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey::new(
+            metric.into(),
+            entity.into(),
+            tags.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &PointLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn labels_expose_the_entity_unless_a_tag_is_named_entity() {
+        let l = labels_of(&key("cpu_usage", "h1", &[("host", "h1"), ("dc", "eu")]));
+        assert_eq!(
+            l.to_prom_string(),
+            r#"{__name__="cpu_usage", dc="eu", entity="h1", host="h1"}"#
+        );
+        assert_eq!(
+            labels_of(&key("up", "", &[("job", "a")])).to_prom_string(),
+            r#"{__name__="up", job="a"}"#
+        );
+        let k = key("m", "e1", &[("entity", "t1")]);
+        assert_eq!(labels_of(&k).get("entity"), "t1");
+        assert_eq!(label_value(&k, "entity"), "t1");
+    }
+
+    fn encode(req: &WriteRequest) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap()
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|(t, v)| PromSample {
+                    value: *v,
+                    timestamp: *t,
+                })
+                .collect(),
+            histograms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn remote_write_round_trips_labels_and_keeps_sample_bits() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let req = WriteRequest {
+            timeseries: vec![series(
+                &[
+                    ("__name__", "up"),
+                    ("job", "a"),
+                    ("entity", "e"),
+                    ("empty", ""),
+                ],
+                &[(1, 1.0), (2, stale), (3, f64::INFINITY)],
+            )],
+        };
+        let b = remote_write_batch(&encode(&req), &PointLimits::default(), 1 << 20, 100).unwrap();
+        assert_eq!(b.series.len(), 1);
+        assert_eq!(
+            labels_of(&b.series[0]).to_prom_string(),
+            r#"{__name__="up", entity="e", job="a"}"#
+        );
+        assert_eq!(b.samples[1].value.to_bits(), stale.to_bits());
+        assert_eq!(b.samples[2].value, f64::INFINITY);
+    }
+
+    #[test]
+    fn bad_remote_write_bodies_are_refused_with_a_field() {
+        let limits = PointLimits::default();
+        let err = |req: WriteRequest| {
+            remote_write_batch(&encode(&req), &limits, 1 << 20, 100).unwrap_err()
+        };
+        let e = err(WriteRequest {
+            timeseries: vec![series(&[("job", "a")], &[(1, 1.0)])],
+        });
+        assert_eq!(e.field.as_deref(), Some("timeseries[0].labels"));
+        let e = err(WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "a")], &[(1, 1.0)]),
+                series(&[("__name__", "a"), ("x", "1"), ("x", "2")], &[(1, 1.0)]),
+            ],
+        });
+        assert_eq!(e.field.as_deref(), Some("timeseries[1].labels"));
+        let e = remote_write_batch(b"not snappy at all", &limits, 1 << 20, 100).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidEncoding);
+        let big = WriteRequest {
+            timeseries: vec![series(&[("__name__", "a")], &[(1, 1.0); 50])],
+        };
+        let e = remote_write_batch(&encode(&big), &limits, 100, 1000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        let e = remote_write_batch(&encode(&big), &limits, 1 << 20, 10).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("timeseries"));
+    }
+}

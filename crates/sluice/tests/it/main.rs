@@ -10,6 +10,7 @@ mod client;
 mod durability;
 mod http;
 mod openapi;
+mod prom;
 mod replication;
 mod security;
 mod ts;

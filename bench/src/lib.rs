@@ -133,3 +133,87 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// `clients` concurrent clients POSTing `bodies` (each with the count of points it carries) in
+/// turn for `seconds`; returns points/s. Any non-2xx answer fails the run.
+pub async fn concurrent<B: Clone + Into<reqwest::Body> + Send + Sync + 'static>(
+    url: &str,
+    bodies: std::sync::Arc<Vec<(B, usize)>>,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let bodies = bodies.clone();
+        let url = url.to_string();
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut points = 0usize;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let (body, n) = &bodies[i % bodies.len()];
+                i += clients;
+                let r = client.post(&url).body(body.clone()).send().await?;
+                if !r.status().is_success() {
+                    let status = r.status();
+                    bail!(
+                        "{url} answered {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    );
+                }
+                r.bytes().await?;
+                points += n;
+            }
+            Ok::<usize, anyhow::Error>(points)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Starts VictoriaMetrics (Debian's `victoria-metrics`) on a fresh directory under `scratch`,
+/// with `extra` flags, and waits until it is healthy.
+pub async fn start_vm(
+    binary: &Path,
+    scratch: &Path,
+    cpu: Option<usize>,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
+    let data_dir = tempfile::tempdir_in(scratch)?.keep();
+    let port = free_port()?;
+    let mut cmd = pinned(binary, cpu);
+    cmd.arg(format!("-storageDataPath={}", data_dir.display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .arg("-loggerLevel=ERROR")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        data_dir,
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
+            && r.status() == 200
+        {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!("victoria-metrics not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

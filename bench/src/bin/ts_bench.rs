@@ -13,16 +13,15 @@
 //! Run: `cargo build --release -p sluice -p sluice-bench && target/release/ts_bench`.
 //! With two or more cores the servers run on CPU 0 and this load generator on CPU 1.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sluice_bench::{Server, dir_bytes, free_port, pin_self, pinned, start_sluice};
+use sluice_bench::{concurrent, dir_bytes, pin_self, start_sluice, start_vm};
 
 #[derive(Parser)]
 struct Args {
@@ -162,81 +161,6 @@ fn sequential(base: &str, path: &str, body: &str, seconds: f64) -> anyhow::Resul
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// `clients` concurrent clients cycling through `bodies` for `seconds`; returns points/s.
-async fn concurrent(
-    url: &str,
-    bodies: Arc<Vec<(String, usize)>>,
-    clients: usize,
-    seconds: f64,
-) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
-        let bodies = bodies.clone();
-        let url = url.to_string();
-        tasks.spawn(async move {
-            let client = reqwest::Client::new();
-            let mut points = 0usize;
-            let mut i = c;
-            while Instant::now() < deadline {
-                let (body, n) = &bodies[i % bodies.len()];
-                i += clients;
-                let r = client.post(&url).body(body.clone()).send().await?;
-                if !r.status().is_success() {
-                    let status = r.status();
-                    bail!(
-                        "{url} answered {status}: {}",
-                        r.text().await.unwrap_or_default()
-                    );
-                }
-                r.bytes().await?;
-                points += n;
-            }
-            Ok::<usize, anyhow::Error>(points)
-        });
-    }
-    let mut total = 0;
-    while let Some(r) = tasks.join_next().await {
-        total += r??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-async fn start_vm(binary: &Path, scratch: &Path, cpu: Option<usize>) -> anyhow::Result<Server> {
-    let data_dir = tempfile::tempdir_in(scratch)?.keep();
-    let port = free_port()?;
-    let mut cmd = pinned(binary, cpu);
-    cmd.arg(format!("-storageDataPath={}", data_dir.display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-retentionPeriod=100y")
-        .arg("-loggerLevel=ERROR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        data_dir,
-    };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
-            && r.status() == 200
-        {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!("victoria-metrics not ready within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Ingests `lp_batches` into a server's line-protocol endpoint, one client, in order.
 async fn ingest_all(url: &str, lp_batches: &[(String, usize)]) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -350,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
         println!("(d) skipped (--no-vm)");
         return Ok(());
     }
-    let vm = match start_vm(&args.vm, &args.dir, server_cpu).await {
+    let vm = match start_vm(&args.vm, &args.dir, server_cpu, &[]).await {
         Ok(vm) => vm,
         Err(e) => {
             println!("(d) skipped: {e:#} (apt-get install victoria-metrics)");
@@ -365,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     drop(vm);
-    let mut vm = start_vm(&args.vm, &args.dir, server_cpu).await?;
+    let mut vm = start_vm(&args.vm, &args.dir, server_cpu, &[]).await?;
     ingest_all(&format!("{}/write", vm.base), &walk_lp).await?;
     // A graceful stop makes VictoriaMetrics write every in-memory part to disk.
     vm.stop_gracefully();

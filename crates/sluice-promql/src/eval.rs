@@ -49,6 +49,10 @@ impl Error {
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
+/// The error of a query over its budget of samples and points (Prometheus's words).
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
 /// Where series come from.
 pub trait Storage {
     /// Every series matching all `matchers` that has samples in `[from, to]`, with those
@@ -87,8 +91,17 @@ impl Default for Options {
     }
 }
 
+/// Longest query accepted.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
 /// Parses a query (syntax and types), as a `bad_data` error when it is invalid.
 pub fn parse(query: &str) -> Result<Expr> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(Error::BadData(format!(
+            "the query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
+            query.len()
+        )));
+    }
     static EXTRA: std::sync::Once = std::sync::Once::new();
     EXTRA.call_once(|| {
         // Prometheus 2.x's name for double exponential smoothing, which the parser (following
@@ -104,7 +117,13 @@ pub fn parse(query: &str) -> Result<Expr> {
         // Only fails for a name the parser already has, which this is not.
         let _ = register_extra_functions(vec![holt_winters]);
     });
-    promql_parser::parser::parse(query).map_err(Error::BadData)
+    // The parser panics on some out-of-range numbers (`foo offset 1e20`): an invalid query.
+    match std::panic::catch_unwind(|| promql_parser::parser::parse(query)) {
+        Ok(parsed) => parsed.map_err(Error::BadData),
+        Err(_) => Err(Error::BadData(
+            "invalid query: a number or duration is out of range".into(),
+        )),
+    }
 }
 
 /// Evaluates `expr` at `t_ms`.
@@ -115,6 +134,7 @@ pub fn instant_query(
     opts: &Options,
 ) -> Result<Value> {
     let budget = Cell::new(opts.max_samples);
+    let t_ms = clamp_time(t_ms);
     let ev = Ev::new(storage, opts, &budget, t_ms, t_ms, 1);
     Ok(match ev.eval(expr)? {
         Val::Scalar(v) => Value::Scalar(t_ms, v[0]),
@@ -164,7 +184,16 @@ pub fn range_query(
         return Err(Error::BadData("zero or negative step".into()));
     }
     let budget = Cell::new(opts.max_samples);
-    let ev = Ev::new(storage, opts, &budget, start_ms, end_ms, step_ms);
+    let (start_ms, end_ms) = (clamp_time(start_ms), clamp_time(end_ms));
+    let ev = Ev::new(
+        storage,
+        opts,
+        &budget,
+        start_ms,
+        end_ms,
+        step_ms.min(MAX_TIME_MS),
+    );
+    ev.charge(ev.steps())?;
     let mut series = match ev.eval(expr)? {
         Val::Scalar(v) => vec![Series {
             labels: Labels::empty(),
@@ -249,9 +278,13 @@ impl Out {
     }
 }
 
+/// The largest time or duration (ms) the evaluator works with: every time and duration is
+/// clamped to `±MAX_TIME_MS`, so a sum or difference of two never overflows.
+pub const MAX_TIME_MS: i64 = 1 << 60;
+
 /// Milliseconds of a duration.
 fn ms(d: &std::time::Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
+    d.as_millis().min(MAX_TIME_MS as u128) as i64
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -267,6 +300,10 @@ fn system_time_ms(t: &SystemTime) -> i64 {
         Ok(d) => ms(&d),
         Err(e) => -ms(&e.duration()),
     }
+}
+
+fn clamp_time(t: i64) -> i64 {
+    t.clamp(-MAX_TIME_MS, MAX_TIME_MS)
 }
 
 /// The matchers of a selector, its metric name included.
@@ -345,7 +382,18 @@ impl<'a> Ev<'a> {
         if self.end < self.start {
             0
         } else {
-            ((self.end - self.start) / self.step) as usize + 1
+            ((self.end as i128 - self.start as i128) / self.step as i128) as usize + 1
+        }
+    }
+
+    /// Takes `n` from the query's budget of samples and points (what a query may hold).
+    pub(crate) fn charge(&self, n: usize) -> Result<()> {
+        match self.budget.get().checked_sub(n) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(Error::exec(TOO_MANY_SAMPLES)),
         }
     }
 
@@ -372,7 +420,7 @@ impl<'a> Ev<'a> {
             Some(AtModifier::End) => self.q_end,
             Some(AtModifier::At(t)) => system_time_ms(t),
         };
-        base.saturating_sub(offset_ms(offset))
+        clamp_time(base.saturating_sub(offset_ms(offset)))
     }
 
     /// The smallest and largest reference time over the steps.
@@ -489,7 +537,11 @@ impl<'a> Ev<'a> {
                         points.push((ts, value(t, v)));
                     }
                 }
+                if i % 4096 == 4095 {
+                    self.check_deadline()?;
+                }
             }
+            self.charge(points.len())?;
             if !points.is_empty() {
                 out.push(Series {
                     labels: s.labels,
@@ -604,6 +656,8 @@ impl<'a> Ev<'a> {
             q_start: self.q_start,
             q_end: self.q_end,
         };
+        // Every step of the inner query is at least one point held.
+        self.charge(inner.steps())?;
         match inner.eval(&sq.expr)? {
             Val::Vector(v) => Ok(v),
             Val::Scalar(v) => Ok(vec![Series {
@@ -710,8 +764,13 @@ impl<'a> Ev<'a> {
                 group_of.push(id);
             }
         }
+        if matches!(
+            op.as_str(),
+            "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar"
+        ) {
+            return self.accumulate(&op, &input, &group_of, groups);
+        }
         let steps = by_step(self, &input);
-        let mut acc: Vec<Acc> = Vec::new();
         for (i, vec) in steps.iter().enumerate().take(n) {
             self.check_deadline()?;
             let ts = self.ts(i);
@@ -753,38 +812,73 @@ impl<'a> Ev<'a> {
                 }
                 continue;
             }
-            acc.clear();
-            acc.resize(groups.len(), Acc::default());
-            let mut quantile_values: Vec<Vec<f64>> = Vec::new();
-            if op == "quantile" {
-                quantile_values = vec![Vec::new(); groups.len()];
-            }
+            // quantile
+            let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
             for &(si, v) in vec {
-                let g = group_of[si as usize] as usize;
-                if op == "quantile" {
-                    quantile_values[g].push(v);
-                }
-                acc[g].add(&op, v);
+                values[group_of[si as usize] as usize].push(v);
             }
-            for (g, a) in acc.iter().enumerate() {
-                if a.count == 0 {
-                    continue;
+            for (g, vs) in values.iter_mut().enumerate() {
+                if !vs.is_empty() {
+                    out.push(groups[g].clone(), ts, functions::quantile(k_param[i], vs))?;
                 }
-                let v = match op.as_str() {
-                    "sum" => a.sum,
-                    "avg" => a.mean,
-                    "count" => a.count as f64,
-                    "group" => 1.0,
-                    "min" | "max" => a.value,
-                    "stdvar" => a.value / a.count as f64,
-                    "stddev" => (a.value / a.count as f64).sqrt(),
-                    "quantile" => functions::quantile(k_param[i], &mut quantile_values[g]),
-                    _ => unreachable!(),
-                };
-                out.push(groups[g].clone(), ts, v)?;
             }
         }
         Ok(Val::Vector(out.finish()))
+    }
+
+    /// `sum avg count group min max stddev stdvar`, series by series: each group's running
+    /// state per step, filled in the order of the input series (the order Prometheus adds a
+    /// step's samples in, so sums round the same way), over blocks of steps so that the state
+    /// stays within [`ACC_CELLS`] cells however many groups there are.
+    fn accumulate(
+        &self,
+        op: &str,
+        input: &[Series],
+        group_of: &[u32],
+        groups: Vec<Labels>,
+    ) -> Result<Val> {
+        let op = AggOp::of(op);
+        let n = self.steps();
+        let block = (ACC_CELLS / groups.len().max(1)).clamp(1, n.max(1));
+        let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); groups.len()];
+        let mut cursor = vec![0usize; input.len()];
+        let mut acc: Vec<Acc> = Vec::new();
+        let mut first = 0;
+        while first < n {
+            self.check_deadline()?;
+            let len = block.min(n - first);
+            let end_ts = self.ts(first + len - 1);
+            acc.clear();
+            acc.resize(groups.len() * len, Acc::default());
+            for (si, s) in input.iter().enumerate() {
+                let g = group_of[si] as usize * len;
+                let c = &mut cursor[si];
+                while let Some(&(t, v)) = s.samples.get(*c) {
+                    if t > end_ts {
+                        break;
+                    }
+                    acc[g + self.step_of(t) - first].add(op, v);
+                    *c += 1;
+                }
+            }
+            for (g, p) in points.iter_mut().enumerate() {
+                for (k, a) in acc[g * len..(g + 1) * len].iter().enumerate() {
+                    if a.count > 0 {
+                        p.push((self.ts(first + k), a.result(op)));
+                    }
+                }
+            }
+            first += len;
+        }
+        // Groups are distinct label sets: no collision check needed.
+        Ok(Val::Vector(
+            groups
+                .into_iter()
+                .zip(points)
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(labels, samples)| Series { labels, samples })
+                .collect(),
+        ))
     }
 
     fn binary(&self, b: &BinaryExpr) -> Result<Val> {
@@ -1059,6 +1153,37 @@ pub(crate) fn valid_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Most accumulator cells (groups × steps) an aggregation holds at once (~32 MB).
+const ACC_CELLS: usize = 1 << 20;
+
+/// The aggregations [`Ev::accumulate`] computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AggOp {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+impl AggOp {
+    fn of(op: &str) -> AggOp {
+        match op {
+            "sum" => AggOp::Sum,
+            "avg" => AggOp::Avg,
+            "count" => AggOp::Count,
+            "group" => AggOp::Group,
+            "min" => AggOp::Min,
+            "max" => AggOp::Max,
+            "stddev" => AggOp::Stddev,
+            _ => AggOp::Stdvar,
+        }
+    }
+}
+
 /// An aggregation's running state for one group at one step (Prometheus's formulas).
 #[derive(Clone, Copy, Default)]
 struct Acc {
@@ -1069,12 +1194,24 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, op: &str, v: f64) {
+    fn result(&self, op: AggOp) -> f64 {
+        match op {
+            AggOp::Sum => self.sum,
+            AggOp::Avg => self.mean,
+            AggOp::Count => self.count as f64,
+            AggOp::Group => 1.0,
+            AggOp::Min | AggOp::Max => self.value,
+            AggOp::Stdvar => self.value / self.count as f64,
+            AggOp::Stddev => (self.value / self.count as f64).sqrt(),
+        }
+    }
+
+    fn add(&mut self, op: AggOp, v: f64) {
         self.count += 1;
         let n = self.count as f64;
         match op {
-            "sum" => self.sum += v,
-            "avg" => {
+            AggOp::Sum => self.sum += v,
+            AggOp::Avg => {
                 if self.count == 1 {
                     self.mean = v;
                     return;
@@ -1089,9 +1226,13 @@ impl Acc {
                 }
                 self.mean += v / n - self.mean / n;
             }
-            "max" if self.count == 1 || self.value < v || self.value.is_nan() => self.value = v,
-            "min" if self.count == 1 || self.value > v || self.value.is_nan() => self.value = v,
-            "stddev" | "stdvar" => {
+            AggOp::Max if self.count == 1 || self.value < v || self.value.is_nan() => {
+                self.value = v
+            }
+            AggOp::Min if self.count == 1 || self.value > v || self.value.is_nan() => {
+                self.value = v
+            }
+            AggOp::Stddev | AggOp::Stdvar => {
                 if self.count == 1 {
                     self.mean = v;
                     self.value = 0.0;

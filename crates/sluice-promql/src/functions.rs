@@ -88,7 +88,9 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call) -> Result<Val> {
             let lo = ev.eval_scalar(args[1])?;
             let hi = ev.eval_scalar(args[2])?;
             map_vector(ev, args[0], |i, v| {
-                (hi[i] >= lo[i]).then(|| go_max(lo[i], go_min(hi[i], v)))
+                // Only `max < min` empties the result (NaN bounds give NaN, as in Prometheus).
+                (hi[i] >= lo[i] || hi[i].is_nan() || lo[i].is_nan())
+                    .then(|| go_max(lo[i], go_min(hi[i], v)))
             })
         }
         "clamp_min" => {
@@ -193,8 +195,66 @@ fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
+/// The functions of a range vector, resolved once per call (not per window).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    Avg,
+    Min,
+    Max,
+    Sum,
+    Count,
+    Stddev,
+    Stdvar,
+    Last,
+    Present,
+    Quantile,
+    HoltWinters,
+}
+
+impl RangeFn {
+    fn of(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "resets" => RangeFn::Resets,
+            "changes" => RangeFn::Changes,
+            "avg_over_time" => RangeFn::Avg,
+            "min_over_time" => RangeFn::Min,
+            "max_over_time" => RangeFn::Max,
+            "sum_over_time" => RangeFn::Sum,
+            "count_over_time" => RangeFn::Count,
+            "stddev_over_time" => RangeFn::Stddev,
+            "stdvar_over_time" => RangeFn::Stdvar,
+            "last_over_time" => RangeFn::Last,
+            "present_over_time" => RangeFn::Present,
+            "quantile_over_time" => RangeFn::Quantile,
+            "holt_winters" => RangeFn::HoltWinters,
+            _ => return None,
+        })
+    }
+}
+
 fn range_function(ev: &Ev<'_>, name: &str, args: &[&Expr]) -> Result<Val> {
-    let matrix_arg = if name == "quantile_over_time" { 1 } else { 0 };
+    let Some(kind) = RangeFn::of(name) else {
+        return Err(Error::BadData(format!(
+            "function {name:?} is not supported"
+        )));
+    };
+    let matrix_arg = if kind == RangeFn::Quantile { 1 } else { 0 };
     let input = ev.range_input(args[matrix_arg])?;
     let mut scalars: Vec<Vec<f64>> = Vec::new();
     for (i, a) in args.iter().enumerate() {
@@ -216,56 +276,55 @@ fn range_function(ev: &Ev<'_>, name: &str, args: &[&Expr]) -> Result<Val> {
             if failure.is_some() {
                 return;
             }
-            let v = match name {
-                "rate" => extrapolated_rate(w, r - range, r, range, true, true),
-                "increase" => extrapolated_rate(w, r - range, r, range, true, false),
-                "delta" => extrapolated_rate(w, r - range, r, range, false, false),
-                "irate" => instant_value(w, true),
-                "idelta" => instant_value(w, false),
-                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
-                "predict_linear" => (w.len() >= 2).then(|| {
+            let v = match kind {
+                RangeFn::Rate => extrapolated_rate(w, r - range, r, range, true, true),
+                RangeFn::Increase => extrapolated_rate(w, r - range, r, range, true, false),
+                RangeFn::Delta => extrapolated_rate(w, r - range, r, range, false, false),
+                RangeFn::Irate => instant_value(w, true),
+                RangeFn::Idelta => instant_value(w, false),
+                RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
+                RangeFn::PredictLinear => (w.len() >= 2).then(|| {
                     let (slope, intercept) = linear_regression(w, fixed_ts.unwrap_or(ts));
                     slope * scalars[1][i] + intercept
                 }),
-                "resets" => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-                "changes" => Some(
+                RangeFn::Resets => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+                RangeFn::Changes => Some(
                     w.windows(2)
                         .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
                         .count() as f64,
                 ),
-                "avg_over_time" => Some(avg_over_time(w)),
-                "min_over_time" => Some(
+                RangeFn::Avg => Some(avg_over_time(w)),
+                RangeFn::Min => Some(
                     w.iter()
                         .fold(w[0].1, |m, p| if m > p.1 || m.is_nan() { p.1 } else { m }),
                 ),
-                "max_over_time" => Some(
+                RangeFn::Max => Some(
                     w.iter()
                         .fold(w[0].1, |m, p| if m < p.1 || m.is_nan() { p.1 } else { m }),
                 ),
-                "sum_over_time" => {
+                RangeFn::Sum => {
                     let (mut sum, mut c) = (0.0, 0.0);
                     for p in w {
                         (sum, c) = kahan_inc(p.1, sum, c);
                     }
                     Some(if sum.is_infinite() { sum } else { sum + c })
                 }
-                "count_over_time" => Some(w.len() as f64),
-                "stddev_over_time" => Some(stdvar_over_time(w).sqrt()),
-                "stdvar_over_time" => Some(stdvar_over_time(w)),
-                "last_over_time" => Some(w[w.len() - 1].1),
-                "present_over_time" => Some(1.0),
-                "quantile_over_time" => {
+                RangeFn::Count => Some(w.len() as f64),
+                RangeFn::Stddev => Some(stdvar_over_time(w).sqrt()),
+                RangeFn::Stdvar => Some(stdvar_over_time(w)),
+                RangeFn::Last => Some(w[w.len() - 1].1),
+                RangeFn::Present => Some(1.0),
+                RangeFn::Quantile => {
                     let mut values: Vec<f64> = w.iter().map(|p| p.1).collect();
                     Some(quantile(scalars[0][i], &mut values))
                 }
-                "holt_winters" => match holt_winters(w, scalars[1][i], scalars[2][i]) {
+                RangeFn::HoltWinters => match holt_winters(w, scalars[1][i], scalars[2][i]) {
                     Ok(v) => v,
                     Err(e) => {
                         failure = Some(e);
                         None
                     }
                 },
-                _ => None,
             };
             if let Some(v) = v {
                 points.push((ts, v));
@@ -274,10 +333,11 @@ fn range_function(ev: &Ev<'_>, name: &str, args: &[&Expr]) -> Result<Val> {
         if let Some(e) = failure {
             return Err(e);
         }
+        ev.charge(points.len())?;
         if !points.is_empty() {
             outputs.push(Series {
                 // Every function of a range vector drops the name, but `last_over_time`.
-                labels: if name == "last_over_time" {
+                labels: if kind == RangeFn::Last {
                     s.labels.clone()
                 } else {
                     s.labels.without_name()
@@ -648,9 +708,11 @@ fn histogram_quantile(ev: &Ev<'_>, q_arg: &Expr, v_arg: &Expr) -> Result<Val> {
             group_of.push(None);
             continue;
         };
-        let key = s.labels.filtered(|k| k != BUCKET_LABEL);
+        // Grouped without `le` and `__name__` (buckets of two metrics with the same other labels
+        // are one histogram, as in Prometheus 2.42).
+        let key = s.labels.filtered(|k| k != BUCKET_LABEL && k != METRIC_NAME);
         let id = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push(key.without_name());
+            groups.push(key.clone());
             (groups.len() - 1) as u32
         });
         group_of.push(Some((id, bound)));

@@ -26,17 +26,23 @@
 //!   resolution (the default resolution is one minute).
 //!
 //! # Limits
-//! A query fails with [`Error::Execution`] once it has read more than `max_samples` samples
-//! from the storage, and with [`Error::Timeout`] at its deadline (checked per series and per
-//! step). Range queries are bounded in steps by the caller (Prometheus's API allows 11,000).
+//! A query has one budget of `max_samples` for the samples it reads from the storage and the
+//! points it holds (selector outputs, range-function outputs, the steps of the query and of
+//! every subquery); past it, [`Error::Execution`] (Prometheus's "too many samples"), before
+//! the memory is allocated. It fails with [`Error::Timeout`] at its deadline (checked per
+//! series and every few thousand steps). Times and durations are clamped to ±2^60 ms, so no
+//! time arithmetic overflows. Queries are at most [`MAX_QUERY_BYTES`] long, and a parser panic
+//! (the parser crate panics on some out-of-range durations) is a `bad_data` error. Deeply
+//! nested queries recurse: callers evaluate on a thread with a large stack (the server uses
+//! 256 MiB, enough for the deepest query [`MAX_QUERY_BYTES`] allows).
 
 mod eval;
 mod functions;
 pub mod value;
 
 pub use eval::{
-    Error, Options, Storage, instant_query, parse, parse_duration, range_query,
-    selector_matchers_of,
+    Error, MAX_QUERY_BYTES, MAX_TIME_MS, Options, Storage, TOO_MANY_SAMPLES, instant_query, parse,
+    parse_duration, range_query, selector_matchers_of,
 };
 pub use promql_parser::label::{MatchOp, Matcher};
 pub use value::{Labels, Sample, Series, Value};

@@ -1127,12 +1127,13 @@ impl TsSection {
                 "ts.max_query_points, ts.chunk_target_points and ts.max_series must be greater than 0",
             ));
         }
+        const WEEK_MS: u64 = 7 * 24 * 3_600_000;
         if self.promql_max_samples == 0
-            || self.promql_timeout_ms == 0
-            || self.promql_lookback_delta_ms == 0
+            || !(1..=WEEK_MS).contains(&self.promql_timeout_ms)
+            || !(1..=WEEK_MS).contains(&self.promql_lookback_delta_ms)
         {
             return Err(invalid(
-                "ts.promql_max_samples, ts.promql_timeout_ms and ts.promql_lookback_delta_ms must be greater than 0",
+                "ts.promql_max_samples must be greater than 0, ts.promql_timeout_ms and ts.promql_lookback_delta_ms from 1 to 604800000 (a week)",
             ));
         }
         Ok(())

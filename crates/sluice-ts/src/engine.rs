@@ -42,7 +42,7 @@ use prometheus_client::registry::Registry;
 use sluice_wal::Lsn;
 
 use crate::batch::Batch;
-use crate::point::PointLimits;
+use crate::point::{PointLimits, STALE_NAN_BITS};
 use crate::query::{self, Query, SeriesResult};
 use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
 use crate::store::{ChunkStore, ChunkWrite, StoreError};
@@ -722,7 +722,8 @@ impl TsEngine {
             };
             let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
             sources.extend(buffered);
-            let points = query::merge_sources(sources, from, q.to_ms);
+            let mut points = query::merge_sources(sources, from, q.to_ms);
+            points.retain(|(_, v)| v.to_bits() != STALE_NAN_BITS);
             collected += points.len();
             if collected > limit {
                 return Err(QueryError::TooManyPoints { limit });
@@ -838,6 +839,9 @@ impl TsEngine {
                 .collect();
             sources.extend(buffered);
             for (t, v) in query::merge_sources(sources, from, q.to_ms) {
+                if v.to_bits() == STALE_NAN_BITS {
+                    continue;
+                }
                 if !emit(&key, t, v) {
                     return Ok(());
                 }

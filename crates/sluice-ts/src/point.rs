@@ -12,6 +12,13 @@
 
 use crate::series::SeriesKey;
 
+/// The label PromQL names the metric by; no tag may take it.
+pub const METRIC_LABEL: &str = "__name__";
+
+/// Prometheus's staleness marker, a NaN with this bit pattern that remote write carries when a
+/// series disappears: stored as written (PromQL reads it), skipped by `/ts/query` and exports.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
 /// One point, after validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
@@ -105,6 +112,12 @@ impl SeriesKey {
         for (k, v) in &tags {
             if k.is_empty() {
                 return Err(invalid("tags", "tag keys must not be empty"));
+            }
+            if k == METRIC_LABEL {
+                return Err(invalid(
+                    format!("tags.{k}"),
+                    "reserved: it is the metric's label in PromQL",
+                ));
             }
             if k.len() > limits.max_tag_bytes {
                 return Err(invalid(

@@ -84,13 +84,19 @@ pub fn find(
     })
 }
 
+fn storage_error(e: QueryError) -> sluice_promql::Error {
+    match e {
+        QueryError::TooManyPoints { .. } => {
+            sluice_promql::Error::Execution(sluice_promql::TOO_MANY_SAMPLES.into())
+        }
+        QueryError::Store(e) => sluice_promql::Error::Internal(e.to_string()),
+    }
+}
+
 /// PromQL storage over one database's time-series engine.
 pub struct TsStorage<'a> {
     pub engine: &'a TsEngine,
 }
-
-const TOO_MANY_SAMPLES: &str =
-    "query processing would load too many samples into memory in query execution";
 
 impl Storage for TsStorage<'_> {
     fn select(
@@ -105,12 +111,7 @@ impl Storage for TsStorage<'_> {
         let points = self
             .engine
             .read_series(&ids, from, to, budget)
-            .map_err(|e| match e {
-                QueryError::TooManyPoints { .. } => {
-                    sluice_promql::Error::Execution(TOO_MANY_SAMPLES.into())
-                }
-                QueryError::Store(e) => sluice_promql::Error::Internal(e.to_string()),
-            })?;
+            .map_err(storage_error)?;
         Ok(found
             .into_iter()
             .zip(points)
@@ -131,7 +132,7 @@ pub fn series_labels(
     from: Option<i64>,
     to: Option<i64>,
     max_samples: usize,
-) -> Result<Vec<Labels>, ApiError> {
+) -> Result<Vec<Labels>, sluice_promql::Error> {
     let mut out: Vec<Labels> = Vec::new();
     for matchers in selectors {
         let found = find(engine, matchers);
@@ -148,12 +149,7 @@ pub fn series_labels(
                         to.unwrap_or(i64::MAX),
                         &mut budget,
                     )
-                    .map_err(|e| match e {
-                        QueryError::TooManyPoints { .. } => {
-                            ApiError::new(ErrorCode::QueryTooLarge, TOO_MANY_SAMPLES)
-                        }
-                        QueryError::Store(e) => ApiError::internal(e.to_string()),
-                    })?;
+                    .map_err(storage_error)?;
                 out.extend(
                     found
                         .iter()
@@ -232,20 +228,41 @@ pub fn remote_write_batch(
                 format!("body is not snappy-compressed (block format): {e}"),
             )
         })?;
+    // Count before decoding: decoded messages are larger than their bytes (an empty series is
+    // 2 bytes and a 72-byte struct), so the limits apply to the counts first.
+    let counts = scan(&raw, limits.max_tags + 2).map_err(|reason| {
+        ApiError::new(
+            ErrorCode::MalformedPayload,
+            format!("body is not a remote-write WriteRequest: {reason}"),
+        )
+    })?;
+    if counts.series > max_samples || counts.samples > max_samples {
+        return Err(ApiError::invalid_field(
+            "timeseries",
+            format!(
+                "{} series with {} samples; a request may hold at most {max_samples} of each",
+                counts.series, counts.samples
+            ),
+        ));
+    }
+    if let Some(i) = counts.too_many_labels {
+        return Err(ApiError::invalid_field(
+            format!("timeseries[{i}].labels"),
+            format!("more than {} labels", limits.max_tags + 2),
+        ));
+    }
     let req = WriteRequest::decode(raw.as_slice()).map_err(|e| {
         ApiError::new(
             ErrorCode::MalformedPayload,
             format!("body is not a remote-write WriteRequest: {e}"),
         )
     })?;
-    let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
-    if samples > max_samples {
-        return Err(ApiError::invalid_field(
-            "timeseries",
-            format!("{samples} samples; a request may hold at most {max_samples}"),
-        ));
-    }
-    let mut batch = Batch::with_capacity(req.timeseries.len(), samples);
+    let with_samples = req
+        .timeseries
+        .iter()
+        .filter(|t| !t.samples.is_empty())
+        .count();
+    let mut batch = Batch::with_capacity(with_samples, counts.samples);
     for (i, ts) in req.timeseries.into_iter().enumerate() {
         if !ts.histograms.is_empty() {
             return Err(ApiError::invalid_field(
@@ -265,6 +282,86 @@ pub fn remote_write_batch(
         }
     }
     Ok(batch)
+}
+
+/// What a `WriteRequest` holds, counted from its bytes.
+struct Counts {
+    series: usize,
+    samples: usize,
+    /// The first series with more labels than allowed.
+    too_many_labels: Option<usize>,
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("varint too long".into())
+}
+
+/// Walks one message's fields, calling `f(field, bytes)` for each length-delimited one.
+fn fields(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let key = varint(buf, &mut pos)?;
+        match key & 7 {
+            0 => {
+                varint(buf, &mut pos)?;
+            }
+            1 => pos += 8,
+            5 => pos += 4,
+            2 => {
+                let len =
+                    usize::try_from(varint(buf, &mut pos)?).map_err(|_| "length too large")?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= buf.len())
+                    .ok_or("truncated field")?;
+                f(key >> 3, &buf[pos..end])?;
+                pos = end;
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        }
+    }
+    if pos > buf.len() {
+        return Err("truncated field".into());
+    }
+    Ok(())
+}
+
+/// Counts series, samples and labels per series of a `WriteRequest`'s bytes.
+fn scan(buf: &[u8], max_labels: usize) -> Result<Counts, String> {
+    let mut c = Counts {
+        series: 0,
+        samples: 0,
+        too_many_labels: None,
+    };
+    fields(buf, |field, series| {
+        if field != 1 {
+            return Ok(());
+        }
+        let mut labels = 0;
+        fields(series, |f, _| {
+            match f {
+                1 => labels += 1,
+                2 => c.samples += 1,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        if labels > max_labels && c.too_many_labels.is_none() {
+            c.too_many_labels = Some(c.series);
+        }
+        c.series += 1;
+        Ok(())
+    })?;
+    Ok(c)
 }
 
 /// A remote-write label set as a series key.

@@ -328,3 +328,94 @@ async fn line_protocol_series_are_selected_by_host_and_entity_labels() {
         .unwrap();
     assert_eq!(v["data"], json!(["h1"]));
 }
+
+#[tokio::test]
+async fn hostile_queries_are_refused_and_the_server_stays_up() {
+    let s = TestServer::start().await;
+    let req = WriteRequest {
+        timeseries: vec![series(&[("__name__", "x")], &[(1000, 1.0), (2000, 2.0)])],
+    };
+    assert_eq!(remote_write(&s, "/api/v1/write", &req).await.0, 204);
+    let deep_parens = format!("{}x{}", "(".repeat(20_000), ")".repeat(20_000));
+    let long_chain = vec!["x"; 8_000].join(" + ");
+    let too_long = "x + ".repeat(20_000) + "x";
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        // (params, route, status, errorType) — deep nesting must not overflow a stack.
+        (
+            vec![("query", &deep_parens), ("time", "2")],
+            "/api/v1/query",
+            200,
+            "",
+        ),
+        (
+            vec![("query", &long_chain), ("time", "2")],
+            "/api/v1/query",
+            200,
+            "",
+        ),
+        (
+            vec![("query", &too_long), ("time", "2")],
+            "/api/v1/query",
+            400,
+            "bad_data",
+        ),
+        // Durations the parser cannot represent.
+        (
+            vec![("query", "x offset 1e20"), ("time", "2")],
+            "/api/v1/query",
+            400,
+            "bad_data",
+        ),
+        // A subquery of billions of steps is refused before it allocates them.
+        (
+            vec![("query", "max_over_time(vector(1)[1y:1ms])"), ("time", "2")],
+            "/api/v1/query",
+            422,
+            "execution",
+        ),
+        // Times at the ends of the range: no overflow, no endless loop.
+        (
+            vec![
+                ("query", "x"),
+                ("start", "-9.1e15"),
+                ("end", "9.1e15"),
+                ("step", "1"),
+            ],
+            "/api/v1/query_range",
+            400,
+            "bad_data",
+        ),
+        (
+            vec![("query", "x @ 9e15 offset -290000000y"), ("time", "2")],
+            "/api/v1/query",
+            200,
+            "",
+        ),
+        (
+            vec![("query", "rate(x[290000000y])"), ("time", "9e15")],
+            "/api/v1/query",
+            200,
+            "",
+        ),
+    ];
+    for (params, route, status, error_type) in cases {
+        let (got, v) = query(&s, route, &params).await;
+        let shown: Vec<(&str, String)> = params
+            .iter()
+            .map(|(k, v)| (*k, v.chars().take(60).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            status,
+            "{shown:?}: {}",
+            v.to_string().chars().take(300).collect::<String>()
+        );
+        if !error_type.is_empty() {
+            assert_eq!(v["errorType"], error_type, "{shown:?}");
+        }
+    }
+    // Still serving.
+    let (status, v) = query(&s, "/api/v1/query", &[("query", "x"), ("time", "2")]).await;
+    assert_eq!((status, vector(&v).len()), (200, 1));
+}

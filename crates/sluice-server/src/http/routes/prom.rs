@@ -295,17 +295,40 @@ fn database(
     state.database(name).map_err(PromError::from_api)
 }
 
-/// Runs `f` on the blocking pool (queries are CPU work and synchronous storage reads).
+/// Queries evaluated at once; more wait for a slot (Prometheus's `--query.max-concurrency`
+/// default). Their deadline runs while they wait.
+const MAX_CONCURRENT_QUERIES: usize = 20;
+static QUERY_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_QUERIES);
+/// Stack of a query thread: parsing and evaluation recurse once per nesting level, and the
+/// longest query (`sluice_promql::MAX_QUERY_BYTES`) nests a few tens of thousands deep. Only
+/// the pages a query touches are committed.
+const QUERY_STACK_BYTES: usize = 256 << 20;
+
+/// Runs `f` (parsing and evaluation: CPU work, synchronous storage reads, deep recursion) on a
+/// thread of its own with a large stack, within the query slots.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, PromError> + Send + 'static,
 ) -> Result<T, PromError> {
-    tokio::task::spawn_blocking(f)
+    let internal = |message: String| PromError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error_type: "internal",
+        message,
+    };
+    let _slot = QUERY_SLOTS
+        .acquire()
         .await
-        .map_err(|e| PromError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error_type: "internal",
-            message: format!("query task failed: {e}"),
-        })?
+        .map_err(|e| internal(format!("query slots closed: {e}")))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("promql".into())
+        .stack_size(QUERY_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| internal(format!("cannot start a query thread: {e}")))?;
+    rx.await
+        .map_err(|_| internal("the query failed unexpectedly".into()))?
 }
 
 /// The parameters of `/api/v1/query` (query string or form body).
@@ -336,8 +359,7 @@ pub async fn query(
     TargetDb(db): TargetDb,
     form: PromForm,
 ) -> PromResult {
-    let expr =
-        sluice_promql::parse(form.get("query").unwrap_or("")).map_err(PromError::from_query)?;
+    let query = form.get("query").unwrap_or("").to_string();
     let t = match form.get("time").filter(|t| !t.is_empty()) {
         Some(t) => parse_time("time", t)?,
         None => crate::now_ms(),
@@ -345,6 +367,7 @@ pub async fn query(
     let opts = options(&state, &form)?;
     let db = database(&state, &db)?;
     let body = blocking(move || {
+        let expr = sluice_promql::parse(&query).map_err(PromError::from_query)?;
         let storage = TsStorage { engine: &db.ts };
         sluice_promql::instant_query(&storage, &expr, t, &opts)
             .map(|v| render(&v))
@@ -386,8 +409,7 @@ pub async fn query_range(
     TargetDb(db): TargetDb,
     form: PromForm,
 ) -> PromResult {
-    let expr =
-        sluice_promql::parse(form.get("query").unwrap_or("")).map_err(PromError::from_query)?;
+    let query = form.get("query").unwrap_or("").to_string();
     let start = parse_time("start", form.get("start").unwrap_or(""))?;
     let end = parse_time("end", form.get("end").unwrap_or(""))?;
     if end < start {
@@ -401,7 +423,7 @@ pub async fn query_range(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step > MAX_STEPS {
+    if (end as i128 - start as i128) / step as i128 > MAX_STEPS as i128 {
         return Err(PromError::bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
@@ -409,6 +431,7 @@ pub async fn query_range(
     let opts = options(&state, &form)?;
     let db = database(&state, &db)?;
     let body = blocking(move || {
+        let expr = sluice_promql::parse(&query).map_err(PromError::from_query)?;
         let storage = TsStorage { engine: &db.ts };
         sluice_promql::range_query(&storage, &expr, start, end, step, &opts)
             .map(|series| render(&Value::Matrix(series)))
@@ -418,14 +441,23 @@ pub async fn query_range(
     Ok(success(&body))
 }
 
-/// The `match[]` selectors of a request, as matcher lists.
-fn selectors(
-    form: &PromForm,
-    required: bool,
-) -> Result<Vec<Vec<sluice_promql::Matcher>>, PromError> {
-    let raw = form.all("match[]");
+/// The `match[]` selectors of a request (parsed by [`parse_selectors`] on a query thread).
+fn selectors(form: &PromForm, required: bool) -> Result<Vec<String>, PromError> {
+    let raw: Vec<String> = form
+        .all("match[]")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if raw.is_empty() && required {
         return Err(PromError::bad_data("no match[] parameter provided"));
+    }
+    Ok(raw)
+}
+
+/// Each selector as its matchers; none means one selector matching every series.
+fn parse_selectors(raw: &[String]) -> Result<Vec<Vec<sluice_promql::Matcher>>, PromError> {
+    if raw.is_empty() {
+        return Ok(vec![Vec::new()]);
     }
     raw.iter()
         .map(|m| {
@@ -474,8 +506,9 @@ pub async fn series(
     let max = state.config().ts.promql_max_samples;
     let db = database(&state, &db)?;
     let body = blocking(move || {
-        let found =
-            prom::series_labels(&db.ts, &selectors, from, to, max).map_err(PromError::from_api)?;
+        let selectors = parse_selectors(&selectors)?;
+        let found = prom::series_labels(&db.ts, &selectors, from, to, max)
+            .map_err(PromError::from_query)?;
         let mut out = String::from("[");
         for (i, l) in found.iter().enumerate() {
             if i > 0 {
@@ -493,15 +526,13 @@ pub async fn series(
 /// The series `match[]` selects (every series without it) with samples in `[start, end]`
 /// (when either is given), for the label look-ups.
 async fn label_sets(state: &AppState, db: &str, form: &PromForm) -> Result<Vec<Labels>, PromError> {
-    let mut selectors = selectors(form, false)?;
-    if selectors.is_empty() {
-        selectors.push(Vec::new());
-    }
+    let selectors = selectors(form, false)?;
     let (from, to) = (optional_time(form, "start")?, optional_time(form, "end")?);
     let max = state.config().ts.promql_max_samples;
     let db = database(state, db)?;
     blocking(move || {
-        prom::series_labels(&db.ts, &selectors, from, to, max).map_err(PromError::from_api)
+        let selectors = parse_selectors(&selectors)?;
+        prom::series_labels(&db.ts, &selectors, from, to, max).map_err(PromError::from_query)
     })
     .await
 }
@@ -598,6 +629,10 @@ pub async fn buildinfo() -> Response {
     success(&data.to_string())
 }
 
+/// Largest decompressed remote-write body: what one WAL record may hold, like line protocol's
+/// expansion bound (Prometheus sends a few hundred kilobytes).
+const MAX_DECOMPRESSED_BYTES: usize = sluice_wal::record::MAX_PAYLOAD_BYTES / 2;
+
 /// Prometheus remote write 1.0: a snappy-compressed protobuf `WriteRequest`, written as one
 /// batch (all or nothing) at the requested acknowledgement level (default `fsync`).
 #[utoipa::path(post, path = "/api/v1/write", tag = "prometheus",
@@ -616,14 +651,14 @@ pub async fn remote_write(
     BatchBody(body): BatchBody,
 ) -> Result<Response, ApiError> {
     let db = state.database(&db_name)?;
-    let config = state.config();
-    let max_bytes = config.http.max_batch_body_bytes.saturating_mul(8);
-    let batch = prom::remote_write_batch(
-        &body,
-        &db.ts.config().point_limits,
-        max_bytes,
-        config.limits.max_points_per_batch,
-    )?;
+    let limits = db.ts.config().point_limits;
+    let max_samples = state.config().limits.max_points_per_batch;
+    // Decoding is CPU work: off the network threads.
+    let batch = tokio::task::spawn_blocking(move || {
+        prom::remote_write_batch(&body, &limits, MAX_DECOMPRESSED_BYTES, max_samples)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("remote-write decoding failed: {e}")))??;
     if !batch.is_empty() {
         write(&db, batch, ack.or(AckLevel::Fsync)).await?;
     }

@@ -423,6 +423,13 @@ impl<'a> Ev<'a> {
         clamp_time(base.saturating_sub(offset_ms(offset)))
     }
 
+    /// The reference time of every step (computed once per selector, not per series).
+    fn refs(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+        (0..self.steps())
+            .map(|i| self.ref_time(at, offset, self.ts(i)))
+            .collect()
+    }
+
     /// The smallest and largest reference time over the steps.
     fn ref_span(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> (i64, i64) {
         (
@@ -572,14 +579,14 @@ impl<'a> Ev<'a> {
                     series: self.raw_range_with(&m.vs, range)?,
                     range,
                     at: m.vs.at.clone(),
-                    offset: m.vs.offset.clone(),
+                    refs: self.refs(&m.vs.at, &m.vs.offset),
                 })
             }
             Expr::Subquery(sq) => Ok(RangeInput {
                 series: self.subquery(sq)?,
                 range: ms(&sq.range),
                 at: sq.at.clone(),
-                offset: sq.offset.clone(),
+                refs: self.refs(&sq.at, &sq.offset),
             }),
             other => Err(Error::BadData(format!("expected a range vector: {other}"))),
         }
@@ -594,9 +601,8 @@ impl<'a> Ev<'a> {
         mut f: impl FnMut(usize, i64, i64, &[(i64, f64)]),
     ) {
         let (mut lo, mut hi) = (0, 0);
-        for i in 0..self.steps() {
+        for (i, &r) in input.refs.iter().enumerate() {
             let ts = self.ts(i);
-            let r = self.ref_time(&input.at, &input.offset, ts);
             while hi < samples.len() && samples[hi].0 <= r {
                 hi += 1;
             }
@@ -1100,12 +1106,13 @@ impl<'a> Ev<'a> {
     }
 }
 
-/// A range vector argument: series, window length and modifiers.
+/// A range vector argument: series, window length, `@`, and each step's reference time.
 pub(crate) struct RangeInput {
     pub(crate) series: Vec<Series>,
     pub(crate) range: i64,
     pub(crate) at: Option<AtModifier>,
-    pub(crate) offset: Option<Offset>,
+    /// Each step's reference time (`@` and offset applied).
+    pub(crate) refs: Vec<i64>,
 }
 
 /// Arithmetic drops `__name__`; comparisons, `atan2` and set operators keep it.

@@ -271,7 +271,7 @@ fn range_function(ev: &Ev<'_>, name: &str, args: &[&Expr]) -> Result<Val> {
     let mut failure: Option<Error> = None;
     for s in &input.series {
         ev.check_deadline()?;
-        let mut points = Vec::new();
+        let mut points = Vec::with_capacity(ev.steps().min(s.samples.len() * 2 + 1));
         ev.windows(&input, &s.samples, |i, ts, r, w| {
             if failure.is_some() {
                 return;

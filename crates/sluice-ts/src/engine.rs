@@ -42,7 +42,7 @@ use prometheus_client::registry::Registry;
 use sluice_wal::Lsn;
 
 use crate::batch::Batch;
-use crate::point::{PointLimits, STALE_NAN_BITS};
+use crate::point::PointLimits;
 use crate::query::{self, Query, SeriesResult};
 use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
 use crate::store::{ChunkStore, ChunkWrite, StoreError};
@@ -723,7 +723,8 @@ impl TsEngine {
             let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
             sources.extend(buffered);
             let mut points = query::merge_sources(sources, from, q.to_ms);
-            points.retain(|(_, v)| v.to_bits() != STALE_NAN_BITS);
+            // JSON answers carry finite values only (remote write may store NaN and ±Inf).
+            points.retain(|(_, v)| v.is_finite());
             collected += points.len();
             if collected > limit {
                 return Err(QueryError::TooManyPoints { limit });
@@ -839,7 +840,7 @@ impl TsEngine {
                 .collect();
             sources.extend(buffered);
             for (t, v) in query::merge_sources(sources, from, q.to_ms) {
-                if v.to_bits() == STALE_NAN_BITS {
+                if !v.is_finite() {
                     continue;
                 }
                 if !emit(&key, t, v) {

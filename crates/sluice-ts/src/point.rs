@@ -6,7 +6,8 @@
 //! written as JSON or line protocol must be finite: neither can carry NaN or infinities, and we
 //! refuse to invent a meaning for them. Prometheus samples ([`crate::Batch::push_sample`]) keep their bits
 //! as sent: NaN, ±Inf and Prometheus's staleness marker (a NaN with its own bit pattern) are
-//! stored and read back exactly, as the codecs are bit-exact.
+//! stored and read back exactly, as the codecs are bit-exact. The engine's own queries and
+//! exports (JSON answers) skip non-finite values; PromQL reads them all.
 //! Tags are kept sorted by key, so a series is identified by metric + entity + tags in one
 //! canonical order. Negative zero is stored as zero.
 
@@ -14,10 +15,6 @@ use crate::series::SeriesKey;
 
 /// The label PromQL names the metric by; no tag may take it.
 pub const METRIC_LABEL: &str = "__name__";
-
-/// Prometheus's staleness marker, a NaN with this bit pattern that remote write carries when a
-/// series disappears: stored as written (PromQL reads it), skipped by `/ts/query` and exports.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// One point, after validation.
 #[derive(Clone, Debug, PartialEq)]

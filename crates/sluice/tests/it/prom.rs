@@ -156,6 +156,28 @@ async fn remote_written_samples_survive_kill9_with_their_bits_and_staleness() {
         let values: Vec<String> = vector(&v).into_iter().map(|(_, v)| v).collect();
         assert_eq!(values, ["-Inf", "NaN"]);
     }
+    // Sluice's JSON query carries finite values only: the non-finite samples are skipped, the
+    // finite ones answered.
+    let (status, v) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "up", "from_ms": 0, "to_ms": i64::MAX}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["series"][0]["points"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    let (status, v) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "odd", "from_ms": 0, "to_ms": i64::MAX}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(!v.to_string().contains("null"), "{v}");
 }
 
 #[tokio::test]

@@ -824,6 +824,36 @@ impl TsEngine {
         Ok(out)
     }
 
+    /// Which of `ids` hold data in `[from, to]`: a buffered point inside it, or a chunk whose
+    /// time span overlaps it (see [`ChunkStore::has_chunk_overlapping`]; nothing is decoded, so
+    /// a look-up over a long range costs a key scan per series, not its points).
+    pub fn series_with_data(
+        &self,
+        ids: &[SeriesId],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<bool>, QueryError> {
+        let from = from.max(self.retention_cutoff());
+        let mut found: Vec<bool> = {
+            let st = self.lock_state();
+            ids.iter()
+                .map(|id| {
+                    st.frozen.iter().map(|f| &**f).chain([&st.head]).any(|h| {
+                        h.series
+                            .get(id)
+                            .is_some_and(|p| p.iter().any(|(t, _)| *t >= from && *t <= to))
+                    })
+                })
+                .collect()
+        };
+        for (id, f) in ids.iter().zip(found.iter_mut()) {
+            if !*f {
+                *f = self.store.has_chunk_overlapping(*id, from, to)?;
+            }
+        }
+        Ok(found)
+    }
+
     /// Streams every point of the selection, series by series; stops when `emit` returns false.
     pub fn export(
         &self,

@@ -223,6 +223,26 @@ impl ChunkStore {
         Ok(Some(out))
     }
 
+    /// Whether a chunk of `series` spans part of `[from, to]`, by its first and last timestamps
+    /// alone (no chunk is decoded: one spanning the range across a gap counts).
+    pub fn has_chunk_overlapping(
+        &self,
+        series: SeriesId,
+        from: i64,
+        to: i64,
+    ) -> Result<bool, StoreError> {
+        let start = chunk_key(series, i64::MIN, 0);
+        let end = chunk_key(series, to, u64::MAX);
+        let snapshot = self.db.snapshot();
+        for kv in snapshot.range(&self.chunks, start..=end) {
+            let (_, v) = kv.into_inner()?;
+            if split_value(&v)?.0 >= from {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Reads one chunk by its key parts.
     pub fn chunk(
         &self,

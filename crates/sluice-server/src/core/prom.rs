@@ -124,41 +124,33 @@ impl Storage for TsStorage<'_> {
     }
 }
 
-/// The label sets of the series matching any of `selectors` (each a list of matchers) with a
-/// sample in `[from, to]` (`None`: any time), sorted, without duplicates.
+/// The label sets of the series matching any of `selectors` (each a list of matchers) that
+/// hold data in `[from, to]` (`None`: any time; a chunk counts by its time span, see
+/// `TsEngine::series_with_data`), sorted, without duplicates.
 pub fn series_labels(
     engine: &TsEngine,
     selectors: &[Vec<Matcher>],
     from: Option<i64>,
     to: Option<i64>,
-    max_samples: usize,
 ) -> Result<Vec<Labels>, sluice_promql::Error> {
     let mut out: Vec<Labels> = Vec::new();
     for matchers in selectors {
         let found = find(engine, matchers);
-        match (from, to) {
-            (None, None) => out.extend(found.iter().map(|(_, k)| labels_of(k))),
-            _ => {
-                // Only series with data in the range: read it (within the sample budget).
-                let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
-                let mut budget = max_samples;
-                let points = engine
-                    .read_series(
-                        &ids,
-                        from.unwrap_or(i64::MIN),
-                        to.unwrap_or(i64::MAX),
-                        &mut budget,
-                    )
-                    .map_err(storage_error)?;
-                out.extend(
-                    found
-                        .iter()
-                        .zip(points)
-                        .filter(|(_, p)| !p.is_empty())
-                        .map(|((_, k), _)| labels_of(k)),
-                );
-            }
+        if from.is_none() && to.is_none() {
+            out.extend(found.iter().map(|(_, k)| labels_of(k)));
+            continue;
         }
+        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        let with_data = engine
+            .series_with_data(&ids, from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX))
+            .map_err(storage_error)?;
+        out.extend(
+            found
+                .iter()
+                .zip(with_data)
+                .filter(|(_, has)| *has)
+                .map(|((_, k), _)| labels_of(k)),
+        );
     }
     out.sort();
     out.dedup();

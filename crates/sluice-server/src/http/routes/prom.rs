@@ -482,9 +482,9 @@ pub struct LookupParams {
     /// Series selectors (repeatable).
     #[param(rename = "match[]")]
     matches: Option<Vec<String>>,
-    /// Only series with samples at or after this time.
+    /// Only series with data at or after this time (a stored chunk counts by its time span).
     start: Option<String>,
-    /// Only series with samples at or before this time.
+    /// Only series with data at or before this time.
     end: Option<String>,
 }
 
@@ -503,12 +503,11 @@ pub async fn series(
 ) -> PromResult {
     let selectors = selectors(&form, true)?;
     let (from, to) = (optional_time(&form, "start")?, optional_time(&form, "end")?);
-    let max = state.config().ts.promql_max_samples;
     let db = database(&state, &db)?;
     let body = blocking(move || {
         let selectors = parse_selectors(&selectors)?;
-        let found = prom::series_labels(&db.ts, &selectors, from, to, max)
-            .map_err(PromError::from_query)?;
+        let found =
+            prom::series_labels(&db.ts, &selectors, from, to).map_err(PromError::from_query)?;
         let mut out = String::from("[");
         for (i, l) in found.iter().enumerate() {
             if i > 0 {
@@ -528,11 +527,10 @@ pub async fn series(
 async fn label_sets(state: &AppState, db: &str, form: &PromForm) -> Result<Vec<Labels>, PromError> {
     let selectors = selectors(form, false)?;
     let (from, to) = (optional_time(form, "start")?, optional_time(form, "end")?);
-    let max = state.config().ts.promql_max_samples;
     let db = database(state, db)?;
     blocking(move || {
         let selectors = parse_selectors(&selectors)?;
-        prom::series_labels(&db.ts, &selectors, from, to, max).map_err(PromError::from_query)
+        prom::series_labels(&db.ts, &selectors, from, to).map_err(PromError::from_query)
     })
     .await
 }

@@ -74,13 +74,7 @@ const QUERIES: [&str; 4] = [
 ];
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
+    TimeSeries::new(pairs, &[]).labels
 }
 
 /// Every series' label set and its per-minute increments' scale.

@@ -36,6 +36,7 @@
 //! nested queries recurse: callers evaluate on a thread with a large stack (the server uses
 //! 256 MiB, enough for the deepest query [`MAX_QUERY_BYTES`] allows).
 
+pub mod calendar;
 mod eval;
 mod functions;
 pub mod value;

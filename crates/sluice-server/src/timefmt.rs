@@ -1,24 +1,16 @@
 //! RFC 3339 timestamps for API answers (`2025-12-15T12:30:00Z`) and parameters (the Prometheus
 //! API's `time`, `start`, `end`), without a calendar crate:
-//! civil-from-days after Howard Hinnant's algorithm, valid for the whole `i64` millisecond range
-//! we can produce (years 1970..=9999 in practice).
+//! the civil-date arithmetic of `sluice_promql::calendar`.
+
+use sluice_promql::calendar::{civil_from_days, days_from_civil};
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 in UTC with millisecond precision
 /// dropped (seconds resolution, like the seed's example).
 pub fn rfc3339_from_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, d) = civil_from_days(secs.div_euclid(86_400));
     format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
@@ -71,16 +63,6 @@ pub fn ms_from_rfc3339(s: &str) -> Option<i64> {
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
     Some(secs * 1000 + ms)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

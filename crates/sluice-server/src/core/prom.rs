@@ -176,6 +176,27 @@ pub struct TimeSeries {
     pub histograms: Vec<Vec<u8>>,
 }
 
+impl TimeSeries {
+    /// A series from `(name, value)` labels and `(timestamp ms, value)` samples (tests,
+    /// benchmarks and tools that write remote write).
+    pub fn new(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(name, value)| Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| PromSample { value, timestamp })
+                .collect(),
+            histograms: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct Label {
     #[prost(string, tag = "1")]
@@ -426,24 +447,10 @@ mod tests {
             .unwrap()
     }
 
+    use TimeSeries as Ts;
+
     fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-        TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: samples
-                .iter()
-                .map(|(t, v)| PromSample {
-                    value: *v,
-                    timestamp: *t,
-                })
-                .collect(),
-            histograms: Vec::new(),
-        }
+        Ts::new(labels, samples)
     }
 
     #[test]

@@ -5,30 +5,14 @@
 
 use prost::Message;
 use serde_json::{Value, json};
-use sluice_server::core::prom::{Label, PromSample, TimeSeries, WriteRequest};
+use sluice_server::core::prom::{TimeSeries, WriteRequest};
 
 use crate::support::{TestServer, wait_until};
 
 const STALE: u64 = 0x7ff0_0000_0000_0002;
 
 fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-    TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| Label {
-                name: n.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        samples: samples
-            .iter()
-            .map(|(t, v)| PromSample {
-                value: *v,
-                timestamp: *t,
-            })
-            .collect(),
-        histograms: Vec::new(),
-    }
+    TimeSeries::new(labels, samples)
 }
 
 async fn remote_write(s: &TestServer, path: &str, req: &WriteRequest) -> (u16, String) {

@@ -459,17 +459,18 @@ impl Collection {
                 .take(spec.k)
                 .collect()
         };
+        let every_match = || -> Vec<u64> {
+            cat.by_key
+                .keys()
+                .copied()
+                .filter(|k| live(*k).is_some())
+                .collect()
+        };
         let wanted = spec.k.min(cat.len());
         if count >= cat.len() {
             // The search would explore every entity anyway: answer exactly, which costs the
             // same distance computations and cannot miss a node the graph does not reach.
-            let keys: Vec<u64> = cat
-                .by_key
-                .keys()
-                .copied()
-                .filter(|k| live(*k).is_some())
-                .collect();
-            return Ok(self.exact(&index, &cat, query, spec.k, keys));
+            return Ok(self.exact(&index, &cat, query, spec.k, every_match()));
         }
         if spec.filter.is_none() && !shadowing {
             // The common case: a plain search, its few unpublished keys dropped afterwards.
@@ -508,13 +509,7 @@ impl Collection {
             return Ok(hits);
         }
         // The graph did not reach k matches: answer exactly over every match.
-        let matching: Vec<u64> = cat
-            .by_key
-            .keys()
-            .copied()
-            .filter(|k| live(*k).is_some())
-            .collect();
-        Ok(self.exact(&index, &cat, query, spec.k, matching))
+        Ok(self.exact(&index, &cat, query, spec.k, every_match()))
     }
 
     fn exact(

@@ -24,14 +24,7 @@ pub async fn apply_batch(
     req: WalApplyRequest,
 ) -> Result<WalApplyResponse, ApiError> {
     let repl = state.replication();
-    let refused = |code: ErrorCode| {
-        repl.metrics
-            .refused_batches
-            .get_or_create(&ReasonLabels {
-                reason: code.as_str(),
-            })
-            .inc();
-    };
+    let refused = |code: ErrorCode| count_refusal(repl, code);
     check_sender(state, req.epoch, &req.primary_id)?;
     let (epoch, primary_id) = (req.epoch, req.primary_id.clone());
     if let Some(h) = primary_header
@@ -105,18 +98,21 @@ pub async fn apply_batch(
     })
 }
 
+/// Counts a refused batch by its reason.
+fn count_refusal(repl: &crate::replication::Replication, code: ErrorCode) {
+    repl.metrics
+        .refused_batches
+        .get_or_create(&ReasonLabels {
+            reason: code.as_str(),
+        })
+        .inc();
+}
+
 /// Refuses a sender unless this node is a replica and the sender's epoch is current (records a
 /// newer one).
 pub fn check_sender(state: &AppState, epoch: u64, primary_id: &str) -> Result<(), ApiError> {
     let repl = state.replication();
-    let refused = |code: ErrorCode| {
-        repl.metrics
-            .refused_batches
-            .get_or_create(&ReasonLabels {
-                reason: code.as_str(),
-            })
-            .inc();
-    };
+    let refused = |code: ErrorCode| count_refusal(repl, code);
     if repl.role() != Role::Replica {
         // A primary that was promoted over the sender: tell it it is fenced.
         if epoch < repl.epoch() {

@@ -55,6 +55,13 @@ struct Args {
     /// Scratch directory (on the disk under test).
     #[arg(long, default_value = "target/bench-scratch")]
     dir: PathBuf,
+    /// Profiling aid: measure only the Sluice server already listening at this base URL
+    /// (no VictoriaMetrics, so no ratios), e.g. while `perf record` watches it.
+    #[arg(long)]
+    target: Option<String>,
+    /// With `--target`: skip the ingest (the server already holds the dataset).
+    #[arg(long)]
+    skip_ingest: bool,
 }
 
 const PATHS: usize = 10;
@@ -239,6 +246,38 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// `--target`: the ingest (unless skipped) and the queries against one running server.
+async fn measure_one(
+    base: &str,
+    args: &Args,
+    bodies: &Arc<Vec<(Vec<u8>, usize)>>,
+    start_ms: i64,
+    end_ms: i64,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    if !args.skip_ingest {
+        let rate = ingest(&format!("{base}/api/v1/write"), bodies, args.clients).await?;
+        println!("remote-write ingest: {rate:.0} samples/s");
+        client
+            .post(format!("{base}/ts/buffer/flush"))
+            .send()
+            .await?;
+    }
+    for q in QUERIES {
+        let mut times = Vec::new();
+        for _ in 0..args.rounds {
+            times.push(query_range(&client, base, q, start_ms, end_ms).await?.0);
+        }
+        times.sort();
+        println!(
+            "{q}: p50 {:.1} ms, min {:.1} ms",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -259,6 +298,9 @@ async fn main() -> anyhow::Result<()> {
         args.clients
     );
 
+    if let Some(base) = &args.target {
+        return measure_one(base, &args, &bodies, start_ms, end_ms).await;
+    }
     let sluice = start_sluice(&args.sluice, &args.dir, &[], server_cpu).await?;
     let vm = start_vm(&args.vm, &args.dir, server_cpu, &["-search.disableCache"]).await?;
     let ours = ingest(

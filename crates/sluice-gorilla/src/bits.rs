@@ -97,6 +97,21 @@ impl<'a> BitReader<'a> {
         if end > self.bytes.len() * 8 {
             return None;
         }
+        // Fast path: one unaligned big-endian load holds the `n` bits when 8 bytes remain
+        // from the current byte (`offset` ≤ 7 leaves at least 57 bits of the word).
+        let first = self.bit_pos / 8;
+        if n <= 57
+            && let Some(word) = self.bytes.get(first..first + 8)
+        {
+            let word = u64::from_be_bytes(word.try_into().unwrap_or_default());
+            let offset = (self.bit_pos % 8) as u32;
+            self.bit_pos = end;
+            return Some(if n == 0 {
+                0
+            } else {
+                (word << offset) >> (64 - n)
+            });
+        }
         let mut value = 0u64;
         let mut remaining = n;
         while remaining > 0 {

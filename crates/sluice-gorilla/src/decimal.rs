@@ -199,7 +199,9 @@ pub fn decode(block: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
         prev_ts = prev_ts.wrapping_add(prev_delta);
         ts.push(prev_ts);
     }
-    out.push((first_ts, first_m as f64 / p));
+    // Integers (counters) need no division: `m / 1` is `m`.
+    let value = |m: i64| if scale == 0 { m as f64 } else { m as f64 / p };
+    out.push((first_ts, value(first_m)));
     let mut m = first_m;
     let mut i = 1;
     while i < count {
@@ -211,7 +213,7 @@ pub fn decode(block: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
         for _ in 0..n {
             let z = r.read(width).ok_or(truncated(i))?;
             m = m.wrapping_add(unzigzag(z));
-            out.push((ts[i], m as f64 / p));
+            out.push((ts[i], value(m)));
             i += 1;
         }
     }

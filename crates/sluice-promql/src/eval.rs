@@ -65,6 +65,22 @@ pub trait Storage {
         to: i64,
         budget: &mut usize,
     ) -> Result<Vec<Series>>;
+
+    /// [`Self::select`], handing the series to `f` one at a time in the same order, so a
+    /// caller that reduces them need not hold them all. An error from `f` ends the selection.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+        f: &mut dyn FnMut(Series) -> Result<()>,
+    ) -> Result<()> {
+        for s in self.select(matchers, from, to, budget)? {
+            f(s)?;
+        }
+        Ok(())
+    }
 }
 
 /// Evaluation settings.
@@ -283,7 +299,7 @@ impl Out {
 pub const MAX_TIME_MS: i64 = 1 << 60;
 
 /// Milliseconds of a duration.
-fn ms(d: &std::time::Duration) -> i64 {
+pub(crate) fn ms(d: &std::time::Duration) -> i64 {
     d.as_millis().min(MAX_TIME_MS as u128) as i64
 }
 
@@ -350,7 +366,7 @@ pub(crate) fn by_step(ev: &Ev<'_>, series: &[Series]) -> Vec<Vec<(u32, f64)>> {
     steps
 }
 
-fn unwrap_parens(mut e: &Expr) -> &Expr {
+pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {
         e = &p.expr;
     }
@@ -424,7 +440,7 @@ impl<'a> Ev<'a> {
     }
 
     /// The reference time of every step (computed once per selector, not per series).
-    fn refs(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+    pub(crate) fn refs(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         (0..self.steps())
             .map(|i| self.ref_time(at, offset, self.ts(i)))
             .collect()
@@ -559,6 +575,31 @@ impl<'a> Ev<'a> {
         Ok(out)
     }
 
+    /// [`Self::raw_range_with`], one series at a time.
+    pub(crate) fn raw_range_each(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+        f: &mut dyn FnMut(Series) -> Result<()>,
+    ) -> Result<()> {
+        let matchers = selector_matchers(vs)?;
+        let (lo, hi) = self.ref_span(&vs.at, &vs.offset);
+        self.check_deadline()?;
+        let mut budget = self.budget.get();
+        let out = self.storage.select_each(
+            &matchers,
+            lo - range,
+            hi,
+            &mut budget,
+            &mut |mut s: Series| {
+                s.samples.retain(|(_, v)| !is_stale(*v));
+                f(s)
+            },
+        );
+        self.budget.set(budget);
+        out
+    }
+
     /// The raw samples a range selector needs over all steps, staleness markers removed.
     fn raw_range_with(&self, vs: &VectorSelector, range: i64) -> Result<Vec<Series>> {
         let matchers = selector_matchers(vs)?;
@@ -596,17 +637,18 @@ impl<'a> Ev<'a> {
     /// series' samples in `[r - range, r]`.
     pub(crate) fn windows(
         &self,
-        input: &RangeInput,
+        refs: &[i64],
+        range: i64,
         samples: &[(i64, f64)],
         mut f: impl FnMut(usize, i64, i64, &[(i64, f64)]),
     ) {
         let (mut lo, mut hi) = (0, 0);
-        for (i, &r) in input.refs.iter().enumerate() {
+        for (i, &r) in refs.iter().enumerate() {
             let ts = self.ts(i);
             while hi < samples.len() && samples[hi].0 <= r {
                 hi += 1;
             }
-            while lo < hi && samples[lo].0 < r - input.range {
+            while lo < hi && samples[lo].0 < r - range {
                 lo += 1;
             }
             if lo < hi {
@@ -682,6 +724,9 @@ impl<'a> Ev<'a> {
 
     fn aggregate(&self, a: &AggregateExpr) -> Result<Val> {
         let op = a.op.to_string();
+        if let Some(v) = self.accumulate_streamed(&op, a)? {
+            return Ok(v);
+        }
         let input = self.eval_vector(&a.expr)?;
         let n = self.steps();
         // The parameter, per step.
@@ -710,18 +755,8 @@ impl<'a> Ev<'a> {
                 return Err(Error::BadData(format!("unsupported aggregation {other}")));
             }
         }
-        let (by, names): (bool, Vec<String>) = match &a.modifier {
-            None => (true, Vec::new()),
-            Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
-            Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
-        };
-        let group_labels = |l: &Labels| -> Labels {
-            if by {
-                l.filtered(|k| names.iter().any(|n| n == k))
-            } else {
-                l.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
-            }
-        };
+        let (by, names) = grouping(a);
+        let group_labels = |l: &Labels| group_key(by, &names, l);
         let mut out = Out::new();
         if op == "count_values" {
             let mut names_cv = names.clone();
@@ -832,6 +867,81 @@ impl<'a> Ev<'a> {
         Ok(Val::Vector(out.finish()))
     }
 
+    /// [`Self::accumulate`] over a range function of a range selector (`sum by (path)
+    /// (rate(x[5m]))`, the shape of most dashboard panels) without holding its input: each
+    /// series is read, put through the function and added to its group's steps before the
+    /// next is read, so a query over 5,000 series holds one series' samples and points at a
+    /// time instead of both for all of them. Same order of additions, so the same sums.
+    /// `None` when the aggregation or its argument has another shape, or when the groups'
+    /// state would pass [`ACC_CELLS`] (then the selection is read again the general way).
+    fn accumulate_streamed(&self, op: &str, a: &AggregateExpr) -> Result<Option<Val>> {
+        if !matches!(
+            op,
+            "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar"
+        ) {
+            return Ok(None);
+        }
+        let Expr::Call(call) = unwrap_parens(&a.expr) else {
+            return Ok(None);
+        };
+        let agg = AggOp::of(op);
+        let (by, names) = grouping(a);
+        let n = self.steps();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<(Labels, Vec<Acc>)> = Vec::new();
+        let mut too_many_groups = false;
+        let budget = self.budget.get();
+        let streamed = functions::stream_range_call(self, call, &mut |labels, points| {
+            let key = group_key(by, &names, labels);
+            let g = match index.get(&key) {
+                Some(&g) => g,
+                None => {
+                    if (groups.len() + 1).saturating_mul(n) > ACC_CELLS {
+                        too_many_groups = true;
+                        return Err(Error::Internal("too many groups to stream".into()));
+                    }
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![Acc::default(); n]));
+                    groups.len() - 1
+                }
+            };
+            let acc = &mut groups[g].1;
+            // Points sit at step times, in order: walk the steps rather than divide.
+            let (mut k, mut step_ts) = (0, self.start);
+            for &(t, v) in points {
+                while step_ts < t && k + 1 < n {
+                    k += 1;
+                    step_ts += self.step;
+                }
+                acc[k].add(agg, v);
+            }
+            Ok(())
+        });
+        match streamed {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(_) if too_many_groups => {
+                self.budget.set(budget);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Some(Val::Vector(
+            groups
+                .into_iter()
+                .filter_map(|(labels, acc)| {
+                    let samples: Vec<(i64, f64)> = acc
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.count > 0)
+                        .map(|(k, a)| (self.ts(k), a.result(agg)))
+                        .collect();
+                    (!samples.is_empty()).then_some(Series { labels, samples })
+                })
+                .collect(),
+        )))
+    }
+
     /// `sum avg count group min max stddev stdvar`, series by series: each group's running
     /// state per step, filled in the order of the input series (the order Prometheus adds a
     /// step's samples in, so sums round the same way), over blocks of steps so that the state
@@ -859,11 +969,18 @@ impl<'a> Ev<'a> {
             for (si, s) in input.iter().enumerate() {
                 let g = group_of[si] as usize * len;
                 let c = &mut cursor[si];
+                // Points sit at step times, in order: walk the steps rather than divide.
+                let mut k = 0;
+                let mut step_ts = self.ts(first);
                 while let Some(&(t, v)) = s.samples.get(*c) {
                     if t > end_ts {
                         break;
                     }
-                    acc[g + self.step_of(t) - first].add(op, v);
+                    while step_ts < t && k + 1 < len {
+                        k += 1;
+                        step_ts += self.step;
+                    }
+                    acc[g + k].add(op, v);
                     *c += 1;
                 }
             }
@@ -1113,6 +1230,24 @@ pub(crate) struct RangeInput {
     pub(crate) at: Option<AtModifier>,
     /// Each step's reference time (`@` and offset applied).
     pub(crate) refs: Vec<i64>,
+}
+
+/// An aggregation's grouping: `by` (true) or `without` (false) these label names.
+fn grouping(a: &AggregateExpr) -> (bool, Vec<String>) {
+    match &a.modifier {
+        None => (true, Vec::new()),
+        Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+    }
+}
+
+/// The labels of the group a series with labels `l` belongs to.
+fn group_key(by: bool, names: &[String], l: &Labels) -> Labels {
+    if by {
+        l.filtered(|k| names.iter().any(|n| n == k))
+    } else {
+        l.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
+    }
 }
 
 /// Arithmetic drops `__name__`; comparisons, `atan2` and set operators keep it.

@@ -12,10 +12,27 @@
 //! A flush commits one cross-keyspace batch and then persists with `SyncAll`: after
 //! [`ChunkStore::commit_flush`] returns, the chunks and `flushed_lsn` are durable together, so
 //! WAL replay can skip exactly the records the chunks hold.
+//!
+//! # The chunk directory
+//! Reads do not range-scan the `chunks` keyspace. Size-tiered merging rewrites a series' small
+//! chunks at every flush (a merged chunk is inserted, its inputs deleted), so until the LSM
+//! compacts them away a series' key range holds dozens of tombstones and shadowed versions per
+//! live chunk: measured on 10,000 series after 82 flushes, 890,000 entries behind 20,000 live
+//! chunks, and a range scan per series cost 25 µs where a point read of each live chunk cost
+//! 2 µs. So the store keeps, per series, the `(min_ts, max_ts, seq)` of its live chunks in
+//! memory (24 bytes a chunk, about 3 % of a full chunk's bytes) and reads a query's chunks by
+//! key. A series' entry is loaded by one range scan the first time it is read (opening a large
+//! store reads nothing) and kept up to date by every commit that writes or deletes its chunks.
+//!
+//! Invariant: a directory entry and the snapshot a reader takes under the same lock agree.
+//! Commits apply their batch and update the directory under the directory's write lock, and a
+//! reader takes its snapshot under the lock it listed chunks under, so every chunk listed is in
+//! the snapshot (a merge's new chunk and its deleted inputs change together).
 
 use std::path::Path;
+use std::sync::{PoisonError, RwLock};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 use sluice_wal::Lsn;
 
 use crate::series::{SeriesId, SeriesKey};
@@ -36,6 +53,30 @@ pub struct ChunkStore {
     series: Keyspace,
     chunks: Keyspace,
     meta: Keyspace,
+    /// Live chunks per series id (see the module doc); `None` until first read.
+    directory: RwLock<Vec<Option<Vec<ChunkMeta>>>>,
+}
+
+/// Where a live chunk is: its key parts and its last timestamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ChunkMeta {
+    min_ts: i64,
+    max_ts: i64,
+    seq: u64,
+}
+
+/// The chunks of some series that overlap a time range, and a snapshot holding them all
+/// ([`ChunkStore::plan`]); [`ChunkStore::read_planned`] decodes one series' chunks.
+pub struct ChunkPlan {
+    snapshot: Snapshot,
+    series: Vec<(SeriesId, Vec<ChunkMeta>)>,
+}
+
+impl ChunkPlan {
+    /// Whether series `i` of the plan has no chunk in the range.
+    pub fn is_empty(&self, i: usize) -> bool {
+        self.series[i].1.is_empty()
+    }
 }
 
 /// What a store holds when opened.
@@ -119,6 +160,7 @@ impl ChunkStore {
                 series,
                 chunks,
                 meta,
+                directory: RwLock::new(Vec::new()),
             },
             series: keys,
             flushed_lsn,
@@ -163,9 +205,139 @@ impl ChunkStore {
             NEXT_SEQ.to_vec(),
             next_seq.to_le_bytes().to_vec(),
         );
-        batch.commit()?;
+        {
+            let mut dir = self.directory_mut();
+            batch.commit()?;
+            for &(series, min_ts, seq) in deletes {
+                if let Some(Some(live)) = dir.get_mut(series as usize) {
+                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq));
+                }
+            }
+            for c in chunks {
+                if let Some(Some(live)) = dir.get_mut(c.series as usize) {
+                    live.push(ChunkMeta {
+                        min_ts: c.min_ts,
+                        max_ts: c.max_ts,
+                        seq: c.seq,
+                    });
+                }
+            }
+        }
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
+    }
+
+    fn directory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Option<Vec<ChunkMeta>>>> {
+        self.directory
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A series' live chunks, from the keyspace (one range scan, through `snapshot`).
+    fn load_series(
+        snapshot: &Snapshot,
+        chunks: &Keyspace,
+        series: SeriesId,
+    ) -> Result<Vec<ChunkMeta>, StoreError> {
+        let mut live = Vec::new();
+        let start = chunk_key(series, i64::MIN, 0);
+        let end = chunk_key(series, i64::MAX, u64::MAX);
+        for kv in snapshot.range(chunks, start..=end) {
+            let (k, v) = kv.into_inner()?;
+            let (_, min_ts, seq) =
+                parse_chunk_key(&k).ok_or_else(|| StoreError::Corrupt("bad chunk key".into()))?;
+            let (max_ts, _) = split_value(&v)?;
+            live.push(ChunkMeta {
+                min_ts,
+                max_ts,
+                seq,
+            });
+        }
+        Ok(live)
+    }
+
+    /// The chunks of each of `ids` that may hold points in `[from, to]` (by their time spans),
+    /// in write (`seq`) order, with a snapshot that holds them; reads no chunk.
+    pub fn plan(&self, ids: &[SeriesId], from: i64, to: i64) -> Result<ChunkPlan, StoreError> {
+        let pick = |live: &[ChunkMeta]| -> Vec<ChunkMeta> {
+            let mut picked: Vec<ChunkMeta> = live
+                .iter()
+                .filter(|m| m.max_ts >= from && m.min_ts <= to)
+                .copied()
+                .collect();
+            picked.sort_by_key(|m| m.seq);
+            picked
+        };
+        {
+            let dir = self
+                .directory
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if ids
+                .iter()
+                .all(|id| matches!(dir.get(*id as usize), Some(Some(_))))
+            {
+                let snapshot = self.db.snapshot();
+                let series = ids
+                    .iter()
+                    .map(|&id| (id, pick(dir[id as usize].as_deref().unwrap_or_default())))
+                    .collect();
+                return Ok(ChunkPlan { snapshot, series });
+            }
+        }
+        // Some series not loaded yet: load them under the write lock (a commit cannot change
+        // them between the scan and the directory entry).
+        let mut dir = self.directory_mut();
+        let snapshot = self.db.snapshot();
+        let mut series = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let i = id as usize;
+            if dir.len() <= i {
+                dir.resize(i + 1, None);
+            }
+            if dir[i].is_none() {
+                dir[i] = Some(Self::load_series(&snapshot, &self.chunks, id)?);
+            }
+            series.push((id, pick(dir[i].as_deref().unwrap_or_default())));
+        }
+        Ok(ChunkPlan { snapshot, series })
+    }
+
+    /// Decodes the chunks of series `i` of `plan`, at most `budget` points (decremented by
+    /// what is decoded): `None` as soon as they hold more.
+    pub fn read_planned(
+        &self,
+        plan: &ChunkPlan,
+        i: usize,
+        budget: &mut usize,
+    ) -> Result<Option<Vec<StoredChunk>>, StoreError> {
+        let (series, metas) = &plan.series[i];
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            let v = plan
+                .snapshot
+                .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "chunk ({series}, {}, {}) is listed but missing",
+                        m.min_ts, m.seq
+                    ))
+                })?;
+            let (_, block) = split_value(&v)?;
+            let points = sluice_gorilla::decode_chunk(block)
+                .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
+            match budget.checked_sub(points.len()) {
+                Some(left) => *budget = left,
+                None => return Ok(None),
+            }
+            out.push(StoredChunk {
+                seq: m.seq,
+                min_ts: m.min_ts,
+                max_ts: m.max_ts,
+                points,
+            });
+        }
+        Ok(Some(out))
     }
 
     /// Chunks of `series` that may hold points in `[from, to]`, in write (`seq`) order.
@@ -191,56 +363,8 @@ impl ChunkStore {
         to: i64,
         budget: &mut usize,
     ) -> Result<Option<Vec<StoredChunk>>, StoreError> {
-        let start = chunk_key(series, i64::MIN, 0);
-        let end = chunk_key(series, to, u64::MAX);
-        let mut out = Vec::new();
-        // Through a snapshot: a flush commits its deletes and inserts as one batch, but a plain
-        // range read sees the batch while it is being applied (the merged chunk's inputs
-        // already deleted, the merged chunk not yet inserted), so a query could miss points.
-        let snapshot = self.db.snapshot();
-        for kv in snapshot.range(&self.chunks, start..=end) {
-            let (k, v) = kv.into_inner()?;
-            let (_, min_ts, seq) =
-                parse_chunk_key(&k).ok_or_else(|| StoreError::Corrupt("bad chunk key".into()))?;
-            let (max_ts, block) = split_value(&v)?;
-            if max_ts < from {
-                continue;
-            }
-            let points = sluice_gorilla::decode_chunk(block)
-                .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
-            match budget.checked_sub(points.len()) {
-                Some(left) => *budget = left,
-                None => return Ok(None),
-            }
-            out.push(StoredChunk {
-                seq,
-                min_ts,
-                max_ts,
-                points,
-            });
-        }
-        out.sort_by_key(|c| c.seq);
-        Ok(Some(out))
-    }
-
-    /// Whether a chunk of `series` spans part of `[from, to]`, by its first and last timestamps
-    /// alone (no chunk is decoded: one spanning the range across a gap counts).
-    pub fn has_chunk_overlapping(
-        &self,
-        series: SeriesId,
-        from: i64,
-        to: i64,
-    ) -> Result<bool, StoreError> {
-        let start = chunk_key(series, i64::MIN, 0);
-        let end = chunk_key(series, to, u64::MAX);
-        let snapshot = self.db.snapshot();
-        for kv in snapshot.range(&self.chunks, start..=end) {
-            let (_, v) = kv.into_inner()?;
-            if split_value(&v)?.0 >= from {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let plan = self.plan(&[series], from, to)?;
+        self.read_planned(&plan, 0, budget)
     }
 
     /// Reads one chunk by its key parts.
@@ -281,7 +405,17 @@ impl ChunkStore {
         for k in &doomed {
             batch.remove(&self.chunks, k.clone());
         }
-        batch.commit()?;
+        {
+            let mut dir = self.directory_mut();
+            batch.commit()?;
+            for k in &doomed {
+                if let Some((series, min_ts, seq)) = parse_chunk_key(k)
+                    && let Some(Some(live)) = dir.get_mut(series as usize)
+                {
+                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq));
+                }
+            }
+        }
         self.db.persist(PersistMode::SyncAll)?;
         Ok(doomed.len())
     }

@@ -122,6 +122,43 @@ impl Storage for TsStorage<'_> {
             })
             .collect())
     }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+        budget: &mut usize,
+        f: &mut dyn FnMut(Series) -> Result<(), sluice_promql::Error>,
+    ) -> Result<(), sluice_promql::Error> {
+        /// A storage error or the evaluator's, out of one read.
+        enum Failed {
+            Read(QueryError),
+            Eval(sluice_promql::Error),
+        }
+        impl From<QueryError> for Failed {
+            fn from(e: QueryError) -> Failed {
+                Failed::Read(e)
+            }
+        }
+        let found = find(self.engine, matchers);
+        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        self.engine
+            .read_series_each(&ids, from, to, budget, |i, samples| {
+                if samples.is_empty() {
+                    return Ok(());
+                }
+                f(Series {
+                    labels: labels_of(&found[i].1),
+                    samples,
+                })
+                .map_err(Failed::Eval)
+            })
+            .map_err(|e| match e {
+                Failed::Read(e) => storage_error(e),
+                Failed::Eval(e) => e,
+            })
+    }
 }
 
 /// The label sets of the series matching any of `selectors` (each a list of matchers) that

@@ -90,7 +90,26 @@ impl<'a> BitReader<'a> {
         BitReader { bytes, bit_pos: 0 }
     }
 
+    /// Consumes the run of zero bits that starts here, at most `max` of them; returns how many
+    /// (a run of zero delta-of-deltas is a run of regularly spaced timestamps). Looks at most
+    /// 57 bits ahead, and none when fewer than 8 bytes remain: the caller reads on bit by bit.
+    #[inline]
+    pub fn skip_zeros(&mut self, max: usize) -> usize {
+        let first = self.bit_pos / 8;
+        let Some(word) = self.bytes.get(first..first + 8) else {
+            return 0;
+        };
+        let word = u64::from_be_bytes(word.try_into().unwrap_or_default());
+        let offset = self.bit_pos % 8;
+        let zeros = ((word << offset).leading_zeros() as usize)
+            .min(64 - offset)
+            .min(max);
+        self.bit_pos += zeros;
+        zeros
+    }
+
     /// Reads `n` bits (`n` ≤ 64), or `None` if fewer remain.
+    #[inline]
     pub fn read(&mut self, n: u32) -> Option<u64> {
         debug_assert!(n <= 64);
         let end = self.bit_pos.checked_add(n as usize)?;
@@ -149,6 +168,28 @@ mod tests {
             for &(v, n) in &items {
                 let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
                 prop_assert_eq!(r.read(n), Some(v & mask));
+            }
+        }
+
+        #[test]
+        fn zero_runs_are_skipped_exactly(bits in proptest::collection::vec(proptest::bool::weighted(0.1), 0..400), max in 0usize..100) {
+            let mut w = BitWriter::default();
+            for &b in &bits {
+                w.write(u64::from(b), 1);
+            }
+            let bytes = w.into_bytes();
+            let mut r = BitReader::new(&bytes);
+            let mut at = 0;
+            while at < bits.len() {
+                let n = r.skip_zeros(max);
+                prop_assert!(n <= max);
+                prop_assert!(bits[at..at + n.min(bits.len() - at)].iter().all(|b| !b));
+                at += n;
+                if at >= bits.len() {
+                    break;
+                }
+                prop_assert_eq!(r.read(1), Some(u64::from(bits[at])));
+                at += 1;
             }
         }
     }

@@ -193,11 +193,24 @@ pub fn decode(block: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
     let mut ts = Vec::with_capacity(count.min(body.len() * 8 + 1));
     ts.push(first_ts);
     let (mut prev_ts, mut prev_delta) = (first_ts, 0i64);
-    for i in 1..count {
+    let mut i = 1;
+    while i < count {
+        // Regularly spaced timestamps are a run of zero bits (delta-of-delta 0): take the run
+        // at once.
+        let run = r.skip_zeros(count - i);
+        for _ in 0..run {
+            prev_ts = prev_ts.wrapping_add(prev_delta);
+            ts.push(prev_ts);
+        }
+        i += run;
+        if i == count {
+            break;
+        }
         let dod = read_dod(&mut r).ok_or(truncated(i))?;
         prev_delta = prev_delta.wrapping_add(dod);
         prev_ts = prev_ts.wrapping_add(prev_delta);
         ts.push(prev_ts);
+        i += 1;
     }
     // Integers (counters) need no division: `m / 1` is `m`.
     let value = |m: i64| if scale == 0 { m as f64 } else { m as f64 / p };

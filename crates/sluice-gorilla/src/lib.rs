@@ -201,6 +201,7 @@ pub(crate) fn write_dod(out: &mut BitWriter, dod: i64) {
     }
 }
 
+#[inline]
 pub(crate) fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
     let z = if r.read(1)? == 0 {
         0

@@ -148,25 +148,86 @@ impl Value {
 
 /// A float as Prometheus writes it: shortest exact decimal, no exponent, `NaN`, `+Inf`, `-Inf`.
 pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    push_float(&mut out, v);
+    out
+}
+
+/// [`format_float`], appended to `out` (answers print millions of points: no allocation, and
+/// integers, most counters' values, without float formatting). The digits are Ryū's shortest
+/// round trip, which is what Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints (Rust's own
+/// shortest formatting breaks some ties the other way: `142372986152081.625` prints as
+/// `…81.63`, Go and Ryū print `…81.62`).
+pub fn push_float(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
+    } else if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        // Below 2^53 an integer's shortest exact decimal is its digits.
+        if v == 0.0 && v.is_sign_negative() {
+            out.push('-');
+        }
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        format!("{v}")
+        let mut buf = ryu::Buffer::new();
+        let shortest = buf.format_finite(v);
+        match shortest.split_once('e') {
+            // Integers past 2^53 come as `9100000000000000.0`.
+            None => out.push_str(shortest.strip_suffix(".0").unwrap_or(shortest)),
+            // Prometheus never writes an exponent: `1.5e-7` is `0.00000015`.
+            Some((mantissa, exp)) => {
+                let (sign, mantissa) = match mantissa.strip_prefix('-') {
+                    Some(m) => ("-", m),
+                    None => ("", mantissa),
+                };
+                let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+                let digits = digits.trim_end_matches('0');
+                let digits = if digits.is_empty() { "0" } else { digits };
+                // The decimal point goes after `point` digits.
+                let point = exp.parse::<i64>().unwrap_or(0) + 1;
+                out.push_str(sign);
+                let n = digits.len() as i64;
+                if point <= 0 {
+                    out.push_str("0.");
+                    (0..-point).for_each(|_| out.push('0'));
+                    out.push_str(digits);
+                } else if point >= n {
+                    out.push_str(digits);
+                    (0..point - n).for_each(|_| out.push('0'));
+                } else {
+                    out.push_str(&digits[..point as usize]);
+                    out.push('.');
+                    out.push_str(&digits[point as usize..]);
+                }
+            }
+        }
     }
 }
 
 /// A millisecond timestamp as Prometheus writes it in JSON: seconds, then (unless zero) a
 /// three-digit millisecond fraction.
 pub fn format_timestamp(t_ms: i64) -> String {
-    let sign = if t_ms < 0 { "-" } else { "" };
+    let mut out = String::new();
+    push_timestamp(&mut out, t_ms);
+    out
+}
+
+/// [`format_timestamp`], appended to `out`.
+pub fn push_timestamp(out: &mut String, t_ms: i64) {
+    if t_ms < 0 {
+        out.push('-');
+    }
     let t = t_ms.unsigned_abs();
-    match t % 1000 {
-        0 => format!("{sign}{}", t / 1000),
-        f => format!("{sign}{}.{f:03}", t / 1000),
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let f = t % 1000;
+    if f != 0 {
+        out.push('.');
+        out.push((b'0' + (f / 100) as u8) as char);
+        out.push((b'0' + (f / 10 % 10) as u8) as char);
+        out.push((b'0' + (f % 10) as u8) as char);
     }
 }
 
@@ -181,11 +242,66 @@ mod tests {
         assert_eq!(format_float(-2.5e-7), "-0.00000025");
         assert_eq!(format_float(1e21), "1000000000000000000000");
         assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(-0.0), "-0");
+        assert_eq!(format_float(123456789.0), "123456789");
+        assert_eq!(format_float(1.5), "1.5");
+        assert_eq!(format_float(1e15 + 0.5), "1000000000000000.5");
+        assert_eq!(format_float(f64::MAX), format!("{}", f64::MAX));
+        // The fast paths print what Rust's shortest formatting prints.
+        for v in [
+            0.3,
+            1.0 / 3.0,
+            2.0f64.powi(60),
+            2.0f64.powi(70),
+            -7e-300,
+            4.5e15,
+            9.1e15,
+            12345.678,
+            1e17 + 0.5,
+        ] {
+            assert_eq!(format_float(v), format!("{v}"), "{v}");
+        }
         assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_timestamp(1_700_000_000_000), "1700000000");
         assert_eq!(format_timestamp(1_700_000_000_120), "1700000000.120");
         assert_eq!(format_timestamp(5), "0.005");
         assert_eq!(format_timestamp(-1500), "-1.500");
+    }
+
+    /// Floats print as Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints them (the expected
+    /// strings are Go 1.19's output), and every printed float reads back as itself.
+    #[test]
+    fn floats_print_as_go_does_and_round_trip() {
+        for (v, go) in [
+            (1.4237298615208163e14, "142372986152081.62"),
+            (1.5e-7, "0.00000015"),
+            (-2.5e-10, "-0.00000000025"),
+            (1e21, "1000000000000000000000"),
+            (1.2345e20, "123450000000000000000"),
+            (2f64.powi(60), "1152921504606847000"),
+            (9.1e15, "9100000000000000"),
+            (123.456, "123.456"),
+            (
+                5e-324,
+                "0.000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000005",
+            ),
+        ] {
+            assert_eq!(format_float(v), go, "{v:e}");
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..200_000 {
+            let v = f64::from_bits(rng.random());
+            let i = rng.random_range(-1e17..1e17f64).round();
+            let d = rng.random_range(-1e6..1e6f64);
+            for v in [v, i, d] {
+                if v.is_finite() {
+                    let s = format_float(v);
+                    assert!(!s.contains('e'), "{s}");
+                    assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{s}");
+                }
+            }
+        }
     }
 
     #[test]

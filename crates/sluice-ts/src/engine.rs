@@ -41,7 +41,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sluice_wal::Lsn;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Sample};
+use crate::names::{KnownSeries, NamedBatch, NamedSeries, SeriesCache};
 use crate::point::PointLimits;
 use crate::query::{self, Query, SeriesResult};
 use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
@@ -260,6 +261,8 @@ pub struct TsEngine {
     config: TsConfig,
     store: ChunkStore,
     state: Mutex<State>,
+    /// Series known by a protocol's raw names ([`crate::names`]).
+    names: Mutex<SeriesCache>,
     flush: Mutex<FlushState>,
     counters: Counters,
     metrics: TsMetrics,
@@ -286,6 +289,7 @@ impl TsEngine {
                 frozen: None,
                 flushed_lsn: opened.flushed_lsn,
             }),
+            names: Mutex::new(SeriesCache::default()),
             flush: Mutex::new(FlushState {
                 next_seq: opened.next_seq,
                 persisted_series,
@@ -330,6 +334,82 @@ impl TsEngine {
     ) -> Result<(T, WriteOutcome), WriteError<E>> {
         let payload = crate::record::encode_batch(&batch);
         let mut st = self.lock_state();
+        self.admit(&st, batch.series.len(), batch.series.iter())?;
+        let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
+        let outcome = self.insert(&mut st, batch, lsn);
+        Ok((ticket, outcome))
+    }
+
+    /// [`Self::write`] for a batch whose series are named by raw bytes (see [`crate::names`]):
+    /// known series skip the index, new ones are remembered by their raw names once they have
+    /// an id. The WAL record is the one [`Self::write`] logs for the same keys.
+    pub fn write_named<T, E>(
+        &self,
+        batch: NamedBatch,
+        append: impl FnOnce(Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<(T, WriteOutcome), WriteError<E>> {
+        let payload = crate::record::encode_named(&batch);
+        let mut st = self.lock_state();
+        let new_keys = batch.series.iter().filter_map(|s| match s {
+            NamedSeries::New(key, _) => Some(key),
+            NamedSeries::Known(_) => None,
+        });
+        self.admit(&st, new_keys.clone().count(), new_keys)?;
+        let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
+        let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
+        let mut remember = Vec::new();
+        for s in batch.series {
+            match s {
+                NamedSeries::Known(k) => ids.push(k.id),
+                NamedSeries::New(key, raw) => {
+                    let encoded = raw.as_ref().map(|_| key.encode());
+                    let (id, added) = st.index.get_or_insert_owned(key);
+                    if let Some(bytes) = added {
+                        st.head.bytes += bytes;
+                    }
+                    ids.push(id);
+                    if let (Some(raw), Some(encoded)) = (raw, encoded) {
+                        remember.push((
+                            raw,
+                            KnownSeries {
+                                id,
+                                encoded: encoded.into(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        let outcome = self.insert_samples(&mut st, &ids, &batch.samples, lsn);
+        drop(st);
+        if !remember.is_empty() {
+            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            for (raw, known) in remember {
+                names.insert(raw, known);
+            }
+        }
+        Ok((ticket, outcome))
+    }
+
+    /// What of `raws` the engine knows (see [`crate::names`]), in order.
+    pub fn known_series<'r>(
+        &self,
+        raws: impl IntoIterator<Item = Option<&'r [u8]>>,
+    ) -> Vec<Option<KnownSeries>> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        raws.into_iter()
+            .map(|raw| raw.and_then(|r| names.get(r).cloned()))
+            .collect()
+    }
+
+    /// Refuses a write the head has no room for, or whose series (`count` `keys`, those not
+    /// yet in the index new) would pass the series limit.
+    fn admit<'k, E>(
+        &self,
+        st: &State,
+        count: usize,
+        keys: impl Iterator<Item = &'k SeriesKey>,
+    ) -> Result<(), WriteError<E>> {
         let frozen_bytes = st.frozen.as_ref().map_or(0, |f| f.bytes);
         if st.head.bytes + frozen_bytes >= self.config.auto_buffer.overflow_buffer_bytes {
             return Err(WriteError::Overflow {
@@ -337,10 +417,10 @@ impl TsEngine {
             });
         }
         let limit = self.config.max_series;
-        if st.index.len() + batch.series.len() > limit {
+        if st.index.len() + count > limit {
             // Near the limit: count the series this write would really add.
             let mut added: Vec<&SeriesKey> = Vec::new();
-            for key in &batch.series {
+            for key in keys {
                 if st.index.id(key).is_none() && !added.contains(&key) {
                     added.push(key);
                     if st.index.len() + added.len() > limit {
@@ -349,9 +429,7 @@ impl TsEngine {
                 }
             }
         }
-        let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
-        let outcome = self.insert(&mut st, batch, lsn);
-        Ok((ticket, outcome))
+        Ok(())
     }
 
     /// Applies a record shipped from a primary: `append` logs it at the primary's LSN (and
@@ -401,9 +479,6 @@ impl TsEngine {
     }
 
     fn insert(&self, st: &mut State, batch: Batch, lsn: Lsn) -> WriteOutcome {
-        // Equal only while a snapshot is loaded (every point at the snapshot's LSN).
-        debug_assert!(lsn >= st.head.last_lsn);
-        let n = batch.samples.len();
         // One index lookup per series of the batch, then a push per sample.
         let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
         for key in batch.series {
@@ -413,7 +488,21 @@ impl TsEngine {
             }
             ids.push(id);
         }
-        for s in &batch.samples {
+        self.insert_samples(st, &ids, &batch.samples, lsn)
+    }
+
+    /// Buffers `samples` (whose `series` index `ids`) as of `lsn`.
+    fn insert_samples(
+        &self,
+        st: &mut State,
+        ids: &[SeriesId],
+        samples: &[Sample],
+        lsn: Lsn,
+    ) -> WriteOutcome {
+        // Equal only while a snapshot is loaded (every point at the snapshot's LSN).
+        debug_assert!(lsn >= st.head.last_lsn);
+        let n = samples.len();
+        for s in samples {
             st.head
                 .series
                 .entry(ids[s.series as usize])

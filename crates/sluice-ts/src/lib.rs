@@ -2,7 +2,8 @@
 //!
 //! - [`point`]: the validated point; [`batch`]: a write as series and samples; [`record`]:
 //!   their WAL record encoding;
-//! - [`series`]: series identity and the roaring-bitmap inverted index;
+//! - [`series`]: series identity and the roaring-bitmap inverted index; [`names`]: series a
+//!   protocol names by its own bytes (the remote-write fast path);
 //! - [`store`]: Gorilla chunks and the series catalogue in fjall;
 //! - [`query`]: selection, aggregation, grouping;
 //! - [`engine`]: the head (TSAutoBuffer), flushes, and queries over head and chunks.
@@ -12,6 +13,7 @@
 
 pub mod batch;
 pub mod engine;
+pub mod names;
 pub mod point;
 pub mod query;
 pub mod record;
@@ -24,4 +26,5 @@ pub use engine::{
     AutoBufferConfig, BufferStats, FlushOutcome, FlushTrigger, TsConfig, TsEngine, TsMetrics,
     WriteError,
 };
+pub use names::{KnownSeries, NamedBatch, NamedSeries};
 pub use point::{InvalidPoint, Point, PointLimits};

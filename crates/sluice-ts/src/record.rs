@@ -23,6 +23,7 @@
 use sluice_wal::RecordKind;
 
 use crate::batch::{Batch, Sample};
+use crate::names::{NamedBatch, NamedSeries};
 use crate::point::Point;
 use crate::series::SeriesKey;
 
@@ -39,14 +40,48 @@ pub fn is_points(kind: RecordKind) -> bool {
 /// Encodes a batch as a [`SERIES_POINTS`] payload.
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
     let names: usize = batch.series.iter().map(SeriesKey::encoded_len).sum();
-    let size = 8 + names + 20 * batch.samples.len();
+    encode_series_points(batch.series.len(), names, &batch.samples, |out| {
+        for k in &batch.series {
+            k.encode_into(out);
+        }
+    })
+}
+
+/// Encodes a named batch as the [`SERIES_POINTS`] payload of the same keys and samples (a
+/// known series' stored encoding is copied as it is).
+pub fn encode_named(batch: &NamedBatch) -> Vec<u8> {
+    let names: usize = batch
+        .series
+        .iter()
+        .map(|s| match s {
+            NamedSeries::Known(k) => k.encoded.len(),
+            NamedSeries::New(key, _) => key.encoded_len(),
+        })
+        .sum();
+    encode_series_points(batch.series.len(), names, &batch.samples, |out| {
+        for s in &batch.series {
+            match s {
+                NamedSeries::Known(k) => out.extend_from_slice(&k.encoded),
+                NamedSeries::New(key, _) => key.encode_into(out),
+            }
+        }
+    })
+}
+
+/// The [`SERIES_POINTS`] layout: `series` entries (`names` bytes, written by `write_series`),
+/// then the samples.
+fn encode_series_points(
+    series: usize,
+    names: usize,
+    samples: &[Sample],
+    write_series: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    let size = 8 + names + 20 * samples.len();
     let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(batch.series.len() as u32).to_le_bytes());
-    for k in &batch.series {
-        k.encode_into(&mut out);
-    }
-    out.extend_from_slice(&(batch.samples.len() as u32).to_le_bytes());
-    for s in &batch.samples {
+    out.extend_from_slice(&(series as u32).to_le_bytes());
+    write_series(&mut out);
+    out.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+    for s in samples {
         out.extend_from_slice(&s.series.to_le_bytes());
         out.extend_from_slice(&s.timestamp_ms.to_le_bytes());
         out.extend_from_slice(&s.value.to_le_bytes());
@@ -280,7 +315,27 @@ mod tests {
             let back = decode_any(SERIES_POINTS, &bytes).unwrap();
             prop_assert_eq!(&back, &batch);
             prop_assert_eq!(back.to_points(), points.clone());
-            prop_assert_eq!(decode_any(POINTS, &encode(&points)).unwrap(), batch);
+            prop_assert_eq!(&decode_any(POINTS, &encode(&points)).unwrap(), &batch);
+            // The same series named, some known (stored encoding), some new: same bytes.
+            let named = NamedBatch {
+                series: batch
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        if i % 2 == 0 {
+                            NamedSeries::Known(crate::KnownSeries {
+                                id: i as u32,
+                                encoded: k.encode().into(),
+                            })
+                        } else {
+                            NamedSeries::New(k.clone(), None)
+                        }
+                    })
+                    .collect(),
+                samples: batch.samples.clone(),
+            };
+            prop_assert_eq!(encode_named(&named), bytes);
         }
 
         #[test]

@@ -208,6 +208,15 @@ impl ChunkStore {
         {
             let mut dir = self.directory_mut();
             batch.commit()?;
+            // A series persisted for the first time has no chunk but this flush's: its entry
+            // is known without a scan.
+            for (id, _) in new_series {
+                let i = *id as usize;
+                if dir.len() <= i {
+                    dir.resize(i + 1, None);
+                }
+                dir[i].get_or_insert_with(Vec::new);
+            }
             for &(series, min_ts, seq) in deletes {
                 if let Some(Some(live)) = dir.get_mut(series as usize) {
                     live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq));

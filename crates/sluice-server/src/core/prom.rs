@@ -29,7 +29,7 @@ use sluice_api::ErrorCode;
 use sluice_promql::{Labels, MatchOp, Matcher, Series, Storage};
 use sluice_ts::engine::QueryError;
 use sluice_ts::series::{Narrow, SeriesKey};
-use sluice_ts::{Batch, PointLimits, TsEngine};
+use sluice_ts::{KnownSeries, NamedBatch, NamedSeries, PointLimits, Sample, TsEngine};
 
 use crate::error::ApiError;
 
@@ -251,13 +251,17 @@ pub struct PromSample {
 }
 
 /// Decodes a snappy-compressed remote-write body into one batch (see the module doc).
-/// `max_bytes` bounds the decompressed size, `max_samples` the samples.
+/// `max_bytes` bounds the decompressed size, `max_samples` the series and the samples.
+/// `known(names)` says which series the engine already knows by their raw names (see
+/// [`sluice_ts::names`]; `TsEngine::known_series`): those are neither decoded nor validated
+/// again.
 pub fn remote_write_batch(
     body: &[u8],
     limits: &PointLimits,
     max_bytes: usize,
     max_samples: usize,
-) -> Result<Batch, ApiError> {
+    known: impl FnOnce(&mut dyn Iterator<Item = Option<&[u8]>>) -> Vec<Option<KnownSeries>>,
+) -> Result<NamedBatch, ApiError> {
     let len = snap::raw::decompress_len(body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidEncoding,
@@ -278,68 +282,98 @@ pub fn remote_write_batch(
                 format!("body is not snappy-compressed (block format): {e}"),
             )
         })?;
-    // Count before decoding: decoded messages are larger than their bytes (an empty series is
-    // 2 bytes and a 72-byte struct), so the limits apply to the counts first.
-    let counts = scan(&raw, limits.max_tags + 2).map_err(|reason| {
+    let malformed = |reason: String| {
         ApiError::new(
             ErrorCode::MalformedPayload,
             format!("body is not a remote-write WriteRequest: {reason}"),
         )
-    })?;
-    if counts.series > max_samples || counts.samples > max_samples {
-        return Err(ApiError::invalid_field(
-            "timeseries",
-            format!(
-                "{} series with {} samples; a request may hold at most {max_samples} of each",
-                counts.series, counts.samples
-            ),
-        ));
-    }
-    if let Some(i) = counts.too_many_labels {
-        return Err(ApiError::invalid_field(
-            format!("timeseries[{i}].labels"),
-            format!("more than {} labels", limits.max_tags + 2),
-        ));
-    }
-    let req = WriteRequest::decode(raw.as_slice()).map_err(|e| {
-        ApiError::new(
-            ErrorCode::MalformedPayload,
-            format!("body is not a remote-write WriteRequest: {e}"),
-        )
-    })?;
-    let with_samples = req
-        .timeseries
-        .iter()
-        .filter(|t| !t.samples.is_empty())
-        .count();
-    let mut batch = Batch::with_capacity(with_samples, counts.samples);
-    for (i, ts) in req.timeseries.into_iter().enumerate() {
-        if !ts.histograms.is_empty() {
-            return Err(ApiError::invalid_field(
-                format!("timeseries[{i}].histograms"),
-                "native histograms are not supported",
-            ));
-        }
-        if ts.samples.is_empty() {
-            continue;
-        }
-        let key = series_key(ts.labels, limits).map_err(|(field, reason)| {
-            ApiError::invalid_field(format!("timeseries[{i}].{field}"), reason)
+    };
+    let parsed =
+        parse_write_request(&raw, limits.max_tags + 2, max_samples).map_err(|e| match e {
+            ParseError::Malformed(reason) => malformed(reason),
+            ParseError::Invalid(field, reason) => ApiError::invalid_field(field, reason),
         })?;
-        let s = batch.add_series(key);
-        for sample in ts.samples {
-            batch.push_sample(s, sample.timestamp, sample.value);
-        }
+    let known = known(&mut parsed.series.iter().map(|s| s.name));
+    let mut batch = NamedBatch {
+        series: Vec::with_capacity(parsed.series.len()),
+        samples: Vec::with_capacity(parsed.samples.len()),
+    };
+    for (s, known) in parsed.series.iter().zip(known) {
+        let named = match known {
+            Some(k) => NamedSeries::Known(k),
+            None => {
+                let key = decode_labels(s.message)
+                    .map_err(malformed)
+                    .and_then(|labels| {
+                        series_key(labels, limits).map_err(|(field, reason)| {
+                            ApiError::invalid_field(
+                                format!("timeseries[{}].{field}", s.index),
+                                reason,
+                            )
+                        })
+                    })?;
+                NamedSeries::New(key, s.name.map(Box::from))
+            }
+        };
+        let index = batch.series.len() as u32;
+        batch.series.push(named);
+        batch.samples.extend(
+            parsed.samples[s.samples.clone()]
+                .iter()
+                .map(|&(t, v)| Sample {
+                    series: index,
+                    timestamp_ms: t,
+                    value: v,
+                }),
+        );
     }
     Ok(batch)
 }
 
-/// What a `WriteRequest` holds, counted from its bytes.
-struct Counts {
-    series: usize,
-    samples: usize,
-    /// The first series with more labels than allowed.
-    too_many_labels: Option<usize>,
+/// A `WriteRequest`'s series with samples, borrowed from its bytes.
+struct Parsed<'a> {
+    series: Vec<RawSeries<'a>>,
+    /// Every sample, series after series.
+    samples: Vec<(i64, f64)>,
+}
+
+/// One `TimeSeries` message with samples.
+struct RawSeries<'a> {
+    /// Its position among the request's series (for error fields).
+    index: usize,
+    message: &'a [u8],
+    /// Its label fields' bytes, when they come first and together (as Prometheus writes
+    /// them): the raw name it is remembered by. `None`: it is decoded every time.
+    name: Option<&'a [u8]>,
+    /// Its samples' range in [`Parsed::samples`].
+    samples: std::ops::Range<usize>,
+}
+
+enum ParseError {
+    /// Not protobuf, or not this message.
+    Malformed(String),
+    /// A field's value breaks a rule: `(field path, reason)`.
+    Invalid(String, String),
+}
+
+impl From<String> for ParseError {
+    fn from(reason: String) -> ParseError {
+        ParseError::Malformed(reason)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(reason: &str) -> ParseError {
+        ParseError::Malformed(reason.into())
+    }
+}
+
+/// A protobuf field's value.
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64([u8; 8]),
+    Fixed32,
+    Bytes(&'a [u8]),
 }
 
 fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
@@ -355,17 +389,26 @@ fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
     Err("varint too long".into())
 }
 
-/// Walks one message's fields, calling `f(field, bytes)` for each length-delimited one.
-fn fields(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), String> {
+/// Walks one message's fields: `f(field number, value, offset just past the field)`.
+fn walk<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(u64, Wire<'a>, usize) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
     let mut pos = 0;
     while pos < buf.len() {
         let key = varint(buf, &mut pos)?;
-        match key & 7 {
-            0 => {
-                varint(buf, &mut pos)?;
+        let value = match key & 7 {
+            0 => Wire::Varint(varint(buf, &mut pos)?),
+            1 => {
+                let bytes = buf.get(pos..pos + 8).ok_or("truncated field")?;
+                pos += 8;
+                Wire::Fixed64(bytes.try_into().map_err(|_| "truncated field")?)
             }
-            1 => pos += 8,
-            5 => pos += 4,
+            5 => {
+                buf.get(pos..pos + 4).ok_or("truncated field")?;
+                pos += 4;
+                Wire::Fixed32
+            }
             2 => {
                 let len =
                     usize::try_from(varint(buf, &mut pos)?).map_err(|_| "length too large")?;
@@ -373,68 +416,174 @@ fn fields(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Re
                     .checked_add(len)
                     .filter(|e| *e <= buf.len())
                     .ok_or("truncated field")?;
-                f(key >> 3, &buf[pos..end])?;
+                let bytes = &buf[pos..end];
                 pos = end;
+                Wire::Bytes(bytes)
             }
-            w => return Err(format!("unsupported wire type {w}")),
-        }
-    }
-    if pos > buf.len() {
-        return Err("truncated field".into());
+            w => return Err(ParseError::Malformed(format!("unsupported wire type {w}"))),
+        };
+        f(key >> 3, value, pos)?;
     }
     Ok(())
 }
 
-/// Counts series, samples and labels per series of a `WriteRequest`'s bytes.
-fn scan(buf: &[u8], max_labels: usize) -> Result<Counts, String> {
-    let mut c = Counts {
-        series: 0,
-        samples: 0,
-        too_many_labels: None,
+/// Reads a `WriteRequest`'s series and samples without copying a label, refusing more than
+/// `max_labels` labels in a series or more than `max` series or samples before holding them.
+fn parse_write_request(
+    raw: &[u8],
+    max_labels: usize,
+    max: usize,
+) -> Result<Parsed<'_>, ParseError> {
+    let mut out = Parsed {
+        series: Vec::new(),
+        samples: Vec::new(),
     };
-    fields(buf, |field, series| {
-        if field != 1 {
+    let mut index = 0;
+    walk(raw, |field, value, _| {
+        let Wire::Bytes(message) = value else {
             return Ok(());
+        };
+        if field != 1 {
+            return Ok(()); // metadata
         }
-        let mut labels = 0;
-        fields(series, |f, _| {
-            match f {
-                1 => labels += 1,
-                2 => c.samples += 1,
-                _ => {}
+        let i = index;
+        index += 1;
+        if index > max {
+            return Err(ParseError::Invalid(
+                "timeseries".into(),
+                format!("more than {max} series; a request may hold at most {max}"),
+            ));
+        }
+        let first_sample = out.samples.len();
+        // The raw name: the label fields, if nothing comes between or before them.
+        let (mut labels, mut name_end, mut labels_first, mut named) = (0, 0, true, true);
+        walk(message, |f, v, end| {
+            match (f, v) {
+                (1, Wire::Bytes(_)) => {
+                    labels += 1;
+                    if labels > max_labels {
+                        return Err(ParseError::Invalid(
+                            format!("timeseries[{i}].labels"),
+                            format!("more than {max_labels} labels"),
+                        ));
+                    }
+                    if labels_first {
+                        name_end = end;
+                    } else {
+                        named = false;
+                    }
+                }
+                (2, Wire::Bytes(sample)) => {
+                    labels_first = false;
+                    if out.samples.len() >= max {
+                        return Err(ParseError::Invalid(
+                            "timeseries".into(),
+                            format!("more than {max} samples; a request may hold at most {max}"),
+                        ));
+                    }
+                    out.samples.push(parse_sample(sample)?);
+                }
+                (1 | 2, _) => {
+                    return Err(ParseError::Malformed(
+                        "a label or sample is not a message".into(),
+                    ));
+                }
+                (4, _) => {
+                    return Err(ParseError::Invalid(
+                        format!("timeseries[{i}].histograms"),
+                        "native histograms are not supported".into(),
+                    ));
+                }
+                _ => labels_first = false,
             }
             Ok(())
         })?;
-        if labels > max_labels && c.too_many_labels.is_none() {
-            c.too_many_labels = Some(c.series);
+        if out.samples.len() > first_sample {
+            out.series.push(RawSeries {
+                index: i,
+                message,
+                name: (named && labels > 0).then(|| &message[..name_end]),
+                samples: first_sample..out.samples.len(),
+            });
         }
-        c.series += 1;
         Ok(())
     })?;
-    Ok(c)
+    Ok(out)
+}
+
+/// A `Sample {value = 1 (double), timestamp = 2 (int64)}`.
+fn parse_sample(buf: &[u8]) -> Result<(i64, f64), ParseError> {
+    let (mut t, mut v) = (0i64, 0f64);
+    walk(buf, |f, value, _| {
+        match (f, value) {
+            (1, Wire::Fixed64(b)) => v = f64::from_le_bytes(b),
+            (2, Wire::Varint(x)) => t = x as i64,
+            (1 | 2, _) => {
+                return Err(ParseError::Malformed(
+                    "a sample field has the wrong type".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((t, v))
+}
+
+/// A series' labels as `(name, value)` pairs, in the order sent.
+fn decode_labels(message: &[u8]) -> Result<Vec<(&str, &str)>, String> {
+    let mut labels = Vec::new();
+    fn text(b: &[u8]) -> Result<&str, String> {
+        std::str::from_utf8(b).map_err(|_| "a label is not UTF-8".to_string())
+    }
+    walk(message, |f, v, _| {
+        if let (1, Wire::Bytes(label)) = (f, v) {
+            let (mut name, mut value) = ("", "");
+            walk(label, |f, v, _| {
+                match (f, v) {
+                    (1, Wire::Bytes(b)) => name = text(b)?,
+                    (2, Wire::Bytes(b)) => value = text(b)?,
+                    (1 | 2, _) => {
+                        return Err("a label field has the wrong type".to_string().into());
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            labels.push((name, value));
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        ParseError::Malformed(r) | ParseError::Invalid(_, r) => r,
+    })?;
+    Ok(labels)
 }
 
 /// A remote-write label set as a series key.
-fn series_key(labels: Vec<Label>, limits: &PointLimits) -> Result<SeriesKey, (String, String)> {
+fn series_key(
+    labels: Vec<(&str, &str)>,
+    limits: &PointLimits,
+) -> Result<SeriesKey, (String, String)> {
     let mut metric = None;
     let mut entity = String::new();
     let mut tags = Vec::with_capacity(labels.len());
-    let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+    let mut names: Vec<&str> = labels.iter().map(|l| l.0).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         return Err(("labels".into(), format!("label {:?} given twice", w[0])));
     }
-    for l in labels {
-        if l.name.is_empty() {
+    for (name, value) in labels {
+        if name.is_empty() {
             return Err(("labels".into(), "a label name is empty".into()));
         }
-        if l.value.is_empty() {
+        if value.is_empty() {
             continue;
         }
-        match l.name.as_str() {
-            "__name__" => metric = Some(l.value),
-            ENTITY_LABEL => entity = l.value,
-            _ => tags.push((l.name, l.value)),
+        match name {
+            "__name__" => metric = Some(value.to_string()),
+            ENTITY_LABEL => entity = value.to_string(),
+            _ => tags.push((name.to_string(), value.to_string())),
         }
     }
     let metric = metric.ok_or_else(|| ("labels".to_string(), "no __name__ label".to_string()))?;
@@ -486,6 +635,11 @@ mod tests {
 
     use TimeSeries as Ts;
 
+    /// A `known` for an engine that knows no series.
+    fn unknown(names: &mut dyn Iterator<Item = Option<&[u8]>>) -> Vec<Option<KnownSeries>> {
+        names.map(|_| None).collect()
+    }
+
     fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
         Ts::new(labels, samples)
     }
@@ -504,10 +658,20 @@ mod tests {
                 &[(1, 1.0), (2, stale), (3, f64::INFINITY)],
             )],
         };
-        let b = remote_write_batch(&encode(&req), &PointLimits::default(), 1 << 20, 100).unwrap();
+        let b = remote_write_batch(
+            &encode(&req),
+            &PointLimits::default(),
+            1 << 20,
+            100,
+            unknown,
+        )
+        .unwrap();
         assert_eq!(b.series.len(), 1);
+        let NamedSeries::New(key, Some(_)) = &b.series[0] else {
+            panic!("{:?}", b.series[0]);
+        };
         assert_eq!(
-            labels_of(&b.series[0]).to_prom_string(),
+            labels_of(key).to_prom_string(),
             r#"{__name__="up", entity="e", job="a"}"#
         );
         assert_eq!(b.samples[1].value.to_bits(), stale.to_bits());
@@ -518,7 +682,7 @@ mod tests {
     fn bad_remote_write_bodies_are_refused_with_a_field() {
         let limits = PointLimits::default();
         let err = |req: WriteRequest| {
-            remote_write_batch(&encode(&req), &limits, 1 << 20, 100).unwrap_err()
+            remote_write_batch(&encode(&req), &limits, 1 << 20, 100, unknown).unwrap_err()
         };
         let e = err(WriteRequest {
             timeseries: vec![series(&[("job", "a")], &[(1, 1.0)])],
@@ -531,14 +695,15 @@ mod tests {
             ],
         });
         assert_eq!(e.field.as_deref(), Some("timeseries[1].labels"));
-        let e = remote_write_batch(b"not snappy at all", &limits, 1 << 20, 100).unwrap_err();
+        let e =
+            remote_write_batch(b"not snappy at all", &limits, 1 << 20, 100, unknown).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidEncoding);
         let big = WriteRequest {
             timeseries: vec![series(&[("__name__", "a")], &[(1, 1.0); 50])],
         };
-        let e = remote_write_batch(&encode(&big), &limits, 100, 1000).unwrap_err();
+        let e = remote_write_batch(&encode(&big), &limits, 100, 1000, unknown).unwrap_err();
         assert_eq!(e.code, ErrorCode::PayloadTooLarge);
-        let e = remote_write_batch(&encode(&big), &limits, 1 << 20, 10).unwrap_err();
+        let e = remote_write_batch(&encode(&big), &limits, 1 << 20, 10, unknown).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("timeseries"));
     }
 }

@@ -11,7 +11,8 @@
 
 use sluice_api::ErrorCode;
 use sluice_api::ts::{BufferStats, DataPoint, FlushResponse};
-use sluice_ts::{Batch, Point, PointLimits, WriteError};
+use sluice_ts::engine::WriteOutcome;
+use sluice_ts::{Batch, NamedBatch, Point, PointLimits, WriteError};
 use sluice_wal::{AckLevel, Lsn};
 
 use crate::config::LimitsConfig;
@@ -74,20 +75,42 @@ pub fn point_from(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Po
 /// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.
 /// Returns the LSN and the buffer size after the write.
 pub async fn write(db: &Database, batch: Batch, ack: AckLevel) -> Result<(Lsn, u64), ApiError> {
-    let (ticket, outcome) = db
-        .ts
-        .write(batch, |payload| {
-            let ticket = db
-                .wal
-                .append(super::records::Kind::SeriesPoints.wal(), payload, ack)?;
-            let lsn = ticket.lsn();
-            Ok::<_, sluice_wal::WalError>((ticket, lsn))
-        })
-        .map_err(|e| match e {
-            WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
-            WriteError::SeriesLimit { .. } => ApiError::new(ErrorCode::SeriesLimit, e.to_string()),
-            WriteError::Append(e) => ApiError::from(e),
-        })?;
+    logged(db, ack, |append| db.ts.write(batch, append)).await
+}
+
+/// [`write`] for a batch whose series are named by a protocol's raw bytes (remote write).
+pub async fn write_named(
+    db: &Database,
+    batch: NamedBatch,
+    ack: AckLevel,
+) -> Result<(Lsn, u64), ApiError> {
+    logged(db, ack, |append| db.ts.write_named(batch, append)).await
+}
+
+/// Runs an engine write (`engine_write(append)`) whose record `append` logs at `ack`, wakes
+/// the flusher when the write asks for it and waits for the acknowledgement.
+async fn logged(
+    db: &Database,
+    ack: AckLevel,
+    engine_write: impl FnOnce(
+        &dyn Fn(Vec<u8>) -> Result<(sluice_wal::Ticket, Lsn), sluice_wal::WalError>,
+    ) -> Result<
+        (sluice_wal::Ticket, WriteOutcome),
+        WriteError<sluice_wal::WalError>,
+    >,
+) -> Result<(Lsn, u64), ApiError> {
+    let append = |payload: Vec<u8>| {
+        let ticket = db
+            .wal
+            .append(super::records::Kind::SeriesPoints.wal(), payload, ack)?;
+        let lsn = ticket.lsn();
+        Ok::<_, sluice_wal::WalError>((ticket, lsn))
+    };
+    let (ticket, outcome) = engine_write(&append).map_err(|e| match e {
+        WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
+        WriteError::SeriesLimit { .. } => ApiError::new(ErrorCode::SeriesLimit, e.to_string()),
+        WriteError::Append(e) => ApiError::from(e),
+    })?;
     if let Some(trigger) = outcome.flush_due {
         db.flusher.nudge(trigger);
     }

@@ -22,7 +22,7 @@ use sluice_promql::{Labels, Options, Value};
 use sluice_wal::AckLevel;
 
 use crate::core::prom::{self, TsStorage};
-use crate::core::ts::write;
+use crate::core::ts::write_named;
 use crate::error::ApiError;
 use crate::http::error::{ErrorShaped, http_status};
 use crate::http::extract::{AckParam, BatchBody, TargetDb};
@@ -180,12 +180,11 @@ fn push_labels(out: &mut String, l: &Labels) {
 }
 
 fn push_point(out: &mut String, t: i64, v: f64) {
-    let _ = write!(
-        out,
-        "[{},\"{}\"]",
-        sluice_promql::value::format_timestamp(t),
-        sluice_promql::value::format_float(v)
-    );
+    out.push('[');
+    sluice_promql::value::push_timestamp(out, t);
+    out.push_str(",\"");
+    sluice_promql::value::push_float(out, v);
+    out.push_str("\"]");
 }
 
 fn render(value: &Value) -> String {
@@ -652,13 +651,20 @@ pub async fn remote_write(
     let limits = db.ts.config().point_limits;
     let max_samples = state.config().limits.max_points_per_batch;
     // Decoding is CPU work: off the network threads.
+    let engine = db.clone();
     let batch = tokio::task::spawn_blocking(move || {
-        prom::remote_write_batch(&body, &limits, MAX_DECOMPRESSED_BYTES, max_samples)
+        prom::remote_write_batch(
+            &body,
+            &limits,
+            MAX_DECOMPRESSED_BYTES,
+            max_samples,
+            |names| engine.ts.known_series(names),
+        )
     })
     .await
     .map_err(|e| ApiError::internal(format!("remote-write decoding failed: {e}")))??;
     if !batch.is_empty() {
-        write(&db, batch, ack.or(AckLevel::Fsync)).await?;
+        write_named(&db, batch, ack.or(AckLevel::Fsync)).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,4 +1,14 @@
 //! The evaluator: selectors, subqueries, aggregations and binary operators over all steps.
+//!
+//! Every expression is evaluated once for all steps of the query: a selector reads its series
+//! for the whole range in one storage call, a range function slides two cursors over each
+//! series, an aggregation adds series into per-group, per-step state. Values are whole
+//! vectors of series (`Val::Vector`), except on the path dashboards take most:
+//! `sum|avg|count|group|min|max|stddev|stdvar [by|without (...)] (range_fn(selector[r]))`
+//! is streamed ([`Storage::select_each`]): each series is read, put through the function and
+//! added to its group before the next one is read, so the query holds one series and the
+//! groups' state (bounded by `ACC_CELLS`), not the selection. Both paths add in the same
+//! order and charge the same budget, so they answer and fail alike.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -1385,6 +1395,125 @@ impl Acc {
                 self.value += delta * (v - self.mean);
             }
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Series held in memory; `select` keeps those every matcher accepts.
+    struct Memory(Vec<Series>);
+
+    impl Storage for Memory {
+        fn select(
+            &self,
+            matchers: &[Matcher],
+            from: i64,
+            to: i64,
+            budget: &mut usize,
+        ) -> Result<Vec<Series>> {
+            let mut out = Vec::new();
+            for s in &self.0 {
+                if matchers.iter().all(|m| m.is_match(s.labels.get(&m.name))) {
+                    let samples: Vec<(i64, f64)> = s
+                        .samples
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| *t >= from && *t <= to)
+                        .collect();
+                    *budget = budget
+                        .checked_sub(samples.len())
+                        .ok_or_else(|| Error::exec(TOO_MANY_SAMPLES))?;
+                    if !samples.is_empty() {
+                        out.push(Series {
+                            labels: s.labels.clone(),
+                            samples,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// `groups` groups of `per_group` counters, a sample every `every_ms` with gaps and resets.
+    fn counters(groups: usize, per_group: usize, minutes: i64, every_ms: i64) -> Memory {
+        let mut series = Vec::new();
+        for g in 0..groups {
+            for k in 0..per_group {
+                let mut v = 0.0;
+                let samples = (0..minutes * 60_000 / every_ms)
+                    .filter(|i| (i + g as i64) % 11 != 0)
+                    .map(|i| {
+                        v = if i % 97 == 13 {
+                            1.0
+                        } else {
+                            v + (g * 3 + k) as f64 * 0.37 + 0.1
+                        };
+                        (i * every_ms, v)
+                    })
+                    .collect();
+                series.push(Series {
+                    labels: Labels::new(vec![
+                        (METRIC_NAME.into(), "x".into()),
+                        ("g".into(), g.to_string()),
+                        ("k".into(), k.to_string()),
+                    ]),
+                    samples,
+                });
+            }
+        }
+        Memory(series)
+    }
+
+    fn run(storage: &Memory, query: &str, end_ms: i64) -> Result<Vec<Series>> {
+        let expr = parse(query)?;
+        range_query(storage, &expr, 0, end_ms, 60_000, &Options::default())
+    }
+
+    /// The streamed aggregation answers bit for bit as the general path (`+ 0` defeats the
+    /// streaming without changing a value), with few groups and with more than its state may
+    /// hold (where it falls back to the general path), and fails alike over the budget.
+    #[test]
+    fn streamed_aggregation_answers_as_the_general_path() {
+        // The second case has 1,100 groups × 1,001 steps: more than `ACC_CELLS`.
+        let all = ["sum", "avg", "count", "min", "max", "stddev", "group"];
+        for (groups, per_group, minutes, every, ops) in [
+            (4, 3, 120, 15_000, &all[..]),
+            (1100, 1, 1000, 60_000, &["sum", "stddev"][..]),
+        ] {
+            let storage = counters(groups, per_group, minutes, every);
+            let end = minutes * 60_000;
+            for op in ops {
+                for grouping in ["by (g)", "without (k)", ""] {
+                    let streamed = format!("{op} {grouping} (rate(x[5m]))");
+                    let general = format!("{op} {grouping} (rate(x[5m]) + 0)");
+                    let a = run(&storage, &streamed, end).unwrap();
+                    let b = run(&storage, &general, end).unwrap();
+                    assert_eq!(a.len(), b.len(), "{streamed}");
+                    for (a, b) in a.iter().zip(&b) {
+                        assert_eq!(a.labels, b.labels, "{streamed}");
+                        let bits = |s: &Series| {
+                            s.samples
+                                .iter()
+                                .map(|(t, v)| (*t, v.to_bits()))
+                                .collect::<Vec<_>>()
+                        };
+                        assert_eq!(bits(a), bits(b), "{streamed}");
+                    }
+                }
+            }
+        }
+        let storage = counters(4, 3, 120, 15_000);
+        let opts = Options {
+            max_samples: 1000,
+            ..Options::default()
+        };
+        for q in ["sum(rate(x[5m]))", "sum(rate(x[5m]) + 0)"] {
+            let e = range_query(&storage, &parse(q).unwrap(), 0, 7_200_000, 60_000, &opts);
+            assert_eq!(e.unwrap_err(), Error::exec(TOO_MANY_SAMPLES), "{q}");
         }
     }
 }

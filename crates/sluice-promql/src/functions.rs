@@ -255,6 +255,12 @@ impl RangeFn {
     }
 }
 
+/// A function of one window: `(step index, step time, reference time, samples) -> value`.
+type WindowFn<'f> = dyn FnMut(usize, i64, i64, &[(i64, f64)]) -> Option<f64> + 'f;
+
+/// Receives a streamed output series: its labels and points.
+pub(crate) type EmitSeries<'f> = dyn FnMut(&Labels, &[(i64, f64)]) -> Result<()> + 'f;
+
 /// A range function with its scalar arguments evaluated, applied to one input series at a
 /// time (materialized by [`range_function`], streamed by [`stream_range_call`]).
 struct RangeCall {
@@ -329,7 +335,7 @@ impl RangeCall {
         let before = points.len();
         // One window loop per function (each closure is its own monomorphized loop: the
         // dashboard functions run over millions of windows).
-        let mut run = |f: &mut dyn FnMut(usize, i64, i64, &[(i64, f64)]) -> Option<f64>| {
+        let mut run = |f: &mut WindowFn<'_>| {
             ev.windows(&self.refs, range, samples, |i, ts, r, w| {
                 if let Some(v) = f(i, ts, r, w) {
                     points.push((ts, v));
@@ -475,11 +481,7 @@ fn range_function(ev: &Ev<'_>, name: &str, args: &[&Expr]) -> Result<Val> {
 /// selection: `emit(labels, points)` receives each output series, in the order
 /// [`range_function`] would return them. `Ok(false)` (nothing read) when `c` is not such a
 /// call (another function, or a subquery argument).
-pub(crate) fn stream_range_call(
-    ev: &Ev<'_>,
-    c: &Call,
-    emit: &mut dyn FnMut(&Labels, &[(i64, f64)]) -> Result<()>,
-) -> Result<bool> {
+pub(crate) fn stream_range_call(ev: &Ev<'_>, c: &Call, emit: &mut EmitSeries<'_>) -> Result<bool> {
     let name = c.func.name;
     let Some(kind) = RangeFn::of(name) else {
         return Ok(false);

@@ -63,6 +63,9 @@ pub(crate) type Result<T> = std::result::Result<T, Error>;
 pub const TOO_MANY_SAMPLES: &str =
     "query processing would load too many samples into memory in query execution";
 
+/// Receives a selected series and the query's remaining budget (see [`Storage::select_each`]).
+pub type EachSeries<'f> = dyn FnMut(Series, &mut usize) -> Result<()> + 'f;
+
 /// Where series come from.
 pub trait Storage {
     /// Every series matching all `matchers` that has samples in `[from, to]`, with those
@@ -77,17 +80,19 @@ pub trait Storage {
     ) -> Result<Vec<Series>>;
 
     /// [`Self::select`], handing the series to `f` one at a time in the same order, so a
-    /// caller that reduces them need not hold them all. An error from `f` ends the selection.
+    /// caller that reduces them need not hold them all. `f` gets the budget too (what is left
+    /// of it after the reads so far), so what it charges counts against the same total. An
+    /// error from `f` ends the selection.
     fn select_each(
         &self,
         matchers: &[Matcher],
         from: i64,
         to: i64,
         budget: &mut usize,
-        f: &mut dyn FnMut(Series) -> Result<()>,
+        f: &mut EachSeries<'_>,
     ) -> Result<()> {
         for s in self.select(matchers, from, to, budget)? {
-            f(s)?;
+            f(s, budget)?;
         }
         Ok(())
     }
@@ -595,15 +600,20 @@ impl<'a> Ev<'a> {
         let matchers = selector_matchers(vs)?;
         let (lo, hi) = self.ref_span(&vs.at, &vs.offset);
         self.check_deadline()?;
+        // One budget: the storage charges what it reads to `budget`, `f` charges what it holds
+        // to the evaluator's cell; each hands the remainder to the other.
         let mut budget = self.budget.get();
         let out = self.storage.select_each(
             &matchers,
             lo - range,
             hi,
             &mut budget,
-            &mut |mut s: Series| {
+            &mut |mut s: Series, left: &mut usize| {
                 s.samples.retain(|(_, v)| !is_stale(*v));
-                f(s)
+                self.budget.set(*left);
+                let r = f(s);
+                *left = self.budget.get();
+                r
             },
         );
         self.budget.set(budget);
@@ -1406,6 +1416,39 @@ mod tests {
     /// Series held in memory; `select` keeps those every matcher accepts.
     struct Memory(Vec<Series>);
 
+    /// [`Memory`] whose `select_each` reads (and charges) series one at a time, as the server's
+    /// storage does.
+    struct Lazy(Memory);
+
+    impl Storage for Lazy {
+        fn select(
+            &self,
+            matchers: &[Matcher],
+            from: i64,
+            to: i64,
+            budget: &mut usize,
+        ) -> Result<Vec<Series>> {
+            self.0.select(matchers, from, to, budget)
+        }
+
+        fn select_each(
+            &self,
+            matchers: &[Matcher],
+            from: i64,
+            to: i64,
+            budget: &mut usize,
+            f: &mut EachSeries<'_>,
+        ) -> Result<()> {
+            for s in &self.0.0 {
+                let one = Memory(vec![s.clone()]);
+                for s in one.select(matchers, from, to, budget)? {
+                    f(s, budget)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
     impl Storage for Memory {
         fn select(
             &self,
@@ -1506,14 +1549,32 @@ mod tests {
                 }
             }
         }
-        let storage = counters(4, 3, 120, 15_000);
-        let opts = Options {
-            max_samples: 1000,
-            ..Options::default()
+        // The smallest budget the general path needs (samples read plus points held) is the
+        // one the streamed path needs, with a storage that charges as it reads.
+        let storage = Lazy(counters(4, 3, 120, 15_000));
+        let fits = |q: &str, max_samples: usize| {
+            let opts = Options {
+                max_samples,
+                ..Options::default()
+            };
+            match range_query(&storage, &parse(q).unwrap(), 0, 7_200_000, 60_000, &opts) {
+                Ok(_) => true,
+                Err(e) => {
+                    assert_eq!(e, Error::exec(TOO_MANY_SAMPLES), "{q}");
+                    false
+                }
+            }
         };
-        for q in ["sum(rate(x[5m]))", "sum(rate(x[5m]) + 0)"] {
-            let e = range_query(&storage, &parse(q).unwrap(), 0, 7_200_000, 60_000, &opts);
-            assert_eq!(e.unwrap_err(), Error::exec(TOO_MANY_SAMPLES), "{q}");
+        let (mut lo, mut hi) = (0, 10_000_000);
+        while lo + 1 < hi {
+            let mid = (lo + hi) / 2;
+            if fits("sum(rate(x[5m]) + 0)", mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
         }
+        assert!(fits("sum(rate(x[5m]))", hi));
+        assert!(!fits("sum(rate(x[5m]))", hi - 1));
     }
 }

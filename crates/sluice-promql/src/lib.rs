@@ -42,8 +42,8 @@ mod functions;
 pub mod value;
 
 pub use eval::{
-    Error, MAX_QUERY_BYTES, MAX_TIME_MS, Options, Storage, TOO_MANY_SAMPLES, instant_query, parse,
-    parse_duration, range_query, selector_matchers_of,
+    EachSeries, Error, MAX_QUERY_BYTES, MAX_TIME_MS, Options, Storage, TOO_MANY_SAMPLES,
+    instant_query, parse, parse_duration, range_query, selector_matchers_of,
 };
 pub use promql_parser::label::{MatchOp, Matcher};
 pub use value::{Labels, Sample, Series, Value};

@@ -66,10 +66,12 @@ pub struct Flusher {
     pending: Arc<Pending>,
 }
 
-/// Whether a nudge of each buffer is queued.
+/// Whether a nudge of each buffer is queued (for time series: a count nudge queued or its
+/// flush deferred; a memory nudge queued).
 #[derive(Default)]
 struct Pending {
     ts: AtomicBool,
+    ts_memory: AtomicBool,
     vectors: AtomicBool,
 }
 
@@ -108,8 +110,17 @@ impl Flusher {
     }
 
     /// Asks for a time-series flush soon; never blocks.
+    /// A count nudge is sent once until the flusher has flushed (or found nothing to flush):
+    /// while a count flush waits out `min_flush_gap_ms`, writes that trip the count again do
+    /// not wake the flusher (under sustained ingest every write trips it). A memory nudge is
+    /// sent once until the flusher takes it.
     pub fn nudge(&self, trigger: FlushTrigger) {
-        self.nudge_once(&self.pending.ts, Request::Nudge(trigger));
+        match trigger {
+            FlushTrigger::Memory => {
+                self.nudge_once(&self.pending.ts_memory, Request::Nudge(trigger));
+            }
+            _ => self.nudge_once(&self.pending.ts, Request::Nudge(trigger)),
+        }
     }
 
     /// Asks for a vector flush soon; never blocks.
@@ -203,6 +214,19 @@ impl Engines {
                 }
                 last_retention = Some(Instant::now());
             }
+            // A deferred count flush whose time has come runs even when messages keep the
+            // wait below from timing out.
+            if deferred.is_some_and(|at| Instant::now() >= at) {
+                match self.ts.due() {
+                    Some(trigger) => {
+                        ts_flush(trigger, &mut last_ts, &mut deferred);
+                    }
+                    None => deferred = None,
+                }
+                if deferred.is_none() {
+                    self.pending.ts.store(false, Ordering::Release);
+                }
+            }
             let due_ms = [self.ts.ms_until_age_due(), self.vectors.ms_until_age_due()]
                 .into_iter()
                 .flatten()
@@ -215,7 +239,9 @@ impl Engines {
             }
             match rx.recv_timeout(wait) {
                 Ok(Request::Nudge(trigger)) => {
-                    self.pending.ts.store(false, Ordering::Release);
+                    if trigger == FlushTrigger::Memory {
+                        self.pending.ts_memory.store(false, Ordering::Release);
+                    }
                     ts_flush(trigger, &mut last_ts, &mut deferred);
                 }
                 Ok(Request::NudgeVectors(trigger)) => {
@@ -258,6 +284,10 @@ impl Engines {
                         self.flush_vectors(trigger);
                     }
                 }
+            }
+            // A deferred count flush keeps the nudge pending (see `nudge`).
+            if deferred.is_none() {
+                self.pending.ts.store(false, Ordering::Release);
             }
             if self.vectors.snapshot_due() {
                 self.snapshot();

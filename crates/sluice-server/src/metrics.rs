@@ -44,6 +44,18 @@ pub struct Metrics {
     pub http_in_flight: Gauge,
     pub lineproto_skipped_fields: Counter,
     pub admission_rejections: Family<ReasonLabels, Counter>,
+    /// The families' series per route template, then method and status: a request finds its
+    /// counter and histogram with one look-up of borrowed text instead of building label
+    /// strings and looking them up in both families.
+    http_handles: RwLock<sluice_ts::series::HashMap<String, Vec<HttpHandles>>>,
+}
+
+/// One (method, status) of a route's request counter and duration histogram.
+struct HttpHandles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,25 +107,57 @@ impl Default for Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            http_handles: RwLock::default(),
         }
     }
 }
 
 impl Metrics {
-    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.http_requests
+    pub fn observe_http(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        {
+            let handles = self
+                .http_handles
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = handles
+                .get(route)
+                .and_then(|v| v.iter().find(|h| h.method == method && h.status == status))
+            {
+                h.requests.inc();
+                h.duration.observe(seconds);
+                return;
+            }
+        }
+        // First request of this route, method and status: resolve the families' series once.
+        let requests = self
+            .http_requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
                 route: route.to_string(),
                 status,
             })
-            .inc();
-        self.http_duration
+            .clone();
+        let duration = self
+            .http_duration
             .get_or_create(&RouteLabels {
                 method: method.to_string(),
                 route: route.to_string(),
             })
-            .observe(elapsed.as_secs_f64());
+            .clone();
+        requests.inc();
+        duration.observe(seconds);
+        self.http_handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.to_string())
+            .or_default()
+            .push(HttpHandles {
+                method,
+                status,
+                requests,
+                duration,
+            });
     }
 
     /// Counts a request refused by admission control, labelled by its code.

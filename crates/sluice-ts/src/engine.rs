@@ -859,23 +859,23 @@ impl TsEngine {
         budget: &mut usize,
     ) -> Result<Vec<Vec<(i64, f64)>>, QueryError> {
         let mut out = Vec::with_capacity(ids.len());
-        self.read_series_each(ids, from, to, budget, |_, points| {
+        self.read_series_each(ids, from, to, budget, |_, points, _| {
             out.push(points);
             Ok::<(), QueryError>(())
         })?;
         Ok(out)
     }
 
-    /// [`Self::read_series`], handing each series' points to `f(index in ids, points)` as
-    /// soon as they are read, so a caller that reduces them holds one series at a time. An
-    /// error from `f` ends the read.
+    /// [`Self::read_series`], handing each series' points to `f(index in ids, points, budget)`
+    /// as soon as they are read, so a caller that reduces them holds one series at a time; `f`
+    /// may charge what it holds to the same budget. An error from `f` ends the read.
     pub fn read_series_each<E: From<QueryError>>(
         &self,
         ids: &[SeriesId],
         from: i64,
         to: i64,
         budget: &mut usize,
-        mut f: impl FnMut(usize, Vec<(i64, f64)>) -> Result<(), E>,
+        mut f: impl FnMut(usize, Vec<(i64, f64)>, &mut usize) -> Result<(), E>,
     ) -> Result<(), E> {
         let from = from.max(self.retention_cutoff());
         let limit = *budget;
@@ -915,15 +915,15 @@ impl TsEngine {
                 // Only buffered points: already in time order within one head.
                 let points = heads.into_iter().next().unwrap_or_default();
                 if points.windows(2).all(|w| w[0].0 < w[1].0) {
-                    f(i, points)?;
+                    f(i, points, budget)?;
                 } else {
-                    f(i, query::merge_sources(vec![points], from, to))?;
+                    f(i, query::merge_sources(vec![points], from, to), budget)?;
                 }
                 continue;
             }
             let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
             sources.extend(heads);
-            f(i, query::merge_sources(sources, from, to))?;
+            f(i, query::merge_sources(sources, from, to), budget)?;
         }
         Ok(())
     }
@@ -1174,8 +1174,9 @@ mod tests {
     }
 
     /// The chunk directory and the snapshot a read takes agree while flushes merge chunks
-    /// (insert the merged one, delete its inputs): a reader never misses a point it saw
-    /// before, never sees a wrong one, and never finds a listed chunk missing.
+    /// (insert the merged one, delete its inputs), also while a read loads the directory: a
+    /// reader never misses a point it saw before, never sees a wrong one, and never finds a
+    /// listed chunk missing.
     #[test]
     fn reads_during_merging_flushes_see_every_point() {
         let dir = tempfile::tempdir().unwrap();
@@ -1187,6 +1188,10 @@ mod tests {
                 let mut seen = 0;
                 let mut reads = 0;
                 while !done.load(Ordering::Relaxed) {
+                    // Every other read loads the directory again, racing the commits.
+                    if reads % 2 == 0 {
+                        e.store.forget_directory();
+                    }
                     let got = all(&e);
                     assert!(got.len() >= seen, "{} points after {seen}", got.len());
                     for (i, &(t, v)) in got.iter().enumerate() {

@@ -22,7 +22,9 @@
 //! 2 µs. So the store keeps, per series, the `(min_ts, max_ts, seq)` of its live chunks in
 //! memory (24 bytes a chunk, about 3 % of a full chunk's bytes) and reads a query's chunks by
 //! key. A series' entry is loaded by one range scan the first time it is read (opening a large
-//! store reads nothing) and kept up to date by every commit that writes or deletes its chunks.
+//! store reads nothing; the scan runs outside the lock, and is redone under it only for a
+//! series a commit changed meanwhile) and kept up to date by every commit that writes or
+//! deletes its chunks.
 //!
 //! Invariant: a directory entry and the snapshot a reader takes under the same lock agree.
 //! Commits apply their batch and update the directory under the directory's write lock, and a
@@ -53,8 +55,54 @@ pub struct ChunkStore {
     series: Keyspace,
     chunks: Keyspace,
     meta: Keyspace,
-    /// Live chunks per series id (see the module doc); `None` until first read.
-    directory: RwLock<Vec<Option<Vec<ChunkMeta>>>>,
+    /// Live chunks per series id (see the module doc).
+    directory: RwLock<Directory>,
+}
+
+/// The live chunks of the series read so far.
+#[derive(Default)]
+struct Directory {
+    /// By series id.
+    entries: Vec<Entry>,
+    /// Commits so far.
+    generation: u64,
+}
+
+#[derive(Clone)]
+enum Entry {
+    /// Not read yet; `touched` is the generation of the last commit that changed its chunks
+    /// (a scan from an older snapshot is stale).
+    Unloaded {
+        touched: u64,
+    },
+    Loaded(Vec<ChunkMeta>),
+}
+
+impl Directory {
+    fn entry_mut(&mut self, series: SeriesId) -> &mut Entry {
+        let i = series as usize;
+        if self.entries.len() <= i {
+            self.entries.resize(i + 1, Entry::Unloaded { touched: 0 });
+        }
+        &mut self.entries[i]
+    }
+
+    fn loaded(&self, series: SeriesId) -> Option<&[ChunkMeta]> {
+        match self.entries.get(series as usize) {
+            Some(Entry::Loaded(live)) => Some(live),
+            _ => None,
+        }
+    }
+
+    /// Applies a commit's change to `series` (`edit` on a loaded entry; an unloaded one is
+    /// marked as changed by this commit).
+    fn change(&mut self, series: SeriesId, edit: impl FnOnce(&mut Vec<ChunkMeta>)) {
+        let generation = self.generation;
+        match self.entry_mut(series) {
+            Entry::Loaded(live) => edit(live),
+            Entry::Unloaded { touched } => *touched = generation,
+        }
+    }
 }
 
 /// Where a live chunk is: its key parts and its last timestamp.
@@ -160,7 +208,7 @@ impl ChunkStore {
                 series,
                 chunks,
                 meta,
-                directory: RwLock::new(Vec::new()),
+                directory: RwLock::default(),
             },
             series: keys,
             flushed_lsn,
@@ -208,35 +256,35 @@ impl ChunkStore {
         {
             let mut dir = self.directory_mut();
             batch.commit()?;
+            dir.generation += 1;
             // A series persisted for the first time has no chunk but this flush's: its entry
             // is known without a scan.
             for (id, _) in new_series {
-                let i = *id as usize;
-                if dir.len() <= i {
-                    dir.resize(i + 1, None);
+                let e = dir.entry_mut(*id);
+                if matches!(e, Entry::Unloaded { .. }) {
+                    *e = Entry::Loaded(Vec::new());
                 }
-                dir[i].get_or_insert_with(Vec::new);
             }
             for &(series, min_ts, seq) in deletes {
-                if let Some(Some(live)) = dir.get_mut(series as usize) {
-                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq));
-                }
+                dir.change(series, |live| {
+                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq))
+                });
             }
             for c in chunks {
-                if let Some(Some(live)) = dir.get_mut(c.series as usize) {
+                dir.change(c.series, |live| {
                     live.push(ChunkMeta {
                         min_ts: c.min_ts,
                         max_ts: c.max_ts,
                         seq: c.seq,
-                    });
-                }
+                    })
+                });
             }
         }
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
-    fn directory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Option<Vec<ChunkMeta>>>> {
+    fn directory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
         self.directory
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -277,39 +325,62 @@ impl ChunkStore {
             picked.sort_by_key(|m| m.seq);
             picked
         };
-        {
+        let missing: Vec<SeriesId>;
+        let (generation, snapshot) = {
             let dir = self
                 .directory
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            if ids
+            let snapshot = self.db.snapshot();
+            missing = ids
                 .iter()
-                .all(|id| matches!(dir.get(*id as usize), Some(Some(_))))
-            {
-                let snapshot = self.db.snapshot();
+                .copied()
+                .filter(|id| dir.loaded(*id).is_none())
+                .collect();
+            if missing.is_empty() {
                 let series = ids
                     .iter()
-                    .map(|&id| (id, pick(dir[id as usize].as_deref().unwrap_or_default())))
+                    .map(|&id| (id, pick(dir.loaded(id).unwrap_or_default())))
                     .collect();
                 return Ok(ChunkPlan { snapshot, series });
             }
+            (dir.generation, snapshot)
+        };
+        // Some series not read yet: scan them from the snapshot outside the lock (a first
+        // read of a million series must not hold flushes up), then install each scan unless a
+        // commit changed that series meanwhile.
+        let mut scanned = Vec::with_capacity(missing.len());
+        for &id in &missing {
+            scanned.push((id, Self::load_series(&snapshot, &self.chunks, id)?));
         }
-        // Some series not loaded yet: load them under the write lock (a commit cannot change
-        // them between the scan and the directory entry).
         let mut dir = self.directory_mut();
+        for (id, live) in scanned {
+            let e = dir.entry_mut(id);
+            if matches!(e, Entry::Unloaded { touched } if *touched <= generation) {
+                *e = Entry::Loaded(live);
+            }
+        }
+        // What a commit changed during the scan is scanned again, under the lock.
         let snapshot = self.db.snapshot();
         let mut series = Vec::with_capacity(ids.len());
         for &id in ids {
-            let i = id as usize;
-            if dir.len() <= i {
-                dir.resize(i + 1, None);
+            if dir.loaded(id).is_none() {
+                let live = Self::load_series(&snapshot, &self.chunks, id)?;
+                *dir.entry_mut(id) = Entry::Loaded(live);
             }
-            if dir[i].is_none() {
-                dir[i] = Some(Self::load_series(&snapshot, &self.chunks, id)?);
-            }
-            series.push((id, pick(dir[i].as_deref().unwrap_or_default())));
+            series.push((id, pick(dir.loaded(id).unwrap_or_default())));
         }
         Ok(ChunkPlan { snapshot, series })
+    }
+
+    /// Forgets every loaded entry, so the next reads load them again (tests of the load path).
+    #[cfg(test)]
+    pub(crate) fn forget_directory(&self) {
+        let mut dir = self.directory_mut();
+        let touched = dir.generation;
+        for e in &mut dir.entries {
+            *e = Entry::Unloaded { touched };
+        }
     }
 
     /// Decodes the chunks of series `i` of `plan`, at most `budget` points (decremented by
@@ -417,11 +488,12 @@ impl ChunkStore {
         {
             let mut dir = self.directory_mut();
             batch.commit()?;
+            dir.generation += 1;
             for k in &doomed {
-                if let Some((series, min_ts, seq)) = parse_chunk_key(k)
-                    && let Some(Some(live)) = dir.get_mut(series as usize)
-                {
-                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq));
+                if let Some((series, min_ts, seq)) = parse_chunk_key(k) {
+                    dir.change(series, |live| {
+                        live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq))
+                    });
                 }
             }
         }

@@ -1,24 +1,31 @@
 //! The log handle and its group-commit writer thread.
 //!
-//! Appenders take a short lock that assigns the next LSN and enqueues the record with
-//! `try_send` on a bounded channel, so queue order is LSN order and a full queue fails at once.
-//! One writer thread per log drains whatever has queued (up to `max_batch_records` /
-//! `max_batch_bytes`), encodes it into one buffer, issues one `write`, wakes the `wal`-level
-//! waiters, and — if any record of the batch asked for `fsync`, a checkpoint or sync is pending,
-//! or unsynced data is older than `flush_interval_ms` — one `fdatasync`, then wakes the
-//! `fsync`-level waiters. While it syncs, new appends queue up and form the next batch: that is
-//! the whole of group commit.
+//! Appenders take a short lock that assigns the next LSN and enqueues the record on a bounded
+//! queue, so queue order is LSN order and a full queue fails at once. One writer thread per log
+//! drains whatever has queued (up to `max_batch_records` / `max_batch_bytes`), encodes it into
+//! one buffer, issues one `write`, wakes the `wal`-level waiters, and — if any record of the
+//! batch asked for `fsync`, a checkpoint or sync is pending, or unsynced data is older than
+//! `flush_interval_ms` — one `fdatasync`, then wakes the `fsync`-level waiters. While it syncs,
+//! new appends queue up and form the next batch: that is the whole of group commit.
+//!
+//! Waking the writer costs two context switches, more than a small buffered write costs the
+//! server. So an append wakes it only when somebody waits on it (a `wal` or `fsync` append, a
+//! sync, a checkpoint), when a batch is full, or when the writer sleeps with nothing due (the
+//! first record after a quiet spell). Records acknowledged at `buffer` otherwise wait until the
+//! oldest of them has queued for `flush_interval_ms`, then are written and synced together:
+//! they are durable within about `flush_interval_ms` of their acknowledgement as before, and a
+//! stream of buffered writes costs the writer one wake-up per interval, not one per write.
 //!
 //! Invariants:
 //! - `durable_lsn <= written_lsn <= next LSN - 1`; every waiter is woken only once its level holds.
 //! - Only the writer thread touches segment files after open.
 //! - A segment is fdatasync'd before the next one is created.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,7 +41,8 @@ use crate::{checkpoint, recovery};
 /// How durable a write must be before it is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AckLevel {
-    /// Accepted into the queue; written at once and fsync'd within `flush_interval_ms`.
+    /// Accepted into the queue; written and fsync'd within about `flush_interval_ms` (see the
+    /// module doc: buffered appends do not wake the writer one by one).
     Buffer,
     /// Written to the segment file: survives a process crash, not a power cut.
     Wal,
@@ -144,6 +152,10 @@ pub(crate) struct Shared {
     marks: Mutex<std::collections::VecDeque<WriteMark>>,
     /// Payload bytes enqueued and not yet drained by the writer.
     queued_bytes: AtomicUsize,
+    /// Appends and control requests on their way to the writer.
+    queue: Mutex<Queue>,
+    /// Wakes the writer (see the module doc for when).
+    wake_writer: Condvar,
     /// Signalled whenever `durable_lsn` advances or the writer stops.
     durable_changed: Condvar,
     durable_mutex: Mutex<()>,
@@ -160,8 +172,41 @@ pub(crate) struct Shared {
 }
 
 struct Submitter {
-    tx: SyncSender<Msg>,
     next_lsn: u64,
+}
+
+/// The queue between appenders and the writer thread.
+#[derive(Default)]
+struct Queue {
+    msgs: VecDeque<Msg>,
+    /// Messages in `msgs` somebody waits on (`wal`/`fsync` appends, syncs, checkpoints).
+    urgent: usize,
+    /// No later than when the oldest message in `msgs` was queued.
+    oldest: Option<Instant>,
+    /// The writer sleeps with nothing due: the next message must wake it.
+    writer_parked: bool,
+    /// The log is closing: no message will come; the writer drains and stops.
+    closed: bool,
+}
+
+/// What the writer does next.
+enum Next {
+    /// Write a batch starting with this message; its records queued no later than the instant.
+    Batch(Msg, Instant),
+    /// Unsynced data reached `flush_interval_ms`: sync it.
+    SyncDue,
+    /// The log is closed and the queue empty.
+    Closed,
+}
+
+impl Msg {
+    /// Whether somebody waits on the writer for this message.
+    fn urgent(&self) -> bool {
+        match self {
+            Msg::Append(p) => p.done.is_some(),
+            Msg::Sync(_) | Msg::Checkpoint(..) => true,
+        }
+    }
 }
 
 enum Msg {
@@ -276,7 +321,6 @@ impl Wal {
             }
         };
 
-        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let last = recovered.last_lsn;
         metrics.truncated_bytes.inc_by(recovered.truncated_bytes);
         metrics.last_lsn.set(last.0 as i64);
@@ -287,7 +331,6 @@ impl Wal {
             dir: dir.to_path_buf(),
             config,
             submit: Mutex::new(Some(Submitter {
-                tx,
                 next_lsn: last.0 + 1,
             })),
             written_lsn: AtomicU64::new(last.0),
@@ -297,6 +340,8 @@ impl Wal {
             on_durable,
             marks: Mutex::new(std::collections::VecDeque::new()),
             queued_bytes: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
+            wake_writer: Condvar::new(),
             durable_changed: Condvar::new(),
             durable_mutex: Mutex::new(()),
             writer_stopped: AtomicBool::new(false),
@@ -311,7 +356,6 @@ impl Wal {
 
         let mut writer = Writer {
             shared: shared.clone(),
-            rx,
             file,
             seg_len,
             segments,
@@ -333,6 +377,7 @@ impl Wal {
                     // A bug, but the same rule as an I/O failure: stop, recover from disk.
                     watcher.poisoned.store(true, Ordering::Release);
                     (watcher.on_fatal)(&WalError::Poisoned);
+                    watcher.abandon_queue();
                 }
                 watcher.writer_stopped.store(true, Ordering::Release);
                 watcher.notify_durable();
@@ -406,8 +451,7 @@ impl Wal {
             ack,
             done: done_tx,
         });
-        self.shared.send(&sub.tx, msg)?;
-        self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        self.shared.send(msg, size)?;
         sub.next_lsn += 1;
         drop(guard);
         Ok(Ticket {
@@ -482,7 +526,7 @@ impl Wal {
             return Err(self.shared.stopped_error());
         };
         let covered = lsn.unwrap_or(Lsn(sub.next_lsn - 1));
-        self.shared.send(&sub.tx, make(tx))?;
+        self.shared.send(make(tx), 0)?;
         drop(guard);
         Ok(Ticket {
             lsn: covered,
@@ -549,13 +593,16 @@ impl Wal {
     /// Stops accepting appends, lets the writer write and fsync everything queued, and joins it.
     /// Idempotent. Returns `Poisoned` if the log had failed.
     pub fn close(&self) -> Result<(), WalError> {
-        drop(
-            self.shared
+        {
+            let mut submit = self
+                .shared
                 .submit
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+                .unwrap_or_else(PoisonError::into_inner);
+            submit.take();
+            self.shared.lock_queue().closed = true;
+        }
+        self.shared.wake_writer.notify_one();
         let handle = self
             .thread
             .lock()
@@ -588,20 +635,136 @@ impl Shared {
         Ok(self.submit.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn send(&self, tx: &SyncSender<Msg>, msg: Msg) -> Result<(), WalError> {
-        match tx.try_send(msg) {
-            Ok(()) => {
-                self.metrics.queue_depth.inc();
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => {
-                self.metrics.overloaded.inc();
-                Err(WalError::Overloaded {
-                    queue_capacity: self.config.queue_capacity,
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => Err(self.stopped_error()),
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `msg` (carrying `bytes` of payload) for the writer, waking it only when needed
+    /// (see the module doc). Called under the submit lock: queue order is LSN order.
+    fn send(&self, msg: Msg, bytes: usize) -> Result<(), WalError> {
+        let mut q = self.lock_queue();
+        if q.closed {
+            return Err(if self.poisoned.load(Ordering::Acquire) {
+                WalError::Poisoned
+            } else {
+                self.stopped_error()
+            });
         }
+        if q.msgs.len() >= self.config.queue_capacity.max(1) {
+            self.metrics.overloaded.inc();
+            return Err(WalError::Overloaded {
+                queue_capacity: self.config.queue_capacity,
+            });
+        }
+        let urgent = msg.urgent();
+        q.msgs.push_back(msg);
+        q.oldest.get_or_insert_with(Instant::now);
+        q.urgent += usize::from(urgent);
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let wake = urgent || q.writer_parked || self.batch_full(q.msgs.len(), queued);
+        if wake {
+            q.writer_parked = false;
+        }
+        drop(q);
+        self.metrics.queue_depth.inc();
+        if wake {
+            self.wake_writer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The writer's next step: waits until a batch is due (see the module doc), unsynced data
+    /// must be synced (`sync_at`), or the log is closed and drained.
+    fn next(&self, sync_at: Option<Instant>) -> Next {
+        let flush = Duration::from_millis(self.config.flush_interval_ms);
+        let mut q = self.lock_queue();
+        loop {
+            let now = Instant::now();
+            if let Some(oldest) = q.oldest
+                && !q.msgs.is_empty()
+            {
+                let due = q.urgent > 0
+                    || q.closed
+                    || self.batch_full(q.msgs.len(), self.queued_bytes.load(Ordering::Acquire))
+                    || now >= oldest + flush;
+                if due && let Some(msg) = Self::pop(&mut q) {
+                    return Next::Batch(msg, oldest);
+                }
+            } else if q.closed {
+                return Next::Closed;
+            }
+            if sync_at.is_some_and(|t| now >= t) {
+                return Next::SyncDue;
+            }
+            let deadline = [
+                sync_at,
+                q.oldest.filter(|_| !q.msgs.is_empty()).map(|t| t + flush),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            q = match deadline {
+                Some(at) => {
+                    self.wake_writer
+                        .wait_timeout(q, at.saturating_duration_since(now))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => {
+                    q.writer_parked = true;
+                    let mut q = self
+                        .wake_writer
+                        .wait(q)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    q.writer_parked = false;
+                    q
+                }
+            };
+        }
+    }
+
+    /// Whether `records` queued records of `bytes` payload bytes make a batch worth writing now:
+    /// a full batch, or a queue near its capacity (so buffered writes never meet a full queue
+    /// while the writer sleeps).
+    fn batch_full(&self, records: usize, bytes: usize) -> bool {
+        let c = &self.config;
+        records >= c.max_batch_records.min(c.queue_capacity / 2).max(1)
+            || bytes >= c.max_batch_bytes.min(c.queue_capacity_bytes / 2)
+    }
+
+    /// After a failure: refuses every later message and answers every queued one `Poisoned`
+    /// (the queue outlives the writer: nobody may wait on a message it will never take).
+    fn abandon_queue(&self) {
+        let msgs = {
+            let mut q = self.lock_queue();
+            q.closed = true;
+            q.urgent = 0;
+            q.oldest = None;
+            std::mem::take(&mut q.msgs)
+        };
+        for msg in msgs {
+            let w = match msg {
+                Msg::Append(p) => p.done,
+                Msg::Sync(w) | Msg::Checkpoint(_, w) => Some(w),
+            };
+            if let Some(w) = w {
+                let _ = w.send(Err(WalError::Poisoned));
+            }
+        }
+    }
+
+    /// The next queued message, whether due or not (the rest of a batch).
+    fn try_next(&self) -> Option<Msg> {
+        Self::pop(&mut self.lock_queue())
+    }
+
+    fn pop(q: &mut Queue) -> Option<Msg> {
+        let msg = q.msgs.pop_front()?;
+        q.urgent -= usize::from(msg.urgent());
+        if q.msgs.is_empty() {
+            q.oldest = None;
+        }
+        Some(msg)
     }
 
     fn notify_durable(&self) {
@@ -677,7 +840,6 @@ type Waiter = oneshot::Sender<Result<(), WalError>>;
 
 struct Writer {
     shared: Arc<Shared>,
-    rx: Receiver<Msg>,
     file: File,
     seg_len: u64,
     segments: Vec<SegmentInfo>,
@@ -704,40 +866,31 @@ impl Writer {
     fn run(mut self) {
         let flush_interval = Duration::from_millis(self.shared.config.flush_interval_ms);
         loop {
-            let msg = match self.unsynced_since {
-                Some(since) => {
-                    match self
-                        .rx
-                        .recv_timeout(flush_interval.saturating_sub(since.elapsed()))
-                    {
-                        Ok(msg) => msg,
-                        Err(RecvTimeoutError::Timeout) => {
-                            if let Err(e) = self.sync().and_then(|()| self.write_sync_marker()) {
-                                self.fail(e, Batch::default());
-                                return;
-                            }
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
+            let sync_at = self.unsynced_since.map(|t| t + flush_interval);
+            match self.shared.next(sync_at) {
+                Next::Batch(first, queued) => {
+                    if self.write_batch(first, queued).is_err() {
+                        return;
                     }
                 }
-                None => match self.rx.recv() {
-                    Ok(msg) => msg,
-                    Err(_) => break,
-                },
-            };
-            if self.write_batch(msg).is_err() {
-                return;
+                Next::SyncDue => {
+                    if let Err(e) = self.sync().and_then(|()| self.write_sync_marker()) {
+                        self.fail(e, Batch::default());
+                        return;
+                    }
+                }
+                Next::Closed => break,
             }
         }
-        // Closed: everything queued has been drained (recv only disconnects once empty).
+        // Closed: everything queued has been drained.
         if let Err(e) = self.sync().and_then(|()| self.write_sync_marker()) {
             self.fail(e, Batch::default());
         }
     }
 
-    /// Drains a batch starting with `first`, writes it, syncs if asked, answers everyone.
-    fn write_batch(&mut self, first: Msg) -> Result<(), ()> {
+    /// Drains a batch starting with `first` (its records queued no earlier than `queued`),
+    /// writes it, syncs if asked or overdue, answers everyone.
+    fn write_batch(&mut self, first: Msg, queued: Instant) -> Result<(), ()> {
         let shared = self.shared.clone();
         let config = &shared.config;
         #[cfg(test)]
@@ -776,7 +929,7 @@ impl Writer {
                 }
             }
             if batch.appends < config.max_batch_records && self.buf.len() < config.max_batch_bytes {
-                next = self.rx.try_recv().ok();
+                next = self.shared.try_next();
             }
         }
         self.shared.metrics.queue_depth.dec_by(drained);
@@ -797,7 +950,9 @@ impl Writer {
                 .written_lsn
                 .store(self.written.0, Ordering::Release);
             self.record_mark(self.buf.len() as u64);
-            self.unsynced_since.get_or_insert_with(Instant::now);
+            // Unsynced since the batch's records were accepted: a record acknowledged at
+            // `buffer` and written late is synced in time all the same.
+            self.unsynced_since = Some(self.unsynced_since.map_or(queued, |t| t.min(queued)));
             for w in batch.wal_waiters.drain(..) {
                 let _ = w.send(Ok(()));
             }
@@ -988,15 +1143,7 @@ impl Writer {
         for w in waiters {
             let _ = w.send(Err(WalError::Poisoned));
         }
-        while let Ok(msg) = self.rx.try_recv() {
-            let w = match msg {
-                Msg::Append(p) => p.done,
-                Msg::Sync(w) | Msg::Checkpoint(_, w) => Some(w),
-            };
-            if let Some(w) = w {
-                let _ = w.send(Err(WalError::Poisoned));
-            }
-        }
+        self.shared.abandon_queue();
     }
 }
 
@@ -1037,6 +1184,53 @@ mod tests {
         let n = marks.len();
         assert_eq!(marks[n - 1].lsn, Lsn(MARKS as u64 * 10));
         assert_eq!(marks[n - 2].lsn, Lsn((MARKS as u64 - 1) * 10));
+    }
+
+    /// Buffered appends do not wake the writer one by one: a burst becomes one batch, written
+    /// and synced once the oldest has waited `flush_interval_ms`; a `wal` or `fsync` append
+    /// behind buffered ones is served at once, and writes them first (LSN order).
+    #[test]
+    fn buffered_appends_are_batched_by_time_and_urgent_ones_are_served_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                flush_interval_ms: 300,
+                ..WalConfig::default()
+            },
+        );
+        let batches = || wal.shared.metrics.batches.get();
+        for i in 0..100u8 {
+            wal.append(RecordKind(1), vec![i; 8], AckLevel::Buffer)
+                .unwrap()
+                .wait_blocking()
+                .unwrap();
+        }
+        assert_eq!(wal.status().written_lsn, Lsn(0), "nothing is due yet");
+        wal.wait_durable(Lsn(100)).unwrap();
+        assert_eq!(batches(), 1);
+        assert_eq!(wal.status().durable_lsn, Lsn(100));
+
+        // An hour's interval: were the fsync append to wait for it, the test would time out.
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(
+            dir.path(),
+            WalConfig {
+                flush_interval_ms: 3_600_000,
+                ..WalConfig::default()
+            },
+        );
+        for i in 0..10u8 {
+            let _ = wal
+                .append(RecordKind(1), vec![i; 8], AckLevel::Buffer)
+                .unwrap();
+        }
+        let t = wal
+            .append(RecordKind(1), vec![1; 8], AckLevel::Fsync)
+            .unwrap();
+        assert_eq!(t.wait_blocking().unwrap(), Lsn(11));
+        assert_eq!(wal.status().durable_lsn, Lsn(11));
+        assert_eq!(wal.shared.metrics.batches.get(), 1);
     }
 
     #[test]

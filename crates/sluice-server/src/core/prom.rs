@@ -26,7 +26,7 @@
 
 use prost::Message;
 use sluice_api::ErrorCode;
-use sluice_promql::{Labels, MatchOp, Matcher, Series, Storage};
+use sluice_promql::{EachSeries, Labels, MatchOp, Matcher, Series, Storage};
 use sluice_ts::engine::QueryError;
 use sluice_ts::series::{Narrow, SeriesKey};
 use sluice_ts::{KnownSeries, NamedBatch, NamedSeries, PointLimits, Sample, TsEngine};
@@ -129,7 +129,7 @@ impl Storage for TsStorage<'_> {
         from: i64,
         to: i64,
         budget: &mut usize,
-        f: &mut dyn FnMut(Series) -> Result<(), sluice_promql::Error>,
+        f: &mut EachSeries<'_>,
     ) -> Result<(), sluice_promql::Error> {
         /// A storage error or the evaluator's, out of one read.
         enum Failed {
@@ -144,14 +144,17 @@ impl Storage for TsStorage<'_> {
         let found = find(self.engine, matchers);
         let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
         self.engine
-            .read_series_each(&ids, from, to, budget, |i, samples| {
+            .read_series_each(&ids, from, to, budget, |i, samples, left| {
                 if samples.is_empty() {
                     return Ok(());
                 }
-                f(Series {
-                    labels: labels_of(&found[i].1),
-                    samples,
-                })
+                f(
+                    Series {
+                        labels: labels_of(&found[i].1),
+                        samples,
+                    },
+                    left,
+                )
                 .map_err(Failed::Eval)
             })
             .map_err(|e| match e {

@@ -1,4 +1,4 @@
-//! Admission control at the HTTP edge: route middleware (inside authorization) that admits a
+//! Admission control at the HTTP edge: the part of the route guard (after authorization) that admits a
 //! request through [`Admission::admit`] (see `crate::admission` for the budgets), charges the
 //! body bytes as they are actually read, holds the request's slots until its response body
 //! ends (a streamed export is still work in flight), and sets the `X-RateLimit-*` headers.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,8 +18,9 @@ use crate::admission::{Admitted, ByteCharger};
 use crate::auth::Actor;
 use crate::state::AppState;
 
-/// Route middleware (inside authorization).
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Admits `req` and runs the rest of the stack (`next`) holding its slots; the part of the
+/// route guard after authorization (`crate::http::middleware::guard`).
+pub async fn run(state: &AppState, req: Request, next: Next) -> Response {
     let admission = state.admission();
     let Some(actor) = req.extensions().get::<Arc<Actor>>().cloned() else {
         return next.run(req).await; // public route
@@ -33,7 +34,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let admitted = match admission.admit(&state, &actor.name, declared) {
+    let admitted = match admission.admit(state, &actor.name, declared) {
         Ok(a) => a,
         Err(r) => {
             state.metrics().admission_rejected(r.code);

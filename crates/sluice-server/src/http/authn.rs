@@ -1,13 +1,12 @@
-//! Authentication and authorization at the HTTP edge: the route middleware that decides, for
+//! Authentication and authorization at the HTTP edge: the part of the route guard that decides, for
 //! each request, what its route declares (`x-sluice-authz`, see `crate::auth::authz`), who is
 //! asking ([`Auth::authenticate`](crate::auth::Auth::authenticate)) and whether they may
 //! ([`Auth::authorize`](crate::auth::Auth::authorize)), and which database it acts on. It runs
 //! before admission control, so unauthenticated traffic never consumes an actor's budget, and
 //! puts the [`Actor`] in the request's extensions for the layers and handlers after it.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sluice_api::ErrorCode;
 
@@ -75,33 +74,31 @@ pub fn request_database(route: &str, uri: &axum::http::Uri) -> Result<String, Ap
     Ok(DEFAULT_DATABASE.to_string())
 }
 
-/// Route middleware: authenticates, looks up the route's declaration, authorizes; puts the [`Actor`] in the
-/// request's extensions.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Authenticates, looks up the route's declaration, authorizes; puts the [`Actor`] in the
+/// request's extensions. `Err` is the refusal to answer. Part of the route guard
+/// (`crate::http::middleware::guard`).
+pub fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
     let auth = state.auth();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(String::new, |p| p.as_str().to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", |p| p.as_str());
     let Some(need) = state
         .route_table()
-        .need(req.method(), &route, auth.public_metrics())
+        .need(req.method(), route, auth.public_metrics())
     else {
-        return next.run(req).await;
+        return Ok(());
     };
     let (action, scope) = (need.action, need.scope);
-    let actor = match auth.authenticate(req.headers()) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
+    let actor = auth
+        .authenticate(req.headers())
+        .map_err(|r| Box::new(r.into_response()))?;
     // Database policies exist only once recovery has finished: decide nothing before.
     if state.databases().is_none() {
-        return ApiError::not_ready().into_response();
+        return Err(Box::new(ApiError::not_ready().into_response()));
     }
     let short_route = route
         .strip_prefix("/v1/databases/{db}")
         .filter(|r| r.starts_with('/'))
-        .unwrap_or(&route);
+        .unwrap_or(route);
     // HEAD is GET without a body: policies see one method.
     let method = if req.method() == Method::HEAD {
         "GET".to_string()
@@ -121,10 +118,8 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             }
         }
         Scope::Database => {
-            let name = match request_database(&route, req.uri()) {
-                Ok(n) => n,
-                Err(e) => return e.into_response(),
-            };
+            let name =
+                request_database(route, req.uri()).map_err(|e| Box::new(e.into_response()))?;
             req.extensions_mut().insert(TargetDatabase(name.clone()));
             // An unknown database: decide on roles alone (its policy does not exist), and let
             // the handler answer 404 to those allowed to know.
@@ -133,16 +128,14 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             auth.authorize(&actor, action, Some((&name, policy)), short_route, &method)
         }
     };
-    if let Err(r) = decision {
-        return r.into_response();
-    }
+    decision.map_err(|r| Box::new(r.into_response()))?;
     if need.mutates
         && let Some(refusal) = state.replication().refuse_write()
     {
-        return refusal.into_response();
+        return Err(Box::new(refusal.into_response()));
     }
     req.extensions_mut().insert(actor);
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]

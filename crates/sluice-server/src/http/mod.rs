@@ -250,13 +250,8 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
     let router = router
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            admission::middleware,
+            middleware::guard,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authn::middleware,
-        ))
-        .route_layer(axum::middleware::from_fn(middleware::route_label))
         .fallback(middleware::not_found)
         // Request bodies in gzip or zstd are decompressed as they are read; the extractors'
         // body limits then apply to the decompressed bytes (a bomb gets 413).
@@ -264,8 +259,7 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
             tower_http::decompression::RequestDecompressionLayer::new()
                 .gzip(true)
                 .zstd(true),
-        )
-        .layer(axum::middleware::from_fn(routes::prom::accept_snappy));
+        );
     let router = if compression {
         router.layer(
             tower_http::compression::CompressionLayer::new()

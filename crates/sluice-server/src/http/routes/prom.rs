@@ -671,8 +671,8 @@ pub async fn remote_write(
 
 /// Prometheus sends remote-write bodies with `Content-Encoding: snappy`, which the request
 /// decompression layer does not know (it would answer 415): on the remote-write routes the
-/// header is removed before that layer, and the handler decodes snappy itself.
-pub async fn accept_snappy(mut req: Request, next: axum::middleware::Next) -> Response {
+/// outer middleware removes the header before that layer, and the handler decodes snappy.
+pub fn accept_snappy(req: &mut Request) {
     let snappy = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -680,5 +680,4 @@ pub async fn accept_snappy(mut req: Request, next: axum::middleware::Next) -> Re
     if snappy && req.uri().path().ends_with("/api/v1/write") {
         req.headers_mut().remove(header::CONTENT_ENCODING);
     }
-    next.run(req).await
 }

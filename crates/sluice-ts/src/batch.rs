@@ -86,6 +86,22 @@ impl Batch {
         });
     }
 
+    /// A batch of one validated point (no grouping to do).
+    pub fn from_point(p: Point) -> Batch {
+        Batch {
+            series: vec![SeriesKey {
+                metric: p.metric,
+                entity: p.entity,
+                tags: p.tags,
+            }],
+            samples: vec![Sample {
+                series: 0,
+                timestamp_ms: p.timestamp_ms,
+                value: p.value,
+            }],
+        }
+    }
+
     /// Groups validated points by series.
     pub fn from_points(points: Vec<Point>) -> Batch {
         let mut batch = Batch::with_capacity(0, points.len());
@@ -155,6 +171,10 @@ mod tests {
     fn points_are_grouped_by_series_and_come_back_in_order() {
         let points = vec![pt("a", 1, 1.0), pt("b", 1, 2.0), pt("a", 2, 3.0)];
         let b = Batch::from_points(points.clone());
+        assert_eq!(
+            Batch::from_point(points[0].clone()).to_points(),
+            points[..1]
+        );
         assert_eq!(b.series.len(), 2);
         assert_eq!(
             b.samples.iter().map(|s| s.series).collect::<Vec<_>>(),

@@ -49,12 +49,7 @@ pub async fn put(
     ApiJson(point): ApiJson<DataPoint>,
 ) -> Result<Json<PutResponse>, ApiError> {
     let point = core::ts::point_from(point, &db.ts.config().point_limits, "")?;
-    let (lsn, _) = core::ts::write(
-        &db,
-        Batch::from_points(vec![point]),
-        ack.or(AckLevel::Fsync),
-    )
-    .await?;
+    let (lsn, _) = core::ts::write(&db, Batch::from_point(point), ack.or(AckLevel::Fsync)).await?;
     Ok(Json(PutResponse {
         success: true,
         lsn: lsn.get(),
@@ -110,7 +105,7 @@ pub async fn put_buffered(
         AckLevel::Fsync
     };
     let (_, buffer_size) =
-        core::ts::write(&db, Batch::from_points(vec![point]), ack.or(default_ack)).await?;
+        core::ts::write(&db, Batch::from_point(point), ack.or(default_ack)).await?;
     Ok(Json(BufferedPutResponse {
         success: true,
         buffered: enabled,

@@ -48,11 +48,23 @@ const POINT: &str =
     r#"{"metric":"cpu","entity":"e1","timestamp_ms":1700000000000,"value":1.5,"tags":{"dc":"eu"}}"#;
 const TOKEN: &str = "front-bench-token-0123456789abcdef";
 
-/// A process that is killed when dropped.
+/// A process stopped when dropped: SIGTERM first (nginx's master then stops its workers; a
+/// SIGKILL would orphan them), SIGKILL if it is still there after two seconds.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SAFETY: signalling our own child process by its pid.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

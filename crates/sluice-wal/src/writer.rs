@@ -1195,7 +1195,8 @@ mod tests {
         let wal = open(
             dir.path(),
             WalConfig {
-                flush_interval_ms: 300,
+                // Long enough that the hundred appends below always fit in one interval.
+                flush_interval_ms: 1_500,
                 ..WalConfig::default()
             },
         );

@@ -61,6 +61,18 @@ pub fn pin_self(cpu: usize) {
     }
 }
 
+/// Where a benchmark runs: with two or more cores, the servers on CPU 0 and this process (the
+/// load) pinned to CPU 1; with one core, nothing pinned. Returns `(server CPU, load CPU)`.
+pub fn place_on_cpus() -> (Option<usize>, Option<usize>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        pin_self(1);
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    }
+}
+
 /// Starts `sluice serve` on a fresh directory under `scratch` and waits until it is ready.
 pub async fn start_sluice(
     binary: &Path,

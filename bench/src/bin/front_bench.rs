@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sluice_bench::{Server, free_port, pin_self, pinned, sequential, start_sluice};
+use sluice_bench::{Server, free_port, pinned, place_on_cpus, sequential, start_sluice};
 
 #[derive(Parser)]
 struct Args {
@@ -281,13 +281,7 @@ fn section(args: &Args, targets: &[Target], load_cpu: Option<usize>) -> anyhow::
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (server_cpu, load_cpu) = if cores >= 2 {
-        pin_self(1);
-        (Some(0), Some(1))
-    } else {
-        (None, None)
-    };
+    let (server_cpu, load_cpu) = place_on_cpus();
     println!(
         "front-door benchmark: wrk -t1 -c{} -d{}s, {} alternating rounds (medians), servers on cpu {server_cpu:?}, load on cpu {load_cpu:?}",
         args.connections, args.seconds, args.rounds

@@ -26,7 +26,7 @@ use anyhow::bail;
 use clap::Parser;
 use prost::Message;
 use rand::{Rng, SeedableRng};
-use sluice_bench::{Server, pin_self, start_sluice, start_vm};
+use sluice_bench::{Server, place_on_cpus, start_sluice, start_vm};
 use sluice_server::core::prom::{Label, PromSample, TimeSeries, WriteRequest};
 
 #[derive(Parser)]
@@ -282,11 +282,7 @@ async fn measure_one(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server_cpu = (cores >= 2).then_some(0);
-    if cores >= 2 {
-        pin_self(1);
-    }
+    let (server_cpu, _) = place_on_cpus();
     let end_ms = (sluice_server::now_ms() / 60_000 - 60) * 60_000;
     let start_ms = end_ms - args.hours as i64 * 3_600_000;
     let (bodies, total) = bodies(args.instances, args.hours, args.batch, end_ms);

@@ -20,7 +20,7 @@ use anyhow::bail;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sluice_bench::{concurrent, dir_bytes, pin_self, sequential, start_sluice, start_vm};
+use sluice_bench::{concurrent, dir_bytes, place_on_cpus, sequential, start_sluice, start_vm};
 
 #[derive(Parser)]
 struct Args {
@@ -132,11 +132,7 @@ fn batches(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server_cpu = (cores >= 2).then_some(0);
-    if cores >= 2 {
-        pin_self(1);
-    }
+    let (server_cpu, _) = place_on_cpus();
     println!(
         "time-series benchmark: {:.1} s per run, {} clients, {}-point batches, servers on cpu {server_cpu:?}",
         args.seconds, args.clients, args.batch

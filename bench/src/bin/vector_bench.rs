@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sluice_bench::{pin_self, start_sluice};
+use sluice_bench::{pin_self, place_on_cpus, start_sluice};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 #[derive(Parser)]
@@ -190,11 +190,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Resu
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server_cpu = (cores >= 2).then_some(0);
-    if cores >= 2 {
-        pin_self(1);
-    }
+    let (server_cpu, _) = place_on_cpus();
     let efs: Vec<usize> = args
         .ef
         .split(',')

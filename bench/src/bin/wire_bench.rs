@@ -24,7 +24,7 @@ use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use sluice_bench::{Server, pin_self, start_sluice};
+use sluice_bench::{Server, place_on_cpus, start_sluice};
 use sluice_client::api::ts::{Ack, DataPoint};
 use sluice_client::{Client, RetryPolicy, WireClient};
 use sluice_wire::TsPoint;
@@ -183,11 +183,7 @@ async fn http_ingest(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = (cores >= 2).then_some(0);
-    if cores >= 2 {
-        pin_self(1);
-    }
+    let (cpu, _) = place_on_cpus();
     println!(
         "wire benchmark: {:.1} s per run, {} clients, {}-point batches, server on cpu {cpu:?}",
         args.seconds, args.clients, args.batch

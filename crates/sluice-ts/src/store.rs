@@ -62,7 +62,7 @@ pub struct ChunkStore {
 /// The live chunks of the series read so far.
 #[derive(Default)]
 struct Directory {
-    /// By series id.
+    /// By series id; each loaded list in write (`seq`) order.
     entries: Vec<Entry>,
     /// Commits so far.
     generation: u64,
@@ -310,6 +310,9 @@ impl ChunkStore {
                 seq,
             });
         }
+        // Kept in write order: commits append chunks of ever newer flushes (`seq` only grows),
+        // so readers never sort.
+        live.sort_by_key(|m| m.seq);
         Ok(live)
     }
 
@@ -317,13 +320,11 @@ impl ChunkStore {
     /// in write (`seq`) order, with a snapshot that holds them; reads no chunk.
     pub fn plan(&self, ids: &[SeriesId], from: i64, to: i64) -> Result<ChunkPlan, StoreError> {
         let pick = |live: &[ChunkMeta]| -> Vec<ChunkMeta> {
-            let mut picked: Vec<ChunkMeta> = live
-                .iter()
+            debug_assert!(live.windows(2).all(|w| w[0].seq <= w[1].seq));
+            live.iter()
                 .filter(|m| m.max_ts >= from && m.min_ts <= to)
                 .copied()
-                .collect();
-            picked.sort_by_key(|m| m.seq);
-            picked
+                .collect()
         };
         let missing: Vec<SeriesId>;
         let (generation, snapshot) = {

@@ -106,21 +106,12 @@ impl Storage for TsStorage<'_> {
         to: i64,
         budget: &mut usize,
     ) -> Result<Vec<Series>, sluice_promql::Error> {
-        let found = find(self.engine, matchers);
-        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
-        let points = self
-            .engine
-            .read_series(&ids, from, to, budget)
-            .map_err(storage_error)?;
-        Ok(found
-            .into_iter()
-            .zip(points)
-            .filter(|(_, p)| !p.is_empty())
-            .map(|((_, key), samples)| Series {
-                labels: labels_of(&key),
-                samples,
-            })
-            .collect())
+        let mut out = Vec::new();
+        self.select_each(matchers, from, to, budget, &mut |s, _| {
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn select_each(

@@ -15,6 +15,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// The wire listener's address, from the `server.json` the server wrote.
+    pub fn wire_addr(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(self.data_dir.join("server.json"))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        v["wire_addr"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("server.json has no wire_addr"))
+    }
+
     /// SIGINT, then waits (up to 60 s) for the process to exit, so it writes out what it holds.
     pub fn stop_gracefully(&mut self) {
         // SAFETY: signalling our own child by pid.

@@ -9,7 +9,8 @@
 //!     and answering a small JSON, Sluice with auth off, and Sluice with one bearer token
 //!     configured (each request authenticated) — and Sluice/bare;
 //! (c) one client, one request at a time on a keep-alive connection: direct `/ts/put`
-//!     (`ack=fsync`) against buffered `/ts/put/buffered` (`ack=buffer`).
+//!     (`ack=fsync`) against buffered `/ts/put/buffered` (`ack=buffer`), and the bare axum
+//!     echo's round trip on the same loopback (the floor any server has here).
 //!
 //! Run: `cargo build --release -p sluice -p sluice-bench && target/release/front_bench`
 //! (needs `apt-get install nginx-light wrk`).
@@ -373,25 +374,24 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("(c) one client, one request at a time (keep-alive)");
-    let (mut direct, mut buffered) = (Vec::new(), Vec::new());
+    let (mut direct, mut buffered, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let half = args.seconds as f64 / 2.0;
+    let one = POINT.replace("1700000000000", "0");
     for _ in 0..args.rounds {
-        let one = POINT.replace("1700000000000", "0");
-        direct.push(sequential(
-            &open.base,
-            "/ts/put",
-            &one,
-            args.seconds as f64 / 2.0,
-        )?);
-        buffered.push(sequential(
-            &open.base,
+        direct.push(sequential(&open.base, "/ts/put", &one, half)?);
+        buffered.push(sequential(&open.base, "/ts/put/buffered", &one, half)?);
+        floor.push(sequential(
+            &format!("http://127.0.0.1:{bare_port}"),
             "/ts/put/buffered",
             &one,
-            args.seconds as f64 / 2.0,
+            half,
         )?);
     }
-    direct.sort_by(f64::total_cmp);
-    buffered.sort_by(f64::total_cmp);
-    let (d, b) = (direct[direct.len() / 2], buffered[buffered.len() / 2]);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (d, b, f) = (median(direct), median(buffered), median(floor));
     println!(
         "    direct   /ts/put ack=fsync        {d:>9.0} req/s  {:>7.1} µs a round trip",
         1e6 / d
@@ -400,6 +400,12 @@ async fn main() -> anyhow::Result<()> {
         "    buffered /ts/put/buffered        {b:>9.0} req/s  {:>7.1} µs a round trip  {:>5.2}x direct (target >= 10)",
         1e6 / b,
         b / d
+    );
+    println!(
+        "    bare axum echo (the floor)       {f:>9.0} req/s  {:>7.1} µs a round trip  {:>5.2}x direct; buffered = {:.2}x of it",
+        1e6 / f,
+        f / d,
+        b / f
     );
     Ok(())
 }

@@ -8,9 +8,10 @@
 //! (b) index build: the whole dataset through `/vectors/add/batch` (ack=fsync) against the
 //!     bare usearch index (same crate, same M / ef_construction, same one core) built in this
 //!     process — vectors/s and our ratio (target ≥ 0.8×);
-//! (c) search: QPS and recall@10 (against brute force) at several `ef`, over HTTP with
-//!     `--clients` concurrent clients against the bare index searched in a loop on one core —
-//!     and our QPS ratio (target ≥ 0.8×).
+//! (c) search: QPS and recall@10 (against brute force) at several `ef`, over HTTP and with
+//!     the wire protocol's `VECTOR_SEARCH` opcode, each with `--clients` concurrent clients,
+//!     against the bare index searched in a loop on one core — and our QPS ratios (targets
+//!     ≥ 0.8× over HTTP, ≥ 0.9× over the wire), medians of `--rounds` alternating rounds.
 //!
 //! Run: `cargo build --release -p sluice -p sluice-bench && target/release/vector_bench`.
 //! With two or more cores the server (and the bare index) run on CPU 0, the clients on CPU 1;
@@ -39,6 +40,9 @@ struct Args {
     /// Times the query set is run per `ef` for the QPS figures (recall is from the first).
     #[arg(long, default_value_t = 3)]
     passes: usize,
+    /// Alternating rounds of (c) (bare, HTTP, wire); medians are printed.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Single-entity requests of (a) from one sequential client.
     #[arg(long, default_value_t = 500)]
     sequential: usize,
@@ -160,6 +164,61 @@ async fn fire(
                     bail!("{url}: {status} {v}");
                 }
                 out.push((i, v));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_by_key(|(i, _)| *i);
+    Ok((secs, all.into_iter().map(|(_, v)| v).collect()))
+}
+
+/// The index of pk `p<i>`.
+fn pk_index(pk: &str) -> Option<usize> {
+    pk.strip_prefix('p')?.parse().ok()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Searches `queries` (`passes` times) with the `VECTOR_SEARCH` opcode from `clients`
+/// connections, one request at a time each; returns seconds and the first pass's answers.
+async fn fire_wire(
+    addr: &str,
+    queries: Arc<Vec<Vec<f32>>>,
+    passes: usize,
+    ef: usize,
+    clients: usize,
+) -> anyhow::Result<(f64, Vec<Vec<usize>>)> {
+    let total = passes * queries.len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(sluice_client::WireClient::connect(addr, None).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let (queries, next) = (queries.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(out);
+                }
+                let q = &queries[i % queries.len()];
+                let hits = conn
+                    .search("bench", q, K as u32, Some(ef as u32), None)
+                    .await?;
+                if i < queries.len() {
+                    out.push((i, hits.iter().filter_map(|h| pk_index(&h.pk)).collect()));
+                }
             }
         }));
     }
@@ -359,68 +418,84 @@ async fn run_dataset(
         bare_build_s / ours_build_s
     );
 
-    // (c) search QPS and recall at each ef.
+    // (c) search QPS and recall at each ef: the bare index, HTTP and the wire opcode in
+    // alternating rounds (the machine's speed drifts; medians are printed).
+    let wire = server.wire_addr()?;
+    let rounds = args.rounds.max(1);
+    let passes = args.passes.max(1);
     println!(
-        "  (c) search, k={K}, {} queries x {} passes per ef",
+        "  (c) search, k={K}, {} queries x {passes} passes per ef, {rounds} alternating rounds (medians)",
         queries.len(),
-        args.passes.max(1)
     );
     println!(
-        "      {:>5}  {:>12} {:>8}  {:>12} {:>8}  {:>6}",
-        "ef", "bare q/s", "recall", "sluice q/s", "recall", "ratio"
+        "      {:>5}  {:>9} {:>6}  {:>9} {:>6} {:>6}  {:>9} {:>6} {:>6}",
+        "ef", "bare q/s", "recall", "http q/s", "recall", "ratio", "wire q/s", "recall", "ratio"
     );
+    let queries = Arc::new(queries);
     for &ef in efs {
-        let passes = args.passes.max(1);
-        let (bare_s, bare_found) = on_server_cpu(server_cpu, || {
-            let t = Instant::now();
-            let mut found = Vec::new();
-            for _ in 0..passes {
-                found = queries
-                    .iter()
-                    .map(|q| {
-                        let m = bare.search(q, K.max(ef)).expect("search");
-                        m.keys
-                            .iter()
-                            .take(K)
-                            .map(|k| *k as usize)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-            }
-            (t.elapsed().as_secs_f64(), found)
-        });
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..passes)
                 .flat_map(|_| queries.iter())
                 .map(|q| json!({"vector": q, "k": K, "ef": ef}).to_string())
                 .collect(),
         );
-        let (ours_s, answers) = fire(
-            &format!("{base}/vectors/search?collection=bench"),
-            bodies,
-            args.clients,
-        )
-        .await?;
-        let ours_found: Vec<Vec<usize>> = answers[..queries.len()]
-            .iter()
-            .map(|a| {
-                a["results"]
-                    .as_array()
-                    .map(|r| {
-                        r.iter()
-                            .filter_map(|h| h["pk"].as_str()?[1..].parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
-        let bare_qps = (passes * queries.len()) as f64 / bare_s;
-        let ours_qps = (passes * queries.len()) as f64 / ours_s;
+        let (mut bare_qps, mut http_qps, mut wire_qps) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bare_recall, mut http_recall, mut wire_recall) = (0.0, 0.0, 0.0);
+        for round in 0..rounds {
+            let (bare_s, bare_found) = on_server_cpu(server_cpu, || {
+                let t = Instant::now();
+                let mut found = Vec::new();
+                for _ in 0..passes {
+                    found = queries
+                        .iter()
+                        .map(|q| {
+                            let m = bare.search(q, K.max(ef)).expect("search");
+                            m.keys
+                                .iter()
+                                .take(K)
+                                .map(|k| *k as usize)
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                }
+                (t.elapsed().as_secs_f64(), found)
+            });
+            let (http_s, answers) = fire(
+                &format!("{base}/vectors/search?collection=bench"),
+                bodies.clone(),
+                args.clients,
+            )
+            .await?;
+            let http_found: Vec<Vec<usize>> = answers[..queries.len()]
+                .iter()
+                .map(|a| {
+                    a["results"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(|h| pk_index(h["pk"].as_str()?))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            let (wire_s, wire_found) =
+                fire_wire(&wire, queries.clone(), passes, ef, args.clients).await?;
+            if round == 0 {
+                bare_recall = recall(&bare_found, &truth);
+                http_recall = recall(&http_found, &truth);
+                wire_recall = recall(&wire_found, &truth);
+            }
+            let total = (passes * queries.len()) as f64;
+            bare_qps.push(total / bare_s);
+            http_qps.push(total / http_s);
+            wire_qps.push(total / wire_s);
+        }
+        let (bare, http, wire) = (median(bare_qps), median(http_qps), median(wire_qps));
         println!(
-            "      {ef:>5}  {bare_qps:>12.0} {:>8.3}  {ours_qps:>12.0} {:>8.3}  {:>5.2}x",
-            recall(&bare_found, &truth),
-            recall(&ours_found, &truth),
-            ours_qps / bare_qps
+            "      {ef:>5}  {bare:>9.0} {bare_recall:>6.3}  {http:>9.0} {http_recall:>6.3} {:>5.2}x  {wire:>9.0} {wire_recall:>6.3} {:>5.2}x",
+            http / bare,
+            wire / bare,
         );
     }
     drop(server);

@@ -20,11 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
-use sluice_bench::{Server, place_on_cpus, start_sluice};
+use sluice_bench::{place_on_cpus, start_sluice};
 use sluice_client::api::ts::{Ack, DataPoint};
 use sluice_client::{Client, RetryPolicy, WireClient};
 use sluice_wire::TsPoint;
@@ -66,15 +64,6 @@ fn dataset(points_per_series: usize) -> Vec<TsPoint> {
         }
     }
     out
-}
-
-fn wire_addr(server: &Server) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(server.data_dir.join("server.json"))?;
-    let v: Value = serde_json::from_str(&text)?;
-    v["wire_addr"]
-        .as_str()
-        .map(str::to_string)
-        .context("server.json has no wire_addr")
 }
 
 /// Backpressure (wire `0x04`, HTTP 503) is retried by the client after 2 ms.
@@ -224,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
         let fsync = ack == Ack::Fsync;
         let s = start_sluice(&args.sluice, &args.dir, &[], cpu).await?;
         let wire = wire_ingest(
-            &wire_addr(&s)?,
+            &s.wire_addr()?,
             wire_batches.clone(),
             fsync,
             args.clients,
@@ -282,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let one = &points[0];
-    let mut conn = WireClient::connect(&wire_addr(&s)?, None).await?;
+    let mut conn = WireClient::connect(&s.wire_addr()?, None).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let mut n = 0u64;

@@ -92,6 +92,8 @@ async def test_async_vectors_collections_databases_replication(server):
         await c.vectors.update_buffered("c", [0.0, 0.1, 1.0], {"u": 1}, collection=coll)
         res = await c.vectors.search([1.0, 0.1, 0.0], 2, filter={"k": 1}, ef=50, collection=coll)
         assert [r.pk for r in res] == ["a"]
+        wired = await c.vectors.search([1.0, 0.1, 0.0], 2, filter={"k": 1}, ef=50, collection=coll, transport="wire")
+        assert [(r.pk, r.metadata) for r in wired] == [(r.pk, r.metadata) for r in res]
         assert (await c.vectors.get("c", collection=coll)).metadata == {"u": 1}
         await c.vectors.remove_buffered("c", collection=coll)
         assert (await c.vectors.delete("b", collection=coll)).success

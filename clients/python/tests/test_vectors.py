@@ -65,6 +65,33 @@ def test_add_get_search_delete_with_lists_and_numpy(client, coll):
         client.vectors.delete("doc1", collection=coll)
 
 
+def test_search_over_the_wire_answers_as_http(client, coll):
+    vecs = np.random.default_rng(7).random((40, 4), dtype=np.float32)
+    client.vectors.add_batch([(f"p{i}", vecs[i], {"i": i, "even": i % 2 == 0}) for i in range(40)], collection=coll)
+    client.vectors.add_buffered("late", [0.5, 0.5, 0.5, 0.5], collection=coll)
+    q = np.array([0.4, 0.6, 0.5, 0.5])
+    for kwargs in ({}, {"filter": {"even": True}, "ef": 64}, {"filter": {"i": {"$gte": 30}}}):
+        http = client.vectors.search(q, 5, collection=coll, **kwargs)
+        wire = client.vectors.search(q, 5, collection=coll, transport="wire", **kwargs)
+        assert isinstance(wire, sluice.SearchResults) and len(wire) == 5
+        assert [r.pk for r in wire] == [r.pk for r in http]
+        assert [r.metadata for r in wire] == [r.metadata for r in http]
+        assert np.allclose([r.score for r in wire], [r.score for r in http], atol=1e-6)
+        assert np.allclose([r.distance for r in wire], [r.distance for r in http], atol=1e-6)
+    assert client.vectors.search([0.5, 0.5, 0.5, 0.5], 1, collection=coll, transport="wire")[0].pk == "late"
+    with pytest.raises(sluice.NotFound) as e:
+        client.vectors.search(q, 5, collection=uniq("none"), transport="wire")
+    assert e.value.code == "collection_not_found"
+    with pytest.raises(sluice.BadRequest) as e:
+        client.vectors.search([1.0, 2.0], 5, collection=coll, transport="wire")
+    assert e.value.field == "vector"
+    with pytest.raises(sluice.BadRequest) as e:
+        client.vectors.search(q, 5, filter={"i": {"$near": 1}}, collection=coll, transport="wire")
+    assert e.value.field.startswith("filter.i")
+    with pytest.raises(ValueError):
+        client.vectors.search(q, 5, collection=coll, transport="carrier-pigeon")
+
+
 def test_add_batch_numpy_rows_and_tuples(client, coll):
     vecs = np.random.default_rng(1).random((50, 4), dtype=np.float32)
     r = client.vectors.add_batch([(f"p{i}", vecs[i], {"i": i}) for i in range(50)], collection=coll)

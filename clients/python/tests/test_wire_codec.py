@@ -27,8 +27,21 @@ ENCODED = {
     "vector_buffer_stats": lambda: wire.encode_frame(wire.Opcode.VECTOR_BUFFER_STATS),
     "vector_buffer_flush": lambda: wire.encode_frame(wire.Opcode.VECTOR_BUFFER_FLUSH),
     "auth": lambda: wire.encode_auth("s3cret"),
+    "vector_search": lambda: wire.encode_vector_search([1.0, 0.0], 2, {"a": 1}),
     "changes_subscribe": lambda: wire.encode_frame(wire.Opcode.CHANGES_SUBSCRIBE, b'{"from_lsn":41}'),
 }
+
+
+def test_the_documented_search_answer_decodes():
+    text = (REPO / "docs" / "wire-protocol.md").read_text()
+    block = text.split("Its answer with one hit", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    ((status, _, payload),) = wire.decode_frames(bytes.fromhex("".join(block.split())))
+    assert status == 0
+    (hit,) = wire.decode_search_hits(payload)
+    assert (hit.pk, hit.distance, hit.score, hit.metadata) == ("p1", 0.0, 1.0, {})
+    for cut in range(len(payload)):
+        with pytest.raises(sluice.DecodeError):
+            wire.decode_search_hits(payload[:cut])
 
 
 def test_every_doc_example_is_encoded_exactly():

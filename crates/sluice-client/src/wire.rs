@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use sluice_api::ErrorBody;
 use sluice_api::ts::{BufferStats, FlushResponse};
-use sluice_api::vector::{VectorBufferStats, VectorFlushResponse};
+use sluice_api::vector::{SearchResult, VectorBufferStats, VectorFlushResponse};
 use sluice_wire::{HEADER_LEN, Request, Status, TsPoint, VectorEntity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -140,6 +140,49 @@ impl WireClient {
     /// `VECTOR_BUFFER_FLUSH` (seed).
     pub async fn flush_vector_buffer(&mut self) -> Result<VectorFlushResponse> {
         json_answer(&self.call(&Request::VectorBufferFlush).await?)
+    }
+
+    /// `VECTOR_SEARCH` (ours, `0xA0`): the `k` nearest entities of `collection` (empty:
+    /// `default`) that pass `filter` (the JSON object `POST /vectors/search` takes), best first;
+    /// `ef`: candidates explored (`None`: the collection's `ef_search`).
+    pub async fn search(
+        &mut self,
+        collection: &str,
+        vector: &[f32],
+        k: u32,
+        ef: Option<u32>,
+        filter: Option<&serde_json::Value>,
+    ) -> Result<Vec<SearchResult>> {
+        let bytes = sluice_wire::le_bytes(vector);
+        let filter = match filter {
+            Some(f) => serde_json::to_vec(f).map_err(|e| Error::Invalid(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let query = sluice_wire::VectorQuery {
+            collection,
+            k,
+            ef: ef.unwrap_or(0),
+            vector: sluice_wire::VectorRef::new(&bytes),
+            filter: &filter,
+        };
+        let answer = self.call(&Request::VectorSearch(query)).await?;
+        let hits =
+            sluice_wire::decode_search_hits(&answer).map_err(|e| Error::Decode(e.to_string()))?;
+        hits.into_iter()
+            .map(|h| {
+                let metadata = if h.metadata.is_empty() {
+                    serde_json::Map::new()
+                } else {
+                    serde_json::from_slice(h.metadata).map_err(|e| Error::Decode(e.to_string()))?
+                };
+                Ok(SearchResult {
+                    pk: h.pk.to_string(),
+                    score: h.score,
+                    distance: h.distance,
+                    metadata,
+                })
+            })
+            .collect()
     }
 
     /// One request, retried while refused.

@@ -5,7 +5,6 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::authz::RouteTable;
@@ -42,7 +41,7 @@ pub fn openapi_json() -> String {
 }
 
 /// The complete HTTP application of a server.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState) -> crate::http::middleware::FrontDoor {
     state.set_route_table(route_table());
     crate::http::app(state, api_router())
 }

@@ -8,7 +8,8 @@ pub const FLAG_BATCH: u8 = 0x01;
 /// request.
 pub const FLAG_EVENT: u8 = 0x02;
 
-/// Request opcodes (the seed's, plus ours below 0x70).
+/// Request opcodes: the seed's, plus ours (`0x01`, `0x73`, `0x93`, and `0xA0` outside the seed's
+/// ranges).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Opcode {
@@ -31,10 +32,13 @@ pub enum Opcode {
     /// Ours: subscribe a WebSocket session to a database's changefeed (JSON payload
     /// `{"database", "from_lsn"}`); events follow as frames with [`FLAG_EVENT`].
     ChangesSubscribe = 0x93,
+    /// Ours: a similarity search (the payload of `POST /vectors/search` in binary); answers
+    /// the hits, best first.
+    VectorSearch = 0xA0,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 14] = [
+    pub const ALL: [Opcode; 15] = [
         Opcode::Auth,
         Opcode::TsPutBuffered,
         Opcode::TsPut,
@@ -49,6 +53,7 @@ impl Opcode {
         Opcode::ReplicationStats,
         Opcode::ReplicationConfig,
         Opcode::ChangesSubscribe,
+        Opcode::VectorSearch,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {

@@ -9,6 +9,11 @@
 //! VECTOR_UPDATE_BUFFERED  metadata_len u32, metadata (JSON object; 0 bytes: none)
 //! VECTOR_REMOVE_BUFFERED  pk_len u16, pk
 //! AUTH                    token_len u16, token (no batch)
+//! VECTOR_SEARCH (ours)    collection_len u16, collection (0 bytes: `default`), k u32,
+//!                         ef u32 (0: the collection's ef_search), dim u32, dim × f32,
+//!                         filter_len u32, filter (JSON object; 0 bytes: none) (no batch);
+//!                         answers count u32, then per hit pk_len u16, pk, distance f32,
+//!                         score f32, metadata_len u32, metadata (JSON object; 0 bytes: none)
 //! *_STATS, *_FLUSH        empty (no batch)
 //! WAL_APPLY_COMPRESSED,   opaque bytes, interpreted by replication
 //! REPLICATION_CONFIG
@@ -66,6 +71,11 @@ pub struct TsPoint {
 pub struct VectorRef<'a>(&'a [u8]);
 
 impl<'a> VectorRef<'a> {
+    /// A vector over little-endian `f32` bytes (e.g. from [`le_bytes`]).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        VectorRef(bytes)
+    }
+
     /// Components.
     pub fn len(&self) -> usize {
         self.0.len() / 4
@@ -109,6 +119,78 @@ pub struct VectorEntity<'a> {
     pub metadata: Option<Map<String, Value>>,
 }
 
+/// A similarity search as the wire carries it (`VECTOR_SEARCH`, ours): the body of
+/// `POST /vectors/search` with the vector in binary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorQuery<'a> {
+    /// The collection; empty: `default`.
+    pub collection: &'a str,
+    pub k: u32,
+    /// Candidates explored; 0: the collection's `ef_search`.
+    pub ef: u32,
+    pub vector: VectorRef<'a>,
+    /// The filter as the JSON object the HTTP route takes; empty: none.
+    pub filter: &'a [u8],
+}
+
+/// One hit of a `VECTOR_SEARCH` answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchHitRef<'a> {
+    pub pk: &'a str,
+    pub distance: f32,
+    pub score: f32,
+    /// The metadata as a JSON object; empty: none.
+    pub metadata: &'a [u8],
+}
+
+/// The payload of a `VECTOR_SEARCH` answer: `count u32`, then the hits in order.
+pub fn encode_search_hits(hits: &[SearchHitRef<'_>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fits32("hits", hits.len())?;
+    out.extend_from_slice(&(hits.len() as u32).to_le_bytes());
+    for h in hits {
+        fits16("pk", h.pk.len())?;
+        fits32("metadata", h.metadata.len())?;
+        put_str16(out, h.pk);
+        out.extend_from_slice(&h.distance.to_le_bytes());
+        out.extend_from_slice(&h.score.to_le_bytes());
+        out.extend_from_slice(&(h.metadata.len() as u32).to_le_bytes());
+        out.extend_from_slice(h.metadata);
+    }
+    Ok(())
+}
+
+/// Smallest encoded hit: empty pk, distance, score, metadata length.
+const MIN_HIT: usize = 2 + 4 + 4 + 4;
+
+/// Decodes the payload of a `VECTOR_SEARCH` answer, borrowing it.
+pub fn decode_search_hits(payload: &[u8]) -> Result<Vec<SearchHitRef<'_>>, DecodeError> {
+    let mut r = Reader::new(payload);
+    let count = r.u32()? as usize;
+    if count > r.remaining() / MIN_HIT {
+        return Err(malformed(format!(
+            "{count} hits cannot fit in {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut hits = Vec::with_capacity(count);
+    for _ in 0..count {
+        let pk = r.str16()?;
+        let distance = r.f32()?;
+        let score = r.f32()?;
+        let len = r.u32()? as usize;
+        hits.push(SearchHitRef {
+            pk,
+            distance,
+            score,
+            metadata: r.take(len)?,
+        });
+    }
+    if !r.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", r.remaining())));
+    }
+    Ok(hits)
+}
+
 /// A decoded request. `batch` records whether the frame carried the batch flag.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request<'a> {
@@ -145,6 +227,8 @@ pub enum Request<'a> {
     ReplicationConfig(&'a [u8]),
     /// Ours (`0x93`): `{"database": "default", "from_lsn": N}` (JSON).
     ChangesSubscribe(&'a [u8]),
+    /// Ours (`0xA0`): a similarity search.
+    VectorSearch(VectorQuery<'a>),
 }
 
 impl Request<'_> {
@@ -164,6 +248,7 @@ impl Request<'_> {
             Request::ReplicationStats => Opcode::ReplicationStats,
             Request::ReplicationConfig(_) => Opcode::ReplicationConfig,
             Request::ChangesSubscribe(_) => Opcode::ChangesSubscribe,
+            Request::VectorSearch(_) => Opcode::VectorSearch,
         }
     }
 
@@ -204,6 +289,17 @@ impl Request<'_> {
             Request::WalApplyCompressed(b)
             | Request::ReplicationConfig(b)
             | Request::ChangesSubscribe(b) => fits32("payload", b.len()),
+            Request::VectorSearch(q) => {
+                fits16("collection", q.collection.len())?;
+                fits32("vector", q.vector.len())?;
+                if q.vector.bytes().len() % 4 != 0 {
+                    return Err(EncodeError {
+                        field: "vector (bytes not a multiple of 4)",
+                        len: q.vector.bytes().len(),
+                    });
+                }
+                fits32("filter", q.filter.len())
+            }
             Request::TsBufferStats
             | Request::TsBufferFlush
             | Request::VectorBufferStats
@@ -246,6 +342,7 @@ impl Request<'_> {
             Request::WalApplyCompressed(b)
             | Request::ReplicationConfig(b)
             | Request::ChangesSubscribe(b) => (0, b.to_vec()),
+            Request::VectorSearch(q) => (0, encode_vector_query(q)),
             Request::TsBufferStats
             | Request::TsBufferFlush
             | Request::VectorBufferStats
@@ -304,6 +401,19 @@ fn encode_ts_point(p: &TsPoint, out: &mut Vec<u8>) {
         let json = serde_json::to_vec(&p.tags).expect("a string map serializes");
         put_bytes16(out, &json);
     }
+}
+
+fn encode_vector_query(q: &VectorQuery<'_>) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(2 + q.collection.len() + 16 + q.vector.bytes().len() + q.filter.len());
+    put_str16(&mut out, q.collection);
+    out.extend_from_slice(&q.k.to_le_bytes());
+    out.extend_from_slice(&q.ef.to_le_bytes());
+    out.extend_from_slice(&(q.vector.len() as u32).to_le_bytes());
+    out.extend_from_slice(q.vector.bytes());
+    out.extend_from_slice(&(q.filter.len() as u32).to_le_bytes());
+    out.extend_from_slice(q.filter);
+    out
 }
 
 fn encode_vector_entity(e: &VectorEntity<'_>, out: &mut Vec<u8>) {
@@ -577,6 +687,7 @@ pub fn decode_request<'a>(frame: &RawFrame<'a>) -> Result<Request<'a>, DecodeErr
         Opcode::WalApplyCompressed => Request::WalApplyCompressed(r.rest()),
         Opcode::ReplicationConfig => Request::ReplicationConfig(r.rest()),
         Opcode::ChangesSubscribe => Request::ChangesSubscribe(r.rest()),
+        Opcode::VectorSearch => Request::VectorSearch(decode_vector_query(&mut r)?),
         Opcode::TsBufferStats => Request::TsBufferStats,
         Opcode::TsBufferFlush => Request::TsBufferFlush,
         Opcode::VectorBufferStats => Request::VectorBufferStats,
@@ -639,13 +750,33 @@ fn decode_tags(json: &[u8]) -> Result<BTreeMap<String, String>, DecodeError> {
         .map_err(|e| malformed(format!("tags: not a JSON object of strings: {e}")))
 }
 
-fn decode_vector_entity<'a>(r: &mut Reader<'a>) -> Result<VectorEntity<'a>, DecodeError> {
-    let pk = r.str16()?;
+fn decode_vector_query<'a>(r: &mut Reader<'a>) -> Result<VectorQuery<'a>, DecodeError> {
+    let collection = r.str16()?;
+    let k = r.u32()?;
+    let ef = r.u32()?;
+    let vector = vector_ref(r)?;
+    let len = r.u32()? as usize;
+    Ok(VectorQuery {
+        collection,
+        k,
+        ef,
+        vector,
+        filter: r.take(len)?,
+    })
+}
+
+/// `dim u32, dim × f32`, borrowed.
+fn vector_ref<'a>(r: &mut Reader<'a>) -> Result<VectorRef<'a>, DecodeError> {
     let dim = r.u32()? as usize;
     let bytes = dim
         .checked_mul(4)
         .ok_or_else(|| malformed("dimension overflows"))?;
-    let vector = VectorRef(r.take(bytes)?);
+    Ok(VectorRef(r.take(bytes)?))
+}
+
+fn decode_vector_entity<'a>(r: &mut Reader<'a>) -> Result<VectorEntity<'a>, DecodeError> {
+    let pk = r.str16()?;
+    let vector = vector_ref(r)?;
     let len = r.u32()? as usize;
     let json = r.take(len)?;
     let metadata = if json.is_empty() {
@@ -707,6 +838,10 @@ impl<'a> Reader<'a> {
 
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub fn f32(&mut self) -> Result<f32, DecodeError> {
+        Ok(f32::from_le_bytes(self.array()?))
     }
 
     pub fn i64(&mut self) -> Result<i64, DecodeError> {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use sluice_wire::{
-    DecodeError, FLAG_BATCH, FrameError, Opcode, RawFrame, Request, Status, TsPoint, VectorEntity,
-    decode_request, decode_ts_series, encode_frame, split_frame,
+    DecodeError, FLAG_BATCH, FrameError, Opcode, RawFrame, Request, SearchHitRef, Status, TsPoint,
+    VectorEntity, VectorQuery, VectorRef, decode_request, decode_search_hits, decode_ts_series,
+    encode_frame, encode_search_hits, split_frame,
 };
 
 const MAX: usize = 1 << 20;
@@ -24,6 +25,8 @@ enum Spec {
     Remove(Vec<String>, bool),
     Empty(Opcode),
     Raw(Opcode, Vec<u8>),
+    /// collection, k, ef, vector bytes, filter JSON.
+    Search(String, u32, u32, Vec<u8>, Vec<u8>),
 }
 
 impl Spec {
@@ -66,6 +69,13 @@ impl Spec {
                 Opcode::VectorBufferFlush => Request::VectorBufferFlush,
                 _ => Request::ReplicationStats,
             },
+            Spec::Search(collection, k, ef, v, filter) => Request::VectorSearch(VectorQuery {
+                collection,
+                k: *k,
+                ef: *ef,
+                vector: VectorRef::new(v),
+                filter,
+            }),
             Spec::Raw(op, b) => match op {
                 Opcode::WalApplyCompressed => Request::WalApplyCompressed(b),
                 Opcode::ChangesSubscribe => Request::ChangesSubscribe(b),
@@ -146,6 +156,14 @@ fn spec() -> impl Strategy<Value = Spec> {
             proptest::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(|(o, b)| Spec::Raw(o, b)),
+        (
+            text(),
+            any::<u32>(),
+            any::<u32>(),
+            vector_item(),
+            proptest::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(c, k, ef, (_, v, _), f)| Spec::Search(c, k, ef, v, f)),
     ]
 }
 
@@ -170,6 +188,33 @@ fn decode_stream(stream: &[u8], cuts: &[usize]) -> Vec<(u8, u8, Vec<u8>)> {
 }
 
 proptest! {
+    #[test]
+    fn search_answers_round_trip(
+        hits in proptest::collection::vec(
+            (text(), any::<f32>(), any::<f32>(), proptest::collection::vec(any::<u8>(), 0..24)),
+            0..12,
+        ),
+    ) {
+        let refs: Vec<SearchHitRef<'_>> = hits
+            .iter()
+            .map(|(pk, d, s, m)| SearchHitRef { pk, distance: *d, score: *s, metadata: m })
+            .collect();
+        let mut out = Vec::new();
+        encode_search_hits(&refs, &mut out).unwrap();
+        let back = decode_search_hits(&out).unwrap();
+        prop_assert_eq!(back.len(), refs.len());
+        for (a, b) in back.iter().zip(&refs) {
+            prop_assert_eq!(a.pk, b.pk);
+            prop_assert_eq!(a.distance.to_bits(), b.distance.to_bits());
+            prop_assert_eq!(a.score.to_bits(), b.score.to_bits());
+            prop_assert_eq!(a.metadata, b.metadata);
+        }
+        // Any cut of a valid answer is an error, not a panic or a short answer.
+        for cut in 0..out.len() {
+            prop_assert!(decode_search_hits(&out[..cut]).is_err());
+        }
+    }
+
     #[test]
     fn every_request_round_trips(spec in spec()) {
         let req = spec.request();

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sluice_wire::{Request, TsPoint, VectorEntity, decode_request, split_frame};
+use sluice_wire::{
+    Request, TsPoint, VectorEntity, VectorQuery, VectorRef, decode_request, split_frame,
+};
 
 const DOC: &str = include_str!("../../../docs/wire-protocol.md");
 
@@ -51,6 +53,7 @@ fn point(metric: &str, entity: &str, t: i64, v: f64, tags: &[(&str, &str)]) -> T
 fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
     let doc1 = le(&[0.5, -1.0, 2.0]);
     let doc1_update = le(&[1.0, 0.0]);
+    let query = le(&[1.0, 0.0]);
     let expected: Vec<(&str, Request<'_>)> = vec![
         (
             "ts_put_buffered",
@@ -116,6 +119,16 @@ fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
         ("vector_buffer_flush", Request::VectorBufferFlush),
         ("auth", Request::Auth { token: "s3cret" }),
         (
+            "vector_search",
+            Request::VectorSearch(VectorQuery {
+                collection: "",
+                k: 2,
+                ef: 0,
+                vector: VectorRef::new(&query),
+                filter: br#"{"a":1}"#,
+            }),
+        ),
+        (
             "changes_subscribe",
             Request::ChangesSubscribe(br#"{"from_lsn":41}"#),
         ),
@@ -142,4 +155,36 @@ fn every_documented_example_decodes_and_encodes_to_the_same_bytes() {
         unreachable!()
     };
     assert_eq!(entities[0].vector.to_vec(), [0.5, -1.0, 2.0]);
+}
+
+#[test]
+fn the_documented_search_answer_is_what_the_encoder_writes() {
+    let hit = sluice_wire::SearchHitRef {
+        pk: "p1",
+        distance: 0.0,
+        score: 1.0,
+        metadata: b"",
+    };
+    let mut payload = Vec::new();
+    sluice_wire::encode_search_hits(&[hit], &mut payload).unwrap();
+    let mut frame = Vec::new();
+    sluice_wire::encode_frame(0, 0, &payload, &mut frame);
+    let hex: Vec<String> = frame
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let block = format!("```text\n{}\n```", hex.join("\n"));
+    assert!(
+        DOC.contains(&block),
+        "docs/wire-protocol.md shows:\n{block}"
+    );
+    assert_eq!(
+        sluice_wire::decode_search_hits(&payload).unwrap(),
+        vec![hit]
+    );
 }

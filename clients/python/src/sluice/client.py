@@ -314,11 +314,17 @@ class Vectors(_Scoped):
         filter: Optional[Mapping[str, Any]] = None,
         ef: Optional[int] = None,
         collection: Optional[str] = None,
+        transport: str = "http",
     ) -> m.SearchResults:
-        """``POST /vectors/search``: the ``k`` nearest entities passing ``filter``, best first.
+        """``POST /vectors/search`` (or the ``VECTOR_SEARCH`` opcode with ``transport="wire"``,
+        database ``default``): the ``k`` nearest entities passing ``filter``, best first.
         Filters: ``{field: value}`` (equality; an array field matches if any element does),
         ``{field: {"$in": [...]}}``, ``{field: {"$gt"|"$gte"|"$lt"|"$lte": n, ...}}``; ``ef``
         widens the HNSW search."""
+        if transport == "wire":
+            return self._client._wire_conn(self).search(vector, k, filter, ef, collection)  # type: ignore[no-any-return]
+        if transport != "http":
+            raise ValueError("transport must be 'http' or 'wire'")
         return self._send(self._ops.v_search(vector, k, filter, ef, collection))  # type: ignore[no-any-return]
 
     def get(self, pk: str, *, collection: Optional[str] = None) -> m.VectorEntity:

@@ -91,6 +91,7 @@ class Opcode:
     REPLICATION_STATS = 0x91
     REPLICATION_CONFIG = 0x92
     CHANGES_SUBSCRIBE = 0x93
+    VECTOR_SEARCH = 0xA0
 
 
 class Status:
@@ -269,6 +270,59 @@ def encode_vector_remove(pks: Sequence[str], batch: Optional[bool] = None) -> by
     if batch:
         return encode_frame(Opcode.VECTOR_REMOVE_BUFFERED, _U32.pack(len(items)) + b"".join(items), FLAG_BATCH)
     return encode_frame(Opcode.VECTOR_REMOVE_BUFFERED, items[0])
+
+
+def encode_vector_search(
+    vector: Any,
+    k: int,
+    filter: Optional[Mapping[str, Any]] = None,
+    ef: Optional[int] = None,
+    collection: Optional[str] = None,
+) -> bytes:
+    """``VECTOR_SEARCH`` (``0xA0``) frame: the body of ``POST /vectors/search`` in binary."""
+    dim, data = vector_bytes(vector)
+    flt = b"" if filter is None else json.dumps(dict(filter), separators=(",", ":"), ensure_ascii=False).encode()
+    if not 0 <= int(k) <= 0xFFFFFFFF or not 0 <= int(ef or 0) <= 0xFFFFFFFF:
+        raise ValueError("k and ef must fit in 32 bits")
+    payload = (
+        _str16(collection or "", "collection")
+        + _U32.pack(int(k))
+        + _U32.pack(int(ef or 0))
+        + _U32.pack(dim)
+        + data
+        + _U32.pack(len(flt))
+        + flt
+    )
+    return encode_frame(Opcode.VECTOR_SEARCH, payload)
+
+
+_HIT = struct.Struct("<ffI")
+
+
+def decode_search_hits(payload: bytes) -> m.SearchResults:
+    """The hits of a ``VECTOR_SEARCH`` answer: ``count u32``, then per hit ``pk_len u16, pk,
+    distance f32, score f32, metadata_len u32, metadata`` (JSON; empty: none)."""
+    try:
+        (count,) = _U32.unpack_from(payload, 0)
+        i = 4
+        out = m.SearchResults()
+        for _ in range(count):
+            (n,) = struct.unpack_from("<H", payload, i)
+            i += 2
+            pk = payload[i : i + n].decode()
+            i += n
+            distance, score, mlen = _HIT.unpack_from(payload, i)
+            i += _HIT.size
+            if len(payload) - i < mlen:
+                raise DecodeError("truncated metadata")
+            metadata = json.loads(payload[i : i + mlen]) if mlen else {}
+            i += mlen
+            out.append(m.SearchResult(pk=pk, score=score, distance=distance, metadata=metadata))
+    except (struct.error, UnicodeDecodeError, ValueError) as e:
+        raise DecodeError(f"malformed search answer: {e}") from None
+    if i != len(payload):
+        raise DecodeError(f"{len(payload) - i} trailing bytes in a search answer")
+    return out
 
 
 # ---- decoding (answers, and request frames for reports and tests) -----------------------------
@@ -658,6 +712,18 @@ class WireClient(_Base):
         """``VECTOR_REMOVE_BUFFERED`` (not re-sent after a lost answer)."""
         return _u64(self.call(encode_vector_remove([pk]), idempotent=False))
 
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: Optional[Mapping[str, Any]] = None,
+        ef: Optional[int] = None,
+        collection: Optional[str] = None,
+    ) -> m.SearchResults:
+        """``VECTOR_SEARCH`` (ours): the ``k`` nearest entities of ``collection`` (default
+        ``default``) passing ``filter``, best first."""
+        return decode_search_hits(self.call(encode_vector_search(vector, k, filter, ef, collection)))
+
     def remove_buffered_batch(self, pks: Sequence[str]) -> int:
         return _u64(self.call(encode_vector_remove(list(pks), batch=True), idempotent=False))
 
@@ -885,6 +951,16 @@ class AsyncWireClient(_Base):
 
     async def remove_buffered_batch(self, pks: Sequence[str]) -> int:
         return _u64(await self.call(encode_vector_remove(list(pks), batch=True), idempotent=False))
+
+    async def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: Optional[Mapping[str, Any]] = None,
+        ef: Optional[int] = None,
+        collection: Optional[str] = None,
+    ) -> m.SearchResults:
+        return decode_search_hits(await self.call(encode_vector_search(vector, k, filter, ef, collection)))
 
     async def get_vector_buffer_stats(self) -> m.VectorBufferStats:
         return m.VectorBufferStats.from_dict(_json(await self.call(encode_frame(Opcode.VECTOR_BUFFER_STATS))))

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
@@ -18,16 +17,25 @@ use crate::admission::{Admitted, ByteCharger};
 use crate::auth::Actor;
 use crate::state::AppState;
 
-/// Admits `req` and runs the rest of the stack (`next`) holding its slots; the part of the
-/// route guard after authorization (`crate::http::middleware::guard`).
-pub async fn run(state: &AppState, req: Request, next: Next) -> Response {
+/// What a request admitted by [`enter`] holds until its response body ends: its admission
+/// slots and the rate-limit figures for its headers.
+pub struct Entered {
+    admitted: Admitted,
+    rate: Option<(u64, u64, u64)>,
+}
+
+/// Admits `req` (the part of the route guard after authorization,
+/// `crate::http::middleware::Guard`): public routes and a disabled admission pass with `None`;
+/// an admitted request gets a body that charges the bytes actually read; a refusal is the
+/// response to answer. Pass the [`Entered`] to [`leave`] with the response.
+pub fn enter(state: &AppState, req: Request) -> Result<(Request, Option<Entered>), Box<Response>> {
     let admission = state.admission();
-    let Some(actor) = req.extensions().get::<Arc<Actor>>().cloned() else {
-        return next.run(req).await; // public route
-    };
     if !admission.enabled() {
-        return next.run(req).await;
+        return Ok((req, None));
     }
+    let Some(actor) = req.extensions().get::<Arc<Actor>>() else {
+        return Ok((req, None)); // public route
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -43,7 +51,7 @@ pub async fn run(state: &AppState, req: Request, next: Next) -> Response {
             if let Some((limit, remaining, reset)) = rate {
                 set_rate_headers(&mut resp, limit, remaining, reset);
             }
-            return resp;
+            return Err(Box::new(resp));
         }
     };
     // A replication snapshot streams a whole database through a bounded line buffer: as large
@@ -65,8 +73,15 @@ pub async fn run(state: &AppState, req: Request, next: Next) -> Response {
         })
     };
     let rate = admitted.rate();
-    let resp = next.run(req).await;
-    // A streamed answer (`/ts/export`) is still work in flight: release when its body ends.
+    Ok((req, Some(Entered { admitted, rate })))
+}
+
+/// The response of a request [`enter`] admitted: its slots are held until the body ends (a
+/// streamed `/ts/export` is still work in flight), and the rate-limit headers are set.
+pub fn leave(resp: Response, entered: Option<Entered>) -> Response {
+    let Some(Entered { admitted, rate }) = entered else {
+        return resp;
+    };
     let mut resp = resp.map(|body| {
         Body::new(Holding {
             inner: body,

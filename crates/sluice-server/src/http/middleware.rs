@@ -1,19 +1,28 @@
-//! The request middleware: the outermost layer every request passes through.
+//! The request middleware: the outermost service every request passes through
+//! ([`FrontDoor`]) and the guard of every matched route ([`Guard`]).
 //!
-//! It assigns the request id and opens the request's span, counts and times the request for
-//! `/metrics`, and makes sure every error answer has the one error shape: responses with status
-//! ≥ 400 that did not come from [`ApiError`] (unknown route, wrong method, framework
-//! rejections, body limits) are rewritten, keeping their status and headers.
+//! The front door assigns the request id and opens the request's span, counts and times the
+//! request for `/metrics`, and makes sure every error answer has the one error shape: responses
+//! with status ≥ 400 that did not come from [`ApiError`] (unknown route, wrong method,
+//! framework rejections, body limits) are rewritten, keeping their status and headers.
+//!
+//! Both are hand-written tower services with one boxed future each: the per-request cost of
+//! the layers is part of every small request's cost (see `bench/src/bin/front_bench.rs`).
 
 use sluice_api::ErrorCode;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer as _, ServiceExt};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -21,61 +30,156 @@ use crate::http::error::{ErrorShaped, code_for_status};
 use crate::request_id;
 use crate::state::AppState;
 
-/// The route template a response was produced for, set by [`guard`].
+/// The route template a response was produced for, set by [`Guard`].
 #[derive(Clone, Debug)]
 struct RouteLabel(MatchedPath);
 
-/// Outer middleware (`Router::layer`).
-/// The request body's `Content-Length` as it arrived, before request decompression removes the
-/// header (replication counts the bytes a primary really sent).
+/// The request body's `Content-Length` as it arrived, for requests whose body the
+/// decompression layer decodes (it removes the header); replication counts the bytes a
+/// primary really sent. Without it, the `Content-Length` header is still there.
 #[derive(Clone, Copy, Debug)]
 pub struct SentBodyBytes(pub u64);
 
-pub async fn outer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    crate::http::routes::prom::accept_snappy(&mut req);
-    if let Some(n) = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        req.extensions_mut().insert(SentBodyBytes(n));
-    }
-    let id = request_id::from_headers(req.headers());
-    let method = req.method().clone();
-    // The span is debug-level: at info, creating and entering a span per request cost more than
-    // the rest of a small request (measured ~250 µs on the 2-core VM). Lines logged at info and
-    // above about a request name its `request_id` explicitly; debug lines get it from the span.
-    let span = tracing::debug_span!("request", request_id = %id, method = %method, path = %req.uri().path());
-    let metrics = state.metrics();
-    let in_flight = InFlight::new(&metrics.http_in_flight);
+/// A boxed response future (one allocation per request and layer, where `from_fn` layers
+/// cost several: a boxed clone of the inner service and two boxed futures).
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    let mut response = request_id::scope(id.clone(), next.run(req).instrument(span.clone())).await;
-    let status = response.status();
-    if status.as_u16() >= 400 && response.extensions().get::<ErrorShaped>().is_none() {
-        response = request_id::scope(id.clone(), reshape_error(response))
-            .instrument(span.clone())
-            .await;
+/// The outermost service: the request id and its scope, the request's span (at debug level),
+/// the in-flight gauge, error shaping, and request metrics. It also routes each request past
+/// the body-encoding layers when it needs none of them: request bodies sent with
+/// `Content-Encoding` go through request decompression, requests with `Accept-Encoding` through
+/// response compression; a plain request skips both (each wraps every body, and together they
+/// cost ~10–15 % of a small request even when they decoded and compressed nothing).
+#[derive(Clone)]
+pub struct FrontDoor {
+    state: AppState,
+    /// The router alone.
+    plain: Router,
+    /// The router behind request decompression and (when configured) response compression.
+    encoded: BoxCloneSyncService<Request, Response, Infallible>,
+    compression: bool,
+}
+
+impl FrontDoor {
+    pub fn new(state: AppState, router: Router, compression: bool) -> FrontDoor {
+        // Request bodies in gzip or zstd are decompressed as they are read; the extractors'
+        // body limits then apply to the decompressed bytes (a bomb gets 413).
+        let decompressed = tower_http::decompression::RequestDecompressionLayer::new()
+            .gzip(true)
+            .zstd(true)
+            .layer(router.clone());
+        let encoded = if compression {
+            let compressed = tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .br(true)
+                .zstd(true)
+                .layer(decompressed);
+            BoxCloneSyncService::new(ServiceExt::<Request>::map_response(compressed, boxed_body))
+        } else {
+            BoxCloneSyncService::new(ServiceExt::<Request>::map_response(
+                decompressed,
+                boxed_body,
+            ))
+        };
+        FrontDoor {
+            state,
+            plain: router,
+            encoded,
+            compression,
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(request_id::HEADER, v);
+}
+
+/// A response with its body as axum's [`Body`].
+fn boxed_body<B>(r: axum::http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    r.map(Body::new)
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for FrontDoor
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router and the encoding layers around it are always ready.
+        Poll::Ready(Ok(()))
     }
 
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or("unmatched", |r| r.0.as_str());
-    metrics.observe_http(
-        method_label(&method),
-        route,
-        status.as_u16(),
-        started.elapsed(),
-    );
-    drop(in_flight);
-    if status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::warn!(request_id = %id, status = status.as_u16(), "request failed");
+    fn call(&mut self, req: axum::http::Request<B>) -> ResponseFuture {
+        let started = Instant::now();
+        let mut req = req.map(Body::new);
+        crate::http::routes::prom::accept_snappy(&mut req);
+        let headers = req.headers();
+        let decode = headers.contains_key(header::CONTENT_ENCODING);
+        let encode = self.compression && headers.contains_key(header::ACCEPT_ENCODING);
+        if decode
+            && let Some(n) = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        {
+            req.extensions_mut().insert(SentBodyBytes(n));
+        }
+        let id = request_id::from_headers(req.headers());
+        let method = method_label(req.method());
+        // The span is debug-level: at info, creating and entering a span per request cost more
+        // than the rest of a small request (measured ~250 µs on the 2-core VM). Lines logged at
+        // info and above about a request name its `request_id` explicitly; debug lines get it
+        // from the span.
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            tracing::debug_span!("request", request_id = %id, method = %method, path = %req.uri().path())
+        });
+        // Both are always ready (see `poll_ready`), so no readiness wait is skipped here.
+        let inner = if decode || encode {
+            self.encoded.call(req)
+        } else {
+            Box::pin(self.plain.call(req))
+        };
+        let state = self.state.clone();
+        Box::pin(async move {
+            let metrics = state.metrics();
+            let in_flight = InFlight::new(&metrics.http_in_flight);
+            let run = async {
+                let Ok(mut response) = inner.await;
+                if response.status().as_u16() >= 400
+                    && response.extensions().get::<ErrorShaped>().is_none()
+                {
+                    response = reshape_error(response).await;
+                }
+                response
+            };
+            let mut response = match span {
+                Some(span) => request_id::scope(id.clone(), run.instrument(span)).await,
+                None => request_id::scope(id.clone(), run).await,
+            };
+            if let Ok(v) = HeaderValue::try_from(id) {
+                response.headers_mut().insert(request_id::HEADER, v);
+            }
+            let status = response.status();
+            let route = response
+                .extensions()
+                .get::<RouteLabel>()
+                .map_or("unmatched", |r| r.0.as_str());
+            metrics.observe_http(method, route, status.as_u16(), started.elapsed());
+            drop(in_flight);
+            if status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+                let id = response
+                    .headers()
+                    .get(request_id::HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::warn!(request_id = %id, status = status.as_u16(), "request failed");
+            }
+            Ok(response)
+        })
     }
-    response
 }
 
 /// Counts a request in flight until dropped, also when the client goes away mid-request and
@@ -115,24 +219,72 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 /// The route guard (`Router::route_layer`, so it runs only for matched routes), one layer for
 /// three jobs: authentication and authorization ([`crate::http::authn::check`]), admission
-/// control ([`crate::http::admission::run`]), and the route template for the metrics label
-/// (bounded cardinality, unlike raw paths). One layer, not three: each `from_fn` layer boxes
-/// and moves the request's future, and on small requests the stack of them cost more than the
-/// handler.
-pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let label = req
-        .extensions()
-        .get::<MatchedPath>()
-        .cloned()
-        .map(RouteLabel);
-    let mut response = match crate::http::authn::check(&state, &mut req) {
-        Ok(()) => crate::http::admission::run(&state, req, next).await,
-        Err(refusal) => *refusal,
-    };
-    if let Some(label) = label {
-        response.extensions_mut().insert(label);
+/// control ([`crate::http::admission::enter`]), and the route template for the metrics label
+/// (bounded cardinality, unlike raw paths). One hand-written layer: each `from_fn` layer
+/// boxes a clone of the inner service and two futures per request, and on small requests a
+/// stack of them cost more than the handler.
+#[derive(Clone)]
+pub struct GuardLayer(pub AppState);
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            state: self.0.clone(),
+        }
     }
-    response
+}
+
+/// See [`GuardLayer`].
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Guard<S>
+where
+    S: tower::Service<Request, Error = Infallible> + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> ResponseFuture {
+        let label = req
+            .extensions()
+            .get::<MatchedPath>()
+            .cloned()
+            .map(RouteLabel);
+        let labelled = move |mut response: Response| {
+            if let Some(label) = label {
+                response.extensions_mut().insert(label);
+            }
+            response
+        };
+        if let Err(refusal) = crate::http::authn::check(&self.state, &mut req) {
+            return Box::pin(std::future::ready(Ok(labelled(*refusal))));
+        }
+        let (req, entered) = match crate::http::admission::enter(&self.state, req) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Box::pin(std::future::ready(Ok(labelled(*refusal)))),
+        };
+        // Ready: axum polls this service (and so `inner`) ready before calling it.
+        let inner = self.inner.call(req);
+        Box::pin(async move {
+            let Ok(response) = inner.await;
+            let response = crate::http::admission::leave(response.into_response(), entered);
+            Ok(labelled(response))
+        })
+    }
 }
 
 /// Rewrites a non-shaped error response into the error shape, keeping status and headers.

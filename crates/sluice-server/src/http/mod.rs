@@ -9,8 +9,6 @@ pub mod middleware;
 pub mod routes;
 pub mod serve;
 
-use axum::Router;
-use tower::Layer as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -237,7 +235,7 @@ pub fn document(
 
 /// The complete HTTP application over `routes` (the served API, see `crate::router`):
 /// middleware, fallback, state. `state` must hold the routes' authorization table.
-pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
+pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> middleware::FrontDoor {
     let (router, mut api) = routes.split_for_parts();
     let auth = state.auth();
     document_security(
@@ -249,93 +247,8 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
     state.set_openapi_json(api.to_pretty_json().unwrap_or_default());
     let compression = state.config().http.compression;
     let router = router
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::guard,
-        ))
+        .route_layer(middleware::GuardLayer(state.clone()))
         .fallback(middleware::not_found)
-        // Request bodies in gzip or zstd are decompressed as they are read; the extractors'
-        // body limits then apply to the decompressed bytes (a bomb gets 413).
-        .layer(
-            tower_http::decompression::RequestDecompressionLayer::new()
-                .gzip(true)
-                .zstd(true),
-        );
-    let router = if compression {
-        router.layer(tower::layer::layer_fn(CompressIfAsked::new))
-    } else {
-        router
-    };
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::outer,
-        ))
-        .with_state(state)
-}
-
-/// Response compression (gzip, br, zstd) for the requests that ask for it (`Accept-Encoding`):
-/// the others skip the compression layer, which wraps every response body and cost ~10 % of a
-/// small request's time even when it compressed nothing.
-#[derive(Clone)]
-struct CompressIfAsked<S> {
-    plain: S,
-    compressed: tower_http::compression::Compression<S>,
-}
-
-impl<S: Clone> CompressIfAsked<S> {
-    fn new(inner: S) -> Self {
-        CompressIfAsked {
-            compressed: tower_http::compression::CompressionLayer::new()
-                .gzip(true)
-                .br(true)
-                .zstd(true)
-                .layer(inner.clone()),
-            plain: inner,
-        }
-    }
-}
-
-impl<S> tower::Service<axum::extract::Request> for CompressIfAsked<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = axum::response::Response;
-    type Error = std::convert::Infallible;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        // Both wrap the same (cloneable, always ready) router.
-        self.plain.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        use futures_util::FutureExt as _;
-        if req
-            .headers()
-            .contains_key(axum::http::header::ACCEPT_ENCODING)
-        {
-            let mut compressed = self.compressed.clone();
-            async move {
-                let response = tower::ServiceExt::ready(&mut compressed)
-                    .await?
-                    .call(req)
-                    .await?;
-                Ok(response.map(axum::body::Body::new))
-            }
-            .boxed()
-        } else {
-            self.plain.call(req).boxed()
-        }
-    }
+        .with_state(state.clone());
+    middleware::FrontDoor::new(state, router, compression)
 }

@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -78,7 +77,7 @@ pub fn tls_acceptor(c: &HttpConfig) -> Result<Option<TlsAcceptor>, String> {
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: crate::http::middleware::FrontDoor,
     config: &HttpConfig,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,

@@ -80,6 +80,7 @@ pub(super) async fn dispatch(state: &AppState, request: Request<'_>) -> Result<V
             state,
             wire_json(body)?,
         )?)),
+        Request::VectorSearch(q) => vector_search(db, q).await,
         Request::ChangesSubscribe(_) => Err(ApiError::new(
             ErrorCode::SubscriptionTransport,
             "changefeed subscriptions are served over /v1/ws (or as SSE at /v1/databases/{db}/changes), not on the TCP listener",
@@ -138,6 +139,59 @@ pub(super) async fn ts_put(
         let (_, size) = core::ts::write(&db, batch, ack).await?;
         Ok(size.to_le_bytes().to_vec())
     }
+}
+
+/// `VECTOR_SEARCH`: the search of `POST /vectors/search`, its hits in binary (metadata as JSON).
+async fn vector_search(
+    db: Arc<Database>,
+    q: sluice_wire::VectorQuery<'_>,
+) -> Result<Vec<u8>, ApiError> {
+    let filter: Option<serde_json::Value> =
+        if q.filter.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(q.filter).map_err(|e| {
+                ApiError::invalid_field("filter", format!("not a JSON object: {e}"))
+            })?)
+        };
+    let collection = if q.collection.is_empty() {
+        sluice_vector::engine::DEFAULT_COLLECTION
+    } else {
+        q.collection
+    };
+    let hits = core::vectors::search(
+        db,
+        collection.to_string(),
+        q.vector.to_vec(),
+        q.k as usize,
+        (q.ef != 0).then_some(q.ef as usize),
+        filter.as_ref(),
+    )
+    .await?;
+    let metadata: Vec<Vec<u8>> = hits
+        .iter()
+        .map(|h| {
+            if h.metadata.is_empty() {
+                Vec::new()
+            } else {
+                json(&h.metadata)
+            }
+        })
+        .collect();
+    let refs: Vec<sluice_wire::SearchHitRef<'_>> = hits
+        .iter()
+        .zip(&metadata)
+        .map(|(h, m)| sluice_wire::SearchHitRef {
+            pk: &h.pk,
+            distance: h.distance,
+            score: h.score,
+            metadata: m,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(4 + refs.len() * 32);
+    sluice_wire::encode_search_hits(&refs, &mut out)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(out)
 }
 
 pub(super) fn ts_buffered_ack(db: &Database) -> AckLevel {

@@ -146,6 +146,7 @@ pub fn opcode_authz(opcode: sluice_wire::Opcode) -> Option<(Need, Method, &'stat
         O::ReplicationStats => (server, Method::GET, "/api/v1/replication/stats"),
         O::ReplicationConfig => (server, Method::POST, "/api/v1/replication/config"),
         O::ChangesSubscribe => (read, Method::GET, "/v1/databases/{db}/changes"),
+        O::VectorSearch => (read, Method::POST, "/vectors/search"),
     })
 }
 

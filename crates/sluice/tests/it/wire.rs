@@ -200,6 +200,142 @@ async fn vector_opcodes_act_like_their_http_routes() {
     );
 }
 
+/// A `VECTOR_SEARCH` frame.
+fn search<'a>(
+    collection: &'a str,
+    vector: &'a [u8],
+    k: u32,
+    ef: u32,
+    filter: &'a [u8],
+) -> Request<'a> {
+    Request::VectorSearch(sluice_wire::VectorQuery {
+        collection,
+        k,
+        ef,
+        vector: sluice_wire::VectorRef::new(vector),
+        filter,
+    })
+}
+
+#[tokio::test]
+async fn the_search_opcode_answers_what_http_search_answers() {
+    let s = TestServer::start().await;
+    let (status, _) = s
+        .post_json("/v1/collections", &json!({"name": "docs", "dimension": 3}))
+        .await;
+    assert_eq!(status, 201);
+    let entities: Vec<Value> = (0..40)
+        .map(|i| {
+            let x = i as f32 / 40.0;
+            json!({"pk": format!("p{i}"), "vector": [1.0, x, 1.0 - x],
+                   "metadata": {"i": i, "even": i % 2 == 0}})
+        })
+        .collect();
+    let (status, _) = s
+        .post_json(
+            "/vectors/add/batch?collection=docs",
+            &json!({"vectors": entities}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // One more buffered: searches see the buffer too.
+    let (status, _) = s
+        .post_json(
+            "/vectors/add/buffered?collection=docs",
+            &json!({"pk": "late", "vector": [1.0, 0.5, 0.5]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut c = connect(&s).await;
+    let q = [1.0f32, 0.45, 0.55];
+    let qb = le_bytes(&q);
+    for (ef, filter) in [
+        (0u32, None),
+        (64, Some(json!({"even": true}))),
+        (16, Some(json!({"i": {"$gte": 30}}))),
+    ] {
+        let filter_bytes = filter
+            .as_ref()
+            .map(|f| serde_json::to_vec(f).unwrap())
+            .unwrap_or_default();
+        let (status, payload) = call(&mut c, &search("docs", &qb, 5, ef, &filter_bytes)).await;
+        assert_eq!(status, 0, "{}", String::from_utf8_lossy(&payload));
+        let hits = sluice_wire::decode_search_hits(&payload).unwrap();
+        let mut body = json!({"vector": q, "k": 5});
+        if ef != 0 {
+            body["ef"] = json!(ef);
+        }
+        if let Some(f) = &filter {
+            body["filter"] = f.clone();
+        }
+        let (status, http) = s.post_json("/vectors/search?collection=docs", &body).await;
+        assert_eq!(status, 200);
+        let http = http["results"].as_array().unwrap();
+        assert_eq!(hits.len(), 5);
+        assert_eq!(hits.len(), http.len(), "ef {ef}, filter {filter:?}");
+        for (w, h) in hits.iter().zip(http) {
+            assert_eq!(w.pk, h["pk"], "ef {ef}, filter {filter:?}");
+            // HTTP prints the f32s' shortest decimal: it parses back to the same f32.
+            assert_eq!(w.score, h["score"].as_f64().unwrap() as f32);
+            assert_eq!(w.distance, h["distance"].as_f64().unwrap() as f32);
+            let metadata: Value = if w.metadata.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(w.metadata).unwrap()
+            };
+            assert_eq!(metadata, h["metadata"]);
+        }
+    }
+    // The buffered entity is found.
+    let (status, payload) = call(
+        &mut c,
+        &search("docs", &le_bytes(&[1.0, 0.5, 0.5]), 1, 0, b""),
+    )
+    .await;
+    assert_eq!(status, 0);
+    assert_eq!(
+        sluice_wire::decode_search_hits(&payload).unwrap()[0].pk,
+        "late"
+    );
+    // Errors name their field, as over HTTP, and the connection stays usable.
+    let short = le_bytes(&[1.0]);
+    let bad: [(Request<'_>, &str, &str); 6] = [
+        (search("nope", &qb, 5, 0, b""), "collection_not_found", ""),
+        (search("docs", &short, 5, 0, b""), "invalid_field", "vector"),
+        (search("docs", &qb, 0, 0, b""), "invalid_field", "k"),
+        (search("docs", &qb, 5, 5000, b""), "invalid_field", "ef"),
+        (
+            search("docs", &qb, 5, 0, b"{not json"),
+            "invalid_field",
+            "filter",
+        ),
+        (
+            search("docs", &qb, 5, 0, br#"{"i": {"$near": 1}}"#),
+            "invalid_field",
+            "filter.i",
+        ),
+    ];
+    for (req, code, field) in bad {
+        let (status, payload) = call(&mut c, &req).await;
+        assert_eq!(status, Status::ProcessingError as u8);
+        let e: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(e["code"], code, "{e}");
+        if !field.is_empty() {
+            assert!(e["field"].as_str().unwrap().starts_with(field), "{e}");
+        }
+        assert!(e["error_id"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+    // A truncated payload is malformed (0x02), not a panic; the next frame is answered.
+    let mut frame = Vec::new();
+    search("docs", &qb, 5, 0, b"").encode(&mut frame);
+    let cut = frame.len() - 6;
+    frame[2..6].copy_from_slice(&((cut - 6) as u32).to_le_bytes());
+    frame.truncate(cut);
+    c.write_all(&frame).await.unwrap();
+    assert_eq!(recv(&mut c).await.0, Status::MalformedPayload as u8);
+    assert_eq!(call(&mut c, &search("docs", &qb, 1, 0, b"")).await.0, 0);
+}
+
 #[tokio::test]
 async fn errors_answer_an_error_frame_and_the_connection_stays_usable() {
     let s = TestServer::start().await;

@@ -41,7 +41,12 @@ pub async fn wal_apply(
     ReplicationJson(req): ReplicationJson<WalApplyRequest>,
 ) -> Result<Json<WalApplyResponse>, ApiError> {
     // The body as sent (before the decompression layer), for the replica's byte counts.
-    let sent = sent.map_or(0, |e| e.0.0);
+    let sent = sent.map(|e| e.0.0).or_else(|| {
+        headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    });
+    let sent = sent.unwrap_or(0);
     core::replication::apply_batch(
         &state,
         headers.get("x-primary-id").map(|h| h.as_bytes()),

@@ -23,9 +23,9 @@ use sluice_api::vector::{
     Precision, RemoveRequest, SearchRequest, SearchResponse, SearchResult, VectorBufferStats,
     VectorEntity, VectorFlushResponse,
 };
+use sluice_vector::VectorError;
 use sluice_vector::engine::{DEFAULT_COLLECTION, WriteMode};
 use sluice_vector::record::{EntityData, Op};
-use sluice_vector::{Filter, VectorError};
 use sluice_wal::{AckLevel, WalError};
 
 use crate::core;
@@ -46,9 +46,6 @@ use crate::error::ApiError;
 use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
-
-/// Searches with at most this `ef` and no filter run on the request's worker (see `search`).
-const INLINE_MAX_EF: usize = 512;
 
 /// The `?collection=` parameter (default `default`).
 pub struct CollectionParam(pub String);
@@ -322,41 +319,15 @@ pub async fn search(
     CollectionParam(collection): CollectionParam,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let filter = req
-        .filter
-        .as_ref()
-        .map(|f| Filter::parse(f, "filter."))
-        .transpose()
-        .map_err(|e| ApiError::invalid_field(e.field, e.reason))?
-        .filter(|f| !f.is_empty());
-    if let Some(ef) = req.ef
-        && !(1..=4096).contains(&ef)
-    {
-        return Err(ApiError::invalid_field("ef", "must be 1 to 4096"));
-    }
-    let request = sluice_vector::SearchRequest {
-        vector: req.vector,
-        k: req.k,
-        ef: req.ef,
-        filter,
-    };
-    // A search is CPU work of a fraction of a millisecond: handing it to the blocking pool
-    // costs more in thread wake-ups than it saves; `block_in_place` lets the runtime move its
-    // other tasks to another worker while this one computes.
-    // An unfiltered search with a moderate `ef` is a fraction of a millisecond of CPU: handing
-    // it to the blocking pool costs more in thread wake-ups than the search itself (it halved
-    // throughput in the benchmark), so it runs here. Filtered searches may count or scan a large
-    // share of the collection, and big `ef`s explore much of the graph: those go to the pool
-    // so they never hold up the connections this worker serves.
-    let cheap = request.filter.is_none() && request.ef.unwrap_or(0) <= INLINE_MAX_EF;
-    let result = if cheap {
-        db.vectors.search(&collection, &request)
-    } else {
-        tokio::task::spawn_blocking(move || db.vectors.search(&collection, &request))
-            .await
-            .map_err(|e| ApiError::internal(format!("search task: {e}")))?
-    };
-    let hits = result.map_err(|e| core::vectors::error(e.widen(), |_| String::new()))?;
+    let hits = core::vectors::search(
+        db,
+        collection,
+        req.vector,
+        req.k,
+        req.ef,
+        req.filter.as_ref(),
+    )
+    .await?;
     Ok(Json(SearchResponse {
         results: hits
             .into_iter()

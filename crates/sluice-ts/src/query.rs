@@ -175,7 +175,7 @@ pub fn merge_sources(sources: Vec<Vec<(i64, f64)>>, from: i64, to: i64) -> Vec<(
     out
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Acc {
     min: f64,
     max: f64,
@@ -223,6 +223,79 @@ impl Acc {
     }
 }
 
+/// The buckets of one aggregated series or group: points are added series by series, each
+/// series in time order; memory is one accumulator per non-empty bucket, whatever the number
+/// of points. Consecutive points of one bucket cost one map look-up between them.
+#[derive(Debug)]
+pub struct Buckets {
+    from: i64,
+    step: Option<i64>,
+    map: BTreeMap<i64, Acc>,
+}
+
+impl Buckets {
+    /// Buckets of `step` starting at `from` (one bucket at `from` without a step).
+    pub fn new(from: i64, step: Option<i64>) -> Buckets {
+        Buckets {
+            from,
+            step,
+            map: BTreeMap::new(),
+        }
+    }
+
+    /// Non-empty buckets.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Adds points (in any order; a run of points in one bucket is cheapest).
+    pub fn add(&mut self, points: impl IntoIterator<Item = (i64, f64)>) {
+        let (from, step, map) = (self.from, self.step, &mut self.map);
+        // The bucket of the previous point: its span (in i128: a span may end past i64::MAX)
+        // and its accumulator.
+        let mut current: Option<(i128, i128, &mut Acc)> = None;
+        for (t, v) in points {
+            if let Some((lo, hi, acc)) = current.as_mut()
+                && (*lo..*hi).contains(&i128::from(t))
+            {
+                acc.add(t, v);
+                continue;
+            }
+            let (lo, hi) = match step {
+                // `t - from` overflows i64 for ranges spanning most of it. The start lies
+                // between `from` and `t`, so it fits back.
+                Some(s) => {
+                    let (t, f, s) = (i128::from(t), i128::from(from), i128::from(s));
+                    let lo = f + (t - f).div_euclid(s) * s;
+                    (lo, lo + s)
+                }
+                None => (i128::from(i64::MIN), i128::from(i64::MAX) + 1),
+            };
+            let start = match step {
+                Some(_) => lo as i64,
+                None => from,
+            };
+            let acc = map
+                .entry(start)
+                .and_modify(|a| a.add(t, v))
+                .or_insert_with(|| Acc::new(t, v));
+            current = Some((lo, hi, acc));
+        }
+    }
+
+    /// The buckets' values, by start time.
+    pub fn finish(self, agg: Aggregation) -> Vec<(i64, f64)> {
+        self.map
+            .into_iter()
+            .map(|(t, a)| (t, a.value(agg)))
+            .collect()
+    }
+}
+
 /// Aggregates the points of one or more series into buckets.
 pub fn aggregate<'a>(
     series: impl IntoIterator<Item = &'a [(i64, f64)]>,
@@ -230,28 +303,11 @@ pub fn aggregate<'a>(
     from: i64,
     step: Option<i64>,
 ) -> Vec<(i64, f64)> {
-    let mut buckets: BTreeMap<i64, Acc> = BTreeMap::new();
+    let mut buckets = Buckets::new(from, step);
     for points in series {
-        for &(t, v) in points {
-            let start = match step {
-                // In i128: `t - from` overflows i64 for ranges spanning most of it. The result
-                // lies between `from` and `t`, so it fits back.
-                Some(s) => {
-                    let (t, f, s) = (i128::from(t), i128::from(from), i128::from(s));
-                    (f + (t - f).div_euclid(s) * s) as i64
-                }
-                None => from,
-            };
-            buckets
-                .entry(start)
-                .and_modify(|a| a.add(t, v))
-                .or_insert_with(|| Acc::new(t, v));
-        }
+        buckets.add(points.iter().copied());
     }
-    buckets
-        .into_iter()
-        .map(|(t, a)| (t, a.value(agg)))
-        .collect()
+    buckets.finish(agg)
 }
 
 /// A group's key: its entity (when grouped by `entity`) and its tag values.

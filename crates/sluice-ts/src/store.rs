@@ -125,6 +125,12 @@ impl ChunkPlan {
     pub fn is_empty(&self, i: usize) -> bool {
         self.series[i].1.is_empty()
     }
+
+    /// The time spans `(min_ts, max_ts)` of series `i`'s chunks in the range, in write order;
+    /// [`ChunkStore::read_one`] decodes chunk `j` of them.
+    pub fn spans(&self, i: usize) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.series[i].1.iter().map(|m| (m.min_ts, m.max_ts))
+    }
 }
 
 /// What a store holds when opened.
@@ -392,21 +398,10 @@ impl ChunkStore {
         i: usize,
         budget: &mut usize,
     ) -> Result<Option<Vec<StoredChunk>>, StoreError> {
-        let (series, metas) = &plan.series[i];
+        let metas = &plan.series[i].1;
         let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            let v = plan
-                .snapshot
-                .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "chunk ({series}, {}, {}) is listed but missing",
-                        m.min_ts, m.seq
-                    ))
-                })?;
-            let (_, block) = split_value(&v)?;
-            let points = sluice_gorilla::decode_chunk(block)
-                .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
+        for (j, m) in metas.iter().enumerate() {
+            let points = self.read_one(plan, i, j)?;
             match budget.checked_sub(points.len()) {
                 Some(left) => *budget = left,
                 None => return Ok(None),
@@ -419,6 +414,30 @@ impl ChunkStore {
             });
         }
         Ok(Some(out))
+    }
+
+    /// The points of chunk `j` of series `i` of `plan` (see [`ChunkPlan::spans`]): one chunk
+    /// at a time, for readers that reduce a long range without holding it.
+    pub fn read_one(
+        &self,
+        plan: &ChunkPlan,
+        i: usize,
+        j: usize,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        let (series, metas) = &plan.series[i];
+        let m = metas[j];
+        let v = plan
+            .snapshot
+            .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk ({series}, {}, {}) is listed but missing",
+                    m.min_ts, m.seq
+                ))
+            })?;
+        let (_, block) = split_value(&v)?;
+        sluice_gorilla::decode_chunk(block)
+            .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))
     }
 
     /// Chunks of `series` that may hold points in `[from, to]`, in write (`seq`) order.

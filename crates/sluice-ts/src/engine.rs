@@ -850,28 +850,27 @@ impl TsEngine {
         let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
         // Output series: one per selected series, or one per group; `member[i]` is series
         // i's output.
-        let (outputs, member): (Vec<(String, String, Vec<(String, String)>)>, Vec<usize>) =
-            if q.group_by.is_empty() {
-                let outputs = selected
-                    .iter()
-                    .map(|(_, k, _)| (k.metric.clone(), k.entity.clone(), k.tags.clone()))
-                    .collect();
-                (outputs, (0..selected.len()).collect())
-            } else {
-                let mut member = vec![0; selected.len()];
-                let groups = query::group(selected.iter().map(|(_, k, _)| k), &q.group_by);
-                let outputs = groups
-                    .into_iter()
-                    .enumerate()
-                    .map(|(g, ((entity, tags), members))| {
-                        for i in members {
-                            member[i] = g;
-                        }
-                        (q.metric.clone(), entity, tags)
-                    })
-                    .collect();
-                (outputs, member)
-            };
+        let (outputs, member): (Vec<OutputSeries>, Vec<usize>) = if q.group_by.is_empty() {
+            let outputs = selected
+                .iter()
+                .map(|(_, k, _)| (k.metric.clone(), k.entity.clone(), k.tags.clone()))
+                .collect();
+            (outputs, (0..selected.len()).collect())
+        } else {
+            let mut member = vec![0; selected.len()];
+            let groups = query::group(selected.iter().map(|(_, k, _)| k), &q.group_by);
+            let outputs = groups
+                .into_iter()
+                .enumerate()
+                .map(|(g, ((entity, tags), members))| {
+                    for i in members {
+                        member[i] = g;
+                    }
+                    (q.metric.clone(), entity, tags)
+                })
+                .collect();
+            (outputs, member)
+        };
         let mut buckets: Vec<query::Buckets> = (0..outputs.len())
             .map(|_| query::Buckets::new(q.from_ms, q.step_ms))
             .collect();
@@ -1167,6 +1166,9 @@ impl TsEngine {
         out
     }
 }
+
+/// An answer's series: metric, entity, tags.
+type OutputSeries = (String, String, Vec<(String, String)>);
 
 /// Bytes a chunk costs besides its Gorilla block: its 20-byte key and 8-byte header.
 const CHUNK_OVERHEAD_BYTES: usize = 28;

@@ -5,7 +5,8 @@
 //! body        = line *( "\n" line )            ; "\r\n" ends a line too
 //! line        = *blank ( comment | point | "" )
 //! comment     = "#" *( any but "\n" )
-//! point       = series 1*blank fields [ 1*blank timestamp ] *blank
+//! point       = series " " *blank fields [ " " *blank timestamp ] *" "
+//!               ; a tab may follow the separating space, never replace it
 //! series      = measurement *( "," tag-key "=" tag-value )
 //! fields      = field *( "," field )
 //! field       = field-key "=" value
@@ -26,10 +27,11 @@
 //! - string field values: `\"` `\\`.
 //!
 //! So `regions=east\\` is the tag value `east\` followed by the end of the series. An
-//! unescaped `=` in a tag value (but as its first character, which InfluxDB allows), an empty measurement, key or value, a tag key given twice
-//! (`cpu,host=a,host=b`), a control character (Unicode `Cc`) or U+FFFD in a measurement, tag
-//! or field key, a float that overflows `f64` (`1e400`), `NaN`/`inf`, an integer outside its
-//! type, and anything after the timestamp but blanks are errors, each with the line and the
+//! unescaped `=` in a tag value (but as its first character, which InfluxDB allows), an empty
+//! measurement, key or value, a tag key given twice (`cpu,host=a,host=b`), a control
+//! character (Unicode `Cc`) or U+FFFD in a measurement, tag key, tag value or field key, a
+//! float that overflows `f64` (`1e400`), `NaN`/`inf`, an integer outside its type, and
+//! anything after the timestamp but spaces are errors, each with the line and the
 //! column (in characters, 1-based) where the parser stopped. This follows InfluxDB 2.x's
 //! behaviour and documentation where it differs from the 1.x parser: `\r\n` line endings,
 //! `\\` as an escape, and control characters refused in names (1.x refuses them later, at
@@ -350,6 +352,8 @@ fn parse_series(text: &str) -> Result<Series<'_>, (usize, String)> {
     }
     let measurement = unescape(raw, MEASUREMENT_ESCAPES);
     let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    // Where each tag key starts, for the error naming a duplicate.
+    let mut key_starts: Vec<usize> = Vec::new();
     let mut i = end;
     while i < b.len() {
         i += 1; // ','
@@ -389,14 +393,40 @@ fn parse_series(text: &str) -> Result<Series<'_>, (usize, String)> {
                 "a tag value holds a control character".into(),
             ));
         }
-        let key = unescape(raw_key, NAME_ESCAPES);
-        if tags.iter().any(|(k, _)| *k == key) {
-            return Err((key_at, format!("duplicate tag key {key:?}")));
-        }
-        tags.push((key, unescape(raw_value, NAME_ESCAPES)));
+        tags.push((
+            unescape(raw_key, NAME_ESCAPES),
+            unescape(raw_value, NAME_ESCAPES),
+        ));
+        key_starts.push(key_at);
         i = value_end;
     }
+    if let Some((at, key)) = duplicate_key(&tags, &key_starts) {
+        return Err((at, format!("duplicate tag key {key:?}")));
+    }
     Ok(Series { measurement, tags })
+}
+
+/// The first tag key (in order written) that repeats an earlier one: its offset and text.
+/// Pairwise for a few tags, sorted beyond: a line of millions of tags costs `n log n`.
+fn duplicate_key<'t>(
+    tags: &'t [(Cow<'_, str>, Cow<'_, str>)],
+    starts: &[usize],
+) -> Option<(usize, &'t str)> {
+    const PAIRWISE: usize = 16;
+    if tags.len() <= PAIRWISE {
+        return (1..tags.len())
+            .find(|&j| tags[..j].iter().any(|(k, _)| *k == tags[j].0))
+            .map(|j| (starts[j], tags[j].0.as_ref()));
+    }
+    let mut order: Vec<usize> = (0..tags.len()).collect();
+    // By key, then position: of equal keys, all but the first written are duplicates.
+    order.sort_by(|&a, &b| tags[a].0.cmp(&tags[b].0).then(a.cmp(&b)));
+    order
+        .windows(2)
+        .filter(|w| tags[w[0]].0 == tags[w[1]].0)
+        .map(|w| w[1])
+        .min()
+        .map(|j| (starts[j], tags[j].0.as_ref()))
 }
 
 /// Index of the first unescaped `stop` at or after `i` (or the end).

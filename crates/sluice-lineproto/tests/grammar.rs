@@ -430,3 +430,20 @@ fn precisions_and_influxdb_time_range() {
         Some(-9_223_372_036_854_775_000)
     );
 }
+
+/// Duplicate tag keys are found in `n log n`: a line of 100,000 tags parses at once (the
+/// pairwise check would take billions of comparisons), and a duplicate among them is named
+/// where it is.
+#[test]
+fn many_tags_and_a_duplicate_among_them() {
+    use std::fmt::Write as _;
+    let mut line = String::from("m");
+    for i in 0..100_000 {
+        write!(line, ",k{i}=v").unwrap();
+    }
+    let (_, tags, _, _) = one(&format!("{line} v=1"));
+    assert_eq!(tags.len(), 100_000);
+    let e = error(&format!("{line},k5=x v=1"));
+    assert!(e.reason.contains("\"k5\""), "{e}");
+    assert_eq!(e.column, line.len() + 2);
+}

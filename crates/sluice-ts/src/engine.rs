@@ -846,6 +846,10 @@ impl TsEngine {
     ) -> Result<Vec<SeriesResult>, QueryError> {
         let from = q.from_ms.max(self.retention_cutoff());
         let limit = self.config.max_query_points;
+        if from > q.to_ms {
+            // The range lies wholly before the retention cutoff.
+            return Ok(Vec::new());
+        }
         let selected = self.select(q);
         let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
         // Output series: one per selected series, or one per group; `member[i]` is series
@@ -956,7 +960,8 @@ impl TsEngine {
                 // One source in time order (a chunk, or a head written in order).
                 let p = &points[0];
                 let lo = p.partition_point(|x| x.0 < from);
-                let hi = p.partition_point(|x| x.0 <= to);
+                // `from` may lie after `to` (a range wholly before the retention cutoff).
+                let hi = p.partition_point(|x| x.0 <= to).max(lo);
                 f(&p[lo..hi]);
             } else {
                 f(&query::merge_sources(points, from, to));
@@ -1475,6 +1480,31 @@ mod tests {
             e.query(&agg_query(None, 0, n, None, &[])),
             Err(QueryError::TooManyPoints { limit: 1000 })
         ));
+    }
+
+    /// A range wholly before the retention cutoff, with a chunk straddling both (its points
+    /// before the range, inside the retained part and after it): nothing, for raw and
+    /// aggregated queries alike, and no panic.
+    #[test]
+    fn a_range_before_the_retention_cutoff_answers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TsConfig {
+            retention_ms: 8_000,
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let now = now_ms();
+        let mut lsn = 0;
+        write(
+            &e,
+            &mut lsn,
+            vec![pt(now - 10_000, 1.0), pt(now - 8_500, 2.0), pt(now, 3.0)],
+        );
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        for agg in [None, Some(query::Aggregation::Count)] {
+            let q = agg_query(agg, now - 20_000, now - 9_000, None, &[]);
+            assert_eq!(e.query(&q).unwrap(), Vec::new(), "{agg:?}");
+        }
     }
 
     #[test]

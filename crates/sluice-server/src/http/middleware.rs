@@ -69,10 +69,14 @@ impl FrontDoor {
             .zstd(true)
             .layer(router.clone());
         let encoded = if compression {
+            use tower_http::compression::{DefaultPredicate, Predicate as _};
+            // Error answers are not compressed: the front door may rewrite one into the error
+            // shape, which must not keep a `Content-Encoding` of a body it replaced.
             let compressed = tower_http::compression::CompressionLayer::new()
                 .gzip(true)
                 .br(true)
                 .zstd(true)
+                .compress_when(DefaultPredicate::new().and(successful as SuccessPredicate))
                 .layer(decompressed);
             BoxCloneSyncService::new(ServiceExt::<Request>::map_response(compressed, boxed_body))
         } else {
@@ -88,6 +92,23 @@ impl FrontDoor {
             compression,
         }
     }
+}
+
+type SuccessPredicate = fn(
+    axum::http::StatusCode,
+    axum::http::Version,
+    &axum::http::HeaderMap,
+    &axum::http::Extensions,
+) -> bool;
+
+/// Whether a response is no error (the only ones compressed).
+fn successful(
+    status: axum::http::StatusCode,
+    _: axum::http::Version,
+    _: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    status.as_u16() < 400
 }
 
 /// A response with its body as axum's [`Body`].
@@ -109,7 +130,8 @@ where
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The router and the encoding layers around it are always ready.
+        // The router and the encoding layers around it are always ready (none of them applies
+        // backpressure); a layer that does must not be added inside without polling it here.
         Poll::Ready(Ok(()))
     }
 
@@ -316,7 +338,11 @@ async fn reshape_error(response: Response) -> Response {
     let mut shaped = ApiError::new(code_for_status(status), message).into_response();
     *shaped.status_mut() = status;
     for (name, value) in parts.headers.iter() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+        // The body is replaced: headers describing the old one go.
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
             shaped.headers_mut().insert(name.clone(), value.clone());
         }
     }

@@ -960,6 +960,23 @@ async fn compression_both_ways() {
         .await
         .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
+    // An error the front door reshapes (here the framework's refusal of a query string) is
+    // plain JSON in the error shape, also for a client that accepts gzip.
+    let r = s
+        .client
+        .get(s.url("/v1/databases/default/changes?from_lsn=not-a-number"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("content-encoding").is_none());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("from_lsn"),
+        "{body}"
+    );
+    assert!(!body["error_id"].as_str().unwrap().is_empty());
 
     // A gzip line-protocol body (Telegraf's default) is accepted.
     let t = now_ms();

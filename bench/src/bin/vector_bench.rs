@@ -167,6 +167,15 @@ async fn fire(
             }
         }));
     }
+    gather(tasks, started).await
+}
+
+/// A client task: its answers, each with the index of its request.
+type ClientTask<T> = tokio::task::JoinHandle<anyhow::Result<Vec<(usize, T)>>>;
+
+/// Waits for the client tasks; returns the seconds since `started` and their answers in
+/// request order.
+async fn gather<T>(tasks: Vec<ClientTask<T>>, started: Instant) -> anyhow::Result<(f64, Vec<T>)> {
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await??);
@@ -222,13 +231,7 @@ async fn fire_wire(
             }
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    all.sort_by_key(|(i, _)| *i);
-    Ok((secs, all.into_iter().map(|(_, v)| v).collect()))
+    gather(tasks, started).await
 }
 
 fn entity(i: usize, v: &[f32]) -> Value {

@@ -1263,6 +1263,16 @@ mod tests {
         TsEngine::open(dir, config, TsMetrics::default()).unwrap()
     }
 
+    /// An engine with chunks of `target` points and a query limit of `limit` points.
+    fn limited_engine(dir: &Path, target: usize, limit: usize) -> TsEngine {
+        let config = TsConfig {
+            chunk_target_points: target,
+            max_query_points: limit,
+            ..TsConfig::default()
+        };
+        TsEngine::open(dir, config, TsMetrics::default()).unwrap()
+    }
+
     fn pt(ts: i64, v: f64) -> Point {
         Point::new("m".into(), "e".into(), ts, v, [], &PointLimits::default()).unwrap()
     }
@@ -1430,12 +1440,7 @@ mod tests {
     #[test]
     fn aggregations_are_bounded_by_their_output_not_their_input() {
         let dir = tempfile::tempdir().unwrap();
-        let config = TsConfig {
-            chunk_target_points: 1000,
-            max_query_points: 1000,
-            ..TsConfig::default()
-        };
-        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let e = limited_engine(dir.path(), 1000, 1000);
         let mut lsn = 0;
         let n = 2_000_000i64;
         for block in 0..(n / 100_000) {
@@ -1510,12 +1515,7 @@ mod tests {
     #[test]
     fn a_query_stops_decoding_chunks_past_twice_its_point_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let config = TsConfig {
-            chunk_target_points: 10,
-            max_query_points: 25,
-            ..TsConfig::default()
-        };
-        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let e = limited_engine(dir.path(), 10, 25);
         let mut lsn = 0;
         write(&e, &mut lsn, (0..100).map(|t| pt(t, 1.0)).collect());
         e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();

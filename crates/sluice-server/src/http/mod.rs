@@ -31,7 +31,7 @@ use crate::state::AppState;
         (name = "prometheus", description = "The Prometheus HTTP API (PromQL queries, series and label look-ups) and remote write, for Grafana, Prometheus and its agents. See docs/prometheus.md for how series map to labels."),
         (name = "replication", description = "Compressed WAL shipping to replicas, promotion, and changefeeds"),
     ),
-    components(schemas(sluice_api::ErrorBody))
+    components(schemas(sluice_api::ErrorBody, sluice_api::ts::Ack))
 )]
 struct ApiDoc;
 
@@ -77,6 +77,20 @@ fn data_router() -> OpenApiRouter<AppState> {
 /// Prefix of the per-database copies of the data routes.
 pub const DATABASE_PREFIX: &str = "/v1/databases/{db}";
 
+/// Operation ids made unique: a handler served for GET and POST (the Prometheus API) gets one
+/// id from its definition; the POST operation becomes `<id>_post`. Generators key methods by
+/// these ids, so two operations may not share one.
+fn unique_operation_ids(api: &mut utoipa::openapi::OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        if let (Some(get), Some(post)) = (&item.get, &mut item.post)
+            && get.operation_id.is_some()
+            && get.operation_id == post.operation_id
+        {
+            post.operation_id = post.operation_id.take().map(|id| format!("{id}_post"));
+        }
+    }
+}
+
 /// The routes with their OpenAPI document, before state and middleware.
 pub fn api_router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -101,6 +115,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(data_router())
         .nest(DATABASE_PREFIX, data_router());
     document_database_routes(router.get_openapi_mut());
+    unique_operation_ids(router.get_openapi_mut());
     router
 }
 
@@ -124,7 +139,11 @@ fn document_database_routes(api: &mut utoipa::openapi::OpenApi) {
         }
         for op in operations_mut(item) {
             let params = op.parameters.get_or_insert_with(Vec::new);
-            if !params.iter().any(|p| p.name == "db") {
+            // By location too: line protocol also takes a query parameter named `db`.
+            if !params
+                .iter()
+                .any(|p| p.name == "db" && p.parameter_in == ParameterIn::Path)
+            {
                 params.insert(0, db_param());
             }
             if let Some(id) = &op.operation_id {

@@ -82,7 +82,7 @@ pub async fn create(
 }
 
 /// Delete a database and all its data (admin). `default` cannot be deleted.
-#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server", "mutates": true}))),
+#[utoipa::path(delete, operation_id = "delete_database", path = "/v1/databases/{db}", tag = "databases", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server", "mutates": true}))),
     params(("db" = String, Path, description = "Database name")),
     responses(
         (status = 200, description = "Deleted", body = DeleteDatabaseResponse),

@@ -114,7 +114,7 @@ pub async fn put_buffered(
 }
 
 /// TSAutoBuffer statistics (seed fields).
-#[utoipa::path(get, path = "/ts/buffer/stats", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
+#[utoipa::path(get, operation_id = "ts_buffer_stats", path = "/ts/buffer/stats", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     responses(
         (status = 200, description = "Buffer statistics since start", body = BufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -124,7 +124,7 @@ pub async fn buffer_stats(Db(db): Db) -> Result<Json<BufferStats>, ApiError> {
 }
 
 /// Flush the TSAutoBuffer now (admin).
-#[utoipa::path(post, path = "/ts/buffer/flush", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
+#[utoipa::path(post, operation_id = "ts_buffer_flush", path = "/ts/buffer/flush", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
     responses(
         (status = 200, description = "Flushed; the WAL is checkpointed", body = FlushResponse),
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
@@ -135,7 +135,7 @@ pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
 }
 
 /// Query points: raw, or aggregated per step and group.
-#[utoipa::path(post, path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest,
+#[utoipa::path(post, operation_id = "ts_query", path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest,
     responses(
         (status = 200, description = "Matching series, ordered by entity and tags", body = QueryResponse),
         (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),

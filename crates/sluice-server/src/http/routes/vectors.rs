@@ -227,7 +227,7 @@ async fn buffered(
 }
 
 /// VectorAutoBuffer statistics (seed fields).
-#[utoipa::path(get, path = "/vectors/buffer/stats", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
+#[utoipa::path(get, operation_id = "vector_buffer_stats", path = "/vectors/buffer/stats", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     responses(
         (status = 200, description = "Buffer statistics since start", body = VectorBufferStats),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -237,7 +237,7 @@ pub async fn buffer_stats(Db(db): Db) -> Result<Json<VectorBufferStats>, ApiErro
 }
 
 /// Apply the VectorAutoBuffer to the indexes now (admin).
-#[utoipa::path(post, path = "/vectors/buffer/flush", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
+#[utoipa::path(post, operation_id = "vector_buffer_flush", path = "/vectors/buffer/flush", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database"}))),
     responses(
         (status = 200, description = "Applied to the indexes", body = VectorFlushResponse),
         (status = 503, description = "Flusher busy or server not ready", body = ErrorBody,
@@ -278,7 +278,7 @@ pub async fn get(
 }
 
 /// Remove one entity now (default `ack=fsync`); gone from search on return.
-#[utoipa::path(delete, path = "/vectors/{pk}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))),
+#[utoipa::path(delete, operation_id = "delete_vector", path = "/vectors/{pk}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))),
     params(("pk" = String, Path, description = "Primary key"), AckParams, CollectionParams),
     responses(
         (status = 200, description = "Removed", body = DeleteResponse),

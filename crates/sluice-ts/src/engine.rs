@@ -834,7 +834,7 @@ impl TsEngine {
                 series_points.push(points);
             }
         }
-        Ok(shape(q, from, keys, series_points))
+        Ok(raw_results(keys, series_points))
     }
 
     /// [`Self::query`] with an aggregation: series by series, chunk by chunk, into one set
@@ -1178,50 +1178,16 @@ type OutputSeries = (String, String, Vec<(String, String)>);
 /// Bytes a chunk costs besides its Gorilla block: its 20-byte key and 8-byte header.
 const CHUNK_OVERHEAD_BYTES: usize = 28;
 
-fn shape(
-    q: &Query,
-    from: i64,
-    keys: Vec<SeriesKey>,
-    series_points: Vec<Vec<(i64, f64)>>,
-) -> Vec<SeriesResult> {
-    let Some(agg) = q.aggregation else {
-        return keys
-            .into_iter()
-            .zip(series_points)
-            .map(|(k, points)| SeriesResult {
-                metric: k.metric,
-                entity: k.entity,
-                tags: k.tags,
-                points,
-            })
-            .collect();
-    };
-    let bucket_from = q.from_ms;
-    let _ = from;
-    if q.group_by.is_empty() {
-        return keys
-            .into_iter()
-            .zip(series_points)
-            .map(|(k, points)| SeriesResult {
-                points: query::aggregate([points.as_slice()], agg, bucket_from, q.step_ms),
-                metric: k.metric,
-                entity: k.entity,
-                tags: k.tags,
-            })
-            .collect();
-    }
-    query::group(keys.iter(), &q.group_by)
-        .into_iter()
-        .map(|((entity, tags), members)| SeriesResult {
-            metric: q.metric.clone(),
-            entity,
-            tags,
-            points: query::aggregate(
-                members.iter().map(|&i| series_points[i].as_slice()),
-                agg,
-                bucket_from,
-                q.step_ms,
-            ),
+/// A raw answer: each series with its points (aggregations are answered by
+/// [`TsEngine::query_aggregated`]).
+fn raw_results(keys: Vec<SeriesKey>, series_points: Vec<Vec<(i64, f64)>>) -> Vec<SeriesResult> {
+    keys.into_iter()
+        .zip(series_points)
+        .map(|(k, points)| SeriesResult {
+            metric: k.metric,
+            entity: k.entity,
+            tags: k.tags,
+            points,
         })
         .collect()
 }

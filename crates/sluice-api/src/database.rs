@@ -22,7 +22,11 @@ pub struct CreateDatabase {
     #[schema(example = "metrics")]
     pub name: String,
     /// Overrides the server's `ts.retention_ms` for this database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
     pub retention_ms: Option<u64>,
     /// Cedar policies for this database (see docs/security.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,7 +45,7 @@ macro_rules! error_codes {
         /// The stable `code` of an error answer: what programs match on (never the message).
         /// Serialized as the snake_case strings listed; a client meeting a code newer than
         /// itself reads it as [`ErrorCode::Unknown`].
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum ErrorCode {
             $(#[serde(rename = $code)] $variant,)*
             /// A code this build does not know (never sent by this server).
@@ -77,6 +77,8 @@ error_codes! {
     InvalidDatabase = "invalid_database",
     InvalidEncoding = "invalid_encoding",
     InvalidField = "invalid_field",
+    // A value that fits the schema but breaks a rule it cannot state (422).
+    InvalidValue = "invalid_value",
     InvalidJson = "invalid_json",
     InvalidLineProtocol = "invalid_line_protocol",
     InvalidParameter = "invalid_parameter",
@@ -145,6 +147,24 @@ error_codes! {
     // A bug or a fault of the server: quote the error_id.
     Internal = "internal",
 }
+
+/// The schema lists the strings on the wire (a derived schema would list the Rust names).
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Stable snake_case identifier of the kind of error. Clients must accept codes \
+                 newer than themselves.",
+            ))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -12,6 +12,7 @@
 
 pub mod database;
 pub mod error;
+pub mod int;
 pub mod replication;
 pub mod system;
 pub mod ts;

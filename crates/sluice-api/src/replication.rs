@@ -20,23 +20,28 @@ pub struct WalApplyRequest {
     #[serde(default = "default_database")]
     pub database: String,
     /// The primary's epoch; batches from an older epoch than the replica has seen are refused.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::integer")]
     pub epoch: u64,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub first_lsn: u64,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub last_lsn: u64,
     /// Number of records.
+    #[serde(deserialize_with = "crate::int::integer")]
     pub entries: u64,
     /// Bytes of the records before compression (the replica refuses to inflate beyond it).
+    #[serde(deserialize_with = "crate::int::integer")]
     pub uncompressed_bytes: u64,
     /// CRC32C of the decoded `entries_compressed` bytes, checked before decompressing.
+    #[serde(deserialize_with = "crate::int::integer")]
     pub entries_crc32c: u32,
     /// The primary's durable LSN of this database when the batch was cut.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::integer")]
     pub primary_durable_lsn: u64,
     /// How far behind the primary the replica is after this batch: bytes and milliseconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::integer")]
     pub lag_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::integer")]
     pub lag_ms: u64,
     /// Where the primary takes writes (named in the replica's refusals of writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,7 +179,11 @@ pub struct ReplicationConfigRequest {
     #[serde(default)]
     pub compression_type: Option<String>,
     /// zstd level, 1 to 22.
-    #[serde(default, alias = "compression_level")]
+    #[serde(
+        default,
+        alias = "compression_level",
+        deserialize_with = "crate::int::optional"
+    )]
     pub level: Option<i32>,
 }
 

@@ -16,7 +16,11 @@ pub struct DataPoint {
     /// Milliseconds since the Unix epoch. Optional on writes: a point without one is stamped
     /// with the server's receive time (as InfluxDB does for line protocol without a
     /// timestamp). Always present in answers and exports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
     #[schema(example = 1702645200000i64)]
     pub timestamp_ms: Option<i64>,
     #[schema(example = 75.5)]
@@ -151,10 +155,13 @@ pub struct QueryRequest {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub matchers: Vec<TagMatcher>,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub from_ms: i64,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub to_ms: i64,
     pub aggregation: Option<Aggregation>,
     /// Bucket width; needs `aggregation`. Buckets start at `from_ms`.
+    #[serde(default, deserialize_with = "crate::int::optional")]
     pub step_ms: Option<i64>,
     /// Tags to group by (`entity` included); needs `aggregation`.
     #[serde(default)]
@@ -171,7 +178,9 @@ pub struct ExportRequest {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub matchers: Vec<TagMatcher>,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub from_ms: i64,
+    #[serde(deserialize_with = "crate::int::integer")]
     pub to_ms: i64,
 }
 

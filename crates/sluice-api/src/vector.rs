@@ -114,6 +114,7 @@ pub struct SearchRequest {
     pub vector: Vec<f32>,
     /// Results wanted (1 to `vector.max_k`).
     #[schema(example = 10)]
+    #[serde(deserialize_with = "crate::int::integer")]
     pub k: usize,
     /// Every field must match: `{field: value}` (equality; an array field matches if any
     /// element does), `{field: {"$in": [values]}}`, `{field: {"$gt" | "$gte" | "$lt" | "$lte":
@@ -124,7 +125,11 @@ pub struct SearchRequest {
     /// Candidates explored (the collection's `ef_search` when absent); more is slower and
     /// finds more of the true nearest neighbours. At least the collection's size makes the
     /// search exact (a scan of every entity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
     pub ef: Option<usize>,
 }
 
@@ -180,12 +185,15 @@ pub enum Precision {
 pub struct HnswSpec {
     /// Graph connectivity (`M`), 2 to 128.
     #[schema(example = 16)]
+    #[serde(deserialize_with = "crate::int::integer")]
     pub m: usize,
     /// Candidates explored per insert, 1 to 4096.
     #[schema(example = 128)]
+    #[serde(deserialize_with = "crate::int::integer")]
     pub ef_construction: usize,
     /// Default candidates explored per search, 1 to 4096.
     #[schema(example = 64)]
+    #[serde(deserialize_with = "crate::int::integer")]
     pub ef_search: usize,
 }
 
@@ -197,6 +205,7 @@ pub struct CreateCollection {
     #[schema(example = "articles")]
     pub name: String,
     #[schema(example = 768)]
+    #[serde(deserialize_with = "crate::int::integer")]
     pub dimension: usize,
     pub distance: Option<Distance>,
     pub precision: Option<Precision>,

@@ -263,7 +263,7 @@ pub struct VectorSection {
     /// Most collections per database.
     pub max_collections: usize,
     /// Longest pk, in bytes.
-    pub max_pk_bytes: usize,
+    pub max_pk_chars: usize,
     /// Largest metadata object, in bytes of JSON.
     pub max_metadata_bytes: usize,
     /// Most vectors in one batch request.
@@ -388,11 +388,11 @@ pub struct LimitsConfig {
     /// Points in one batch request.
     pub max_points_per_batch: usize,
     /// Bytes of a metric or entity name.
-    pub max_name_bytes: usize,
+    pub max_name_chars: usize,
     /// Tags on one point.
     pub max_tags_per_point: usize,
     /// Bytes of a tag key or value.
-    pub max_tag_bytes: usize,
+    pub max_tag_chars: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -482,9 +482,9 @@ impl Default for LimitsConfig {
         let d = sluice_ts::PointLimits::default();
         LimitsConfig {
             max_points_per_batch: 100_000,
-            max_name_bytes: d.max_name_bytes,
+            max_name_chars: d.max_name_chars,
             max_tags_per_point: d.max_tags,
-            max_tag_bytes: d.max_tag_bytes,
+            max_tag_chars: d.max_tag_chars,
         }
     }
 }
@@ -517,7 +517,7 @@ impl Default for VectorSection {
             max_dimension: d.max_dimension,
             max_k: d.max_k,
             max_collections: d.max_collections,
-            max_pk_bytes: d.max_pk_bytes,
+            max_pk_chars: d.max_pk_chars,
             max_metadata_bytes: d.max_metadata_bytes,
             max_vectors_per_batch: 10_000,
             snapshot_after_ops: d.snapshot_after_ops,
@@ -601,7 +601,7 @@ impl Config {
             max_dimension: v.max_dimension,
             max_k: v.max_k,
             max_collections: v.max_collections,
-            max_pk_bytes: v.max_pk_bytes,
+            max_pk_chars: v.max_pk_chars,
             max_metadata_bytes: v.max_metadata_bytes,
             snapshot_after_ops: v.snapshot_after_ops,
             snapshot_interval_ms: v.snapshot_interval_ms,
@@ -639,14 +639,18 @@ impl WalSection {
 impl LimitsConfig {
     pub fn point_limits(&self) -> sluice_ts::PointLimits {
         sluice_ts::PointLimits {
-            max_name_bytes: self.max_name_bytes,
+            max_name_chars: self.max_name_chars,
             max_tags: self.max_tags_per_point,
-            max_tag_bytes: self.max_tag_bytes,
+            max_tag_chars: self.max_tag_chars,
         }
     }
 }
 
 /// Environment names the seeds use, mapped to our keys (besides the derived `SLUICE_<PATH>`).
+/// Largest character limit on a string (name, tag, pk): four UTF-8 bytes a character must
+/// fit the wire protocol's u16 byte lengths.
+pub const MAX_CHARS_LIMIT: usize = u16::MAX as usize / 4;
+
 pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("SLUICE_BEARER_TOKENS_FILE", "auth.bearer_tokens_file"),
     ("SLUICE_BEARER_TOKENS_JSON", "auth.bearer_tokens_json"),
@@ -1010,12 +1014,13 @@ impl LimitsConfig {
                 "limits.max_points_per_batch",
                 self.max_points_per_batch as u64,
             ),
-            ("limits.max_name_bytes", self.max_name_bytes as u64),
-            ("limits.max_tag_bytes", self.max_tag_bytes as u64),
+            ("limits.max_name_chars", self.max_name_chars as u64),
+            ("limits.max_tag_chars", self.max_tag_chars as u64),
         ])?;
-        if self.max_name_bytes > u16::MAX as usize || self.max_tag_bytes > u16::MAX as usize {
+        // In characters: up to four bytes each, and the wire protocol carries u16 byte lengths.
+        if self.max_name_chars > MAX_CHARS_LIMIT || self.max_tag_chars > MAX_CHARS_LIMIT {
             return Err(invalid(
-                "limits.max_name_bytes and limits.max_tag_bytes must be at most 65535",
+                "limits.max_name_chars and limits.max_tag_chars must be at most 16383",
             ));
         }
         if self.max_tags_per_point > u16::MAX as usize {
@@ -1080,7 +1085,7 @@ impl VectorSection {
             ("vector.max_dimension", self.max_dimension as u64),
             ("vector.max_k", self.max_k as u64),
             ("vector.max_collections", self.max_collections as u64),
-            ("vector.max_pk_bytes", self.max_pk_bytes as u64),
+            ("vector.max_pk_chars", self.max_pk_chars as u64),
             ("vector.max_metadata_bytes", self.max_metadata_bytes as u64),
             (
                 "vector.max_vectors_per_batch",
@@ -1089,9 +1094,9 @@ impl VectorSection {
             ("vector.snapshot_after_ops", self.snapshot_after_ops),
             ("vector.snapshot_interval_ms", self.snapshot_interval_ms),
         ])?;
-        if self.max_pk_bytes > u16::MAX as usize || self.max_dimension > 65_536 {
+        if self.max_pk_chars > MAX_CHARS_LIMIT || self.max_dimension > 65_536 {
             return Err(invalid(
-                "vector.max_pk_bytes must be at most 65535 and vector.max_dimension at most 65536",
+                "vector.max_pk_chars must be at most 16383 and vector.max_dimension at most 65536",
             ));
         }
         if self.default_dimension > self.max_dimension {

@@ -77,6 +77,16 @@ impl ApiError {
         }
     }
 
+    /// A 422 naming the field whose value fits the request's schema but breaks a rule the
+    /// schema cannot state: one field against another, a regex's or a policy's syntax, a
+    /// vector against its collection.
+    pub fn invalid_value(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: ErrorCode::InvalidValue,
+            ..ApiError::invalid_field(field, message)
+        }
+    }
+
     /// Adds the optional fields of the answer.
     pub fn with_fields(mut self, fields: SeedFields) -> ApiError {
         self.seed = Some(Box::new(fields));
@@ -113,7 +123,12 @@ impl ApiError {
             code: self.code,
             error_id,
             field: self.field.clone(),
-            success: self.seed.as_ref().and_then(|s| s.success),
+            // Seed routes answer `success: false` on every error, as the seed documents.
+            success: self
+                .seed
+                .as_ref()
+                .and_then(|s| s.success)
+                .or_else(|| crate::request_id::on_seed_route().then_some(false)),
             buffer_size: self.seed.as_ref().and_then(|s| s.buffer_size),
             retry_after_sec: None,
             expected_lsn: self.seed.as_ref().and_then(|s| s.expected_lsn),

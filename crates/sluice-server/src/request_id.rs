@@ -12,20 +12,42 @@ use axum::http::HeaderMap;
 pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 64;
 
+/// What the request's task knows of it: its id, and whether its route is a seed route (whose
+/// error answers carry the seed's `success: false`).
+struct Current {
+    id: String,
+    seed_route: std::cell::Cell<bool>,
+}
+
 tokio::task_local! {
-    static CURRENT: String;
+    static CURRENT: Current;
 }
 
 /// Runs `f` with `id` as the current request id.
 pub async fn scope<F: Future>(id: String, f: F) -> F::Output {
-    CURRENT.scope(id, f).await
+    let current = Current {
+        id,
+        seed_route: std::cell::Cell::new(false),
+    };
+    CURRENT.scope(current, f).await
 }
 
 /// The id of the request being handled, or `"-"` outside a request.
 pub fn current() -> String {
     CURRENT
-        .try_with(|id| id.clone())
+        .try_with(|c| c.id.clone())
         .unwrap_or_else(|_| "-".to_string())
+}
+
+/// Marks the current request's route as a seed route (the route guard does, from the route
+/// table).
+pub fn mark_seed_route() {
+    let _ = CURRENT.try_with(|c| c.seed_route.set(true));
+}
+
+/// Whether the current request's route is a seed route.
+pub fn on_seed_route() -> bool {
+    CURRENT.try_with(|c| c.seed_route.get()).unwrap_or(false)
 }
 
 /// The client's id if acceptable, else a new one.

@@ -30,17 +30,17 @@ pub struct Point {
 /// Size limits on a point's strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PointLimits {
-    pub max_name_bytes: usize,
+    pub max_name_chars: usize,
     pub max_tags: usize,
-    pub max_tag_bytes: usize,
+    pub max_tag_chars: usize,
 }
 
 impl Default for PointLimits {
     fn default() -> Self {
         PointLimits {
-            max_name_bytes: 256,
+            max_name_chars: 256,
             max_tags: 64,
-            max_tag_bytes: 256,
+            max_tag_chars: 256,
         }
     }
 }
@@ -93,10 +93,10 @@ impl SeriesKey {
         limits: &PointLimits,
     ) -> Result<SeriesKey, InvalidPoint> {
         check_metric(&metric, limits)?;
-        if entity.len() > limits.max_name_bytes {
+        if longer_than(&entity, limits.max_name_chars) {
             return Err(invalid(
                 "entity",
-                format!("longer than {} bytes", limits.max_name_bytes),
+                format!("longer than {} characters", limits.max_name_chars),
             ));
         }
         let mut tags: Vec<(String, String)> = tags.into_iter().collect();
@@ -116,16 +116,16 @@ impl SeriesKey {
                     "reserved: it is the metric's label in PromQL",
                 ));
             }
-            if k.len() > limits.max_tag_bytes {
+            if longer_than(k, limits.max_tag_chars) {
                 return Err(invalid(
                     format!("tags.{k}"),
-                    format!("key longer than {} bytes", limits.max_tag_bytes),
+                    format!("key longer than {} characters", limits.max_tag_chars),
                 ));
             }
-            if v.len() > limits.max_tag_bytes {
+            if longer_than(v, limits.max_tag_chars) {
                 return Err(invalid(
                     format!("tags.{k}"),
-                    format!("value longer than {} bytes", limits.max_tag_bytes),
+                    format!("value longer than {} characters", limits.max_tag_chars),
                 ));
             }
         }
@@ -166,13 +166,20 @@ pub(crate) fn check_metric(metric: &str, limits: &PointLimits) -> Result<(), Inv
     if metric.is_empty() {
         return Err(invalid("metric", "must not be empty"));
     }
-    if metric.len() > limits.max_name_bytes {
+    if longer_than(metric, limits.max_name_chars) {
         return Err(invalid(
             "metric",
-            format!("longer than {} bytes", limits.max_name_bytes),
+            format!("longer than {} characters", limits.max_name_chars),
         ));
     }
     Ok(())
+}
+
+/// Limits count characters (Unicode scalar values), as JSON Schema's `maxLength` does; a
+/// string within the limit in bytes is within it in characters, so only longer ones are
+/// counted.
+pub fn longer_than(s: &str, max_chars: usize) -> bool {
+    s.len() > max_chars && s.chars().count() > max_chars
 }
 
 /// A finite value; -0.0 becomes 0.0 (they compare equal, and one zero keeps decimal chunks

@@ -94,7 +94,7 @@ pub struct VectorConfig {
     pub max_dimension: usize,
     pub max_k: usize,
     pub max_collections: usize,
-    pub max_pk_bytes: usize,
+    pub max_pk_chars: usize,
     pub max_metadata_bytes: usize,
     /// Snapshot when this many operations were applied since the last one...
     pub snapshot_after_ops: u64,
@@ -115,7 +115,7 @@ impl Default for VectorConfig {
             max_dimension: 4096,
             max_k: 1000,
             max_collections: 1000,
-            max_pk_bytes: 512,
+            max_pk_chars: 512,
             max_metadata_bytes: 64 * 1024,
             snapshot_after_ops: 200_000,
             snapshot_interval_ms: 10 * 60 * 1000,
@@ -162,6 +162,14 @@ pub enum VectorError<E = std::convert::Infallible> {
         field: &'static str,
         reason: String,
     },
+    /// Operation `index` fits the request's shape but not its collection (dimension, what
+    /// the distance and precision need).
+    #[error("{field}: {reason}")]
+    Mismatched {
+        index: usize,
+        field: &'static str,
+        reason: String,
+    },
     #[error("no entity with pk {pk:?}")]
     NotFound { index: usize, pk: String },
     #[error("buffer overflow")]
@@ -185,6 +193,15 @@ impl VectorError {
                 field,
                 reason,
             } => VectorError::InvalidEntity {
+                index,
+                field,
+                reason,
+            },
+            VectorError::Mismatched {
+                index,
+                field,
+                reason,
+            } => VectorError::Mismatched {
                 index,
                 field,
                 reason,
@@ -875,10 +892,13 @@ impl VectorEngine {
                 })
             };
             let pk = op.pk();
-            if pk.is_empty() || pk.len() > self.config.max_pk_bytes {
+            if pk.is_empty()
+                || (pk.len() > self.config.max_pk_chars
+                    && pk.chars().count() > self.config.max_pk_chars)
+            {
                 return bad(
                     "pk",
-                    format!("must be 1 to {} bytes", self.config.max_pk_bytes),
+                    format!("must be 1 to {} characters", self.config.max_pk_chars),
                 );
             }
             if let Some(e) = op.entity() {
@@ -906,7 +926,7 @@ impl VectorEngine {
     fn check_entities<E>(&self, c: &CollectionConfig, ops: &[Op]) -> Result<(), VectorError<E>> {
         for (index, op) in ops.iter().enumerate() {
             let Some(e) = op.entity() else { continue };
-            check_vector(c, &e.vector).map_err(|reason| VectorError::InvalidEntity {
+            check_vector(c, &e.vector).map_err(|reason| VectorError::Mismatched {
                 index,
                 field: "vector",
                 reason,
@@ -1331,7 +1351,7 @@ impl VectorEngine {
             .cloned()
             .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
         for (index, e) in entities.iter().enumerate() {
-            check_vector(&coll.config, &e.vector).map_err(|reason| VectorError::InvalidEntity {
+            check_vector(&coll.config, &e.vector).map_err(|reason| VectorError::Mismatched {
                 index,
                 field: "vector",
                 reason,
@@ -1410,7 +1430,7 @@ impl VectorEngine {
             let pending = pending_ops(&st, coll.id);
             (coll, pending)
         };
-        check_vector(&coll.config, &req.vector).map_err(|reason| VectorError::InvalidEntity {
+        check_vector(&coll.config, &req.vector).map_err(|reason| VectorError::Mismatched {
             index: 0,
             field: "vector",
             reason,

@@ -270,7 +270,7 @@ fn buffered_writes_are_searchable_before_and_after_flush_and_updates_and_removes
     assert!(
         matches!(
             err,
-            VectorError::InvalidEntity {
+            VectorError::Mismatched {
                 field: "vector",
                 ..
             }

@@ -158,8 +158,11 @@ class UnsupportedMediaType(APIError):
     """415: unsupported ``Content-Encoding``."""
 
 
-class Unprocessable(APIError):
-    """422: a limit was reached (series limit, collections per database)."""
+class Unprocessable(BadRequest):
+    """422: the request fits the API's schema but breaks a rule the schema cannot state
+    (``invalid_value``: a vector against its collection's dimension, a filter, a query's
+    fields against each other, a policy's syntax), or a limit was reached (series limit,
+    collections per database). A :class:`BadRequest`: nothing was written."""
 
 
 class TooManyRequests(APIError):
@@ -223,7 +226,7 @@ class WireGone(WireProcessingError, Gone):
 
 
 class WireUnprocessable(WireProcessingError, Unprocessable):
-    """Wire status 0x03 with a limit code (``series_limit``)."""
+    """Wire status 0x03 with a 422 code (``invalid_value``, ``series_limit``)."""
 
 
 class WireBufferOverflow(WireError, BufferOverflow):
@@ -359,7 +362,7 @@ def _code_status(code: Optional[str]) -> int:
         return 409
     if code == "lsn_gone":
         return 410
-    if code in ("series_limit", "collection_limit"):
+    if code in ("series_limit", "collection_limit", "invalid_value"):
         return 422
     if code in ("internal", "internal_error"):
         return 500

@@ -124,6 +124,9 @@ impl Authz {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: HashMap<String, Vec<(Method, Authz)>>,
+    /// Seed routes: operations whose success answer carries `success` (the seed's shape);
+    /// their error answers carry `success: false`.
+    seed: std::collections::HashSet<(Method, String)>,
 }
 
 impl RouteTable {
@@ -134,6 +137,9 @@ impl RouteTable {
         let mut errors = Vec::new();
         for (path, item) in &api.paths.paths {
             for (method, op) in operations(item) {
+                if answers_success_field(api, op) {
+                    table.seed.insert((method.clone(), path.clone()));
+                }
                 let declared = op.extensions.as_ref().and_then(|e| e.get(EXTENSION));
                 match declared.map(Authz::from_json) {
                     Some(Ok(authz)) => {
@@ -173,12 +179,51 @@ impl RouteTable {
         }
     }
 
+    /// Whether `route` (as registered) is a seed route for `method` (HEAD is GET).
+    pub fn is_seed(&self, method: &Method, route: &str) -> bool {
+        let method = if *method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        !self.seed.is_empty() && self.seed.contains(&(method, route.to_string()))
+    }
+
     /// Every (method, route) with its declaration.
     pub fn iter(&self) -> impl Iterator<Item = ((&Method, &str), &Authz)> {
         self.routes
             .iter()
             .flat_map(|(route, ops)| ops.iter().map(move |(m, a)| ((m, route.as_str()), a)))
     }
+}
+
+/// Whether a 2xx answer of `op` is a JSON object with a `success` property (through one
+/// `$ref` to the components).
+pub fn answers_success_field(
+    api: &utoipa::openapi::OpenApi,
+    op: &utoipa::openapi::path::Operation,
+) -> bool {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let components = api.components.as_ref();
+    op.responses
+        .responses
+        .iter()
+        .filter(|(status, _)| status.starts_with('2'))
+        .filter_map(|(_, r)| match r {
+            RefOr::T(r) => r.content.get("application/json"),
+            RefOr::Ref(_) => None,
+        })
+        .filter_map(|c| c.schema.as_ref())
+        .any(|schema| {
+            let resolved = match schema {
+                RefOr::Ref(r) => r
+                    .ref_location
+                    .strip_prefix("#/components/schemas/")
+                    .and_then(|name| components?.schemas.get(name)),
+                t => Some(t),
+            };
+            matches!(resolved, Some(RefOr::T(Schema::Object(o))) if o.properties.contains_key("success"))
+        })
 }
 
 /// The operations of a path item with their methods.

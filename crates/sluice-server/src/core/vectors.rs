@@ -48,7 +48,8 @@ pub async fn search(
     let filter = filter
         .map(|f| sluice_vector::Filter::parse(f, "filter."))
         .transpose()
-        .map_err(|e| ApiError::invalid_field(e.field, e.reason))?
+        // The filter language is a grammar over a free-form object: its errors are 422.
+        .map_err(|e| ApiError::invalid_value(e.field, e.reason))?
         .filter(|f| !f.is_empty());
     if let Some(ef) = ef
         && !(1..=MAX_EF).contains(&ef)
@@ -174,6 +175,11 @@ pub fn error(e: VectorError<WalError>, prefix: fn(usize) -> String) -> ApiError 
             field,
             reason,
         } => ApiError::invalid_field(format!("{}{field}", prefix(index)), reason),
+        VectorError::Mismatched {
+            index,
+            field,
+            reason,
+        } => ApiError::invalid_value(format!("{}{field}", prefix(index)), reason),
         VectorError::NotFound { .. } => ApiError::new(ErrorCode::EntityNotFound, e.to_string()),
         VectorError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
         VectorError::Index(e) => ApiError::internal(e.to_string()),

@@ -81,10 +81,11 @@ pub fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
     let auth = state.auth();
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("", |p| p.as_str());
-    let Some(need) = state
-        .route_table()
-        .need(req.method(), route, auth.public_metrics())
-    else {
+    let table = state.route_table();
+    if table.is_seed(req.method(), route) {
+        crate::request_id::mark_seed_route();
+    }
+    let Some(need) = table.need(req.method(), route, auth.public_metrics()) else {
         return Ok(());
     };
     let (action, scope) = (need.action, need.scope);

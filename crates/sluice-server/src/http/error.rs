@@ -56,9 +56,11 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
             StatusCode::PAYLOAD_TOO_LARGE
         }
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        C::Unprocessable | C::CollectionLimit | C::SeriesLimit | C::RecordRefused => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        C::Unprocessable
+        | C::InvalidValue
+        | C::CollectionLimit
+        | C::SeriesLimit
+        | C::RecordRefused => StatusCode::UNPROCESSABLE_ENTITY,
         C::WebsocketRequired => StatusCode::UPGRADE_REQUIRED,
         C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
             StatusCode::TOO_MANY_REQUESTS

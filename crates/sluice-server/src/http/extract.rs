@@ -190,6 +190,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result
             "request body is empty; expected a JSON object",
         ));
     }
+    // Every request body is an object; serde would read an array as a struct's fields in order.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "request body must be a JSON object",
+        ));
+    }
     if json_depth_exceeds(bytes, max_depth) {
         return Err(ApiError::new(
             ErrorCode::JsonTooDeep,
@@ -306,7 +313,7 @@ mod tests {
     fn syntax_errors_and_depth_are_refused() {
         let e = parse_json::<Outer>(b"{\"points\": [", 32).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidJson);
-        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        let deep = format!("{{\"a\": {}{}}}", "[".repeat(40), "]".repeat(40));
         let e = parse_json::<serde_json::Value>(deep.as_bytes(), 32).unwrap_err();
         assert_eq!(e.code, ErrorCode::JsonTooDeep);
         // Brackets inside strings do not count.

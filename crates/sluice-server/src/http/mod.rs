@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod authn;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -20,7 +21,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Sluice",
-        description = "Time series and vectors behind one fast front door. Every error answer has the shape of ErrorBody; its error_id equals the X-Request-Id response header.",
+        description = "Time series and vectors behind one fast front door. Every error answer has the shape of ErrorBody (seed routes add `success: false`; the Prometheus API answers in Prometheus's shape); its error_id equals the X-Request-Id response header. A request that breaks this document's schemas is refused with 400 (413 for size, 415 for an unknown Content-Encoding, 408 for a body sent too slowly); one that fits them but breaks a rule a schema cannot state (one field against another, a regex's or a filter's syntax, a vector against its collection) with 422 `invalid_value`. A method a path does not serve is 405 with an `Allow` header. 429 always carries Retry-After. See docs/api-contract.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
@@ -263,7 +264,7 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> middleware::Fron
         !auth.dev_mode(),
         auth.public_metrics(),
     );
-    state.set_openapi_json(api.to_pretty_json().unwrap_or_default());
+    state.set_openapi_json(contract::finish(&api, state.config()));
     let compression = state.config().http.compression;
     let router = router
         .route_layer(middleware::GuardLayer(state.clone()))

@@ -89,10 +89,37 @@ pub fn check_replica(id: &str, endpoint: &str) -> Result<(), String> {
     let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
         format!("endpoint {endpoint:?} must be an http:// URL (shipping has no TLS client yet)")
     })?;
-    if rest.is_empty() || rest.len() > 256 || rest.contains(char::is_whitespace) {
-        return Err(format!("endpoint {endpoint:?} is not a valid URL"));
+    if !valid_endpoint_rest(rest) {
+        return Err(format!(
+            "endpoint {endpoint:?} is not http://host[:port][/path] (a host name or IPv4 address, a port up to 65535, at most 256 characters after http://)"
+        ));
     }
     Ok(())
+}
+
+/// `host[:port][/path]` after `http://`, the grammar the OpenAPI document states as a pattern:
+/// host 1 to 253 of `A-Z a-z 0-9 . -`, port 1 to 5 digits up to 65535 (no leading zero when
+/// five), path `/` then `A-Z a-z 0-9 . _ ~ / -`; 256 characters in all.
+fn valid_endpoint_rest(rest: &str) -> bool {
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let host_ok = (1..=253).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && !(p.len() == 5 && p.starts_with('0'))
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'/' | b'-'));
+    rest.len() <= 256 && host_ok && port_ok && path_ok
 }
 
 /// What `replication.json` holds.

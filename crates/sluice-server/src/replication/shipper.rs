@@ -69,8 +69,17 @@ async fn run(state: AppState, link: Arc<ReplicaLink>) {
         notified.as_mut().enable();
         let mut progressed = false;
         let mut failure = None;
+        let current = state.databases().map(|d| d.all()).unwrap_or_default();
+        // A feed holds its database open: drop those of deleted or replaced databases, which
+        // a failing round (it stops at the first failure) would otherwise keep forever, and
+        // with them the deletion that waits for every holder.
+        feeds.retain(|name, feed| {
+            current
+                .iter()
+                .any(|db| db.name == *name && Arc::ptr_eq(db, feed.database()))
+        });
         if !link.lock().fenced {
-            for db in state.databases().map(|d| d.all()).unwrap_or_default() {
+            for db in current {
                 match ship_one(&state, &link, &client, &db, &mut feeds).await {
                     Ok(Shipped::Progress) => progressed = true,
                     Ok(Shipped::Nothing) => {}

@@ -321,6 +321,7 @@ pub fn wire_status(code: ErrorCode) -> Status {
         | C::TooLargeExpanded
         | C::TooManyPoints
         | C::Unprocessable
+        | C::InvalidValue
         | C::UnsupportedMediaType
         | C::SubscriptionTransport
         | C::WebsocketRequired

@@ -38,6 +38,12 @@ pub fn ws_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// is disconnected. Sessions count against `wire.max_connections` (their own pool: upgraded
 /// connections leave the HTTP loop); an `Origin` other than the server's own is refused (403).
 #[utoipa::path(get, path = "/v1/ws", tag = "system", extensions(("x-sluice-authz" = json!("public"))),
+    params(
+        ("Upgrade" = String, Header, description = "`websocket` (RFC 6455)"),
+        ("Connection" = String, Header, description = "Includes `upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes, base64"),
+    ),
     responses(
         (status = 101, description = "Switching to WebSocket: wire protocol frames as binary messages (docs/wire-protocol.md)"),
         (status = 401, description = "The upgrade carried wrong credentials", body = ErrorBody),

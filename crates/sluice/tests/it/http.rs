@@ -202,7 +202,12 @@ async fn malformed_json_and_bad_fields_are_400_with_a_field_path() {
         "{err}"
     );
 
-    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // A JSON array never stands for an object (serde would read it as the fields in order).
+    let (status, err) = s.post_json("/ts/put", &json!(["m", "e", 1, 1.0, {}])).await;
+    assert_eq!(status, 400);
+    assert_error_shape(&err, "invalid_json");
+
+    let deep = format!("{{\"tags\": {}{}}}", "[".repeat(200), "]".repeat(200));
     let r = s
         .client
         .post(s.url("/ts/put"))
@@ -445,4 +450,72 @@ async fn unknown_methods_share_one_metrics_label() {
         "{text}"
     );
     assert!(!text.contains("FOO"), "{text}");
+}
+
+#[tokio::test]
+async fn seed_routes_say_success_false_on_every_error_and_others_do_not() {
+    let s = TestServer::start().await;
+    // A seed route (its success answer carries `success`): a validation error, a missing
+    // database and a body that is not JSON all say `success: false`.
+    let (status, err) = s
+        .post_json("/ts/put/buffered", &json!({"metric": ""}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(err["success"], false, "{err}");
+    let (status, err) = s
+        .post_json("/v1/databases/nope/ts/put", &point("m", 1, 1.0))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(err["success"], false, "{err}");
+    let r = s
+        .client
+        .post(s.url("/vectors/add/buffered"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["success"], false, "{err}");
+    // Not a seed route: no `success` field.
+    let (status, err) = s
+        .post_json("/v1/collections", &json!({"name": "", "dimension": 3}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(err.get("success").is_none(), "{err}");
+}
+
+#[tokio::test]
+async fn limits_count_characters_and_integers_may_be_written_as_floats() {
+    let s =
+        TestServer::start_with(Options::default().env("SLUICE_LIMITS_MAX_NAME_CHARS", "4")).await;
+    // Four characters of four bytes each: within a limit of four characters.
+    let (status, body) = s.post_json("/ts/put", &point("𝄞𝄞𝄞𝄞", 1, 1.0)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, err) = s.post_json("/ts/put", &point("abcde", 1, 1.0)).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["field"], "metric");
+    // JSON Schema's integers: 2000.0 is 2000; 2000.5 is not an integer.
+    let (status, body) = s
+        .post_json(
+            "/ts/put",
+            &json!({"metric": "m", "entity": "e", "timestamp_ms": 2000.0, "value": 1.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, q) = s
+        .post_json(
+            "/ts/query",
+            &json!({"metric": "m", "from_ms": 0, "to_ms": 5000.0}),
+        )
+        .await;
+    assert_eq!(q["series"][0]["points"][0][0], 2000, "{q}");
+    let (status, err) = s
+        .post_json(
+            "/ts/put",
+            &json!({"metric": "m", "entity": "e", "timestamp_ms": 2000.5, "value": 1.0}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(err["field"], "timestamp_ms");
 }

@@ -367,7 +367,8 @@ forbid(principal == Actor::"rw", action == Action::"write", resource == Database
         Some(json!({"name": "bad", "policy": "permit(principal"})),
     )
     .await;
-    assert_eq!(st, 400, "{body}");
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["code"], "invalid_value", "{body}");
     let (st, _) = call(
         &s,
         "GET",

@@ -413,51 +413,76 @@ async fn export_streams_ndjson_datapoints() {
 }
 
 #[tokio::test]
-async fn bad_queries_are_400_with_a_field_path() {
+async fn bad_queries_are_400_or_422_with_a_field_path() {
     let s = TestServer::start().await;
     let cases = [
         (
             json!({"metric": "m", "from_ms": "yesterday", "to_ms": 5}),
             "from_ms",
+            400,
         ),
-        (json!({"metric": "m", "from_ms": 5, "to_ms": 1}), "to_ms"),
-        (json!({"metric": "", "from_ms": 0, "to_ms": 1}), "metric"),
+        (
+            json!({"metric": "m", "from_ms": 5, "to_ms": 1}),
+            "to_ms",
+            422,
+        ),
+        (
+            json!({"metric": "", "from_ms": 0, "to_ms": 1}),
+            "metric",
+            400,
+        ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "step_ms": 10}),
             "step_ms",
+            422,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "aggregation": "avg", "step_ms": 0}),
             "step_ms",
+            400,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": i64::MAX, "aggregation": "avg", "step_ms": 1}),
             "step_ms",
+            422,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "group_by": ["dc"]}),
             "group_by",
+            422,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "aggregation": "median"}),
             "aggregation",
+            400,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "matchers": [{"tag": "a", "op": "~=", "value": "x"}]}),
             "matchers[0].op",
+            400,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "matchers": [{"tag": "a", "op": "=~", "value": "("}]}),
             "matchers[0].value",
+            422,
         ),
         (
             json!({"metric": "m", "from_ms": 0, "to_ms": 1, "tags": {"a": 5}}),
             "tags.a",
+            400,
         ),
     ];
-    for (body, field) in cases {
+    // 400: the body breaks the schema; 422: it fits, but breaks a rule the schema cannot
+    // state (one field against another, a regex's syntax).
+    for (body, field, want) in cases {
         let (status, err) = s.post_json("/ts/query", &body).await;
-        assert_eq!(status, 400, "{body} → {err}");
+        assert_eq!(status, want, "{body} → {err}");
+        let code = if want == 400 {
+            "invalid_field"
+        } else {
+            "invalid_value"
+        };
+        assert_eq!(err["code"], code, "{body} → {err}");
         assert_eq!(err["field"], field, "{body} → {err}");
     }
 }

@@ -301,7 +301,7 @@ async fn the_search_opcode_answers_what_http_search_answers() {
     let short = le_bytes(&[1.0]);
     let bad: [(Request<'_>, &str, &str); 6] = [
         (search("nope", &qb, 5, 0, b""), "collection_not_found", ""),
-        (search("docs", &short, 5, 0, b""), "invalid_field", "vector"),
+        (search("docs", &short, 5, 0, b""), "invalid_value", "vector"),
         (search("docs", &qb, 0, 0, b""), "invalid_field", "k"),
         (search("docs", &qb, 5, 5000, b""), "invalid_field", "ef"),
         (
@@ -311,7 +311,7 @@ async fn the_search_opcode_answers_what_http_search_answers() {
         ),
         (
             search("docs", &qb, 5, 0, br#"{"i": {"$near": 1}}"#),
-            "invalid_field",
+            "invalid_value",
             "filter.i",
         ),
     ];
@@ -981,9 +981,9 @@ async fn every_limit_is_the_same_on_both_transports() {
     let s = TestServer::start_with(
         Options::default()
             .env("SLUICE_LIMITS_MAX_POINTS_PER_BATCH", "3")
-            .env("SLUICE_LIMITS_MAX_NAME_BYTES", "8")
+            .env("SLUICE_LIMITS_MAX_NAME_CHARS", "8")
             .env("SLUICE_LIMITS_MAX_TAGS_PER_POINT", "1")
-            .env("SLUICE_LIMITS_MAX_TAG_BYTES", "4")
+            .env("SLUICE_LIMITS_MAX_TAG_CHARS", "4")
             .env("SLUICE_VECTOR_MAX_VECTORS_PER_BATCH", "2"),
     )
     .await;
@@ -1012,7 +1012,7 @@ async fn every_limit_is_the_same_on_both_transports() {
             field: Some("points"),
         },
         LimitCase {
-            name: "metric over max_name_bytes in a batch",
+            name: "metric over max_name_chars in a batch",
             http_path: "/ts/put/batch",
             http_body: json!({"points": [jp("m", json!({})), jp("much_too_long", json!({}))]}),
             wire: Request::TsPutBuffered {
@@ -1034,7 +1034,7 @@ async fn every_limit_is_the_same_on_both_transports() {
             field: Some("tags"),
         },
         LimitCase {
-            name: "tag value over max_tag_bytes",
+            name: "tag value over max_tag_chars",
             http_path: "/ts/put/buffered",
             http_body: jp("m", json!({"a": "12345"})),
             wire: Request::TsPutBuffered {
@@ -1070,14 +1070,20 @@ async fn every_limit_is_the_same_on_both_transports() {
                 ],
                 batch: true,
             },
-            code: "invalid_field",
+            code: "invalid_value",
             field: Some("vectors[1].vector"),
         },
     ];
     let mut c = connect(&s).await;
     for case in &cases {
         let (status, http) = s.post_json(case.http_path, &case.http_body).await;
-        assert_eq!(status, 400, "{}: HTTP {http}", case.name);
+        // A value that fits the schema but not the collection is 422 (`invalid_value`).
+        let want = if case.code == "invalid_value" {
+            422
+        } else {
+            400
+        };
+        assert_eq!(status, want, "{}: HTTP {http}", case.name);
         let (wire_status, payload) = call(&mut c, &case.wire).await;
         let wire: Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(

@@ -62,7 +62,8 @@ pub async fn list(
     request_body = CreateDatabase,
     responses(
         (status = 201, description = "Created", body = DatabaseInfo),
-        (status = 400, description = "Invalid name, retention or policy", body = ErrorBody),
+        (status = 400, description = "Invalid name or retention", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the policy is not valid Cedar", body = ErrorBody),
         (status = 409, description = "A database of that name exists", body = ErrorBody),
         (status = 503, description = "The configuration file was edited by hand since the server read it (nothing written), or not ready", body = ErrorBody),
     ))]
@@ -126,7 +127,7 @@ fn manage_error(e: ManageError) -> ApiError {
             ApiError::new(ErrorCode::ConfigDrift, message).retry_after(30)
         }
         ManageError::Open(ref o) if o.message.starts_with("policy:") => {
-            ApiError::invalid_field("policy", o.message.clone())
+            ApiError::invalid_value("policy", o.message.clone())
         }
         ManageError::Catalogue(_) | ManageError::Open(_) | ManageError::Io { .. } => {
             tracing::error!(error = %message, "database management failed");

@@ -603,16 +603,24 @@ pub async fn label_values(
 /// Prometheus answers for series it did not scrape.
 #[utoipa::path(get, path = "/api/v1/metadata", tag = "prometheus",
     extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
-    responses((status = 200, description = "`{status: success, data: {}}`", body = Object)))]
-pub async fn metadata() -> Response {
-    success("{}")
+    responses(
+        (status = 200, description = "`{status: success, data: {}}`", body = Object),
+        (status = 400, description = "`bad_data`: an invalid database name", body = Object),
+    ))]
+pub async fn metadata(State(state): State<AppState>, TargetDb(db): TargetDb) -> PromResult {
+    database(&state, &db)?;
+    Ok(success("{}"))
 }
 
 /// Build information, in Prometheus's shape (Grafana reads it to detect the server).
 #[utoipa::path(get, path = "/api/v1/status/buildinfo", tag = "prometheus",
     extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
-    responses((status = 200, description = "`{status: success, data: {version, revision, branch, buildUser, buildDate, goVersion}}`", body = Object)))]
-pub async fn buildinfo() -> Response {
+    responses(
+        (status = 200, description = "`{status: success, data: {version, revision, branch, buildUser, buildDate, goVersion}}`", body = Object),
+        (status = 400, description = "`bad_data`: an invalid database name", body = Object),
+    ))]
+pub async fn buildinfo(State(state): State<AppState>, TargetDb(db): TargetDb) -> PromResult {
+    database(&state, &db)?;
     // Grafana reads `version` to pick the features it uses: we answer the Prometheus release
     // whose query semantics we follow, and name ourselves in `branch`.
     let data = json!({
@@ -623,7 +631,7 @@ pub async fn buildinfo() -> Response {
         "buildDate": "",
         "goVersion": "none",
     });
-    success(&data.to_string())
+    Ok(success(&data.to_string()))
 }
 
 /// Largest decompressed remote-write body: what one WAL record may hold, like line protocol's

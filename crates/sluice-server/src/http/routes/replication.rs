@@ -70,7 +70,7 @@ pub struct SnapshotParams {
 /// primary whose WAL no longer holds what this replica needs (see docs/replication.md).
 #[utoipa::path(post, path = "/api/v1/replication/snapshot", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "server"}))),
     params(SnapshotParams,
-        ("X-Primary-ID" = Option<String>, Header, description = "The sending primary"),
+        ("X-Primary-ID" = String, Header, description = "The sending primary (required)"),
         ("X-Primary-Epoch" = Option<u64>, Header, description = "The sending primary's epoch")),
     request_body(content = String, content_type = "application/x-ndjson", description = "zstd-compressed NDJSON: points, collection, vectors lines and an end line"),
     responses(
@@ -85,9 +85,11 @@ pub async fn snapshot(
     body: axum::body::Body,
 ) -> Result<Json<WalApplyResponse>, ApiError> {
     let epoch = match headers.get("x-primary-epoch") {
+        // Decimal digits only (what the OpenAPI document states), at most 19 (fits u64).
         Some(v) => v
             .to_str()
             .ok()
+            .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| ApiError::invalid_field("X-Primary-Epoch", "must be an integer"))?,
         None => 0,

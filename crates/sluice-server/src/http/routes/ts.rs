@@ -31,7 +31,7 @@ use crate::http::routes::WriteErrors;
 use crate::state::AppState;
 
 /// Most matchers in one query.
-const MAX_MATCHERS: usize = 64;
+pub const MAX_MATCHERS: usize = 64;
 /// Most buckets one aggregation may produce per series.
 const MAX_BUCKETS: i64 = 1_000_000;
 /// Export frames are sent when they reach this size.
@@ -139,6 +139,7 @@ pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
     responses(
         (status = 200, description = "Matching series, ordered by entity and tags", body = QueryResponse),
         (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, `step_ms` or `group_by` without an aggregation, too many steps, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn query(
@@ -168,6 +169,7 @@ pub async fn query(
     responses(
         (status = 200, description = "NDJSON stream of DataPoint objects", content_type = "application/x-ndjson", body = DataPoint),
         (status = 400, description = "Invalid selection", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn export(
@@ -237,7 +239,7 @@ fn to_query(req: QueryRequest) -> Result<Query, ApiError> {
         return Err(ApiError::invalid_field("metric", "must not be empty"));
     }
     if req.to_ms < req.from_ms {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             "to_ms",
             "must not be before from_ms",
         ));
@@ -253,18 +255,18 @@ fn to_query(req: QueryRequest) -> Result<Query, ApiError> {
             return Err(ApiError::invalid_field("step_ms", "must be positive"));
         }
         if req.aggregation.is_none() {
-            return Err(ApiError::invalid_field("step_ms", "needs an aggregation"));
+            return Err(ApiError::invalid_value("step_ms", "needs an aggregation"));
         }
         let span = i128::from(req.to_ms) - i128::from(req.from_ms);
         if span / i128::from(step) >= i128::from(MAX_BUCKETS) {
-            return Err(ApiError::invalid_field(
+            return Err(ApiError::invalid_value(
                 "step_ms",
                 format!("the range holds more than {MAX_BUCKETS} steps; use a larger step"),
             ));
         }
     }
     if !req.group_by.is_empty() && req.aggregation.is_none() {
-        return Err(ApiError::invalid_field("group_by", "needs an aggregation"));
+        return Err(ApiError::invalid_value("group_by", "needs an aggregation"));
     }
     let matchers = req
         .matchers
@@ -307,7 +309,7 @@ fn to_matcher(i: usize, m: TagMatcher) -> Result<Matcher, ApiError> {
         }
     };
     Matcher::new(m.tag, op, m.value).map_err(|e| {
-        ApiError::invalid_field(
+        ApiError::invalid_value(
             format!("matchers[{i}].value"),
             format!("invalid regex: {e}"),
         )

@@ -312,6 +312,7 @@ pub async fn delete(
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Results, best first", body = SearchResponse),
+        (status = 422, description = "`invalid_value`: the filter is not valid, or the vector does not fit the collection (dimension, what its distance and precision need)", body = ErrorBody),
         ReadErrors,
     ))]
 pub async fn search(

@@ -126,6 +126,7 @@ error_codes! {
     FlushUnavailable = "flush_unavailable",
     NotReady = "not_ready",
     Overloaded = "overloaded",
+    InsufficientStorage = "insufficient_storage",
     ShuttingDown = "shutting_down",
     Unavailable = "unavailable",
     // Replication.

@@ -149,6 +149,11 @@ impl From<WalError> for ApiError {
                 ErrorCode::PayloadTooLarge,
                 format!("the write encodes to {size} bytes; one write may be at most {max}"),
             ),
+            WalError::StorageFull => ApiError::new(
+                ErrorCode::InsufficientStorage,
+                "the disk is full: writes are refused until space returns (reads are served); retry later",
+            )
+            .retry_after(5),
             WalError::Closed => {
                 ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").retry_after(1)
             }

@@ -81,6 +81,35 @@ struct Engines {
     vectors: Arc<VectorEngine>,
     wal: Arc<Wal>,
     pending: Arc<Pending>,
+    /// The storage was full at the last try: flushes, snapshots, checkpoints and retention
+    /// sweeps wait until this instant (see [`FULL_RETRY`]).
+    full_until: Mutex<Option<Instant>>,
+}
+
+/// How long the flusher waits after finding the storage full before trying again. A full disk
+/// is not fatal: the buffers keep their data (a failed flush puts it back), the WAL refuses new
+/// writes until it can write again, and every step resumes once space returns.
+const FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether `e` (or an error it was caused by) says the storage is full.
+fn storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && sluice_wal::faults::is_storage_full(io)
+        {
+            return true;
+        }
+        if matches!(err.downcast_ref::<WalError>(), Some(WalError::StorageFull)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    // Libraries that flatten their causes into text still say so.
+    let text = e.to_string();
+    text.contains("No space left on device")
+        || text.contains("Disk quota exceeded")
+        || text.contains("File too large")
 }
 
 impl Flusher {
@@ -98,6 +127,7 @@ impl Flusher {
             vectors,
             wal,
             pending: pending.clone(),
+            full_until: Mutex::new(None),
         };
         let thread = std::thread::Builder::new()
             .name(format!("flush-{db}"))
@@ -206,10 +236,11 @@ impl Engines {
             Some(outcome)
         };
         loop {
-            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) && !self.paused() {
                 match self.ts.enforce_retention() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(db, chunks = n, "deleted chunks past retention"),
+                    Err(e) if storage_full(&e) => self.pause("the retention sweep", &e),
                     Err(e) => fatal(db, &format!("retention sweep failed: {e}")),
                 }
                 last_retention = Some(Instant::now());
@@ -236,6 +267,10 @@ impl Engines {
             });
             if let Some(at) = deferred {
                 wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
+            // Storage full: nothing to try before the pause ends.
+            if let Some(left) = self.pause_left() {
+                wait = wait.max(left);
             }
             match rx.recv_timeout(wait) {
                 Ok(Request::Nudge(trigger)) => {
@@ -296,19 +331,69 @@ impl Engines {
         }
     }
 
+    /// Whether the storage was found full less than [`FULL_RETRY`] ago.
+    fn paused(&self) -> bool {
+        self.full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// How long the pause still lasts.
+    fn pause_left(&self) -> Option<Duration> {
+        let until = (*self
+            .full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        Some(until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+
+    /// Records that `what` found the storage full; everything waits [`FULL_RETRY`].
+    fn pause(&self, what: &str, e: &dyn std::fmt::Display) {
+        let mut until = self
+            .full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if until.is_none() {
+            tracing::error!(db = %self.db, error = %e, "{what}: storage full; data stays in memory and in the WAL, retrying every second");
+        }
+        *until = Some(Instant::now() + FULL_RETRY);
+    }
+
+    /// Clears the pause after a step that wrote succeeded.
+    fn resume(&self) {
+        if self
+            .full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some()
+        {
+            tracing::warn!(db = %self.db, "storage has space again; flushing resumed");
+        }
+    }
+
     fn flush_ts(&self, trigger: FlushTrigger) -> FlushOutcome {
+        if self.paused() {
+            return FlushOutcome::default();
+        }
         let started = Instant::now();
         let wal = &self.wal;
         let outcome = match self.ts.flush(trigger, |lsn| {
             wal.wait_durable(lsn).map_err(|e| e.to_string())
         }) {
             Ok(o) => o,
+            Err(e) if storage_full(&e) => {
+                self.pause("flushing the time-series buffer", &e);
+                return FlushOutcome::default();
+            }
             Err(e) => fatal(
                 &self.db,
                 &format!("flushing the time-series buffer failed: {e}"),
             ),
         };
         if let Some(lsn) = outcome.flushed_lsn {
+            self.resume();
             tracing::debug!(db = %self.db, ?trigger, points = outcome.points, lsn = %lsn, ms = started.elapsed().as_millis() as u64, "flushed time series");
             self.checkpoint();
         }
@@ -328,6 +413,9 @@ impl Engines {
     }
 
     fn snapshot(&self) {
+        if self.paused() {
+            return;
+        }
         let started = Instant::now();
         let wal = &self.wal;
         match self
@@ -341,6 +429,7 @@ impl Engines {
                 "vector snapshot written"
             ),
             Ok(None) => {}
+            Err(e) if storage_full(&e) => self.pause("writing the vector snapshot", &e),
             Err(e) => fatal(
                 &self.db,
                 &format!("writing the vector snapshot failed: {e}"),
@@ -350,6 +439,9 @@ impl Engines {
 
     /// Checkpoints the WAL at what both engines hold, if that moved.
     fn checkpoint(&self) {
+        if self.paused() {
+            return;
+        }
         let lsn = Database::checkpoint_bound(&self.ts, &self.vectors, &self.wal);
         if lsn <= self.wal.status().checkpoint_lsn {
             return;
@@ -361,6 +453,7 @@ impl Engines {
             Err(WalError::Overloaded { .. }) => {
                 tracing::debug!(db = %self.db, lsn = %lsn, "WAL queue full; checkpoint left to the next round");
             }
+            Err(e @ WalError::StorageFull) => self.pause("checkpointing the WAL", &e),
             Err(e) => fatal(
                 &self.db,
                 &format!("checkpointing the WAL at {lsn} failed: {e}"),

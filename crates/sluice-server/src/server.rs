@@ -65,6 +65,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let addr = config.http.addr;
+    // A file-size limit then reads as a full disk (writes refused with 507, reads served,
+    // resumed when it is raised) rather than killing the process.
+    sluice_wal::faults::treat_file_size_limit_as_full_disk();
     let auth = Auth::from_config(&config.auth).map_err(ServerError::Auth)?;
     if auth.dev_mode() {
         for a in [addr, config.wire.addr] {

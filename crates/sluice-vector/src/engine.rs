@@ -1117,6 +1117,9 @@ impl VectorEngine {
             let index_file = snapshot::index_file(c.id, bound.get());
             let catalog_file = snapshot::catalog_file(c.id, bound.get());
             let index_path = self.dir.join(&index_file);
+            // usearch writes the file itself; the fault seam sees its creation.
+            sluice_wal::faults::create(&index_path, || Ok(()))
+                .map_err(snapshot::io_err(&index_path))?;
             let catalog = c.save(&index_path).map_err(|e| SnapshotError::Damaged {
                 path: index_path.clone(),
                 reason: e.to_string(),

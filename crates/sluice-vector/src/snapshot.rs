@@ -13,7 +13,7 @@
 //! with a message naming the file, like a damaged WAL.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,7 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, SnapshotError> {
 /// Syncs a file written by someone else (usearch) and returns its CRC32C.
 pub fn sync_and_crc(path: &Path) -> Result<u32, SnapshotError> {
     let mut f = File::open(path).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
+    sluice_wal::faults::sync_all(path, &f).map_err(io_err(path))?;
     let mut crc = 0u32;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -108,9 +108,9 @@ pub fn sync_and_crc(path: &Path) -> Result<u32, SnapshotError> {
 
 /// Writes `bytes` to `path`, synced, and returns their CRC32C.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<u32, SnapshotError> {
-    let mut f = File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
+    let mut f = sluice_wal::faults::create(path, || File::create(path)).map_err(io_err(path))?;
+    sluice_wal::faults::write_all(path, &mut f, bytes).map_err(io_err(path))?;
+    sluice_wal::faults::sync_all(path, &f).map_err(io_err(path))?;
     Ok(crc32c::crc32c(bytes))
 }
 

@@ -5,7 +5,6 @@
 //! overwritten by the next replacement.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` atomically and durably: a temp file beside it (keeping the
@@ -17,14 +16,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let result = (|| {
         let _ = std::fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = crate::faults::create(&tmp, || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
+        })?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        crate::faults::write_all(&tmp, &mut f, bytes)?;
+        crate::faults::sync_all(&tmp, &f)?;
         drop(f);
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
@@ -33,7 +34,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             } else {
                 dir
             };
-            File::open(dir)?.sync_all()?;
+            crate::faults::sync_all(dir, &File::open(dir)?)?;
         }
         Ok(())
     })();

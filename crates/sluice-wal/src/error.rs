@@ -14,6 +14,13 @@ pub enum WalError {
     /// The log was shut down.
     #[error("write-ahead log is closed")]
     Closed,
+    /// The storage is full (no space, over quota or over the file size limit): nothing was
+    /// enqueued. The log retries its pending write by itself and accepts appends again once
+    /// it succeeds; retry later.
+    #[error(
+        "the disk holding the write-ahead log is full; writes resume by themselves once space returns"
+    )]
+    StorageFull,
     /// A write or fdatasync failed earlier; the log accepts nothing more.
     #[error("write-ahead log stopped after an I/O failure")]
     Poisoned,

@@ -58,6 +58,7 @@
 mod checkpoint;
 pub mod durable;
 pub mod error;
+pub mod faults;
 pub mod metrics;
 mod read;
 pub mod record;

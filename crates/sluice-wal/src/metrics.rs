@@ -20,6 +20,8 @@ pub struct WalMetrics {
     pub truncated_bytes: Counter,
     pub checkpoint_lsn: Gauge,
     pub last_lsn: Gauge,
+    /// 1 while the storage is full and appends are refused (see `WalError::StorageFull`).
+    pub storage_full: Gauge,
 }
 
 impl Default for WalMetrics {
@@ -39,6 +41,7 @@ impl Default for WalMetrics {
             truncated_bytes: Counter::default(),
             checkpoint_lsn: Gauge::default(),
             last_lsn: Gauge::default(),
+            storage_full: Gauge::default(),
         }
     }
 }
@@ -48,6 +51,11 @@ impl WalMetrics {
     /// carrying the database label).
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("wal");
+        r.register(
+            "storage_full",
+            "1 while the disk is full and the WAL refuses appends (it retries by itself)",
+            self.storage_full.clone(),
+        );
         r.register(
             "appends",
             "Records appended to the WAL",

@@ -7,7 +7,6 @@
 //! (a header shorter than 16 bytes in the last segment, handled by recovery).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoCtx, io_ctx};
@@ -92,15 +91,17 @@ pub fn list(dir: &Path) -> Result<Vec<SegmentInfo>, IoCtx> {
 pub fn create(dir: &Path, first_lsn: Lsn) -> Result<(File, SegmentInfo), IoCtx> {
     let path = dir.join(file_name(first_lsn));
     let ctx = format!("creating WAL segment {}", path.display());
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .read(true)
-        .open(&path)
-        .map_err(io_ctx(ctx.clone()))?;
-    file.write_all(&header()).map_err(io_ctx(ctx.clone()))?;
-    file.sync_all().map_err(io_ctx(ctx))?;
+    let mut file = crate::faults::create(&path, || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+    })
+    .map_err(io_ctx(ctx.clone()))?;
+    crate::faults::write_all(&path, &mut file, &header()).map_err(io_ctx(ctx.clone()))?;
+    crate::faults::sync_all(&path, &file).map_err(io_ctx(ctx))?;
     sync_dir(dir)?;
     Ok((file, SegmentInfo { first_lsn, path }))
 }
@@ -108,7 +109,7 @@ pub fn create(dir: &Path, first_lsn: Lsn) -> Result<(File, SegmentInfo), IoCtx> 
 /// Makes the directory entry changes (create, rename, delete) in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), IoCtx> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| crate::faults::sync_all(dir, &d))
         .map_err(io_ctx(format!("syncing directory {}", dir.display())))
 }
 

@@ -16,14 +16,27 @@
 //! they are durable within about `flush_interval_ms` of their acknowledgement as before, and a
 //! stream of buffered writes costs the writer one wake-up per interval, not one per write.
 //!
+//! A full disk (`ENOSPC`, `EDQUOT`, or `EFBIG` past the file size limit) is a condition that
+//! passes, not a failing device: the writer cuts the segment back to its last whole batch,
+//! refuses new appends with [`WalError::StorageFull`] (the server answers 507), and retries the
+//! batch in hand (10 ms, doubling to 1 s) until it is written; its records keep their LSNs and
+//! their waiters wait. A sync marker or a segment rotation that finds the disk full is skipped
+//! (the active segment grows past its size until a rotation succeeds); a checkpoint that does
+//! answers its caller `StorageFull` and is tried again by the next one. Every other write
+//! failure, and every fdatasync failure, poisons the log and stops the process: after a failed
+//! fdatasync the kernel may have dropped the dirty pages, so nothing it covered can be trusted.
+//! All file I/O goes through [`crate::faults`], where tests inject these failures.
+//!
 //! Invariants:
 //! - `durable_lsn <= written_lsn <= next LSN - 1`; every waiter is woken only once its level holds.
+//! - While the storage is full, no append is accepted and no LSN is skipped: the stalled batch
+//!   is written with the LSNs it had.
 //! - Only the writer thread touches segment files after open.
 //! - A segment is fdatasync'd before the next one is created.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -161,6 +174,8 @@ pub(crate) struct Shared {
     durable_mutex: Mutex<()>,
     writer_stopped: AtomicBool,
     poisoned: AtomicBool,
+    /// The last write found the storage full; appends are refused until a write succeeds.
+    storage_full: AtomicBool,
     truncated_bytes_at_open: u64,
     metrics: WalMetrics,
     on_fatal: FatalHandler,
@@ -346,6 +361,7 @@ impl Wal {
             durable_mutex: Mutex::new(()),
             writer_stopped: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
+            storage_full: AtomicBool::new(false),
             truncated_bytes_at_open: recovered.truncated_bytes,
             metrics,
             on_fatal: on_fatal.unwrap_or_else(|| Arc::new(abort_on_fatal)),
@@ -427,6 +443,9 @@ impl Wal {
         let Some(sub) = guard.as_mut() else {
             return Err(self.shared.stopped_error());
         };
+        if self.shared.storage_full.load(Ordering::Acquire) {
+            return Err(WalError::StorageFull);
+        }
         if let Some(at) = at
             && at.0 != sub.next_lsn
         {
@@ -935,8 +954,8 @@ impl Writer {
         self.shared.metrics.queue_depth.dec_by(drained);
 
         if !self.buf.is_empty() {
-            if let Err(e) = self.file.write_all(&self.buf) {
-                self.fail(io_ctx::<WalError>("writing a WAL segment")(e), batch);
+            if let Err(e) = self.write_out() {
+                self.fail(e, batch);
                 return Err(());
             }
             self.seg_len += self.buf.len() as u64;
@@ -987,13 +1006,63 @@ impl Writer {
         Ok(())
     }
 
+    /// The active segment's path.
+    fn active_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map_or_else(|| self.shared.dir.clone(), |s| s.path.clone())
+    }
+
+    /// Appends `self.buf` to the active segment; storage full is waited out (see the module
+    /// doc). Errors are fatal ones.
+    fn write_out(&mut self) -> Result<(), WalError> {
+        let path = self.active_path();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match crate::faults::write_all(&path, &mut self.file, &self.buf) {
+                Ok(()) => {
+                    if self.shared.storage_full.swap(false, Ordering::AcqRel) {
+                        self.shared.metrics.storage_full.set(0);
+                        tracing::warn!(dir = %self.shared.dir.display(), "WAL storage has space again; accepting writes");
+                    }
+                    return Ok(());
+                }
+                Err(e) if crate::faults::is_storage_full(&e) => {
+                    self.cut_back()?;
+                    if !self.shared.storage_full.swap(true, Ordering::AcqRel) {
+                        self.shared.metrics.storage_full.set(1);
+                        tracing::error!(dir = %self.shared.dir.display(), error = %e,
+                            "WAL storage full: refusing writes until space returns (retrying)");
+                    }
+                    if self.shared.lock_queue().closed {
+                        // Closing with the disk still full: what is in hand cannot be kept.
+                        return Err(io_ctx::<WalError>("writing a WAL segment at close")(e));
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(io_ctx::<WalError>("writing a WAL segment")(e)),
+            }
+        }
+    }
+
+    /// Cuts the active segment back to its last whole write (a refused write may have left part
+    /// of itself) and puts the file position there. Shrinking needs no space.
+    fn cut_back(&mut self) -> Result<(), WalError> {
+        self.file
+            .set_len(self.seg_len)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.seg_len)).map(|_| ()))
+            .map_err(io_ctx::<WalError>(
+                "cutting a WAL segment back after a full disk",
+            ))
+    }
+
     fn sync(&mut self) -> Result<(), WalError> {
         if self.unsynced_since.is_none() {
             return Ok(());
         }
         let started = Instant::now();
-        self.file
-            .sync_data()
+        crate::faults::sync_data(&self.active_path(), &self.file)
             .map_err(io_ctx::<WalError>("fdatasync of a WAL segment"))?;
         let m = &self.shared.metrics;
         m.fsyncs.inc();
@@ -1051,16 +1120,19 @@ impl Writer {
             record::SYNC_MARKER,
             &[],
         );
-        self.file
-            .write_all(&self.buf)
-            .map_err(io_ctx::<WalError>("writing a WAL sync marker"))?;
+        let path = self.active_path();
+        match crate::faults::write_all(&path, &mut self.file, &self.buf) {
+            Ok(()) => {}
+            // The marker only saves recovery some reading: without space, go without it.
+            Err(e) if crate::faults::is_storage_full(&e) => return self.cut_back(),
+            Err(e) => return Err(io_ctx::<WalError>("writing a WAL sync marker")(e)),
+        }
         self.seg_len += self.buf.len() as u64;
         self.shared
             .metrics
             .appended_bytes
             .inc_by(self.buf.len() as u64);
-        self.file
-            .sync_data()
+        crate::faults::sync_data(&path, &self.file)
             .map_err(io_ctx::<WalError>("fdatasync of a WAL segment"))?;
         self.shared.metrics.fsyncs.inc();
         self.last_marker = Some(self.written);
@@ -1069,8 +1141,18 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<(), WalError> {
         self.sync()?;
-        let (file, info) =
-            segment::create(&self.shared.dir, self.written.next()).map_err(WalError::from)?;
+        let first = self.written.next();
+        let (file, info) = match segment::create(&self.shared.dir, first) {
+            Ok(created) => created,
+            Err(e) if crate::faults::is_storage_full(&e.source) => {
+                // Keep appending to the active segment; the next batch tries again. The new
+                // file holds no record: removing it loses nothing.
+                let _ = std::fs::remove_file(self.shared.dir.join(segment::file_name(first)));
+                tracing::warn!(error = %e.source, "WAL segment rotation postponed: storage full");
+                return Ok(());
+            }
+            Err(e) => return Err(WalError::from(e)),
+        };
         self.file = file;
         self.seg_len = segment::HEADER_BYTES as u64;
         self.segments.push(info);
@@ -1089,7 +1171,13 @@ impl Writer {
             return Ok(());
         }
         if let Err(e) = checkpoint::store(&self.shared.dir, lsn) {
-            // The checkpoint's fsync failed: the same rule as for segments applies.
+            if crate::faults::is_storage_full(&e.source) {
+                // The old checkpoint stands (the file is replaced atomically); the next one
+                // is tried when its caller asks again.
+                tracing::warn!(error = %e.source, checkpoint = %lsn, "WAL checkpoint postponed: storage full");
+                return Err(WalError::StorageFull);
+            }
+            // The checkpoint's write or fsync failed: the same rule as for segments applies.
             self.fail(WalError::from(e), Batch::default());
             return Err(WalError::Poisoned);
         }

@@ -45,7 +45,7 @@ def _error_of(resp: httpx.Response) -> SluiceError:
 
 
 def _retryable(err: SluiceError) -> bool:
-    return err.status in (429, 503) and err.code not in _PERMANENT_503
+    return err.status in (429, 503, 507) and err.code not in _PERMANENT_503
 
 
 def _exception(exc: Exception, idempotent: bool) -> Tuple[SluiceError, bool]:

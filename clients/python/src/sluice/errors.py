@@ -25,6 +25,7 @@ __all__ = [
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "Unprocessable",
+    "InsufficientStorage",
     "TooManyRequests",
     "ServerError",
     "Unavailable",
@@ -177,6 +178,11 @@ class Unavailable(ServerError):
     """503: write queue or buffer full, server overloaded or not ready; retry later."""
 
 
+class InsufficientStorage(Unavailable):
+    """507: the server's disk is full; writes resume by themselves once space returns (reads
+    are served meanwhile). Retried like a 503."""
+
+
 class Overloaded(Unavailable):
     """503 ``server_overloaded``: the server sheds load."""
 
@@ -303,6 +309,7 @@ _STATUS_CLASSES: Dict[int, Type[APIError]] = {
     422: Unprocessable,
     429: TooManyRequests,
     503: Unavailable,
+    507: InsufficientStorage,
 }
 
 _WIRE_CLASSES: Dict[int, Type[WireError]] = {

@@ -295,6 +295,7 @@ fn document_common_responses(doc: &mut Value) {
         .flat_map(|item| item.values_mut())
     {
         let has_body = op.get("requestBody").is_some();
+        let writes = op["x-sluice-authz"]["action"] == "write";
         let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
         };
@@ -315,7 +316,12 @@ fn document_common_responses(doc: &mut Value) {
                     .or_insert_with(|| error(description));
             }
         }
-        for (status, required) in [("429", true), ("503", false)] {
+        if writes {
+            responses.entry("507").or_insert_with(|| {
+                error("`insufficient_storage`: the disk is full; writes resume by themselves once space returns, reads are served")
+            });
+        }
+        for (status, required) in [("429", true), ("503", false), ("507", true)] {
             if let Some(r) = responses.get_mut(status).and_then(Value::as_object_mut) {
                 let headers = r.entry("headers").or_insert_with(|| json!({}));
                 if let (Some(h), Value::Object(add)) =

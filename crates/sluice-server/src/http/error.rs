@@ -76,6 +76,7 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
         | C::ConfigDrift
         | C::EpochNotSaved
         | C::ReplicationBusy => StatusCode::SERVICE_UNAVAILABLE,
+        C::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -21,7 +21,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Sluice",
-        description = "Time series and vectors behind one fast front door. Every error answer has the shape of ErrorBody (seed routes add `success: false`; the Prometheus API answers in Prometheus's shape); its error_id equals the X-Request-Id response header. A request that breaks this document's schemas is refused with 400 (413 for size, 415 for an unknown Content-Encoding, 408 for a body sent too slowly); one that fits them but breaks a rule a schema cannot state (one field against another, a regex's or a filter's syntax, a vector against its collection) with 422 `invalid_value`. A method a path does not serve is 405 with an `Allow` header. 429 always carries Retry-After. See docs/api-contract.md.",
+        description = "Time series and vectors behind one fast front door. Every error answer has the shape of ErrorBody (seed routes add `success: false`; the Prometheus API answers in Prometheus's shape); its error_id equals the X-Request-Id response header. A request that breaks this document's schemas is refused with 400 (413 for size, 415 for an unknown Content-Encoding, 408 for a body sent too slowly); one that fits them but breaks a rule a schema cannot state (one field against another, a regex's or a filter's syntax, a vector against its collection) with 422 `invalid_value`. A method a path does not serve is 405 with an `Allow` header. 429 and 507 (the disk is full: writes resume by themselves when space returns) always carry Retry-After. See docs/api-contract.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(

@@ -280,7 +280,9 @@ fn wal_error(e: WalError, lsn: Lsn) -> ApplyError {
             first: lsn,
             expected,
         },
-        WalError::Overloaded { .. } | WalError::Closed => ApplyError::Overloaded,
+        WalError::Overloaded { .. } | WalError::Closed | WalError::StorageFull => {
+            ApplyError::Overloaded
+        }
         other => ApplyError::Internal(other.to_string()),
     }
 }

@@ -295,6 +295,7 @@ pub fn wire_status(code: ErrorCode) -> Status {
         | C::FlushUnavailable
         | C::NotReady
         | C::Overloaded
+        | C::InsufficientStorage
         | C::ShuttingDown
         | C::Unavailable
         | C::ServerOverloaded

@@ -149,6 +149,11 @@ impl TestServer {
             .map(|v| v.trim().parse().unwrap())
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGTERM, then waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         let child = self.child.as_mut().unwrap();

@@ -31,7 +31,11 @@ data="$(mktemp -d)"
 log="$data.log"
 token="contract-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 
-SLUICE_AUTH_BEARER_TOKEN="$token" "$bin" serve --http-addr "127.0.0.1:$http_port" \
+# The server refuses SLUICE_* variables it does not know (scripts/test exports SLUICE_BIN):
+# it gets none of the caller's.
+unset_sluice=()
+for v in $(env | grep -o '^SLUICE_[A-Z0-9_]*' || true); do unset_sluice+=(-u "$v"); done
+env "${unset_sluice[@]}" SLUICE_AUTH_BEARER_TOKEN="$token" "$bin" serve --http-addr "127.0.0.1:$http_port" \
     --wire-addr "127.0.0.1:$wire_port" --data-dir "$data" >"$log" 2>&1 &
 pid=$!
 cleanup() {

@@ -262,7 +262,8 @@ pub struct VectorSection {
     pub max_k: usize,
     /// Most collections per database.
     pub max_collections: usize,
-    /// Longest pk, in bytes.
+    /// Longest pk, in characters (formerly `max_pk_bytes`, still read).
+    #[serde(alias = "max_pk_bytes")]
     pub max_pk_chars: usize,
     /// Largest metadata object, in bytes of JSON.
     pub max_metadata_bytes: usize,
@@ -387,11 +388,13 @@ pub struct WalSection {
 pub struct LimitsConfig {
     /// Points in one batch request.
     pub max_points_per_batch: usize,
-    /// Bytes of a metric or entity name.
+    /// Characters of a metric or entity name (formerly `max_name_bytes`, still read).
+    #[serde(alias = "max_name_bytes")]
     pub max_name_chars: usize,
     /// Tags on one point.
     pub max_tags_per_point: usize,
-    /// Bytes of a tag key or value.
+    /// Characters of a tag key or value (formerly `max_tag_bytes`, still read).
+    #[serde(alias = "max_tag_bytes")]
     pub max_tag_chars: usize,
 }
 
@@ -652,6 +655,11 @@ impl LimitsConfig {
 pub const MAX_CHARS_LIMIT: usize = u16::MAX as usize / 4;
 
 pub const ENV_ALIASES: &[(&str, &str)] = &[
+    // The limits count characters since they are stated in the OpenAPI document; their old
+    // byte-named variables still work.
+    ("SLUICE_LIMITS_MAX_NAME_BYTES", "limits.max_name_chars"),
+    ("SLUICE_LIMITS_MAX_TAG_BYTES", "limits.max_tag_chars"),
+    ("SLUICE_VECTOR_MAX_PK_BYTES", "vector.max_pk_chars"),
     ("SLUICE_BEARER_TOKENS_FILE", "auth.bearer_tokens_file"),
     ("SLUICE_BEARER_TOKENS_JSON", "auth.bearer_tokens_json"),
     ("SLUICE_BEARER_TOKEN", "auth.bearer_token"),

@@ -163,8 +163,13 @@ impl From<WalError> for ApiError {
 }
 
 impl From<crate::flusher::FlushRequestError> for ApiError {
-    /// A manual flush the flusher cannot take now: 503, retry shortly.
+    /// A manual flush the flusher cannot take now: 503, retry shortly; a full disk: 507.
     fn from(e: crate::flusher::FlushRequestError) -> ApiError {
-        ApiError::new(ErrorCode::FlushUnavailable, e.to_string()).retry_after(1)
+        match e {
+            crate::flusher::FlushRequestError::StorageFull => {
+                ApiError::new(ErrorCode::InsufficientStorage, e.to_string()).retry_after(5)
+            }
+            _ => ApiError::new(ErrorCode::FlushUnavailable, e.to_string()).retry_after(1),
+        }
     }
 }

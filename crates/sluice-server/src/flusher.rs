@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sluice_ts::engine::FlushError;
+use sluice_ts::store::StoreError;
 use sluice_ts::{FlushOutcome, FlushTrigger, TsEngine};
 use sluice_vector::VectorEngine;
 use sluice_vector::engine::{FlushOutcome as VectorFlushOutcome, FlushTrigger as VectorTrigger};
@@ -56,6 +58,9 @@ enum Request {
 pub enum FlushRequestError {
     #[error("the flusher is busy; retry")]
     Busy,
+    /// The disk is full: the buffers keep their data, flushing resumes when space returns.
+    #[error("the disk is full: the flush was postponed until space returns")]
+    StorageFull,
     #[error("the flusher has stopped")]
     Stopped,
 }
@@ -73,6 +78,8 @@ struct Pending {
     ts: AtomicBool,
     ts_memory: AtomicBool,
     vectors: AtomicBool,
+    /// The flusher is paused by a full disk (see [`FULL_RETRY`]).
+    storage_full: AtomicBool,
 }
 
 struct Engines {
@@ -168,7 +175,17 @@ impl Flusher {
     pub async fn flush_now(&self) -> Result<FlushOutcome, FlushRequestError> {
         let (reply, rx) = oneshot::channel();
         self.request(Request::Manual(reply))?;
-        rx.await.map_err(|_| FlushRequestError::Stopped)
+        let outcome = rx.await.map_err(|_| FlushRequestError::Stopped)?;
+        self.not_paused()?;
+        Ok(outcome)
+    }
+
+    /// A request answered while a full disk paused the flusher did not do its work.
+    fn not_paused(&self) -> Result<(), FlushRequestError> {
+        if self.pending.storage_full.load(Ordering::Acquire) {
+            return Err(FlushRequestError::StorageFull);
+        }
+        Ok(())
     }
 
     /// Flushes the vector buffer now and waits for the outcome.
@@ -183,7 +200,8 @@ impl Flusher {
     pub async fn persist_now(&self) -> Result<(), FlushRequestError> {
         let (reply, rx) = oneshot::channel();
         self.request(Request::Persist(reply))?;
-        rx.await.map_err(|_| FlushRequestError::Stopped)
+        rx.await.map_err(|_| FlushRequestError::Stopped)?;
+        self.not_paused()
     }
 
     fn request(&self, r: Request) -> Result<(), FlushRequestError> {
@@ -350,6 +368,7 @@ impl Engines {
 
     /// Records that `what` found the storage full; everything waits [`FULL_RETRY`].
     fn pause(&self, what: &str, e: &dyn std::fmt::Display) {
+        self.pending.storage_full.store(true, Ordering::Release);
         let mut until = self
             .full_until
             .lock()
@@ -362,6 +381,7 @@ impl Engines {
 
     /// Clears the pause after a step that wrote succeeded.
     fn resume(&self) {
+        self.pending.storage_full.store(false, Ordering::Release);
         if self
             .full_until
             .lock()
@@ -383,7 +403,11 @@ impl Engines {
             wal.wait_durable(lsn).map_err(|e| e.to_string())
         }) {
             Ok(o) => o,
-            Err(e) if storage_full(&e) => {
+            // A failed sync of a committed flush is fatal whatever its cause (see StoreError).
+            Err(e)
+                if !matches!(e, FlushError::Store(StoreError::SyncFailed(_)))
+                    && (storage_full(&e) || self.wal.storage_full()) =>
+            {
                 self.pause("flushing the time-series buffer", &e);
                 return FlushOutcome::default();
             }
@@ -429,7 +453,9 @@ impl Engines {
                 "vector snapshot written"
             ),
             Ok(None) => {}
-            Err(e) if storage_full(&e) => self.pause("writing the vector snapshot", &e),
+            Err(e) if storage_full(&e) || self.wal.storage_full() => {
+                self.pause("writing the vector snapshot", &e)
+            }
             Err(e) => fatal(
                 &self.db,
                 &format!("writing the vector snapshot failed: {e}"),

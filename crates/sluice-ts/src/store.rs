@@ -48,6 +48,14 @@ pub enum StoreError {
     Fjall(#[from] fjall::Error),
     #[error("time-series storage is corrupt: {0}")]
     Corrupt(String),
+    /// A flush's batch could not be written (nothing of it was committed): retrying it is
+    /// safe.
+    #[error("time-series storage: {0}")]
+    Io(#[from] std::io::Error),
+    /// A flush's batch was committed but its sync failed: what is on disk is unknown, and a
+    /// retry would commit the same chunks again. Fatal, as a failed WAL fdatasync is.
+    #[error("time-series storage: syncing a flush failed: {0}")]
+    SyncFailed(String),
 }
 
 pub struct ChunkStore {
@@ -57,6 +65,8 @@ pub struct ChunkStore {
     meta: Keyspace,
     /// Live chunks per series id (see the module doc).
     directory: RwLock<Directory>,
+    /// What the fault seam (`sluice_wal::faults`) calls a flush's batch: `<dir>/chunks`.
+    fault_path: std::path::PathBuf,
 }
 
 /// The live chunks of the series read so far.
@@ -215,6 +225,7 @@ impl ChunkStore {
                 chunks,
                 meta,
                 directory: RwLock::default(),
+                fault_path: dir.join("chunks"),
             },
             series: keys,
             flushed_lsn,
@@ -259,6 +270,11 @@ impl ChunkStore {
             NEXT_SEQ.to_vec(),
             next_seq.to_le_bytes().to_vec(),
         );
+        // The flush's two steps, as the fault seam sees them: the batch written, then synced.
+        let bytes = chunks.iter().map(|c| c.block.len() + 32).sum::<usize>();
+        if let Some(fault) = sluice_wal::faults::decide_write(&self.fault_path, bytes) {
+            return Err(StoreError::Io(fault));
+        }
         {
             let mut dir = self.directory_mut();
             batch.commit()?;
@@ -286,7 +302,12 @@ impl ChunkStore {
                 });
             }
         }
-        self.db.persist(PersistMode::SyncAll)?;
+        sluice_wal::faults::sync_with(&self.fault_path, || {
+            self.db
+                .persist(PersistMode::SyncAll)
+                .map_err(std::io::Error::other)
+        })
+        .map_err(|e| StoreError::SyncFailed(e.to_string()))?;
         Ok(())
     }
 

@@ -162,8 +162,9 @@ pub enum VectorError<E = std::convert::Infallible> {
         field: &'static str,
         reason: String,
     },
-    /// Operation `index` fits the request's shape but not its collection (dimension, what
-    /// the distance and precision need).
+    /// Operation `index` fits the request's shape but breaks a rule a schema cannot state:
+    /// its collection's (dimension, what the distance and precision need), or the size of
+    /// its metadata as JSON.
     #[error("{field}: {reason}")]
     Mismatched {
         index: usize,
@@ -910,13 +911,15 @@ impl VectorEngine {
                 }
                 let meta_bytes = serde_json::to_vec(&e.metadata).map_or(usize::MAX, |v| v.len());
                 if meta_bytes > self.config.max_metadata_bytes {
-                    return bad(
-                        "metadata",
-                        format!(
+                    // A size a schema cannot state (bytes of the object as JSON).
+                    return Err(VectorError::Mismatched {
+                        index,
+                        field: "metadata",
+                        reason: format!(
                             "{meta_bytes} bytes as JSON; at most {}",
                             self.config.max_metadata_bytes
                         ),
-                    );
+                    });
                 }
             }
         }

@@ -163,6 +163,9 @@ fn a_failed_snapshot_commits_nothing_and_the_next_one_recovers_everything() {
     }
     e.finish_replay().unwrap();
     for i in 0..next {
-        assert!(e.get("c", &format!("p{i}")).is_ok(), "p{i} lost");
+        assert!(
+            matches!(e.get("c", &format!("p{i}")), Ok(Some(_))),
+            "p{i} lost"
+        );
     }
 }

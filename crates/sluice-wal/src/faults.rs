@@ -79,6 +79,19 @@ pub fn write_all(path: &Path, file: &mut File, buf: &[u8]) -> io::Result<()> {
     }
 }
 
+/// For layers whose writes happen inside a library: the error a write of `len` bytes to
+/// `path` fails with, if the injector says so (a torn write counts as failed).
+pub fn decide_write(path: &Path, len: usize) -> Option<io::Error> {
+    match decide(path, Action::Write { len })? {
+        Fault::Fail(errno) | Fault::Torn { errno, .. } => Some(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// A sync made by `sync` (a library's own), through the seam.
+pub fn sync_with(path: &Path, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    fail_or(path, Action::Sync, sync)
+}
+
 /// fdatasync of `file` (the file at `path`), through the seam.
 pub fn sync_data(path: &Path, file: &File) -> io::Result<()> {
     fail_or(path, Action::Sync, || file.sync_data())

@@ -98,6 +98,6 @@ pub use record::{Lsn, RecordKind, RecordRef};
 /// A segment file's name and header, for tools and fuzz targets that write a segment.
 pub use segment::{file_name as segment_file_name, header as segment_header};
 pub use writer::{
-    AckLevel, Appended, DurableHook, FatalHandler, Ticket, Wal, WalConfig, WalOptions, WalStatus,
-    WriteMark,
+    AckLevel, Appended, CLOSE_GRACE, DurableHook, FatalHandler, Ticket, Wal, WalConfig, WalOptions,
+    WalStatus, WriteMark,
 };

@@ -18,12 +18,17 @@
 //!
 //! A full disk (`ENOSPC`, `EDQUOT`, or `EFBIG` past the file size limit) is a condition that
 //! passes, not a failing device: the writer cuts the segment back to its last whole batch,
-//! refuses new appends with [`WalError::StorageFull`] (the server answers 507), and retries the
-//! batch in hand (10 ms, doubling to 1 s) until it is written; its records keep their LSNs and
-//! their waiters wait. A sync marker or a segment rotation that finds the disk full is skipped
-//! (the active segment grows past its size until a rotation succeeds); a checkpoint that does
-//! answers its caller `StorageFull` and is tried again by the next one. Every other write
-//! failure, and every fdatasync failure, poisons the log and stops the process: after a failed
+//! syncs what earlier batches wrote (so their `buffer`/`wal` acknowledgements keep their
+//! `flush_interval_ms` promise), refuses new appends with [`WalError::StorageFull`] (the server
+//! answers 507), and retries the batch in hand (10 ms, doubling to 1 s) until it is written; its
+//! records keep their LSNs and their waiters wait. [`Wal::wait_durable`] answers `StorageFull`
+//! for records not yet written, so nobody waits on a stalled log forever. A sync marker or a
+//! segment rotation that finds the disk full is skipped (rotation is tried again after a
+//! second; the active segment grows past its size meanwhile); a checkpoint that does answers
+//! its caller `StorageFull` and is tried again by the next one. Closing while the disk stays
+//! full for [`CLOSE_GRACE`]: what was written is synced, what was not is given up (waiters hear
+//! `StorageFull`, `close` returns it); the process is not aborted. Every other write failure,
+//! and every fdatasync failure, poisons the log and stops the process: after a failed
 //! fdatasync the kernel may have dropped the dirty pages, so nothing it covered can be trusted.
 //! All file I/O goes through [`crate::faults`], where tests inject these failures.
 //!
@@ -176,6 +181,8 @@ pub(crate) struct Shared {
     poisoned: AtomicBool,
     /// The last write found the storage full; appends are refused until a write succeeds.
     storage_full: AtomicBool,
+    /// The log closed with the storage full and gave up what it could not write.
+    closed_full: AtomicBool,
     truncated_bytes_at_open: u64,
     metrics: WalMetrics,
     on_fatal: FatalHandler,
@@ -362,6 +369,7 @@ impl Wal {
             writer_stopped: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             storage_full: AtomicBool::new(false),
+            closed_full: AtomicBool::new(false),
             truncated_bytes_at_open: recovered.truncated_bytes,
             metrics,
             on_fatal: on_fatal.unwrap_or_else(|| Arc::new(abort_on_fatal)),
@@ -372,6 +380,7 @@ impl Wal {
 
         let mut writer = Writer {
             shared: shared.clone(),
+            rotate_after: None,
             file,
             seg_len,
             segments,
@@ -570,6 +579,12 @@ impl Wal {
             if shared.poisoned.load(Ordering::Acquire) {
                 return Err(WalError::Poisoned);
             }
+            // Not written and the disk full: no answer is coming soon.
+            if shared.storage_full.load(Ordering::Acquire)
+                && lsn.0 > shared.written_lsn.load(Ordering::Acquire)
+            {
+                return Err(WalError::StorageFull);
+            }
             if shared.writer_stopped.load(Ordering::Acquire) {
                 return Err(shared.stopped_error());
             }
@@ -636,7 +651,15 @@ impl Wal {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(WalError::Poisoned);
         }
+        if self.shared.closed_full.load(Ordering::Acquire) {
+            return Err(WalError::StorageFull);
+        }
         Ok(())
+    }
+
+    /// Whether the storage is full and appends are refused (see the module doc).
+    pub fn storage_full(&self) -> bool {
+        self.shared.storage_full.load(Ordering::Acquire)
     }
 }
 
@@ -754,6 +777,12 @@ impl Shared {
     /// After a failure: refuses every later message and answers every queued one `Poisoned`
     /// (the queue outlives the writer: nobody may wait on a message it will never take).
     fn abandon_queue(&self) {
+        self.abandon_queue_with(|| WalError::Poisoned);
+    }
+
+    /// Closes the queue and answers everything in it with `err()`; returns the appends given
+    /// up.
+    fn abandon_queue_with(&self, err: fn() -> WalError) -> usize {
         let msgs = {
             let mut q = self.lock_queue();
             q.closed = true;
@@ -761,15 +790,20 @@ impl Shared {
             q.oldest = None;
             std::mem::take(&mut q.msgs)
         };
+        let mut appends = 0;
         for msg in msgs {
             let w = match msg {
-                Msg::Append(p) => p.done,
+                Msg::Append(p) => {
+                    appends += 1;
+                    p.done
+                }
                 Msg::Sync(w) | Msg::Checkpoint(_, w) => Some(w),
             };
             if let Some(w) = w {
-                let _ = w.send(Err(WalError::Poisoned));
+                let _ = w.send(Err(err()));
             }
         }
+        appends
     }
 
     /// The next queued message, whether due or not (the rest of a batch).
@@ -857,8 +891,16 @@ fn abort_on_fatal(err: &WalError) {
 
 type Waiter = oneshot::Sender<Result<(), WalError>>;
 
+/// How long a closing log keeps retrying a write the full disk refuses before giving it up.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long after a postponed segment rotation the next is tried.
+const ROTATE_RETRY: Duration = Duration::from_secs(1);
+
 struct Writer {
     shared: Arc<Shared>,
+    /// A rotation found the disk full: the next is not tried before this instant.
+    rotate_after: Option<Instant>,
     file: File,
     seg_len: u64,
     segments: Vec<SegmentInfo>,
@@ -919,6 +961,8 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner);
         let mut batch = Batch::default();
         self.buf.clear();
+        // The last record on disk before this batch.
+        let on_disk = self.written;
         let mut next = Some(first);
         let mut drained = 0i64;
         while let Some(msg) = next.take() {
@@ -954,9 +998,16 @@ impl Writer {
         self.shared.metrics.queue_depth.dec_by(drained);
 
         if !self.buf.is_empty() {
-            if let Err(e) = self.write_out() {
-                self.fail(e, batch);
-                return Err(());
+            match self.write_out(on_disk) {
+                Ok(()) => {}
+                Err(WalError::StorageFull) => {
+                    self.give_up_full(batch);
+                    return Err(());
+                }
+                Err(e) => {
+                    self.fail(e, batch);
+                    return Err(());
+                }
             }
             self.seg_len += self.buf.len() as u64;
             let m = &self.shared.metrics;
@@ -998,6 +1049,7 @@ impl Writer {
         // A segment with no records is never rotated: its successor would have the same name.
         if self.seg_len >= config.segment_size_bytes
             && self.seg_len > segment::HEADER_BYTES as u64
+            && self.rotate_after.is_none_or(|t| Instant::now() >= t)
             && let Err(e) = self.rotate()
         {
             self.fail(e, Batch::default());
@@ -1014,10 +1066,12 @@ impl Writer {
     }
 
     /// Appends `self.buf` to the active segment; storage full is waited out (see the module
-    /// doc). Errors are fatal ones.
-    fn write_out(&mut self) -> Result<(), WalError> {
+    /// doc). `on_disk` is the last record written before this batch. Errors are fatal ones,
+    /// except `StorageFull`: the log is closing and the disk stayed full.
+    fn write_out(&mut self, on_disk: Lsn) -> Result<(), WalError> {
         let path = self.active_path();
         let mut backoff = Duration::from_millis(10);
+        let mut closing_since: Option<Instant> = None;
         loop {
             match crate::faults::write_all(&path, &mut self.file, &self.buf) {
                 Ok(()) => {
@@ -1033,10 +1087,15 @@ impl Writer {
                         self.shared.metrics.storage_full.set(1);
                         tracing::error!(dir = %self.shared.dir.display(), error = %e,
                             "WAL storage full: refusing writes until space returns (retrying)");
+                        // What earlier batches wrote is synced now, not when space returns.
+                        self.sync_upto(on_disk)?;
+                        self.shared.notify_durable();
                     }
                     if self.shared.lock_queue().closed {
-                        // Closing with the disk still full: what is in hand cannot be kept.
-                        return Err(io_ctx::<WalError>("writing a WAL segment at close")(e));
+                        let since = *closing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= CLOSE_GRACE {
+                            return Err(WalError::StorageFull);
+                        }
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -1055,6 +1114,47 @@ impl Writer {
             .map_err(io_ctx::<WalError>(
                 "cutting a WAL segment back after a full disk",
             ))
+    }
+
+    /// Syncs what is on disk while the batch in hand (after `on_disk`) is not: the durable
+    /// LSN becomes `on_disk`, not the last LSN encoded.
+    fn sync_upto(&mut self, on_disk: Lsn) -> Result<(), WalError> {
+        if self.unsynced_since.is_none() {
+            return Ok(());
+        }
+        crate::faults::sync_data(&self.active_path(), &self.file)
+            .map_err(io_ctx::<WalError>("fdatasync of a WAL segment"))?;
+        self.shared.metrics.fsyncs.inc();
+        self.durable = on_disk;
+        self.unsynced_since = None;
+        self.shared.durable_lsn.store(on_disk.0, Ordering::Release);
+        if let Some(hook) = &self.shared.on_durable {
+            hook(on_disk);
+        }
+        Ok(())
+    }
+
+    /// The log closed while the disk stayed full: everything written is durable (synced when
+    /// the disk filled); the batch in hand and the queue are given up, their waiters told
+    /// `StorageFull`. Not fatal: the process may exit normally and recover from the log.
+    fn give_up_full(&mut self, batch: Batch) {
+        self.shared.closed_full.store(true, Ordering::Release);
+        let waiters = batch
+            .wal_waiters
+            .into_iter()
+            .chain(batch.fsync_waiters)
+            .chain(batch.checkpoints.into_iter().map(|(_, w)| w));
+        for w in waiters {
+            let _ = w.send(Err(WalError::StorageFull));
+        }
+        let queued = self.shared.abandon_queue_with(|| WalError::StorageFull);
+        tracing::error!(
+            dir = %self.shared.dir.display(),
+            in_hand = batch.appends,
+            queued,
+            durable = %self.durable,
+            "WAL closed with the disk full: records after the durable LSN were not written (their writers were answered, or had only `ack=buffer`)"
+        );
     }
 
     fn sync(&mut self) -> Result<(), WalError> {
@@ -1145,14 +1245,18 @@ impl Writer {
         let (file, info) = match segment::create(&self.shared.dir, first) {
             Ok(created) => created,
             Err(e) if crate::faults::is_storage_full(&e.source) => {
-                // Keep appending to the active segment; the next batch tries again. The new
-                // file holds no record: removing it loses nothing.
+                // Keep appending to the active segment; a batch a second from now tries
+                // again. The new file holds no record: removing it loses nothing.
                 let _ = std::fs::remove_file(self.shared.dir.join(segment::file_name(first)));
-                tracing::warn!(error = %e.source, "WAL segment rotation postponed: storage full");
+                if self.rotate_after.is_none() {
+                    tracing::warn!(error = %e.source, "WAL segment rotation postponed: storage full");
+                }
+                self.rotate_after = Some(Instant::now() + ROTATE_RETRY);
                 return Ok(());
             }
             Err(e) => return Err(WalError::from(e)),
         };
+        self.rotate_after = None;
         self.file = file;
         self.seg_len = segment::HEADER_BYTES as u64;
         self.segments.push(info);

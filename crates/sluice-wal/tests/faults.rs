@@ -7,7 +7,8 @@
 //! LSNs once space returns; a failed fdatasync or a failing device (EIO) poisons the log and
 //! runs the fatal handler; recovery finds consecutive LSNs and never hands one out twice.
 //!
-//! nextest runs each test in its own process, so each installs its own injector.
+//! The injector is process-wide: nextest runs each test in its own process; under `cargo test`
+//! the tests of this file take [`SERIAL`] so they do not install over each other.
 
 mod common;
 
@@ -20,6 +21,13 @@ use std::time::Duration;
 use common::{KIND, Records, open_collect, payload};
 use sluice_wal::faults::{self, Action, Fault, Injector, Op};
 use sluice_wal::{AckLevel, Lsn, Wal, WalConfig, WalError, WalOptions};
+
+/// One test at a time in a process (see the module doc).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn is_segment(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "wal")
@@ -99,6 +107,7 @@ fn assert_consecutive(records: &Records, from: u64) {
 
 #[test]
 fn a_full_disk_refuses_new_appends_keeps_the_pending_write_and_resumes_with_the_same_lsns() {
+    let _serial = serial();
     let switches = Arc::new(Switches::default());
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
@@ -140,6 +149,14 @@ fn a_full_disk_refuses_new_appends_keeps_the_pending_write_and_resumes_with_the_
         !pending.is_finished(),
         "the pending write was answered while the disk is full"
     );
+    // Waiting for durability answers at once: written records are durable (synced when the
+    // disk filled), the stalled one is refused instead of waited on forever.
+    wal.wait_durable(Lsn(10)).unwrap();
+    assert!(matches!(
+        wal.wait_durable(Lsn(11)),
+        Err(WalError::StorageFull)
+    ));
+    assert!(wal.storage_full());
     assert!(
         switches.refused.load(Ordering::SeqCst) >= 2,
         "the writer retries"
@@ -166,6 +183,7 @@ fn a_full_disk_refuses_new_appends_keeps_the_pending_write_and_resumes_with_the_
 
 #[test]
 fn a_failing_device_on_write_poisons_the_log_and_keeps_what_was_acknowledged() {
+    let _serial = serial();
     let switches = Arc::new(Switches::default());
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
@@ -210,6 +228,7 @@ fn a_failing_device_on_write_poisons_the_log_and_keeps_what_was_acknowledged() {
 
 #[test]
 fn a_failed_fsync_poisons_the_log_before_anyone_hears_an_answer() {
+    let _serial = serial();
     let switches = Arc::new(Switches::default());
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +261,7 @@ fn a_failed_fsync_poisons_the_log_before_anyone_hears_an_answer() {
 
 #[test]
 fn a_full_disk_postpones_rotation_and_checkpoints_and_both_resume() {
+    let _serial = serial();
     let switches = Arc::new(Switches::default());
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
@@ -280,11 +300,17 @@ fn a_full_disk_postpones_rotation_and_checkpoints_and_both_resume() {
     let r = wal.checkpoint(last).unwrap().wait_blocking();
     assert!(matches!(r, Err(WalError::StorageFull)), "{r:?}");
     assert_eq!(wal.status().checkpoint_lsn, Lsn::ZERO);
-    // Space returns: rotation and checkpoints resume.
+    // Space returns: rotation (tried again a second after the last postponement) and
+    // checkpoints resume.
     switches.full_checkpoint.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1100));
     for _ in 0..5 {
         put(&wal);
     }
+    assert!(
+        common::segments(dir.path()).len() > before,
+        "rotation did not resume"
+    );
     let last = put(&wal);
     wal.checkpoint(last).unwrap().wait_blocking().unwrap();
     assert_eq!(wal.status().checkpoint_lsn, last);
@@ -363,6 +389,7 @@ impl Injector for CrashImages {
 
 #[test]
 fn a_crash_at_any_fsync_boundary_loses_nothing_acknowledged_and_reuses_no_lsn() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("wal");
     let acked = Arc::new(AtomicU64::new(0));
@@ -445,4 +472,42 @@ fn a_crash_at_any_fsync_boundary_loses_nothing_acknowledged_and_reuses_no_lsn() 
             .unwrap();
         assert_eq!(next.get(), last.max(checkpoint) + 1, "{}", image.display());
     }
+}
+
+#[test]
+fn closing_while_the_disk_stays_full_gives_up_the_unwritten_without_aborting() {
+    let _serial = serial();
+    let switches = Arc::new(Switches::default());
+    install(&switches);
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, fatal) = open_observed(dir.path(), WalConfig::default());
+    for i in 1..=3 {
+        wal.append(KIND, payload(i), AckLevel::Wal)
+            .unwrap()
+            .wait_blocking()
+            .unwrap();
+    }
+    switches.full.store(true, Ordering::SeqCst);
+    let stalled = wal.append(KIND, payload(4), AckLevel::Fsync).unwrap();
+    let started = std::time::Instant::now();
+    let closed = wal.close();
+    assert!(matches!(closed, Err(WalError::StorageFull)), "{closed:?}");
+    assert!(
+        started.elapsed() >= sluice_wal::CLOSE_GRACE,
+        "gave up before the grace period"
+    );
+    assert!(matches!(
+        stalled.wait_blocking(),
+        Err(WalError::StorageFull)
+    ));
+    assert!(
+        fatal.lock().unwrap().is_none(),
+        "closing with a full disk is not fatal"
+    );
+    drop(wal);
+    // Records 1..=3 were written at `wal` and synced when the disk filled; 4 was never written.
+    switches.full.store(false, Ordering::SeqCst);
+    let (_, records) = open_collect(dir.path(), WalConfig::default()).unwrap();
+    assert_eq!(records.len(), 3);
+    assert_consecutive(&records, 1);
 }

@@ -189,6 +189,28 @@ impl RouteTable {
         !self.seed.is_empty() && self.seed.contains(&(method, route.to_string()))
     }
 
+    /// Whether the concrete `path` of a request (not yet routed) is a seed route for `method`:
+    /// for answers made before routing (a body the decompression layer refuses).
+    pub fn is_seed_path(&self, method: &Method, path: &str) -> bool {
+        let method = if *method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        self.seed.iter().any(|(m, template)| {
+            *m == method && {
+                let (mut t, mut p) = (template.split('/'), path.split('/'));
+                loop {
+                    match (t.next(), p.next()) {
+                        (None, None) => break true,
+                        (Some(a), Some(b)) if a == b || (a.starts_with('{') && !b.is_empty()) => {}
+                        _ => break false,
+                    }
+                }
+            }
+        })
+    }
+
     /// Every (method, route) with its declaration.
     pub fn iter(&self) -> impl Iterator<Item = ((&Method, &str), &Authz)> {
         self.routes

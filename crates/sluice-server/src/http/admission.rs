@@ -24,11 +24,15 @@ pub struct Entered {
     rate: Option<(u64, u64, u64)>,
 }
 
+/// A refusal: the response to answer, and the request (whose body the guard reads and
+/// discards before answering).
+pub type Refused = Box<(Response, Request)>;
+
 /// Admits `req` (the part of the route guard after authorization,
 /// `crate::http::middleware::Guard`): public routes and a disabled admission pass with `None`;
 /// an admitted request gets a body that charges the bytes actually read; a refusal is the
 /// response to answer. Pass the [`Entered`] to [`leave`] with the response.
-pub fn enter(state: &AppState, req: Request) -> Result<(Request, Option<Entered>), Box<Response>> {
+pub fn enter(state: &AppState, req: Request) -> Result<(Request, Option<Entered>), Refused> {
     let admission = state.admission();
     if !admission.enabled() {
         return Ok((req, None));
@@ -51,7 +55,7 @@ pub fn enter(state: &AppState, req: Request) -> Result<(Request, Option<Entered>
             if let Some((limit, remaining, reset)) = rate {
                 set_rate_headers(&mut resp, limit, remaining, reset);
             }
-            return Err(Box::new(resp));
+            return Err(Box::new((resp, req)));
         }
     };
     // A replication snapshot streams a whole database through a bounded line buffer: as large

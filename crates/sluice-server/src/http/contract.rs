@@ -17,7 +17,7 @@
 //! The rule for statuses (docs/api-contract.md): a request that breaks the schema is refused
 //! with 400 (or 413 for size, 415 for media type). A request that fits the schema but breaks
 //! a rule JSON Schema cannot state (one field against another, a regex's syntax, a vector
-//! against its collection's dimension) is refused with 422 `unprocessable`. Foreign protocols
+//! against its collection's dimension) is refused with 422 `invalid_value`. Foreign protocols
 //! keep their own statuses: the Prometheus API and line protocol answer 400 to queries or
 //! lines that do not parse, as Prometheus and InfluxDB do (their grammars are checked by the
 //! differential tests against the real implementations, not by the schema).
@@ -33,11 +33,12 @@ pub fn finish(api: &utoipa::openapi::OpenApi, config: &Config) -> String {
         // The test below fails on it: a renamed field must not silently lose its rule.
         tracing::error!("OpenAPI contract: no property {missing}");
     }
-    constrain_parameters(&mut doc);
+    constrain_parameters(&mut doc, config);
     document_common_responses(&mut doc);
     shape_errors(&mut doc);
     shape_event_streams(&mut doc);
     shape_binary_bodies(&mut doc);
+    shape_ndjson_answers(&mut doc);
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
@@ -208,8 +209,8 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
     missing
 }
 
-/// Path and query parameters: names and enumerations.
-fn constrain_parameters(doc: &mut Value) {
+/// Path, query and header parameters: names, enumerations, ranges.
+fn constrain_parameters(doc: &mut Value, config: &Config) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -251,9 +252,15 @@ fn constrain_parameters(doc: &mut Value) {
                     }
                     ("replica_id", "path") => json!({"pattern": REPLICA_ID}),
                     ("database", "query") => json!({"pattern": DATABASE_NAME}),
-                    ("lsn", "query") => json!({"maximum": u64::MAX - 1}),
+                    ("lsn", "query") => json!({"format": "uint64", "maximum": u64::MAX - 1}),
                     ("X-Primary-ID", "header") => json!({"pattern": HEADER_TEXT}),
-                    ("X-Primary-Epoch", "header") => json!({"pattern": "^[0-9]{1,19}$"}),
+                    // Decimal digits, at most 19 (the handler's rule).
+                    ("X-Primary-Epoch", "header") => {
+                        json!({"format": "uint64", "minimum": 0, "maximum": 9_999_999_999_999_999_999u64})
+                    }
+                    ("pk", "path") => {
+                        json!({"minLength": 1, "maxLength": config.vector.max_pk_chars})
+                    }
                     ("precision", "query") => json!({"enum": ["ns", "us", "ms", "s"]}),
                     _ => continue,
                 };
@@ -295,7 +302,13 @@ fn document_common_responses(doc: &mut Value) {
         .flat_map(|item| item.values_mut())
     {
         let has_body = op.get("requestBody").is_some();
-        let writes = op["x-sluice-authz"]["action"] == "write";
+        // Whatever may append to a WAL or replace a file: writes, and the admin operations
+        // that create or delete (collections, databases, replicas).
+        let writes = op["x-sluice-authz"]["action"] == "write"
+            || (op["x-sluice-authz"]["action"] == "admin" && has_body)
+            || op["operationId"]
+                .as_str()
+                .is_some_and(|id| id.contains("delete"));
         let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
         };
@@ -366,6 +379,32 @@ fn shape_event_streams(doc: &mut Value) {
                 .and_then(|c| c.get_mut("text/event-stream"))
             {
                 stream["schema"] = event.clone();
+            }
+        }
+    }
+}
+
+/// NDJSON answers: the stream read as the array of its lines, each line the schema the route
+/// documents (OpenAPI 3.1 has no per-item schema for sequential media types).
+fn shape_ndjson_answers(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for op in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for r in responses.values_mut() {
+            if let Some(stream) = r
+                .get_mut("content")
+                .and_then(|c| c.get_mut("application/x-ndjson"))
+                && let Some(line) = stream.get("schema").cloned()
+            {
+                stream["schema"] = json!({"type": "array", "items": line});
             }
         }
     }

@@ -13,7 +13,7 @@ use sluice_api::ErrorCode;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -158,6 +158,9 @@ where
         let span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
             tracing::debug_span!("request", request_id = %id, method = %method, path = %req.uri().path())
         });
+        // A body the decompression layer refuses is answered before routing, so before the
+        // guard marks a seed route: remember where the request went (only such requests).
+        let seed_probe = decode.then(|| (req.method().clone(), req.uri().path().to_string()));
         // Both are always ready (see `poll_ready`), so no readiness wait is skipped here.
         let inner = if decode || encode {
             self.encoded.call(req)
@@ -173,6 +176,11 @@ where
                 if response.status().as_u16() >= 400
                     && response.extensions().get::<ErrorShaped>().is_none()
                 {
+                    if let Some((method, path)) = &seed_probe
+                        && state.route_table().is_seed_path(method, path)
+                    {
+                        request_id::mark_seed_route();
+                    }
                     response = reshape_error(response).await;
                 }
                 response
@@ -293,11 +301,14 @@ where
             response
         };
         if let Err(refusal) = crate::http::authn::check(&self.state, &mut req) {
-            return Box::pin(std::future::ready(Ok(labelled(*refusal))));
+            return Box::pin(async move { Ok(labelled(drain_then(req, *refusal).await)) });
         }
         let (req, entered) = match crate::http::admission::enter(&self.state, req) {
             Ok(admitted) => admitted,
-            Err(refusal) => return Box::pin(std::future::ready(Ok(labelled(*refusal)))),
+            Err(refused) => {
+                let (refusal, req) = *refused;
+                return Box::pin(async move { Ok(labelled(drain_then(req, refusal).await)) });
+            }
         };
         // Ready: axum polls this service (and so `inner`) ready before calling it.
         let inner = self.inner.call(req);
@@ -307,6 +318,52 @@ where
             Ok(labelled(response))
         })
     }
+}
+
+/// Most of a refused request's body read and thrown away before the refusal is sent.
+const DRAIN_MAX_BYTES: usize = 8 << 20;
+/// Longest time spent reading a refused request's body.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
+
+/// A refusal made before anything read the request's body (authentication, authorization,
+/// admission): the body is read and discarded first, up to [`DRAIN_MAX_BYTES`] within
+/// [`DRAIN_MAX_TIME`], so that a client still sending reads the answer and its `Retry-After`
+/// instead of a reset connection (closing with unread data resets it), and the connection can
+/// serve the next request. Nothing is kept: a refused body costs the server reading it, never
+/// memory. Past either bound the connection is closed after the answer, as before.
+async fn drain_then(req: Request, mut refusal: Response) -> Response {
+    let expects_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if !expects_body {
+        return refusal;
+    }
+    let mut body = req.into_body();
+    let mut read = 0usize;
+    let drained = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    read += f.data_ref().map_or(0, |d| d.len());
+                    if read > DRAIN_MAX_BYTES {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        refusal
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    refusal
 }
 
 /// Rewrites a non-shaped error response into the error shape, keeping status and headers.

@@ -205,6 +205,14 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_recovers_by_itself
     assert!(points >= acked as usize, "{points} < {acked}");
     let (status, _) = s.get_json("/readyz").await;
     assert_eq!(status, 200);
+    // A manual flush cannot make the buffered points durable now: it says so.
+    let r = s
+        .client
+        .post(s.url("/ts/buffer/flush"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 507, "{}", r.text().await.unwrap());
     // Space returns: writes succeed again without a restart.
     set_file_size_limit(s.pid(), libc::RLIM_INFINITY);
     let mut resumed = false;

@@ -519,3 +519,59 @@ async fn limits_count_characters_and_integers_may_be_written_as_floats() {
     assert_eq!(status, 400);
     assert_eq!(err["field"], "timestamp_ms");
 }
+
+/// A request refused before its body was read (here by admission: one request in flight per
+/// actor) still gets its answer: the server reads and discards the body first, so a client
+/// that sends the whole body reads the 429 and its Retry-After instead of a reset connection,
+/// and the connection serves the next request.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_is_still_readable_by_a_client_sending_it() {
+    let s = TestServer::start_with(
+        Options::default().env("SLUICE_ADMISSION_MAX_IN_FLIGHT_PER_ACTOR", "1"),
+    )
+    .await;
+    let addr = s.addr();
+    // Hold the one slot: a request whose body never finishes.
+    let mut holder = TcpStream::connect(&addr).unwrap();
+    holder
+        .write_all(
+            b"POST /ts/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let body = format!(
+        "{{\"points\": [{}]}}",
+        vec![r#"{"metric":"m","entity":"e","timestamp_ms":1,"value":1}"#; 20_000].join(",")
+    );
+    let head = format!(
+        "POST /ts/put/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body.as_bytes())
+        .expect("the server reset the connection mid-body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n{") || !answer.ends_with(b"}") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(text.starts_with("http/1.1 429"), "{text}");
+    assert!(text.contains("retry-after:"), "{text}");
+    // The connection is still good (the refused body was read to its end).
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(200));
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

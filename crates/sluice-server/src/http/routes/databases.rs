@@ -129,6 +129,16 @@ fn manage_error(e: ManageError) -> ApiError {
         ManageError::Open(ref o) if o.message.starts_with("policy:") => {
             ApiError::invalid_value("policy", o.message.clone())
         }
+        // The catalogue or a new database's files met a full disk: nothing changed.
+        ManageError::Catalogue(CatalogueError::Io { ref source, .. })
+            if sluice_wal::faults::is_storage_full(source) =>
+        {
+            ApiError::new(
+                ErrorCode::InsufficientStorage,
+                format!("the disk is full: {message}"),
+            )
+            .retry_after(5)
+        }
         ManageError::Catalogue(_) | ManageError::Open(_) | ManageError::Io { .. } => {
             tracing::error!(error = %message, "database management failed");
             ApiError::internal(message)

@@ -7,6 +7,10 @@
 //! through [`integer`] (or [`optional`]): an integer, or a finite float with no fractional
 //! part that fits the field; anything else is refused with serde's usual message.
 //!
+//! Every integer is also at most 2^63 − 1, whatever the field's Rust type: the OpenAPI document
+//! says `format: int64` for them (unsigned ones too), and a generator or a JavaScript client
+//! reads that as the range.
+//!
 //! `#[serde(deserialize_with = "sluice_api::int::integer")]` on the field.
 
 use serde::de::{self, Deserializer, Visitor};
@@ -49,6 +53,12 @@ struct IntVisitor<T>(std::marker::PhantomData<T>);
 
 impl<T: TryFrom<i128>> IntVisitor<T> {
     fn fit<E: de::Error>(v: i128, unexp: de::Unexpected) -> Result<T, E> {
+        if v > i128::from(i64::MAX) {
+            return Err(E::invalid_value(
+                unexp,
+                &"an integer of at most 2^63 - 1 (int64)",
+            ));
+        }
         T::try_from(v).map_err(|_| E::invalid_value(unexp, &"an integer in the field's range"))
     }
 }
@@ -90,6 +100,8 @@ mod tests {
         n: u32,
         #[serde(default, deserialize_with = "super::optional")]
         t: Option<i64>,
+        #[serde(default, deserialize_with = "super::optional")]
+        u: Option<u64>,
     }
 
     fn parse(s: &str) -> Result<Body, String> {
@@ -98,12 +110,24 @@ mod tests {
 
     #[test]
     fn integral_floats_are_integers_and_the_rest_is_refused() {
-        assert_eq!(parse(r#"{"n": 7}"#).unwrap(), Body { n: 7, t: None });
+        assert_eq!(
+            parse(r#"{"n": 7}"#).unwrap(),
+            Body {
+                n: 7,
+                t: None,
+                u: None
+            }
+        );
+        assert_eq!(
+            parse(r#"{"n": 7, "u": 9223372036854775807}"#).unwrap().u,
+            Some(i64::MAX as u64)
+        );
         assert_eq!(
             parse(r#"{"n": 744.0, "t": 1.7e12}"#).unwrap(),
             Body {
                 n: 744,
-                t: Some(1_700_000_000_000)
+                t: Some(1_700_000_000_000),
+                u: None
             }
         );
         assert_eq!(parse(r#"{"n": 1, "t": null}"#).unwrap().t, None);
@@ -118,6 +142,8 @@ mod tests {
             r#"{"n": 1, "t": 9.3e18}"#,
             r#"{"n": 1, "t": -9223372036854775809}"#,
             r#"{"n": 1, "t": 1e16}"#,
+            r#"{"n": 1, "t": 9223372036854775808}"#,
+            r#"{"n": 1, "u": 9223372036854775808}"#,
             r#"{"n": 1, "t": 0.5}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad} must be refused");

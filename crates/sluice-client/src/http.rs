@@ -9,7 +9,7 @@ use sluice_api::ErrorBody;
 use sluice_api::database::{CreateDatabase, DatabaseInfo, DatabaseList, DeleteDatabaseResponse};
 use sluice_api::replication::{
     PromoteResponse, RemoveReplicaResponse, ReplicaInfo, ReplicaList, ReplicationConfigRequest,
-    ReplicationConfigResponse, ReplicationStats,
+    ReplicationConfigResponse, ReplicationStats, WalApplyRequest, WalApplyResponse,
 };
 use sluice_api::ts::{
     Ack, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse, DataPoint,
@@ -132,7 +132,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let text = self.send_raw(method, path, body, None, true).await?;
+        let text = self.send_raw(method, path, body, None, None, true).await?;
         serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
     }
 
@@ -144,7 +144,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let text = self.send_raw(method, path, body, None, false).await?;
+        let text = self.send_raw(method, path, body, None, None, false).await?;
         serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
     }
 
@@ -154,6 +154,7 @@ impl Client {
         path: &str,
         json: Option<&B>,
         raw: Option<(&str, String)>,
+        header: Option<(&str, &str)>,
         idempotent: bool,
     ) -> Result<String> {
         let url = format!("{}{}", self.base, path);
@@ -170,6 +171,9 @@ impl Client {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, *content_type)
                     .body(body.clone());
+            }
+            if let Some((name, value)) = header {
+                req = req.header(name, value);
             }
             let (error, retry_after) = match req.send().await {
                 Ok(resp) => {
@@ -278,6 +282,7 @@ impl Client {
             &path,
             None,
             Some(("text/plain; charset=utf-8", lines.to_string())),
+            None,
             true,
         )
         .await
@@ -454,6 +459,23 @@ impl Client {
             .await
     }
 
+    /// `POST /api/v1/wal/apply` (seed `ApplyWALBatch`; on a replica, admin): applies a batch
+    /// of WAL records shipped by a primary (build one with [`wal_batch`]). Safe to retry: a
+    /// replica skips the records it already has.
+    pub async fn apply_wal_batch(&self, batch: &WalApplyRequest) -> Result<WalApplyResponse> {
+        let text = self
+            .send_raw(
+                Method::POST,
+                "/api/v1/wal/apply",
+                Some(batch),
+                None,
+                Some(("x-primary-id", &batch.primary_id)),
+                true,
+            )
+            .await?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
+    }
+
     /// `GET /api/v1/replication/stats` (seed).
     pub async fn get_replication_stats(&self) -> Result<ReplicationStats> {
         self.send::<(), _>(Method::GET, "/api/v1/replication/stats", None)
@@ -494,6 +516,53 @@ fn api_error(status: StatusCode, text: &str) -> Error {
         status: status.as_u16(),
         body: Box::new(body),
     }
+}
+
+/// How a [`wal_batch`] carries its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchCompression {
+    /// As they are (`compression: "none"`).
+    None,
+    /// zstd at this level (1 to 22), as primaries ship them.
+    Zstd(i32),
+}
+
+/// The seed's `CompressedWALBatch`: `records` are consecutive WAL records exactly as a segment
+/// holds them (length, CRC32C, LSN, kind, payload; `sluice_wal::record::encode` writes them),
+/// LSNs `first_lsn..=last_lsn`, `entries` of them. The batch carries their checksum and size
+/// so the replica verifies it before inflating or applying anything.
+#[allow(clippy::too_many_arguments)]
+pub fn wal_batch(
+    primary_id: &str,
+    database: &str,
+    epoch: u64,
+    first_lsn: u64,
+    last_lsn: u64,
+    entries: u64,
+    records: &[u8],
+    compression: BatchCompression,
+) -> std::io::Result<WalApplyRequest> {
+    use base64::Engine as _;
+    let (kind, bytes) = match compression {
+        BatchCompression::None => ("none", records.to_vec()),
+        BatchCompression::Zstd(level) => ("zstd", zstd::bulk::compress(records, level)?),
+    };
+    Ok(WalApplyRequest {
+        primary_id: primary_id.to_string(),
+        compression: kind.to_string(),
+        entries_crc32c: crc32c::crc32c(&bytes),
+        entries_compressed: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        database: database.to_string(),
+        epoch,
+        first_lsn,
+        last_lsn,
+        entries,
+        uncompressed_bytes: records.len() as u64,
+        primary_durable_lsn: last_lsn,
+        lag_bytes: 0,
+        lag_ms: 0,
+        primary_endpoint: None,
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ mod retry;
 mod wire;
 
 pub use error::Error;
-pub use http::{Client, ClientBuilder};
+pub use http::{BatchCompression, Client, ClientBuilder, wal_batch};
 pub use retry::RetryPolicy;
 pub use sluice_api as api;
 pub use wire::WireClient;

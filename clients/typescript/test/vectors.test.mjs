@@ -1,0 +1,155 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Client, ThemisVectorClient, SluiceVectorClient, VectorClient, NotFound, Conflict, Unprocessable } from "../dist/index.js";
+import { startServer, uniq } from "./helpers.mjs";
+
+let srv, client;
+before(async () => {
+  srv = await startServer();
+  client = new Client(srv.url);
+});
+after(async () => srv && (await srv.stop()));
+
+test("collections: create, list, get, delete", async () => {
+  const name = uniq("Col");
+  const info = await client.collections.create({ name, dimension: 4, distance: "l2", precision: "f32", hnsw: { m: 8, ef_construction: 64, ef_search: 32 } });
+  assert.equal(info.name, name);
+  assert.equal(info.dimension, 4);
+  assert.equal(info.distance, "l2");
+  assert.equal(info.hnsw.m, 8);
+  assert.ok((await client.collections.list()).some((c) => c.name === name));
+  assert.equal((await client.collections.get(name)).dimension, 4);
+  await assert.rejects(() => client.collections.create({ name, dimension: 4 }), Conflict);
+  const d = await client.collections.delete(name);
+  assert.equal(d.success, true);
+  await assert.rejects(() => client.collections.get(name), NotFound);
+});
+
+test("vectors: add, addBatch, get, search with filter, delete", async () => {
+  const collection = uniq("v");
+  await client.collections.create({ name: collection, dimension: 3 });
+  const r = await client.vectors.add({ pk: "a", vector: [1, 0, 0], metadata: { year: 2021, cat: "tech" } }, { collection, ack: "fsync" });
+  assert.equal(r.success, true);
+  const b = await client.vectors.addBatch(
+    [
+      { pk: "b", vector: new Float32Array([0, 1, 0]), metadata: { year: 2019, cat: "art" } },
+      { pk: "c/with slash", vector: [0.9, 0.1, 0], metadata: { year: 2022, cat: "art" } },
+    ],
+    { collection },
+  );
+  assert.equal(b.vectors_written, 2);
+  const got = await client.vectors.get("c/with slash", { collection });
+  assert.equal(got.pk, "c/with slash");
+  assert.equal(got.metadata.year, 2022);
+  const all = await client.vectors.search({ vector: [1, 0, 0], k: 3, collection });
+  assert.deepEqual(all.map((x) => x.pk), ["a", "c/with slash", "b"]);
+  const f = await client.vectors.search({ vector: [1, 0, 0], k: 3, collection, filter: { year: { $gte: 2020 }, cat: { $in: ["art"] } } });
+  assert.deepEqual(f.map((x) => x.pk), ["c/with slash"]);
+  const ef = await client.vectors.search({ vector: [1, 0, 0], k: 1, ef: 32, collection });
+  assert.equal(ef[0].pk, "a");
+  await assert.rejects(() => client.vectors.search({ vector: [1, 0], k: 1, collection }), Unprocessable);
+  await assert.rejects(() => client.vectors.search({ vector: [1, 0, 0], k: 1, collection, filter: "year > 1" }), (e) => e.status === 422 && e.field === "filter");
+  const del = await client.vectors.delete("a", { collection });
+  assert.equal(del.success, true);
+  await assert.rejects(() => client.vectors.get("a", { collection }), (e) => e instanceof NotFound && e.code === "entity_not_found");
+});
+
+test("seed names: addBuffered, updateBuffered, removeBuffered, getBufferStats, flushBuffer", async () => {
+  assert.ok(client.vectors instanceof ThemisVectorClient);
+  assert.equal(SluiceVectorClient, VectorClient);
+  const collection = uniq("vb");
+  await client.collections.create({ name: collection, dimension: 2 });
+  const a = await client.vectors.addBuffered({ pk: "x", vector: [1, 0] }, { collection });
+  assert.equal(a.buffered, true);
+  await client.vectors.addBuffered({ pk: "y", vector: [0, 1] }, { collection });
+  await client.vectors.updateBuffered({ pk: "x", vector: [1, 1], metadata: { v: 2 } }, { collection });
+  await client.vectors.removeBuffered("y", { collection });
+  const s = await client.vectors.getBufferStats();
+  assert.ok(s.vectors_buffered >= 4);
+  const f = await client.vectors.flushBuffer();
+  assert.equal(f.success, true);
+  const x = await client.vectors.get("x", { collection });
+  assert.deepEqual(x.metadata, { v: 2 });
+  assert.equal(x.vector[1], 1);
+  await assert.rejects(() => client.vectors.get("y", { collection }), NotFound);
+});
+
+test("vectors in another database", async () => {
+  const db = uniq("vdb").toLowerCase();
+  await client.databases.create(db, { retention_ms: 86400000 });
+  const scoped = client.withDatabase(db);
+  await scoped.collections.create({ name: "docs", dimension: 2 });
+  await scoped.vectors.add({ pk: "p", vector: [1, 0] }, { collection: "docs" });
+  assert.equal((await scoped.vectors.search({ vector: [1, 0], k: 1, collection: "docs" }))[0].pk, "p");
+  assert.equal((await scoped.collections.list()).length, 1);
+  await assert.rejects(() => client.vectors.get("p", { collection: "docs" }), NotFound);
+});
+
+test("databases: create, list, delete", async () => {
+  const name = uniq("d").toLowerCase();
+  const info = await client.databases.create(name, { retention_ms: 3600000 });
+  assert.deepEqual(info, { name, retention_ms: 3600000, has_policy: false });
+  assert.ok((await client.databases.list()).some((d) => d.name === name));
+  await assert.rejects(() => client.databases.create(name), Conflict);
+  await assert.rejects(() => client.databases.create("Bad Name"), (e) => e.status === 400);
+  assert.equal(await client.databases.delete(name), true);
+  assert.ok(!(await client.databases.list()).some((d) => d.name === name));
+});
+
+test("replication: stats, replicas, compression", async () => {
+  const st = await client.replication.getReplicationStats();
+  assert.equal(st.role, "primary");
+  assert.ok(Array.isArray(st.replicas));
+  const cfg = await client.replication.configureCompression("zstd", 5);
+  assert.equal(cfg.compression_type ?? "zstd", "zstd");
+  const rep = await client.replication.addReplica("r1", "http://127.0.0.1:9");
+  assert.equal(rep.replica_id, "r1");
+  assert.ok((await client.replication.listReplicas()).some((r) => r.replica_id === "r1"));
+  assert.equal(await client.replication.removeReplica("r1"), true);
+  assert.equal((await client.replication.listReplicas()).length, 0);
+});
+
+test("server info: health, ready, version, metrics, openapi", async () => {
+  assert.equal((await client.health()).status, "ok");
+  assert.equal((await client.ready()).status, "ready");
+  assert.equal((await client.version()).name, "sluice");
+  assert.match(await client.metrics(), /# (HELP|TYPE)/);
+  assert.ok((await client.openapi()).paths["/ts/put"]);
+});
+
+test("changes: async iterator over SSE, resumes by LSN", async () => {
+  const db = uniq("feed").toLowerCase();
+  await client.databases.create(db);
+  const c = client.withDatabase(db);
+  const metric = uniq("cf");
+  for (let i = 0; i < 5; i++) await c.timeseries.put({ metric, entity: "e", value: i, timestamp_ms: i });
+  const seen = [];
+  for await (const ev of c.changes({ fromLsn: 0 })) {
+    seen.push(ev);
+    if (seen.length === 3) break;
+  }
+  assert.deepEqual(seen.map((e) => e.event), ["points", "points", "points"]);
+  assert.deepEqual(seen.map((e) => e.data.points[0].value), [0, 1, 2]);
+  const rest = [];
+  for await (const ev of c.changes({ fromLsn: seen[2].lsn, idleTimeoutMs: 500 })) rest.push(ev);
+  assert.deepEqual(rest.map((e) => e.data.points[0].value), [3, 4]);
+  // live events arrive while iterating
+  const ac = new AbortController();
+  const got = [];
+  const reader = (async () => {
+    for await (const ev of client.changes({ database: db, fromLsn: rest[1].lsn, signal: ac.signal })) {
+      got.push(ev);
+      if (got.length === 2) ac.abort();
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 200));
+  await c.collections.create({ name: "live", dimension: 2 });
+  await c.vectors.add({ pk: "k", vector: [1, 0] }, { collection: "live" });
+  await reader;
+  assert.deepEqual(got.map((e) => e.event), ["collection", "vectors"]);
+  assert.equal(got[1].data.ops[0].pk, "k");
+  await assert.rejects(async () => {
+    for await (const _ of client.changes({ database: "no-such-db", fromLsn: 0 })) {
+    }
+  }, NotFound);
+});

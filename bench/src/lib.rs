@@ -91,6 +91,18 @@ pub async fn start_sluice(
     cpu: Option<usize>,
 ) -> anyhow::Result<Server> {
     let data_dir = tempfile::tempdir_in(scratch)?.keep();
+    start_sluice_in(binary, data_dir, env, cpu).await
+}
+
+/// Starts `sluice serve` on `data_dir` (a fresh one, or one a killed server left to recover)
+/// and waits until it is ready (recovery included, up to 120 s).
+pub async fn start_sluice_in(
+    binary: &Path,
+    data_dir: PathBuf,
+    env: &[(&str, &str)],
+    cpu: Option<usize>,
+) -> anyhow::Result<Server> {
+    let _ = std::fs::remove_file(data_dir.join("server.json"));
     let mut cmd = pinned(binary, cpu);
     cmd.arg("serve")
         .arg("--data-dir")
@@ -110,7 +122,7 @@ pub async fn start_sluice(
         base: String::new(),
         data_dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let client = reqwest::Client::new();
     loop {
         if let Some(status) = server.child.try_wait()? {
@@ -128,7 +140,7 @@ pub async fn start_sluice(
             }
         }
         if Instant::now() > deadline {
-            bail!("sluice not ready within 60 s");
+            bail!("sluice not ready within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

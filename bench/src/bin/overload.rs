@@ -492,46 +492,12 @@ async fn main() -> anyhow::Result<()> {
     // 4. kill -9, restart, count.
     server.child.kill()?;
     server.child.wait()?;
+    // Recover from the same directory (the first server's drop would remove it: forget it).
     let data_dir = server.data_dir.clone();
-    let mut restarted = {
-        // Reuse the data directory: the harness starts on a fresh one, so start by hand.
-        let mut cmd = sluice_bench::pinned(&args.binary, server_cpu);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env("SLUICE_LOG_LEVEL", "warn")
-            .env("SLUICE_WIRE_ADDR", "127.0.0.1:0")
-            .envs(env_refs.iter().copied())
-            .stdout(std::process::Stdio::null());
-        let _ = std::fs::remove_file(data_dir.join("server.json"));
-        sluice_bench::Server {
-            child: cmd.spawn()?,
-            base: String::new(),
-            data_dir: data_dir.clone(),
-        }
-    };
-    let restarted_base = {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(data_dir.join("server.json"))
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(a) = v["http_addr"].as_str()
-            {
-                let b = format!("http://{a}");
-                if let Ok(r) = reqwest::get(format!("{b}/readyz")).await
-                    && r.status() == 200
-                {
-                    break b;
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("the server did not recover within 120 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    restarted.base = restarted_base.clone();
+    std::mem::forget(server);
+    let restarted =
+        sluice_bench::start_sluice_in(&args.binary, data_dir, &env_refs, server_cpu).await?;
+    let restarted_base = restarted.base.clone();
     let acked = [
         ("load", t.acked_batches.len() as u64 * args.batch as u64),
         (
@@ -550,7 +516,6 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("acknowledged-write loss after kill -9: {lost}");
     drop(restarted);
-    drop(server);
 
     let bad_5xx: u64 = t
         .statuses

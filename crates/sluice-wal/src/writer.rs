@@ -923,6 +923,20 @@ struct Batch {
     force_sync: bool,
 }
 
+impl Batch {
+    /// Answers everyone waiting on the batch with `err()`.
+    fn answer_all(self, err: fn() -> WalError) {
+        let waiters = self
+            .wal_waiters
+            .into_iter()
+            .chain(self.fsync_waiters)
+            .chain(self.checkpoints.into_iter().map(|(_, w)| w));
+        for w in waiters {
+            let _ = w.send(Err(err()));
+        }
+    }
+}
+
 impl Writer {
     fn run(mut self) {
         let flush_interval = Duration::from_millis(self.shared.config.flush_interval_ms);
@@ -1139,18 +1153,12 @@ impl Writer {
     /// `StorageFull`. Not fatal: the process may exit normally and recover from the log.
     fn give_up_full(&mut self, batch: Batch) {
         self.shared.closed_full.store(true, Ordering::Release);
-        let waiters = batch
-            .wal_waiters
-            .into_iter()
-            .chain(batch.fsync_waiters)
-            .chain(batch.checkpoints.into_iter().map(|(_, w)| w));
-        for w in waiters {
-            let _ = w.send(Err(WalError::StorageFull));
-        }
+        let in_hand = batch.appends;
+        batch.answer_all(|| WalError::StorageFull);
         let queued = self.shared.abandon_queue_with(|| WalError::StorageFull);
         tracing::error!(
             dir = %self.shared.dir.display(),
-            in_hand = batch.appends,
+            in_hand,
             queued,
             durable = %self.durable,
             "WAL closed with the disk full: records after the durable LSN were not written (their writers were answered, or had only `ack=buffer`)"
@@ -1327,14 +1335,7 @@ impl Writer {
         // The handler first (the default one aborts): nobody hears an answer before the
         // process has decided to stop.
         (self.shared.on_fatal)(&err);
-        let waiters = batch
-            .wal_waiters
-            .into_iter()
-            .chain(batch.fsync_waiters)
-            .chain(batch.checkpoints.into_iter().map(|(_, w)| w));
-        for w in waiters {
-            let _ = w.send(Err(WalError::Poisoned));
-        }
+        batch.answer_all(|| WalError::Poisoned);
         self.shared.abandon_queue();
     }
 }

@@ -209,66 +209,76 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
     missing
 }
 
+/// Every operation of the document, with its path.
+fn operations(doc: &mut Value) -> impl Iterator<Item = (&String, &mut Value)> {
+    doc.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter_map(|(path, item)| item.as_object_mut().map(|item| (path, item)))
+        .flat_map(|(path, item)| item.values_mut().map(move |op| (path, op)))
+}
+
+/// The `media` entry of every answer of every operation (`{"schema": …}`).
+fn answers<'a>(doc: &'a mut Value, media: &'a str) -> impl Iterator<Item = &'a mut Value> {
+    operations(doc)
+        .filter_map(|(_, op)| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(move |r| r.get_mut("content").and_then(|c| c.get_mut(media)))
+}
+
 /// Path, query and header parameters: names, enumerations, ranges.
 fn constrain_parameters(doc: &mut Value, config: &Config) {
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for (path, item) in paths.iter_mut() {
-        let Some(item) = item.as_object_mut() else {
+    for (path, op) in operations(doc) {
+        let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
             continue;
         };
-        for op in item.values_mut() {
-            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+        for p in params {
+            // A parameter is absent or has a value: never JSON's null.
+            if let Some(types) = p
+                .get_mut("schema")
+                .and_then(|s| s.get_mut("type"))
+                .filter(|t| t.is_array())
+            {
+                let kept: Vec<Value> = types
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| *t != "null")
+                    .cloned()
+                    .collect();
+                *types = match <[Value; 1]>::try_from(kept) {
+                    Ok([one]) => one,
+                    Err(many) => Value::Array(many),
+                };
+            }
+            let (Some(name), Some(place)) = (p["name"].as_str(), p["in"].as_str()) else {
                 continue;
             };
-            for p in params {
-                // A parameter is absent or has a value: never JSON's null.
-                if let Some(types) = p
-                    .get_mut("schema")
-                    .and_then(|s| s.get_mut("type"))
-                    .filter(|t| t.is_array())
-                {
-                    let kept: Vec<Value> = types
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|t| *t != "null")
-                        .cloned()
-                        .collect();
-                    *types = match <[Value; 1]>::try_from(kept) {
-                        Ok([one]) => one,
-                        Err(many) => Value::Array(many),
-                    };
+            let keywords = match (name, place) {
+                ("db", _) | ("bucket", "query") => json!({"pattern": DATABASE_NAME}),
+                ("collection", "query") => json!({"pattern": COLLECTION_NAME}),
+                ("name", "path") if path.contains("/collections/") => {
+                    json!({"pattern": COLLECTION_NAME})
                 }
-                let (Some(name), Some(place)) = (p["name"].as_str(), p["in"].as_str()) else {
-                    continue;
-                };
-                let keywords = match (name, place) {
-                    ("db", _) | ("bucket", "query") => json!({"pattern": DATABASE_NAME}),
-                    ("collection", "query") => json!({"pattern": COLLECTION_NAME}),
-                    ("name", "path") if path.contains("/collections/") => {
-                        json!({"pattern": COLLECTION_NAME})
-                    }
-                    ("replica_id", "path") => json!({"pattern": REPLICA_ID}),
-                    ("database", "query") => json!({"pattern": DATABASE_NAME}),
-                    ("lsn", "query") => json!({"format": "uint64", "maximum": u64::MAX - 1}),
-                    ("X-Primary-ID", "header") => json!({"pattern": HEADER_TEXT}),
-                    // Decimal digits, at most 19 (the handler's rule).
-                    ("X-Primary-Epoch", "header") => {
-                        json!({"format": "uint64", "minimum": 0, "maximum": 9_999_999_999_999_999_999u64})
-                    }
-                    ("pk", "path") => {
-                        json!({"minLength": 1, "maxLength": config.vector.max_pk_chars})
-                    }
-                    ("precision", "query") => json!({"enum": ["ns", "us", "ms", "s"]}),
-                    _ => continue,
-                };
-                if let (Some(schema), Value::Object(k)) =
-                    (p.get_mut("schema").and_then(Value::as_object_mut), keywords)
-                {
-                    schema.extend(k);
+                ("replica_id", "path") => json!({"pattern": REPLICA_ID}),
+                ("database", "query") => json!({"pattern": DATABASE_NAME}),
+                ("lsn", "query") => json!({"format": "uint64", "maximum": u64::MAX - 1}),
+                ("X-Primary-ID", "header") => json!({"pattern": HEADER_TEXT}),
+                // Decimal digits, at most 19 (the handler's rule).
+                ("X-Primary-Epoch", "header") => {
+                    json!({"format": "uint64", "minimum": 0, "maximum": 9_999_999_999_999_999_999u64})
                 }
+                ("pk", "path") => {
+                    json!({"minLength": 1, "maxLength": config.vector.max_pk_chars})
+                }
+                ("precision", "query") => json!({"enum": ["ns", "us", "ms", "s"]}),
+                _ => continue,
+            };
+            if let (Some(schema), Value::Object(k)) =
+                (p.get_mut("schema").and_then(Value::as_object_mut), keywords)
+            {
+                schema.extend(k);
             }
         }
     }
@@ -293,14 +303,7 @@ fn document_common_responses(doc: &mut Value) {
             "schema": {"type": "integer", "minimum": 0},
         }})
     };
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
+    for (_, op) in operations(doc) {
         let has_body = op.get("requestBody").is_some();
         // Whatever may append to a WAL or replace a file: writes, and the admin operations
         // that create or delete (collections, databases, replicas).
@@ -362,50 +365,17 @@ fn shape_event_streams(doc: &mut Value) {
             "retry": {"type": "integer"},
         },
     });
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
-        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        for r in responses.values_mut() {
-            if let Some(stream) = r
-                .get_mut("content")
-                .and_then(|c| c.get_mut("text/event-stream"))
-            {
-                stream["schema"] = event.clone();
-            }
-        }
+    for stream in answers(doc, "text/event-stream") {
+        stream["schema"] = event.clone();
     }
 }
 
 /// NDJSON answers: the stream read as the array of its lines, each line the schema the route
 /// documents (OpenAPI 3.1 has no per-item schema for sequential media types).
 fn shape_ndjson_answers(doc: &mut Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
-        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        for r in responses.values_mut() {
-            if let Some(stream) = r
-                .get_mut("content")
-                .and_then(|c| c.get_mut("application/x-ndjson"))
-                && let Some(line) = stream.get("schema").cloned()
-            {
-                stream["schema"] = json!({"type": "array", "items": line});
-            }
+    for stream in answers(doc, "application/x-ndjson") {
+        if let Some(line) = stream.get("schema").cloned() {
+            stream["schema"] = json!({"type": "array", "items": line});
         }
     }
 }
@@ -413,14 +383,7 @@ fn shape_ndjson_answers(doc: &mut Value) {
 /// Protobuf bodies are bytes (`format: binary`), not the array of integers a `Vec<u8>`
 /// documents.
 fn shape_binary_bodies(doc: &mut Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
+    for (_, op) in operations(doc) {
         if let Some(body) = op
             .get_mut("requestBody")
             .and_then(|b| b.get_mut("content"))
@@ -460,46 +423,38 @@ fn shape_errors(doc: &mut Value) {
         .filter(|(_, s)| s["properties"].get("success").is_some())
         .map(|(name, _)| format!("#/components/schemas/{name}"))
         .collect();
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for item in paths.values_mut() {
-        let Some(item) = item.as_object_mut() else {
+    for (_, op) in operations(doc) {
+        let prometheus = op["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "prometheus"));
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
         };
-        for op in item.values_mut() {
-            let prometheus = op["tags"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t == "prometheus"));
-            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+        let seed = responses.iter().any(|(status, r)| {
+            status.starts_with('2')
+                && r["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|s| success_schemas.iter().any(|x| x == s))
+        });
+        for (status, r) in responses.iter_mut() {
+            if status.starts_with(['1', '2', '3']) {
+                continue;
+            }
+            // `get_mut`, not indexing: indexing a `Value` mutably inserts what is missing.
+            let Some(schema) = r
+                .get_mut("content")
+                .and_then(|c| c.get_mut("application/json"))
+                .and_then(|c| c.get_mut("schema"))
+            else {
                 continue;
             };
-            let seed = responses.iter().any(|(status, r)| {
-                status.starts_with('2')
-                    && r["content"]["application/json"]["schema"]["$ref"]
-                        .as_str()
-                        .is_some_and(|s| success_schemas.iter().any(|x| x == s))
-            });
-            for (status, r) in responses.iter_mut() {
-                if status.starts_with(['1', '2', '3']) {
-                    continue;
-                }
-                // `get_mut`, not indexing: indexing a `Value` mutably inserts what is missing.
-                let Some(schema) = r
-                    .get_mut("content")
-                    .and_then(|c| c.get_mut("application/json"))
-                    .and_then(|c| c.get_mut("schema"))
-                else {
-                    continue;
-                };
-                if prometheus {
-                    *schema = json!({"anyOf": [
-                        {"$ref": "#/components/schemas/PromErrorBody"},
-                        {"$ref": "#/components/schemas/ErrorBody"},
-                    ]});
-                } else if seed && schema["$ref"] == "#/components/schemas/ErrorBody" {
-                    *schema = json!({"$ref": "#/components/schemas/SeedErrorBody"});
-                }
+            if prometheus {
+                *schema = json!({"anyOf": [
+                    {"$ref": "#/components/schemas/PromErrorBody"},
+                    {"$ref": "#/components/schemas/ErrorBody"},
+                ]});
+            } else if seed && schema["$ref"] == "#/components/schemas/ErrorBody" {
+                *schema = json!({"$ref": "#/components/schemas/SeedErrorBody"});
             }
         }
     }

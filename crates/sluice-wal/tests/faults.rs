@@ -112,12 +112,7 @@ fn a_full_disk_refuses_new_appends_keeps_the_pending_write_and_resumes_with_the_
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
     let (wal, fatal) = open_observed(dir.path(), WalConfig::default());
-    for i in 1..=10 {
-        wal.append(KIND, payload(i), AckLevel::Fsync)
-            .unwrap()
-            .wait_blocking()
-            .unwrap();
-    }
+    common::append_synced(&wal, 1, 10);
     switches.full.store(true, Ordering::SeqCst);
     let wal = Arc::new(wal);
     let pending = {
@@ -188,12 +183,7 @@ fn a_failing_device_on_write_poisons_the_log_and_keeps_what_was_acknowledged() {
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
     let (wal, fatal) = open_observed(dir.path(), WalConfig::default());
-    for i in 1..=5 {
-        wal.append(KIND, payload(i), AckLevel::Fsync)
-            .unwrap()
-            .wait_blocking()
-            .unwrap();
-    }
+    common::append_synced(&wal, 1, 5);
     switches.eio_write.store(true, Ordering::SeqCst);
     let r = wal
         .append(KIND, payload(6), AckLevel::Fsync)
@@ -233,12 +223,7 @@ fn a_failed_fsync_poisons_the_log_before_anyone_hears_an_answer() {
     install(&switches);
     let dir = tempfile::tempdir().unwrap();
     let (wal, fatal) = open_observed(dir.path(), WalConfig::default());
-    for i in 1..=5 {
-        wal.append(KIND, payload(i), AckLevel::Fsync)
-            .unwrap()
-            .wait_blocking()
-            .unwrap();
-    }
+    common::append_synced(&wal, 1, 5);
     switches.eio_sync.store(true, Ordering::SeqCst);
     let r = wal
         .append(KIND, payload(6), AckLevel::Fsync)

@@ -126,7 +126,9 @@ pub struct RouteTable {
     routes: HashMap<String, Vec<(Method, Authz)>>,
     /// Seed routes: operations whose success answer carries `success` (the seed's shape);
     /// their error answers carry `success: false`.
-    seed: std::collections::HashSet<(Method, String)>,
+    /// By route as registered, then method (looked up by `&str` on every request, like
+    /// `routes`).
+    seed: HashMap<String, Vec<Method>>,
 }
 
 impl RouteTable {
@@ -138,7 +140,11 @@ impl RouteTable {
         for (path, item) in &api.paths.paths {
             for (method, op) in operations(item) {
                 if answers_success_field(api, op) {
-                    table.seed.insert((method.clone(), path.clone()));
+                    table
+                        .seed
+                        .entry(path.clone())
+                        .or_default()
+                        .push(method.clone());
                 }
                 let declared = op.extensions.as_ref().and_then(|e| e.get(EXTENSION));
                 match declared.map(Authz::from_json) {
@@ -159,11 +165,7 @@ impl RouteTable {
 
     /// The declaration of a registered route (HEAD is GET).
     pub fn get(&self, method: &Method, route: &str) -> Option<Authz> {
-        let method = if *method == Method::HEAD {
-            &Method::GET
-        } else {
-            method
-        };
+        let method = head_as_get(method);
         self.routes
             .get(route)?
             .iter()
@@ -181,24 +183,18 @@ impl RouteTable {
 
     /// Whether `route` (as registered) is a seed route for `method` (HEAD is GET).
     pub fn is_seed(&self, method: &Method, route: &str) -> bool {
-        let method = if *method == Method::HEAD {
-            Method::GET
-        } else {
-            method.clone()
-        };
-        !self.seed.is_empty() && self.seed.contains(&(method, route.to_string()))
+        let method = head_as_get(method);
+        self.seed
+            .get(route)
+            .is_some_and(|methods| methods.contains(method))
     }
 
     /// Whether the concrete `path` of a request (not yet routed) is a seed route for `method`:
     /// for answers made before routing (a body the decompression layer refuses).
     pub fn is_seed_path(&self, method: &Method, path: &str) -> bool {
-        let method = if *method == Method::HEAD {
-            Method::GET
-        } else {
-            method.clone()
-        };
-        self.seed.iter().any(|(m, template)| {
-            *m == method && {
+        let method = head_as_get(method);
+        self.seed.iter().any(|(template, methods)| {
+            methods.contains(method) && {
                 let (mut t, mut p) = (template.split('/'), path.split('/'));
                 loop {
                     match (t.next(), p.next()) {
@@ -246,6 +242,15 @@ pub fn answers_success_field(
             };
             matches!(resolved, Some(RefOr::T(Schema::Object(o))) if o.properties.contains_key("success"))
         })
+}
+
+/// HEAD is GET without a body: declared, authorized and shaped as GET.
+fn head_as_get(method: &Method) -> &Method {
+    if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    }
 }
 
 /// The operations of a path item with their methods.

@@ -13,7 +13,7 @@ import (
 type BatchWriterOptions struct {
 	MaxPoints     int           // send when a batch holds this many points (5000)
 	FlushInterval time.Duration // ...or when its oldest point is this old (1 s)
-	QueueSize     int           // bounded queue of points; Put blocks when full (20000)
+	QueueSize     int           // points queued and not yet taken by the sender; Put blocks when full (20000, at least MaxPoints)
 	Transport     string        // "http" (POST /ts/put/batch, default) or "wire" (pipelined TS_PUT_BUFFERED)
 	Ack           string        // "buffer" (default), "wal" or "fsync" (over the wire: TS_PUT)
 	// PipelineDepth is how many ready batches the wire transport sends in one pipelined
@@ -49,29 +49,38 @@ func (e *BatchWriteError) Error() string {
 
 func (e *BatchWriteError) Unwrap() error { return e.Failures[0].Err }
 
-type bwItem struct {
-	p     DataPoint
-	flush chan struct{}
+// bwEntry is a batch to send, or a Flush marker (answered once everything before it was sent).
+type bwEntry struct {
+	points []DataPoint
+	flush  chan struct{}
 }
 
-// BatchWriter batches points in a goroutine: Put queues a point (blocking while the bounded
-// queue is full), batches go out in order, one window in flight, refusals are retried and
-// nothing is re-sent unless re-sending changes nothing. Close flushes.
+// BatchWriter batches points: Put appends a point to the batch being filled (blocking while
+// the bounded queue is full), a goroutine sends batches in order, one window in flight,
+// refusals are retried and nothing is re-sent unless re-sending changes nothing. Close
+// flushes.
 type BatchWriter struct {
 	ts   *TimeSeriesClient
 	opts BatchWriterOptions
 	wire *WireClient
 	q    url.Values
 
-	ch       chan bwItem
-	mu       sync.RWMutex
+	mu       sync.Mutex
+	cur      []DataPoint   // the batch being filled
+	curStart time.Time     // when cur got its first point
+	queue    []bwEntry     // cut batches and flush markers, in order
+	queued   int           // points in cur and queue
+	space    chan struct{} // closed (and replaced) when points leave the queue or on Close
+	free     [][]DataPoint // slices of sent batches, reused
 	closed   bool
+	wake     chan struct{} // (capacity 1) there is something for the sender to look at
 	done     chan struct{}
+
+	frames   [][]byte // the sender's frame buffers, reused (wire)
 	written  atomic.Int64
 	batches  atomic.Int64
 	failMu   sync.Mutex
 	failures []WriteFailure
-	closeErr error
 }
 
 // NewBatchWriter starts a writer. Close it to send what is queued.
@@ -84,6 +93,9 @@ func (t *TimeSeriesClient) NewBatchWriter(opts BatchWriterOptions) (*BatchWriter
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 20000
+	}
+	if opts.QueueSize < opts.MaxPoints {
+		opts.QueueSize = opts.MaxPoints
 	}
 	if opts.PipelineDepth <= 0 {
 		opts.PipelineDepth = 4
@@ -98,7 +110,8 @@ func (t *TimeSeriesClient) NewBatchWriter(opts BatchWriterOptions) (*BatchWriter
 	if err != nil {
 		return nil, err
 	}
-	w := &BatchWriter{ts: t, opts: opts, q: o.query(), ch: make(chan bwItem, opts.QueueSize), done: make(chan struct{})}
+	w := &BatchWriter{ts: t, opts: opts, q: o.query(), space: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	switch opts.Transport {
 	case "", "http":
 	case "wire":
@@ -122,39 +135,78 @@ func (w *BatchWriter) Put(ctx context.Context, p DataPoint) error {
 	if p.TimestampMs == 0 && !w.opts.ServerTimestamps {
 		p.TimestampMs = time.Now().UnixMilli()
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
+	w.mu.Lock()
+	for w.queued >= w.opts.QueueSize && !w.closed {
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		w.mu.Lock()
+	}
 	if w.closed {
+		w.mu.Unlock()
 		return ErrClosed
 	}
+	if len(w.cur) == 0 {
+		if w.cur == nil {
+			w.cur = w.newBatchLocked()
+		}
+		w.curStart = time.Now()
+		w.signal() // the sender times the batch's FlushInterval
+	}
+	w.cur = append(w.cur, p)
+	w.queued++
+	if len(w.cur) >= w.opts.MaxPoints {
+		w.cutLocked()
+		w.signal()
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *BatchWriter) signal() {
 	select {
-	case w.ch <- bwItem{p: p}:
-		return nil
+	case w.wake <- struct{}{}:
 	default:
 	}
-	select {
-	case w.ch <- bwItem{p: p}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+}
+
+func (w *BatchWriter) newBatchLocked() []DataPoint {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b
+	}
+	c := w.opts.MaxPoints
+	if c > 1<<16 {
+		c = 1 << 16
+	}
+	return make([]DataPoint, 0, c)
+}
+
+// cutLocked queues the batch being filled.
+func (w *BatchWriter) cutLocked() {
+	if len(w.cur) > 0 {
+		w.queue = append(w.queue, bwEntry{points: w.cur})
+		w.cur = nil
 	}
 }
 
 // Flush waits until every point queued before it was sent (written or failed).
 func (w *BatchWriter) Flush(ctx context.Context) error {
 	done := make(chan struct{})
-	w.mu.RLock()
+	w.mu.Lock()
 	if w.closed {
-		w.mu.RUnlock()
+		w.mu.Unlock()
 		return ErrClosed
 	}
-	select {
-	case w.ch <- bwItem{flush: done}:
-	case <-ctx.Done():
-		w.mu.RUnlock()
-		return ctx.Err()
-	}
-	w.mu.RUnlock()
+	w.cutLocked()
+	w.queue = append(w.queue, bwEntry{flush: done})
+	w.signal()
+	w.mu.Unlock()
 	select {
 	case <-done:
 		return nil
@@ -164,12 +216,15 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 }
 
 // Close sends everything queued, waits for it and stops the writer. It returns a
-// *BatchWriteError when batches failed and OnError is nil. Safe to call twice.
+// *BatchWriteError when batches failed and OnError is nil. Safe to call twice; a Put waiting
+// for room returns ErrClosed.
 func (w *BatchWriter) Close() error {
 	w.mu.Lock()
 	if !w.closed {
 		w.closed = true
-		close(w.ch)
+		close(w.space)
+		w.space = make(chan struct{})
+		w.signal()
 	}
 	w.mu.Unlock()
 	<-w.done
@@ -197,71 +252,80 @@ func (w *BatchWriter) Failures() []WriteFailure {
 	return append([]WriteFailure(nil), w.failures...)
 }
 
+// run is the sender: it takes up to PipelineDepth batches from the front of the queue, sends
+// them, answers the flush markers behind them, and cuts the batch being filled once its
+// oldest point is FlushInterval old (or on Close).
 func (w *BatchWriter) run() {
 	defer close(w.done)
-	var batch []DataPoint
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var ready [][]DataPoint
-	flushReady := func() {
-		if len(batch) > 0 {
-			ready = append(ready, batch)
-			batch = nil
-		}
-		if len(ready) > 0 {
-			w.send(ready)
-			ready = nil
-		}
-		timer.Stop()
-	}
+	var timer *time.Timer
 	for {
-		select {
-		case it, ok := <-w.ch:
-			if !ok {
-				flushReady()
-				return
-			}
-			if it.flush != nil {
-				flushReady()
-				close(it.flush)
-				continue
-			}
-			if len(batch) == 0 {
-				timer.Reset(w.opts.FlushInterval)
-			}
-			batch = append(batch, it.p)
-			if len(batch) < w.opts.MaxPoints {
-				continue
-			}
-			ready = append(ready, batch)
-			batch = nil
-			// Over the wire, take what is already queued too (up to PipelineDepth batches)
-			// and pipeline it.
-		drain:
-			for w.wire != nil && len(ready) < w.opts.PipelineDepth {
-				select {
-				case it2, ok := <-w.ch:
-					if !ok {
-						flushReady()
-						return
-					}
-					if it2.flush != nil {
-						flushReady()
-						close(it2.flush)
-						break drain
-					}
-					batch = append(batch, it2.p)
-					if len(batch) >= w.opts.MaxPoints {
-						ready = append(ready, batch)
-						batch = nil
-					}
-				default:
-					break drain
+		w.mu.Lock()
+		if len(w.cur) > 0 && (w.closed || time.Since(w.curStart) >= w.opts.FlushInterval) {
+			w.cutLocked()
+		}
+		var work [][]DataPoint
+		var flushed []chan struct{}
+		taken := 0
+		for len(w.queue) > 0 {
+			e := w.queue[0]
+			if e.flush != nil {
+				if len(work) > 0 {
+					break // answered once the work is sent
 				}
+				flushed = append(flushed, e.flush)
+			} else {
+				if len(work) == w.opts.PipelineDepth {
+					break
+				}
+				work = append(work, e.points)
+				taken += len(e.points)
 			}
-			flushReady()
-		case <-timer.C:
-			flushReady()
+			w.queue[0] = bwEntry{}
+			w.queue = w.queue[1:]
+		}
+		if taken > 0 {
+			w.queued -= taken
+			close(w.space)
+			w.space = make(chan struct{})
+		}
+		exit := w.closed && len(w.queue) == 0 && len(w.cur) == 0 && len(work) == 0
+		wait := time.Duration(-1)
+		if len(w.cur) > 0 {
+			wait = time.Until(w.curStart.Add(w.opts.FlushInterval))
+		}
+		w.mu.Unlock()
+		for _, f := range flushed {
+			close(f)
+		}
+		if len(work) > 0 {
+			w.send(work)
+			continue
+		}
+		if exit {
+			return
+		}
+		if len(flushed) > 0 {
+			continue
+		}
+		// Idle until a Put, Flush or Close, or until the batch being filled is due.
+		var due <-chan time.Time
+		if wait >= 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			due = timer.C
+		}
+		select {
+		case <-w.wake:
+		case <-due:
+		}
+		if timer != nil && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 	}
 }
@@ -276,22 +340,27 @@ func (w *BatchWriter) fail(err error, points []DataPoint) {
 	}
 }
 
+// ok counts a written batch and keeps its slice for reuse.
 func (w *BatchWriter) ok(points []DataPoint) {
 	w.written.Add(int64(len(points)))
 	w.batches.Add(1)
+	for i := range points {
+		points[i] = DataPoint{} // drop references to the points' strings and tags
+	}
+	w.mu.Lock()
+	if len(w.free) < w.opts.PipelineDepth+w.opts.QueueSize/w.opts.MaxPoints+1 {
+		w.free = append(w.free, points[:0])
+	}
+	w.mu.Unlock()
 }
 
 func (w *BatchWriter) send(batches [][]DataPoint) {
 	ctx := context.Background()
 	if w.wire == nil {
 		for _, b := range batches {
-			idem := allStamped(b)
-			r, err := jsonReq("POST", "/ts/put/batch", true, map[string]any{"points": b}, idem)
-			if err == nil {
-				r.query, r.retry = w.q, w.opts.Retry
-				err = w.ts.c.call(ctx, r, nil)
-			}
-			if err != nil {
+			r := request{method: "POST", path: "/ts/put/batch", scoped: true, query: w.q, retry: w.opts.Retry,
+				body: appendPointsJSON(nil, b), contentType: "application/json", idempotent: allStamped(b)}
+			if err := w.ts.c.call(ctx, r, nil); err != nil {
 				w.fail(err, b)
 			} else {
 				w.ok(b)
@@ -299,16 +368,19 @@ func (w *BatchWriter) send(batches [][]DataPoint) {
 		}
 		return
 	}
-	frames := make([][]byte, len(batches))
+	for len(w.frames) < len(batches) {
+		w.frames = append(w.frames, nil)
+	}
+	frames := w.frames[:len(batches)]
 	idem := true
 	for i, b := range batches {
-		frames[i] = EncodeTSPut(b, w.opts.Ack == "buffer")
+		frames[i] = AppendTSPut(frames[i][:0], b, w.opts.Ack == "buffer")
 		idem = idem && allStamped(b)
 	}
 	res, err := w.wire.Pipeline(ctx, frames, idem)
 	for i, b := range batches {
 		switch {
-		case err != nil && res[i].Payload == nil && res[i].Err == nil:
+		case i >= len(res) || (res[i].Payload == nil && res[i].Err == nil):
 			w.fail(err, b)
 		case res[i].Err != nil:
 			w.fail(res[i].Err, b)

@@ -208,3 +208,61 @@ func TestBatchWriterPutBlocksWhenFull(t *testing.T) {
 		t.Fatalf("server got %d, writer wrote %d, put %d", got, w.PointsWritten(), put)
 	}
 }
+
+// A partial batch goes out once its oldest point is FlushInterval old, without Flush or Close.
+func TestBatchWriterFlushInterval(t *testing.T) {
+	for _, transport := range []string{"http", "wire"} {
+		transport := transport
+		t.Run(transport, func(t *testing.T) {
+			ctx := ctxT(t)
+			w, err := devServer.client(t).TimeSeries().NewBatchWriter(BatchWriterOptions{Transport: transport, MaxPoints: 1000, FlushInterval: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			m := uniq("interval")
+			for round := 1; round <= 2; round++ {
+				start := time.Now()
+				for i := 0; i < 3; i++ {
+					if err := w.Put(ctx, DataPoint{Metric: m, Entity: "e", Value: float64(i)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for w.PointsWritten() < int64(3*round) {
+					if time.Since(start) > 5*time.Second {
+						t.Fatalf("round %d: %d written after 5 s", round, w.PointsWritten())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if el := time.Since(start); el < 90*time.Millisecond {
+					t.Fatalf("round %d: sent after %v, before the interval", round, el)
+				}
+			}
+		})
+	}
+}
+
+// The batch writer's JSON is encoding/json's, without reflection.
+func TestPointsJSONMatchesEncodingJSON(t *testing.T) {
+	points := []DataPoint{
+		{Metric: "cpu_usage", Entity: "host1", Value: 75.5, TimestampMs: 1702645200000},
+		{Metric: "m", Entity: "e", Value: 0},
+		{Metric: "q\"uote\\s", Entity: "tab\there <&> é \u2028", Value: -1.25e-9, Tags: map[string]string{"b": "2", "a": "\x01", "": "x"}},
+		{Metric: "big", Entity: "e", Value: 1e21, TimestampMs: -5},
+		{Metric: "small", Entity: "e", Value: 123456789.125, Tags: map[string]string{"k": "v"}},
+		{Metric: "tiny", Entity: "e", Value: 5e-324},
+		{Metric: "invalid utf8 \xff", Entity: "e", Value: 1e-6},
+	}
+	for _, ps := range [][]DataPoint{nil, points[:1], points} {
+		want, err := json.Marshal(map[string]any{"points": ps})
+		if ps == nil {
+			want = []byte(`{"points":[]}`)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendPointsJSON(nil, ps); string(got) != string(want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ var covered = map[string]string{
 	"GET /version":                                     "Client.Version",
 	"GET /metrics":                                     "Client.Metrics",
 	"GET /openapi.json":                                "Client.OpenAPI",
+	"GET /v1/databases/{db}/changes":                   "Client.Changes",
 }
 
 // uncovered lists operations with no SDK method, each with its reason.
@@ -96,7 +97,7 @@ func TestOpenAPICoverage(t *testing.T) {
 	var missing []string
 	seen := map[string]bool{}
 	for p, ops := range doc.Paths {
-		if strings.HasPrefix(p, "/v1/databases/{db}/") {
+		if flat := strings.TrimPrefix(p, "/v1/databases/{db}"); flat != p && doc.Paths[flat] != nil {
 			continue // the database option (WithDatabase, Client.Database) reaches these copies
 		}
 		for m := range ops {

@@ -4,14 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
-// Error is an error answer of the server: an HTTP status >= 400 or a wire error frame.
+// Error is an error answer of the server: an HTTP status >= 400, a wire error frame or a
+// changefeed's error event.
 // Use errors.As(err, &e) to read it, or errors.Is(err, sluice.ErrNotFound) (and the other
 // Err* sentinels) to test its status.
 type Error struct {
-	Status      int           // HTTP status (wire frames: the equivalent HTTP status)
+	Status      int           // HTTP status (wire frames, changefeed events: the code's HTTP status)
 	Code        string        // the server's error code (invalid_field, buffer_overflow, ...)
 	Message     string        // the body's "error"
 	ErrorID     string        // the request id, also in the server's logs
@@ -107,7 +109,19 @@ type errorBody struct {
 
 // newError decodes an error body; retryAfter is the Retry-After header (0 = none).
 func newError(status int, body []byte, retryAfter time.Duration) *Error {
-	e := &Error{Status: status, Body: body, RetryAfter: retryAfter}
+	e := parseErrorBody(body)
+	e.Status = status
+	if retryAfter > 0 {
+		e.RetryAfter = retryAfter
+	}
+	e.fillDefaults()
+	return e
+}
+
+// parseErrorBody reads the server's error shape (or keeps a non-JSON body as the message);
+// Status is left 0.
+func parseErrorBody(body []byte) *Error {
+	e := &Error{Body: body}
 	var b errorBody
 	if json.Unmarshal(body, &b) == nil {
 		e.Message, e.Code, e.ErrorID = b.Error, b.Code, b.ErrorID
@@ -121,7 +135,7 @@ func newError(status int, body []byte, retryAfter time.Duration) *Error {
 			e.Primary = *b.Primary
 		}
 		e.BufferSize, e.ExpectedLSN = b.BufferSize, b.ExpectedLSN
-		if retryAfter == 0 && b.RetryAfterSec != nil {
+		if b.RetryAfterSec != nil {
 			e.RetryAfter = time.Duration(*b.RetryAfterSec) * time.Second
 		}
 	} else {
@@ -131,20 +145,59 @@ func newError(status int, body []byte, retryAfter time.Duration) *Error {
 		}
 		e.Message = m
 	}
+	return e
+}
+
+func (e *Error) fillDefaults() {
 	if e.Code == "" {
 		e.Code = "http_error"
 	}
 	if e.Message == "" {
-		e.Message = fmt.Sprintf("HTTP %d", status)
+		e.Message = fmt.Sprintf("HTTP %d", e.Status)
+		if len(e.Body) > 0 && len(e.Body) <= 512 {
+			e.Message += ": " + string(e.Body)
+		}
 	}
-	return e
 }
 
-// wire status -> HTTP status (0x03 is refined by the code).
-func wireHTTPStatus(st byte, code string) int {
+// codeStatus is the HTTP status the server answers each error code with (its http_status),
+// so that a wire error frame or a changefeed error event carries the status the same error
+// has over HTTP. Codes newer than this client fall back to the frame's status byte.
+var codeStatus = func() map[string]int {
+	m := map[string]int{}
+	for status, codes := range map[int]string{
+		400: "bad_request body_read_failed invalid_database invalid_encoding invalid_field invalid_json " +
+			"invalid_line_protocol invalid_parameter json_too_deep query_too_large client_error " +
+			"invalid_opcode malformed_payload subscription_transport text_message truncated_frame " +
+			"corrupt_batch corrupt_snapshot unknown",
+		401: "unauthenticated",
+		403: "forbidden cross_origin",
+		404: "not_found collection_not_found database_not_found entity_not_found replica_not_found",
+		405: "method_not_allowed",
+		408: "body_timeout request_timeout snapshot_stalled",
+		409: "collection_exists database_exists database_protected already_primary conflicting_primary " +
+			"not_a_replica read_only_replica replica_exists stale_epoch wal_gap",
+		410: "lsn_gone database_replaced",
+		413: "payload_too_large too_large_expanded too_many_points frame_too_large",
+		415: "unsupported_media_type",
+		422: "unprocessable invalid_value collection_limit series_limit record_refused",
+		426: "websocket_required",
+		429: "rate_limited too_many_bytes_in_flight too_many_in_flight too_many_requests",
+		500: "internal",
+		503: "buffer_overflow flush_unavailable not_ready overloaded shutting_down unavailable " +
+			"server_overloaded too_many_sessions config_drift epoch_not_saved replication_busy",
+		507: "insufficient_storage",
+	} {
+		for _, c := range strings.Fields(codes) {
+			m[c] = status
+		}
+	}
+	return m
+}()
+
+// wireStatusHTTP is the HTTP status of a wire status byte whose code this client does not know.
+func wireStatusHTTP(st byte) int {
 	switch st {
-	case 0x01, 0x02:
-		return 400
 	case 0x04:
 		return 503
 	case 0x05:
@@ -154,26 +207,24 @@ func wireHTTPStatus(st byte, code string) int {
 	case 0x07:
 		return 429
 	}
-	switch {
-	case code == "":
-		return 400
-	case len(code) > 10 && code[len(code)-10:] == "_not_found":
-		return 404
-	case len(code) > 7 && code[len(code)-7:] == "_exists", code == "read_only_replica", code == "already_primary":
-		return 409
-	case code == "lsn_gone":
-		return 410
-	case code == "series_limit", code == "collection_limit", code == "invalid_value":
-		return 422
-	case code == "internal", code == "internal_error":
-		return 500
-	}
-	return 400
+	return 400 // 0x01, 0x02, 0x03
 }
 
+// newCodedError is an error body that came without an HTTP status: its status is the one
+// the server gives its code over HTTP, else fallback.
+func newCodedError(payload []byte, fallback int) *Error {
+	e := parseErrorBody(payload)
+	e.Status = fallback
+	if s, ok := codeStatus[e.Code]; ok {
+		e.Status = s
+	}
+	e.fillDefaults()
+	return e
+}
+
+// newWireError is a wire error frame as an *Error (status byte st).
 func newWireError(st byte, payload []byte) *Error {
-	e := newError(0, payload, 0)
+	e := newCodedError(payload, wireStatusHTTP(st))
 	e.WireStatus = st
-	e.Status = wireHTTPStatus(st, e.Code)
 	return e
 }

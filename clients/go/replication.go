@@ -6,9 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"net/http"
 	"net/url"
-	"sort"
 )
 
 // ReplicationClient holds /api/v1/replication/… (admin).
@@ -130,24 +130,16 @@ func EncodeWALRecord(out []byte, lsn uint64, kind byte, payload []byte) []byte {
 // EncodePointsRecord encodes points as a WALKindPoints payload (timestamps must be set).
 func EncodePointsRecord(points []DataPoint) []byte {
 	out := binary.LittleEndian.AppendUint32(nil, uint32(len(points)))
-	str := func(s string) {
-		out = binary.LittleEndian.AppendUint16(out, uint16(len(s)))
-		out = append(out, s...)
-	}
 	for _, p := range points {
-		str(p.Metric)
-		str(p.Entity)
+		out = appendStr16(out, p.Metric)
+		out = appendStr16(out, p.Entity)
 		out = binary.LittleEndian.AppendUint64(out, uint64(p.TimestampMs))
-		out = binary.LittleEndian.AppendUint64(out, mathFloat64bits(p.Value))
-		keys := make([]string, 0, len(p.Tags))
-		for k := range p.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		out = binary.LittleEndian.AppendUint64(out, math.Float64bits(p.Value))
+		keys := sortedKeys(p.Tags)
 		out = binary.LittleEndian.AppendUint16(out, uint16(len(keys)))
 		for _, k := range keys {
-			str(k)
-			str(p.Tags[k])
+			out = appendStr16(out, k)
+			out = appendStr16(out, p.Tags[k])
 		}
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 type testServer struct {
 	name     string
 	dir      string
+	args     []string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	log      *os.File
@@ -43,42 +44,51 @@ func startServer(name, token string, args ...string) (*testServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &testServer{name: name, dir: dir, Token: token}
-	data := filepath.Join(dir, "data")
+	s := &testServer{name: name, dir: dir, Token: token, args: args}
 	s.log, err = os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
+	if err := s.launch("127.0.0.1:0", "127.0.0.1:0"); err != nil {
+		s.log.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the process on the data directory and waits until it is ready.
+func (s *testServer) launch(httpAddr, wireAddr string) error {
+	data := filepath.Join(s.dir, "data")
+	_ = os.Remove(filepath.Join(data, "server.json"))
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SLUICE_") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "SLUICE_WIRE_ADDR=127.0.0.1:0", "SLUICE_LOG_LEVEL=warn")
-	if token != "" {
-		env = append(env, "SLUICE_AUTH_BEARER_TOKEN="+token)
+	env = append(env, "SLUICE_LOG_LEVEL=warn")
+	if s.Token != "" {
+		env = append(env, "SLUICE_AUTH_BEARER_TOKEN="+s.Token)
 	}
-	s.cmd = exec.Command(sluiceBin(), append([]string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", data}, args...)...)
+	s.cmd = exec.Command(sluiceBin(), append([]string{"serve", "--http-addr", httpAddr, "--wire-addr", wireAddr, "--data-dir", data}, s.args...)...)
 	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		s.log.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting %s: %w", sluiceBin(), err)
+		return fmt.Errorf("starting %s: %w", sluiceBin(), err)
 	}
 	exited := make(chan struct{})
 	s.exited = exited
-	go func() { _ = s.cmd.Wait(); close(exited) }()
+	cmd := s.cmd
+	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	ready := false
+	for !ready && time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			err := fmt.Errorf("sluice serve (%s) exited: %s", name, s.tail())
-			s.log.Close()
-			os.RemoveAll(dir)
-			return nil, err
+			return fmt.Errorf("sluice serve (%s) exited: %s", s.name, s.tail())
 		default:
 		}
 		var info struct {
@@ -88,22 +98,44 @@ func startServer(name, token string, args ...string) (*testServer, error) {
 		}
 		if b, err := os.ReadFile(filepath.Join(data, "server.json")); err == nil && json.Unmarshal(b, &info) == nil && info.PID == s.cmd.Process.Pid {
 			s.HTTPAddr, s.WireAddr = info.HTTPAddr, info.WireAddr
-			break
+			ready = true
+		} else {
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	for s.HTTPAddr != "" && time.Now().Before(deadline) {
+	for ready && time.Now().Before(deadline) {
 		resp, err := http.Get(s.URL() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s, nil
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.stop()
-	return nil, fmt.Errorf("sluice serve (%s) not ready: %s", name, s.tail())
+	s.kill()
+	return fmt.Errorf("sluice serve (%s) not ready: %s", s.name, s.tail())
+}
+
+// kill stops the process (SIGTERM, then SIGKILL after 15 s), keeping the data directory.
+func (s *testServer) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+}
+
+// restart stops the server and starts it again on the same data directory and addresses.
+func (s *testServer) restart() error {
+	s.kill()
+	return s.launch(s.HTTPAddr, s.WireAddr)
 }
 
 func (s *testServer) tail() string {
@@ -115,15 +147,7 @@ func (s *testServer) tail() string {
 }
 
 func (s *testServer) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-	}
+	s.kill()
 	if s.log != nil {
 		s.log.Close()
 	}

@@ -3,10 +3,7 @@ package sluice
 import (
 	"context"
 	"encoding/json"
-	"math"
 )
-
-func mathFloat64bits(f float64) uint64 { return math.Float64bits(f) }
 
 // Health reads GET /healthz.
 func (c *Client) Health(ctx context.Context) (map[string]any, error) {

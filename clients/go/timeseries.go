@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +22,74 @@ func checkPoint(p DataPoint) error {
 		return fmt.Errorf("sluice: value must be finite, not %v", p.Value)
 	}
 	return nil
+}
+
+// appendPointsJSON appends {"points": [...]} as json.Marshal would write it, without
+// reflection (the batch writer's and PutBatch's bodies).
+func appendPointsJSON(b []byte, points []DataPoint) []byte {
+	if b == nil {
+		b = make([]byte, 0, 16+len(points)*80)
+	}
+	b = append(b, `{"points":[`...)
+	for i := range points {
+		p := &points[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"metric":`...)
+		b = appendJSONString(b, p.Metric)
+		b = append(b, `,"entity":`...)
+		b = appendJSONString(b, p.Entity)
+		b = append(b, `,"value":`...)
+		b = appendJSONFloat(b, p.Value)
+		if p.TimestampMs != 0 {
+			b = append(b, `,"timestamp_ms":`...)
+			b = strconv.AppendInt(b, p.TimestampMs, 10)
+		}
+		if len(p.Tags) > 0 {
+			b = append(b, `,"tags":{`...)
+			for j, k := range sortedKeys(p.Tags) {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
+				b = append(b, ':')
+				b = appendJSONString(b, p.Tags[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendJSONString quotes s; strings that need escaping go through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONFloat formats a finite f as encoding/json does.
+func appendJSONFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		start := len(b)
+		b = strconv.AppendFloat(b, f, 'e', -1, 64)
+		// e-09 -> e-9, as encoding/json writes it
+		if n := len(b) - start; n >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+		return b
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
 // Put writes one point directly (POST /ts/put). Options: WithAck.
@@ -51,8 +119,8 @@ func (t *TimeSeriesClient) PutBatch(ctx context.Context, points []DataPoint, opt
 		idem = idem && p.TimestampMs != 0
 	}
 	var out BatchPutResult
-	body := map[string]any{"points": points}
-	return &out, t.c.callJSON(ctx, "POST", "/ts/put/batch", true, body, idem, o.query(), &out)
+	return &out, t.c.call(ctx, request{method: "POST", path: "/ts/put/batch", scoped: true, query: o.query(),
+		body: appendPointsJSON(nil, points), contentType: "application/json", idempotent: idem}, &out)
 }
 
 // PutBuffered writes one point through the server's auto-buffer (POST /ts/put/buffered):
@@ -198,5 +266,3 @@ func (t *TimeSeriesClient) ExportFunc(ctx context.Context, e Export, fn func(Dat
 	}
 	return it.Err()
 }
-
-var _ = http.MethodGet

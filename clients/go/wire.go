@@ -8,101 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"sort"
 	"sync"
 	"time"
 )
-
-// Wire opcodes (docs/wire-protocol.md).
-const (
-	OpAuth                 byte = 0x01
-	OpTSPutBuffered        byte = 0x70
-	OpTSBufferStats        byte = 0x71
-	OpTSBufferFlush        byte = 0x72
-	OpTSPut                byte = 0x73
-	OpVectorAddBuffered    byte = 0x80
-	OpVectorUpdateBuffered byte = 0x81
-	OpVectorRemoveBuffered byte = 0x82
-	OpVectorBufferStats    byte = 0x83
-	OpVectorBufferFlush    byte = 0x84
-	OpReplicationStats     byte = 0x91
-	flagBatch              byte = 0x01
-	timestampNow                = math.MinInt64
-)
-
-// EncodeFrame makes a request frame: opcode, flags, length, payload.
-func EncodeFrame(op, flags byte, payload []byte) []byte {
-	f := make([]byte, 6, 6+len(payload))
-	f[0], f[1] = op, flags
-	binary.LittleEndian.PutUint32(f[2:], uint32(len(payload)))
-	return append(f, payload...)
-}
-
-func appendStr16(b []byte, s string) []byte {
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-// tagsJSON encodes tags as the wire's JSON object (keys sorted; nil when empty).
-func tagsJSON(tags map[string]string) []byte {
-	if len(tags) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b := []byte{'{'}
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		kj, _ := json.Marshal(k)
-		vj, _ := json.Marshal(tags[k])
-		b = append(append(append(b, kj...), ':'), vj...)
-	}
-	return append(b, '}')
-}
-
-func appendPoint(b []byte, p DataPoint) []byte {
-	b = appendStr16(b, p.Metric)
-	b = appendStr16(b, p.Entity)
-	ts := p.TimestampMs
-	if ts == 0 {
-		ts = timestampNow
-	}
-	b = binary.LittleEndian.AppendUint64(b, uint64(ts))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Value))
-	t := tagsJSON(p.Tags)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(t)))
-	return append(b, t...)
-}
-
-// EncodeTSPut encodes points as one TS_PUT_BUFFERED frame (buffered) or TS_PUT (direct), with
-// the batch flag when there is more than one point. A point with TimestampMs 0 is sent as
-// i64::MIN: the server's receive time.
-func EncodeTSPut(points []DataPoint, buffered bool) []byte {
-	op := OpTSPut
-	if buffered {
-		op = OpTSPutBuffered
-	}
-	var payload []byte
-	var flags byte
-	if len(points) != 1 {
-		flags = flagBatch
-		payload = binary.LittleEndian.AppendUint32(make([]byte, 0, 4+len(points)*48), uint32(len(points)))
-	}
-	for _, p := range points {
-		payload = appendPoint(payload, p)
-	}
-	return EncodeFrame(op, flags, payload)
-}
-
-// EncodeAuth encodes an AUTH frame.
-func EncodeAuth(token string) []byte { return EncodeFrame(OpAuth, 0, appendStr16(nil, token)) }
 
 // WireResult is one frame's answer: its ok payload or its error (*Error).
 type WireResult struct {
@@ -175,16 +84,19 @@ func (w *WireClient) openLocked(ctx context.Context) error {
 	return nil
 }
 
-// roundtripLocked writes frames and reads their answers in order. A failure closes the
-// connection (answers are never matched to the wrong request).
+// roundtripLocked writes frames and reads their answers in order. Several frames are written
+// by a goroutine while the answers are read, so that large answers (searches) can never
+// fill both directions' buffers and stall. A failure closes the connection (answers are
+// never matched to the wrong request).
 func (w *WireClient) roundtripLocked(ctx context.Context, frames [][]byte) ([]WireResult, error) {
+	conn := w.conn
 	dl := time.Now().Add(w.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	_ = w.conn.SetDeadline(dl)
+	_ = conn.SetDeadline(dl)
 	if done := ctx.Done(); done != nil {
-		conn, stopc := w.conn, make(chan struct{})
+		stopc := make(chan struct{})
 		defer close(stopc)
 		go func() {
 			select {
@@ -194,31 +106,56 @@ func (w *WireClient) roundtripLocked(ctx context.Context, frames [][]byte) ([]Wi
 			}
 		}()
 	}
-	fail := func(err error, sent bool) ([]WireResult, error) {
+	fail := func(err error) ([]WireResult, error) {
 		_ = w.dropLocked()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &TransportError{MaybeApplied: sent, Err: err}
+		return nil, &TransportError{MaybeApplied: true, Err: err}
 	}
-	for _, f := range frames {
-		if _, err := w.w.Write(f); err != nil {
-			return fail(err, true)
+	bw := w.w
+	write := func() error {
+		for _, f := range frames {
+			if _, err := bw.Write(f); err != nil {
+				return err
+			}
 		}
+		return bw.Flush()
 	}
-	if err := w.w.Flush(); err != nil {
-		return fail(err, true)
+	var werr chan error
+	if len(frames) == 1 {
+		if err := write(); err != nil {
+			return fail(err)
+		}
+	} else {
+		werr = make(chan error, 1)
+		go func() { werr <- write() }()
 	}
 	out := make([]WireResult, len(frames))
-	var h [6]byte
-	for i := range frames {
-		if _, err := io.ReadFull(w.r, h[:]); err != nil {
-			return fail(err, true)
+	rerr := w.readAnswers(out)
+	if werr != nil {
+		if rerr != nil {
+			_ = conn.SetDeadline(time.Now()) // unblock the writer
 		}
-		n := binary.LittleEndian.Uint32(h[2:])
-		payload := make([]byte, n)
+		if err := <-werr; rerr == nil {
+			rerr = err
+		}
+	}
+	if rerr != nil {
+		return fail(rerr)
+	}
+	return out, nil
+}
+
+func (w *WireClient) readAnswers(out []WireResult) error {
+	var h [frameHeader]byte
+	for i := range out {
+		if _, err := io.ReadFull(w.r, h[:]); err != nil {
+			return err
+		}
+		payload := make([]byte, binary.LittleEndian.Uint32(h[2:]))
 		if _, err := io.ReadFull(w.r, payload); err != nil {
-			return fail(err, true)
+			return err
 		}
 		if h[0] == 0 {
 			out[i].Payload = payload
@@ -226,7 +163,7 @@ func (w *WireClient) roundtripLocked(ctx context.Context, frames [][]byte) ([]Wi
 			out[i].Err = newWireError(h[0], payload)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func refusedWire(err error) (*Error, bool) {
@@ -237,7 +174,13 @@ func refusedWire(err error) (*Error, bool) {
 	return nil, false
 }
 
-// Pipeline sends frames in windows (256 frames / 256 KiB) without waiting for each answer and
+// A pipelined window: frames written before their answers are read.
+const (
+	maxWindowFrames = 256
+	maxWindowBytes  = 16 << 20
+)
+
+// Pipeline sends frames in windows (256 frames / 16 MiB) without waiting for each answer and
 // returns each frame's answer, in order. A refused suffix (0x04/0x07) is re-sent after
 // retry_after_sec per the retry policy; a refusal followed by an applied frame is returned as
 // its error (re-sending it would reorder writes). A lost connection is retried when
@@ -251,7 +194,7 @@ func (w *WireClient) Pipeline(ctx context.Context, frames [][]byte, idempotent b
 	results := make([]WireResult, len(frames))
 	for start := 0; start < len(frames); {
 		end, size := start, 0
-		for end < len(frames) && end-start < 256 && (end == start || size+len(frames[end]) <= 256<<10) {
+		for end < len(frames) && end-start < maxWindowFrames && (end == start || size+len(frames[end]) <= maxWindowBytes) {
 			size += len(frames[end])
 			end++
 		}
@@ -366,28 +309,109 @@ func (w *WireClient) PutBatch(ctx context.Context, points []DataPoint) (uint64, 
 	return u64(w.Call(ctx, EncodeTSPut(points, false), allStamped(points)))
 }
 
+// callJSON sends a frame without payload (stats, flush) and decodes its JSON answer into out
+// (nil: discarded).
+func (w *WireClient) callJSON(ctx context.Context, op byte, out any) error {
+	b, err := w.Call(ctx, EncodeFrame(op, 0, nil), true)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("sluice: decoding the answer of opcode 0x%02x: %w", op, err)
+	}
+	return nil
+}
+
 // GetBufferStats is TS_BUFFER_STATS.
 func (w *WireClient) GetBufferStats(ctx context.Context) (*BufferStats, error) {
-	b, err := w.Call(ctx, EncodeFrame(OpTSBufferStats, 0, nil), true)
-	if err != nil {
-		return nil, err
-	}
 	var out BufferStats
-	return &out, json.Unmarshal(b, &out)
+	return &out, w.callJSON(ctx, OpTSBufferStats, &out)
 }
 
 // FlushBuffer is TS_BUFFER_FLUSH (admin).
 func (w *WireClient) FlushBuffer(ctx context.Context) error {
-	_, err := w.Call(ctx, EncodeFrame(OpTSBufferFlush, 0, nil), true)
-	return err
+	return w.callJSON(ctx, OpTSBufferFlush, nil)
 }
 
 // GetReplicationStats is REPLICATION_STATS.
 func (w *WireClient) GetReplicationStats(ctx context.Context) (*ReplicationStats, error) {
-	b, err := w.Call(ctx, EncodeFrame(OpReplicationStats, 0, nil), true)
+	var out ReplicationStats
+	return &out, w.callJSON(ctx, OpReplicationStats, &out)
+}
+
+// ---- vectors: the write opcodes act on collection default (of database default) ----
+
+func (w *WireClient) vectorPut(ctx context.Context, entities []VectorEntity, update bool) (uint64, error) {
+	f, err := EncodeVectorPut(entities, update)
+	if err != nil {
+		return 0, err
+	}
+	return u64(w.Call(ctx, f, true))
+}
+
+// AddBuffered is VECTOR_ADD_BUFFERED of one entity (collection default); it returns the
+// vector buffer's size. The entity is searchable at once.
+func (w *WireClient) AddBuffered(ctx context.Context, e VectorEntity) (uint64, error) {
+	return w.vectorPut(ctx, []VectorEntity{e}, false)
+}
+
+// AddBufferedBatch is VECTOR_ADD_BUFFERED with the batch flag (all entities or none).
+func (w *WireClient) AddBufferedBatch(ctx context.Context, entities []VectorEntity) (uint64, error) {
+	return w.vectorPut(ctx, entities, false)
+}
+
+// UpdateBuffered is VECTOR_UPDATE_BUFFERED of one entity, which must exist (else a 404
+// *Error, collection default).
+func (w *WireClient) UpdateBuffered(ctx context.Context, e VectorEntity) (uint64, error) {
+	return w.vectorPut(ctx, []VectorEntity{e}, true)
+}
+
+// UpdateBufferedBatch is VECTOR_UPDATE_BUFFERED with the batch flag.
+func (w *WireClient) UpdateBufferedBatch(ctx context.Context, entities []VectorEntity) (uint64, error) {
+	return w.vectorPut(ctx, entities, true)
+}
+
+// RemoveBuffered is VECTOR_REMOVE_BUFFERED of one pk (collection default); not re-sent after
+// a lost answer.
+func (w *WireClient) RemoveBuffered(ctx context.Context, pk string) (uint64, error) {
+	return w.RemoveBufferedBatch(ctx, []string{pk})
+}
+
+// RemoveBufferedBatch is VECTOR_REMOVE_BUFFERED with the batch flag.
+func (w *WireClient) RemoveBufferedBatch(ctx context.Context, pks []string) (uint64, error) {
+	f, err := EncodeVectorRemove(pks)
+	if err != nil {
+		return 0, err
+	}
+	return u64(w.Call(ctx, f, false))
+}
+
+// GetVectorBufferStats is VECTOR_BUFFER_STATS.
+func (w *WireClient) GetVectorBufferStats(ctx context.Context) (*VectorBufferStats, error) {
+	var out VectorBufferStats
+	return &out, w.callJSON(ctx, OpVectorBufferStats, &out)
+}
+
+// FlushVectorBuffer is VECTOR_BUFFER_FLUSH (admin).
+func (w *WireClient) FlushVectorBuffer(ctx context.Context) error {
+	return w.callJSON(ctx, OpVectorBufferFlush, nil)
+}
+
+// Search is VECTOR_SEARCH: the search of POST /vectors/search (buffered writes included)
+// without JSON for the vector and the hits. Option: WithCollection (default "default").
+// Scores and distances come as f32.
+func (w *WireClient) Search(ctx context.Context, s Search, opts ...CallOption) ([]SearchResult, error) {
+	o, err := optsOf(opts)
 	if err != nil {
 		return nil, err
 	}
-	var out ReplicationStats
-	return &out, json.Unmarshal(b, &out)
+	f, err := EncodeVectorSearch(o.collection, s)
+	if err != nil {
+		return nil, err
+	}
+	b, err := w.Call(ctx, f, true)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeSearchHits(b)
 }

@@ -4,7 +4,19 @@ import type { RetryPolicy } from "./retry.js";
 import { TimeSeriesBatchWriter, type BatchWriterOptions } from "./batch.js";
 import { SSEParser } from "./sse.js";
 import type * as T from "./types.js";
-import { pointJson } from "./points.js";
+import { entityJson, pointJson, vectorList } from "./points.js";
+import {
+  Opcode,
+  decodeJson,
+  decodeSearchHits,
+  decodeU64,
+  encodeFrame,
+  encodeTsPut,
+  encodeVectorRemove,
+  encodeVectorSearch,
+  encodeVectorWrite,
+} from "./wire.js";
+import { WireClient, type WireCallOptions, type WireOptions } from "./wire-client.js";
 export { pointJson };
 
 const ACKS = ["buffer", "wal", "fsync"] as const;
@@ -24,12 +36,44 @@ export interface ClientOptions {
   headers?: Record<string, string>;
   /** A fetch implementation (default: globalThis.fetch). */
   fetch?: typeof fetch;
+  /**
+   * Transport of the buffered methods, `vectors.search` and `timeseries.batchWriter`: `http`
+   * (default) or `wire` (the binary protocol over the WebSocket `/v1/ws`; database `default`
+   * only). Each of those methods also takes `transport` per call.
+   */
+  transport?: Transport;
+  /** How to reach `/v1/ws` (URL, WebSocket implementation, how the token is sent). */
+  wire?: WireOptions;
 }
 
+export type Transport = "http" | "wire";
 export type AckOption = { ack?: T.Ack };
 export type CollectionOption = { collection?: string };
+/** `http` or `wire` for this call (default: the client's `transport`). */
+export type TransportOption = { transport?: Transport };
 
 const enc = encodeURIComponent;
+
+function checkTransport(t: unknown): Transport {
+  if (t !== "http" && t !== "wire") throw new TypeError(`transport must be 'http' or 'wire', not ${JSON.stringify(t)}`);
+  return t;
+}
+
+/** The wire protocol acts on database `default`: refuses a client scoped to another one. */
+function checkWireDatabase(database: string | undefined): void {
+  if (database !== undefined && database !== "default") {
+    throw new TypeError(`the wire protocol acts on database 'default' only (this client is for database ${JSON.stringify(database)}): use transport 'http'`);
+  }
+}
+
+/** Vector writes over the wire act on collection `default`. */
+function checkWireCollection(collection: string | undefined): void {
+  if (collection !== undefined && collection !== "default") {
+    throw new TypeError(`wire vector writes act on collection 'default' only, not ${JSON.stringify(collection)}: use transport 'http'`);
+  }
+}
+
+const wireCall = (o: CallOptions, idempotent = true): WireCallOptions => ({ signal: o.signal, timeoutMs: o.timeoutMs, retry: o.retry, idempotent });
 
 function checkAck(ack: string | undefined): string | undefined {
   if (ack !== undefined && !(ACKS as readonly string[]).includes(ack)) {
@@ -38,18 +82,17 @@ function checkAck(ack: string | undefined): string | undefined {
   return ack;
 }
 
-function vectorList(v: VectorLike): number[] {
-  if (Array.isArray(v)) return v;
-  if (v instanceof Float32Array || v instanceof Float64Array) return Array.from(v);
-  throw new TypeError("vector must be an array of numbers or a Float32Array/Float64Array");
-}
 type VectorLike = T.VectorEntity["vector"];
 
-function entityJson(e: T.VectorEntity): Record<string, unknown> {
-  if (typeof e?.pk !== "string") throw new TypeError("pk must be a string");
-  const d: Record<string, unknown> = { pk: e.pk, vector: vectorList(e.vector) };
-  if (e.metadata !== undefined) d.metadata = e.metadata;
-  return d;
+/** @internal The client's wire sessions, as the namespaces reach them. */
+export interface WireAccess {
+  /** The client's default transport. */
+  transport: Transport;
+  database?: string;
+  /** The client's shared session. */
+  shared(): WireClient;
+  /** A session of its own (a batch writer's). */
+  fresh(): WireClient;
 }
 
 /** Shared by the namespaces: the transport and the database prefix. */
@@ -58,7 +101,17 @@ class Scoped {
   constructor(
     readonly http: HttpTransport,
     readonly prefix: string,
+    /** @internal */
+    readonly wireAccess?: WireAccess,
   ) {}
+  /** @internal The wire session when this call goes over the wire, else undefined. */
+  wireFor(o: TransportOption): WireClient | undefined {
+    const t = checkTransport(o.transport ?? this.wireAccess?.transport ?? "http");
+    if (t === "http") return undefined;
+    if (!this.wireAccess) throw new TypeError("this namespace has no wire transport");
+    checkWireDatabase(this.wireAccess.database);
+    return this.wireAccess.shared();
+  }
   /** @internal */
   p(path: string): string {
     return this.prefix + path;
@@ -132,15 +185,25 @@ export class TimeSeriesClient extends Scoped {
   }
 
   /**
-   * `POST /ts/put/buffered` (the seed's method): the point joins the server's auto-buffer.
-   * Resolves once it is buffered.
+   * `POST /ts/put/buffered` (the seed's method), or `TS_PUT_BUFFERED` with `transport: "wire"`:
+   * the point joins the server's auto-buffer. Resolves once it is buffered.
    */
-  async putBuffered(point: T.PointInput, opts: CallOptions & AckOption = {}): Promise<void> {
+  async putBuffered(point: T.PointInput, opts: CallOptions & AckOption & TransportOption = {}): Promise<void> {
     await this.putBufferedResult(point, opts);
   }
 
-  /** `POST /ts/put/buffered`, returning the answer (`buffer_size`). */
-  async putBufferedResult(point: T.PointInput, opts: CallOptions & AckOption = {}): Promise<T.BufferedPutResponse> {
+  /**
+   * `POST /ts/put/buffered` (or `TS_PUT_BUFFERED`), returning the answer (`buffer_size`; over
+   * the wire `{ success: true, buffered: true, buffer_size }`). The wire takes no `ack`.
+   */
+  async putBufferedResult(point: T.PointInput, opts: CallOptions & AckOption & TransportOption = {}): Promise<T.BufferedPutResponse> {
+    const wire = this.wireFor(opts);
+    if (wire) {
+      if (opts.ack !== undefined && opts.ack !== "buffer") throw new TypeError("TS_PUT_BUFFERED takes no ack: use transport 'http'");
+      const stamped = point?.timestamp_ms !== undefined && point?.timestamp_ms !== null;
+      const size = decodeU64(await wire.call(encodeTsPut([point], { batch: false }), wireCall(opts, stamped)));
+      return { success: true, buffered: true, buffer_size: size };
+    }
     const body = pointJson(point);
     return this.send(
       {
@@ -154,18 +217,22 @@ export class TimeSeriesClient extends Scoped {
     );
   }
 
-  /** `GET /ts/buffer/stats`. */
-  async getBufferStats(opts: CallOptions = {}): Promise<T.BufferStats> {
+  /** `GET /ts/buffer/stats` (or `TS_BUFFER_STATS`). */
+  async getBufferStats(opts: CallOptions & TransportOption = {}): Promise<T.BufferStats> {
+    const wire = this.wireFor(opts);
+    if (wire) return decodeJson(await wire.call(encodeFrame(Opcode.TS_BUFFER_STATS), wireCall(opts)));
     return this.send({ method: "GET", path: this.p("/ts/buffer/stats") }, opts);
   }
 
-  /** `POST /ts/buffer/flush` (the seed's method): resolves once the buffer is flushed. */
-  async flushBuffer(opts: CallOptions = {}): Promise<void> {
+  /** `POST /ts/buffer/flush` (the seed's method; or `TS_BUFFER_FLUSH`): resolves once the buffer is flushed. */
+  async flushBuffer(opts: CallOptions & TransportOption = {}): Promise<void> {
     await this.flushBufferResult(opts);
   }
 
-  /** `POST /ts/buffer/flush`, returning the answer (`points_flushed`). */
-  async flushBufferResult(opts: CallOptions = {}): Promise<T.FlushResponse> {
+  /** `POST /ts/buffer/flush` (or `TS_BUFFER_FLUSH`), returning the answer (`points_flushed`). */
+  async flushBufferResult(opts: CallOptions & TransportOption = {}): Promise<T.FlushResponse> {
+    const wire = this.wireFor(opts);
+    if (wire) return decodeJson(await wire.call(encodeFrame(Opcode.TS_BUFFER_FLUSH), wireCall(opts)));
     return this.send({ method: "POST", path: this.p("/ts/buffer/flush") }, opts);
   }
 
@@ -235,14 +302,22 @@ export class TimeSeriesClient extends Scoped {
   /**
    * An auto-batching writer: `await writer.put(point)` queues a point (waiting while the
    * bounded queue is full); batches of `maxPoints` / `maxBytes`, or every `flushIntervalMs`,
-   * are sent one at a time to `/ts/put/batch?ack=…`. `close()` sends the rest.
+   * are sent in order to `/ts/put/batch?ack=…` (one at a time), or with `transport: "wire"`
+   * as pipelined `TS_PUT_BUFFERED` frames over its own WebSocket session. `close()` sends the
+   * rest.
    */
   batchWriter(opts: BatchWriterOptions = {}): TimeSeriesBatchWriter {
-    return new TimeSeriesBatchWriter(this.http, this.p("/ts/put/batch"), opts);
+    const transport = checkTransport(opts.transport ?? this.wireAccess?.transport ?? "http");
+    if (transport === "wire") {
+      if (!this.wireAccess) throw new TypeError("this namespace has no wire transport");
+      checkWireDatabase(this.wireAccess.database);
+      return new TimeSeriesBatchWriter(this.wireAccess.fresh(), { ...opts, transport });
+    }
+    return new TimeSeriesBatchWriter({ http: this.http, path: this.p("/ts/put/batch") }, { ...opts, transport });
   }
 }
 
-export interface SearchOptions extends CallOptions, CollectionOption {
+export interface SearchOptions extends CallOptions, CollectionOption, TransportOption {
   vector: VectorLike;
   k: number;
   /** Metadata filter, e.g. `{ year: { $gte: 2020 }, category: { $in: ["a", "b"] } }`. */
@@ -278,25 +353,49 @@ export class VectorClient extends Scoped {
     );
   }
 
-  /** `POST /vectors/add/buffered` (the seed's method). */
-  async addBuffered(entity: T.VectorEntity, opts: CallOptions & CollectionOption = {}): Promise<T.BufferedVectorResponse> {
+  /** A buffered vector write over the wire (collection `default`): the answer as HTTP has it. */
+  private async wireWrite(wire: WireClient, frame: Uint8Array, opts: CallOptions, idempotent: boolean): Promise<T.BufferedVectorResponse> {
+    const size = decodeU64(await wire.call(frame, wireCall(opts, idempotent)));
+    return { success: true, buffered: true, buffer_size: size };
+  }
+
+  /** `POST /vectors/add/buffered` (the seed's method), or `VECTOR_ADD_BUFFERED` with `transport: "wire"` (collection `default`). */
+  async addBuffered(entity: T.VectorEntity, opts: CallOptions & CollectionOption & TransportOption = {}): Promise<T.BufferedVectorResponse> {
+    const wire = this.wireFor(opts);
+    if (wire) {
+      checkWireCollection(opts.collection);
+      return this.wireWrite(wire, encodeVectorWrite(Opcode.VECTOR_ADD_BUFFERED, [entity], false), opts, true);
+    }
     return this.send(
       { method: "POST", path: this.p("/vectors/add/buffered"), json: entityJson(entity), query: this.q(opts.collection) },
       opts,
     );
   }
 
-  /** `POST /vectors/update/buffered` (the seed's method). */
-  async updateBuffered(entity: T.VectorEntity, opts: CallOptions & CollectionOption = {}): Promise<T.BufferedVectorResponse> {
+  /** `POST /vectors/update/buffered` (the seed's method), or `VECTOR_UPDATE_BUFFERED` with `transport: "wire"`. */
+  async updateBuffered(entity: T.VectorEntity, opts: CallOptions & CollectionOption & TransportOption = {}): Promise<T.BufferedVectorResponse> {
+    const wire = this.wireFor(opts);
+    if (wire) {
+      checkWireCollection(opts.collection);
+      return this.wireWrite(wire, encodeVectorWrite(Opcode.VECTOR_UPDATE_BUFFERED, [entity], false), opts, true);
+    }
     return this.send(
       { method: "POST", path: this.p("/vectors/update/buffered"), json: entityJson(entity), query: this.q(opts.collection) },
       opts,
     );
   }
 
-  /** `DELETE /vectors/remove/buffered` (the seed's method). Not re-sent after a lost answer. */
-  async removeBuffered(pk: string, opts: CallOptions & CollectionOption = {}): Promise<T.BufferedVectorResponse> {
+  /**
+   * `DELETE /vectors/remove/buffered` (the seed's method), or `VECTOR_REMOVE_BUFFERED` with
+   * `transport: "wire"`. Not re-sent after a lost answer.
+   */
+  async removeBuffered(pk: string, opts: CallOptions & CollectionOption & TransportOption = {}): Promise<T.BufferedVectorResponse> {
     if (typeof pk !== "string") throw new TypeError("pk must be a string");
+    const wire = this.wireFor(opts);
+    if (wire) {
+      checkWireCollection(opts.collection);
+      return this.wireWrite(wire, encodeVectorRemove([pk], false), opts, false);
+    }
     return this.send(
       {
         method: "DELETE",
@@ -309,18 +408,30 @@ export class VectorClient extends Scoped {
     );
   }
 
-  /** `GET /vectors/buffer/stats` (the seed's method). */
-  async getBufferStats(opts: CallOptions = {}): Promise<T.VectorBufferStats> {
+  /** `GET /vectors/buffer/stats` (the seed's method; or `VECTOR_BUFFER_STATS`). */
+  async getBufferStats(opts: CallOptions & TransportOption = {}): Promise<T.VectorBufferStats> {
+    const wire = this.wireFor(opts);
+    if (wire) return decodeJson(await wire.call(encodeFrame(Opcode.VECTOR_BUFFER_STATS), wireCall(opts)));
     return this.send({ method: "GET", path: this.p("/vectors/buffer/stats") }, opts);
   }
 
-  /** `POST /vectors/buffer/flush`. */
-  async flushBuffer(opts: CallOptions = {}): Promise<T.VectorFlushResponse> {
+  /** `POST /vectors/buffer/flush` (or `VECTOR_BUFFER_FLUSH`). */
+  async flushBuffer(opts: CallOptions & TransportOption = {}): Promise<T.VectorFlushResponse> {
+    const wire = this.wireFor(opts);
+    if (wire) return decodeJson(await wire.call(encodeFrame(Opcode.VECTOR_BUFFER_FLUSH), wireCall(opts)));
     return this.send({ method: "POST", path: this.p("/vectors/buffer/flush") }, opts);
   }
 
-  /** `POST /vectors/search`: the `k` nearest entities, optionally filtered on metadata. */
+  /**
+   * `POST /vectors/search` (or `VECTOR_SEARCH` with `transport: "wire"`: the same hits, no
+   * JSON for the vector and the hits): the `k` nearest entities, optionally filtered on metadata.
+   */
   async search(o: SearchOptions): Promise<T.SearchResult[]> {
+    const wire = this.wireFor(o);
+    if (wire) {
+      const frame = encodeVectorSearch({ collection: o.collection, vector: o.vector, k: o.k, ef: o.ef, filter: o.filter });
+      return decodeSearchHits(await wire.call(frame, wireCall(o)));
+    }
     const body: Record<string, unknown> = { vector: vectorList(o.vector), k: o.k };
     if (o.filter !== undefined) body.filter = o.filter;
     if (o.ef !== undefined) body.ef = o.ef;
@@ -472,16 +583,27 @@ export class Client {
   readonly collections: CollectionsClient;
   readonly databases: DatabasesClient;
   readonly replication: ReplicationClient;
+  /** The default transport of the buffered methods, `vectors.search` and batch writers. */
+  readonly transport: Transport;
   private readonly options: ClientOptions;
+  private session?: WireClient;
 
   constructor(url: string = "http://127.0.0.1:8080", options: ClientOptions = {}) {
     this.url = url;
     this.options = options;
     this.database = options.database;
+    this.transport = checkTransport(options.transport ?? "http");
+    if (this.transport === "wire") checkWireDatabase(options.database);
     this.http = new HttpTransport(url, options);
     const prefix = options.database === undefined ? "" : "/v1/databases/" + enc(options.database);
-    this.timeseries = new TimeSeriesClient(this.http, prefix);
-    this.vectors = new VectorClient(this.http, prefix);
+    const wire: WireAccess = {
+      transport: this.transport,
+      database: options.database,
+      shared: () => this.wire,
+      fresh: () => this.newWire(),
+    };
+    this.timeseries = new TimeSeriesClient(this.http, prefix, wire);
+    this.vectors = new VectorClient(this.http, prefix, wire);
     this.collections = new CollectionsClient(this.http, prefix);
     this.databases = new DatabasesClient(this.http, "");
     this.replication = new ReplicationClient(this.http, "");
@@ -490,6 +612,31 @@ export class Client {
   /** A client for another database (same URL, token and settings). */
   withDatabase(database: string): Client {
     return new Client(this.url, { ...this.options, database });
+  }
+
+  /**
+   * The client's wire protocol session (`/v1/ws`, database `default`), opened on first use:
+   * `call(frame)` / `pipeline(frames)` send frames encoded with the `wire` codec. The
+   * namespaces' `transport: "wire"` methods use it.
+   */
+  get wire(): WireClient {
+    return (this.session ??= this.newWire());
+  }
+
+  private newWire(): WireClient {
+    const o = this.options;
+    return new WireClient(this.url, { token: o.token, timeoutMs: o.timeoutMs, retry: o.retry, wire: o.wire });
+  }
+
+  /**
+   * Closes the wire session if one is open (HTTP needs no closing). A later wire call opens a
+   * new one. In Node an idle session does not keep the process alive; a browser's or Node 22's
+   * `WebSocket` does until closed.
+   */
+  async close(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    await s?.close();
   }
 
   /** `GET /healthz`. */

@@ -14,6 +14,7 @@ export interface ErrorInit {
   field?: string;
   retryAfter?: number;
   bufferSize?: number;
+  wireStatus?: number;
   body?: Record<string, unknown>;
   cause?: unknown;
 }
@@ -32,6 +33,8 @@ export class SluiceError extends Error {
   retryAfter?: number;
   /** On buffer overflow answers, the buffer's size. */
   bufferSize?: number;
+  /** For errors answered over the wire protocol, the frame's status (`0x01`…`0x07`). */
+  wireStatus?: number;
   /** The whole decoded error body. */
   body: Record<string, unknown>;
   /** How many times the request was sent (> 1 when it was retried). */
@@ -46,6 +49,7 @@ export class SluiceError extends Error {
     this.field = init.field;
     this.retryAfter = init.retryAfter;
     this.bufferSize = init.bufferSize;
+    this.wireStatus = init.wireStatus;
     this.body = init.body ?? {};
   }
 
@@ -57,6 +61,7 @@ export class SluiceError extends Error {
   override toString(): string {
     const extra: string[] = [];
     if (this.status !== undefined) extra.push(`status=${this.status}`);
+    if (this.wireStatus !== undefined) extra.push(`wire_status=0x0${this.wireStatus.toString(16)}`);
     if (this.code) extra.push(`code=${this.code}`);
     if (this.field) extra.push(`field=${this.field}`);
     if (this.errorId) extra.push(`error_id=${this.errorId}`);
@@ -159,6 +164,72 @@ const STATUS_CLASSES: Record<number, typeof APIError> = {
   503: Unavailable,
   507: InsufficientStorage,
 };
+
+/** Codes of 503 answers (wire `0x04`) that a retry cannot fix. */
+const PERMANENT_503 = new Set(["config_drift"]);
+
+/** True for an answer that means "nothing was done, retry later" and that a retry may fix. */
+export function isRefusal(e: unknown): e is APIError {
+  return e instanceof APIError && e.retryable && !PERMANENT_503.has(e.code ?? "");
+}
+
+/** The HTTP status of each error code the wire protocol may answer (http/error.rs); others: 400. */
+const CODE_STATUS: Record<string, number> = {};
+for (const [status, codes] of [
+  [401, "unauthenticated"],
+  [403, "forbidden cross_origin"],
+  [404, "not_found collection_not_found database_not_found entity_not_found replica_not_found"],
+  [405, "method_not_allowed"],
+  [408, "body_timeout request_timeout snapshot_stalled"],
+  [409, "collection_exists database_exists database_protected already_primary conflicting_primary not_a_replica read_only_replica replica_exists stale_epoch wal_gap"],
+  [410, "lsn_gone database_replaced"],
+  [413, "payload_too_large too_large_expanded too_many_points frame_too_large"],
+  [415, "unsupported_media_type"],
+  [422, "unprocessable invalid_value collection_limit series_limit record_refused"],
+  [426, "websocket_required"],
+  [429, "rate_limited too_many_bytes_in_flight too_many_in_flight too_many_requests"],
+  [500, "internal"],
+  [503, "buffer_overflow flush_unavailable not_ready overloaded shutting_down unavailable server_overloaded too_many_sessions config_drift epoch_not_saved replication_busy"],
+  [507, "insufficient_storage"],
+] as const) {
+  for (const code of codes.split(" ")) CODE_STATUS[code] = status;
+}
+
+/** The HTTP status a wire error frame stands for: its status, refined by the body's `code`. */
+function wireHttpStatus(wireStatus: number, code: string | undefined): number {
+  const byCode = code === undefined ? undefined : CODE_STATUS[code];
+  switch (wireStatus) {
+    case 0x04: // buffer overflow, load shed: a 503 (507 for a full disk)
+      return byCode === 507 ? 507 : 503;
+    case 0x05:
+      return 401;
+    case 0x06:
+      return 403;
+    case 0x07:
+      return 429;
+    case 0x03: // processing error: the code's own status
+      return byCode ?? 400;
+    default: // 0x01 invalid opcode, 0x02 malformed payload (413 for a frame over the limit)
+      return byCode === 413 ? 413 : 400;
+  }
+}
+
+/**
+ * The error of a wire error frame (`status` 0x01…0x07, `payload` the error JSON): the same
+ * class and fields as the HTTP answer of the same error, plus `wireStatus`.
+ */
+export function errorFromWire(wireStatus: number, payload: string): APIError {
+  let code: string | undefined;
+  try {
+    const body = JSON.parse(payload);
+    if (body && typeof body.code === "string") code = body.code;
+  } catch {
+    /* not JSON: errorFromResponse keeps the text as the message */
+  }
+  const e = errorFromResponse(wireHttpStatus(wireStatus, code), payload);
+  e.wireStatus = wireStatus;
+  return e;
+}
 
 /** The error for an HTTP error answer. `text` is the raw body. */
 export function errorFromResponse(status: number, text: string, retryAfterHeader?: number): APIError {

@@ -6,13 +6,11 @@ import {
   TimeoutError,
   TransportError,
   errorFromResponse,
+  isRefusal,
 } from "./errors.js";
-import { backoffMs, DEFAULT_RETRY, parseRetryAfter, type RetryPolicy } from "./retry.js";
+import { backoffMs, DEFAULT_RETRY, parseRetryAfter, sleep, type RetryPolicy } from "./retry.js";
 
 export const VERSION = "0.1.0";
-
-/** Codes of 503 answers that a retry cannot fix. */
-const PERMANENT_503 = new Set(["config_drift"]);
 
 export type Query = Record<string, string | number | boolean | undefined | null>;
 
@@ -46,20 +44,6 @@ export interface TransportOptions {
   headers?: Record<string, string>;
   fetch?: typeof fetch;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortedError("aborted", false, signal.reason));
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new AbortedError("aborted", false, signal?.reason));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 
 /** Error codes of Node's fetch (undici) meaning "the connection was never opened". */
 const CONNECT_CODES = new Set([
@@ -197,7 +181,7 @@ export class HttpTransport {
         }
         const apiErr: APIError = errorFromResponse(resp.status, text, parseRetryAfter(resp.headers.get("retry-after")));
         err = apiErr;
-        retryable = [429, 503, 507].includes(resp.status) && !PERMANENT_503.has(apiErr.code ?? "");
+        retryable = isRefusal(apiErr);
         if (resp.status === 429 || resp.status === 503) {
           this.refusals++;
           if (opts.stats) opts.stats.refusals++;

@@ -19,6 +19,8 @@ export type {
   ChangesOptions,
   AckOption,
   CollectionOption,
+  Transport,
+  TransportOption,
 } from "./client.js";
 export { TimeSeriesBatchWriter } from "./batch.js";
 export type { BatchWriterOptions } from "./batch.js";
@@ -28,6 +30,33 @@ export type { CallOptions, Req, Query } from "./http.js";
 export { DEFAULT_RETRY, DEFAULT_WRITER_RETRY, NO_RETRY, backoffMs, parseRetryAfter } from "./retry.js";
 export type { RetryPolicy } from "./retry.js";
 export { SSEParser } from "./sse.js";
+export { WireClient, wsUrl } from "./wire-client.js";
+export type { WireOptions, WireCallOptions, Outcome } from "./wire-client.js";
+export type { WebSocketClass } from "./websocket.js";
+export {
+  Opcode,
+  Status,
+  HEADER_LEN,
+  FLAG_BATCH,
+  FLAG_EVENT,
+  TIMESTAMP_NOW,
+  PRE_AUTH_MAX_MESSAGE,
+  ByteWriter,
+  TsItemEncoder,
+  FrameReader,
+  encodeFrame,
+  encodeAuth,
+  encodeTsPut,
+  encodeVectorWrite,
+  encodeVectorRemove,
+  encodeVectorSearch,
+  decodeU64,
+  decodeJson,
+  decodeSearchHits,
+  decodeTsPut,
+  allStamped,
+} from "./wire.js";
+export type { Frame, WireSearch, SeriesBytes } from "./wire.js";
 export type * from "./types.js";
 
 import { TimeSeriesClient, VectorClient } from "./client.js";

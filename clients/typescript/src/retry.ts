@@ -1,3 +1,5 @@
+import { AbortedError } from "./errors.js";
+
 /**
  * Backoff for answers that mean "refused, nothing done, retry later": HTTP 429, 503 and 507
  * (honouring `Retry-After`) are retried with exponential backoff and jitter, up to
@@ -55,4 +57,20 @@ export function parseRetryAfter(value: string | null | undefined): number | unde
   const t = Date.parse(v);
   if (Number.isNaN(t)) return undefined;
   return Math.max(0, (t - Date.now()) / 1000);
+}
+
+/** Resolves after `ms`; rejects with {@link AbortedError} when `signal` aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortedError("aborted", false, signal.reason));
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new AbortedError("aborted", false, signal?.reason));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

@@ -70,7 +70,7 @@ const COVERAGE = {
   snapshot: { reason: "replication-internal: a primary installs a snapshot on its replica (binary body)" },
   wal_apply: { reason: "replication-internal: a primary ships WAL records to its replica" },
   remote_write: { reason: "Prometheus remote write (snappy-compressed protobuf) is for Prometheus servers, not applications" },
-  websocket: { reason: "the binary wire protocol over WebSocket is not implemented in this SDK yet (HTTP only)" },
+  websocket: "wire.call", // and transport: "wire" on the buffered methods, search and batchWriter
   label_values: { reason: PROM },
   labels: { reason: PROM },
   labels_post: { reason: PROM },

@@ -13,7 +13,7 @@ use sluice_api::replication::{
 };
 use sluice_api::ts::{
     Ack, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse, DataPoint,
-    FlushResponse, PutResponse, QueryRequest, QueryResponse,
+    ExportRequest, FlushResponse, PutResponse, QueryRequest, QueryResponse,
 };
 use sluice_api::vector::{
     AddResponse, BatchAddRequest, BatchAddResponse, BufferedVectorResponse, CollectionInfo,
@@ -22,6 +22,18 @@ use sluice_api::vector::{
 };
 
 use crate::{Error, Result, RetryPolicy};
+
+/// The body of an export, read as it arrives.
+pub struct ExportStream {
+    resp: reqwest::Response,
+}
+
+impl ExportStream {
+    /// The next bytes of NDJSON, `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self.resp.chunk().await?.map(|b| b.to_vec()))
+    }
+}
 
 /// Builds a [`Client`].
 pub struct ClientBuilder {
@@ -244,6 +256,29 @@ impl Client {
         self.send(Method::POST, &path, Some(&body)).await
     }
 
+    /// `POST /ts/put/batch` with a body already encoded as JSON (`{"points":[…]}`); re-sent
+    /// after a lost answer only when `idempotent` (every point has its timestamp).
+    pub async fn put_batch_encoded(
+        &self,
+        body: Vec<u8>,
+        ack: Option<Ack>,
+        idempotent: bool,
+    ) -> Result<BatchPutResponse> {
+        let path = self.data(&format!("/ts/put/batch{}", ack_query(ack)));
+        let body = String::from_utf8(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = self
+            .send_raw::<()>(
+                Method::POST,
+                &path,
+                None,
+                Some(("application/json", body)),
+                None,
+                idempotent,
+            )
+            .await?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
+    }
+
     /// `POST /ts/put/buffered` (seed): through the TSAutoBuffer.
     pub async fn put_buffered(&self, point: &DataPoint) -> Result<BufferedPutResponse> {
         let path = self.data("/ts/put/buffered");
@@ -407,6 +442,54 @@ impl Client {
     pub async fn create_collection(&self, spec: &CreateCollection) -> Result<CollectionInfo> {
         self.send_once(Method::POST, &self.data("/v1/collections"), Some(spec))
             .await
+    }
+
+    /// `DELETE /v1/collections/{name}`.
+    pub async fn delete_collection(&self, name: &str) -> Result<serde_json::Value> {
+        let path = self.data(&format!("/v1/collections/{}", encode(name)));
+        self.send_once::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// Any JSON operation of the API by method and path (relative to this client's database
+    /// for paths that do not start with `/v1/databases`, `/api/`, `/metrics` or `/version`…:
+    /// pass the full path). Re-sent after a lost answer only when `idempotent`.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        idempotent: bool,
+    ) -> Result<serde_json::Value> {
+        let text = self
+            .send_raw(method, path, body, None, None, idempotent)
+            .await?;
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{e}: {text}")))
+    }
+
+    /// `GET` of a text answer (e.g. `/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        self.send_raw::<()>(Method::GET, path, None, None, None, true)
+            .await
+    }
+
+    /// `POST /ts/export`: the points as NDJSON, read chunk by chunk with
+    /// [`ExportStream::chunk`] (nothing is buffered whole).
+    pub async fn export(&self, request: &ExportRequest) -> Result<ExportStream> {
+        let url = format!("{}{}", self.base, self.data("/ts/export"));
+        let mut req = self.http.post(&url).json(request);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await?;
+            return Err(api_error(status, &text));
+        }
+        Ok(ExportStream { resp })
     }
 
     /// `GET /v1/collections`.

@@ -26,7 +26,8 @@ mod retry;
 mod wire;
 
 pub use error::Error;
-pub use http::{BatchCompression, Client, ClientBuilder, wal_batch};
+pub use http::{BatchCompression, Client, ClientBuilder, ExportStream, wal_batch};
+pub use reqwest::Method;
 pub use retry::RetryPolicy;
 pub use sluice_api as api;
 pub use wire::WireClient;

@@ -690,3 +690,46 @@ impl Precision {
         self.to_nanos(t).map(|n| n.div_euclid(1_000_000))
     }
 }
+
+/// How Sluice maps a line to points (the server's `/write` and `sluice import` share it): each
+/// numeric field becomes one point whose metric is `<measurement>_<field>`, or `<measurement>`
+/// for a field named `value`.
+pub fn metric_name(measurement: &str, field: &str) -> String {
+    if field == "value" {
+        measurement.to_string()
+    } else {
+        format!("{measurement}_{field}")
+    }
+}
+
+/// The entity of a line's tags, as Sluice maps it: the tag `entity` becomes the entity and
+/// leaves the tag set; else the `host` tag's value is the entity and `host` stays a tag (so
+/// PromQL still selects it); else the entity is empty.
+pub fn take_entity(tags: &mut Vec<(String, String)>) -> String {
+    match tags.iter().position(|(k, _)| k == "entity") {
+        Some(pos) => tags.remove(pos).1,
+        None => tags
+            .iter()
+            .find(|(k, _)| k == "host")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    #[test]
+    fn fields_become_metrics_and_entity_or_host_names_the_entity() {
+        assert_eq!(metric_name("cpu", "usage"), "cpu_usage");
+        assert_eq!(metric_name("temp", "value"), "temp");
+        let mut tags = vec![("entity".into(), "e1".into()), ("dc".into(), "eu".into())];
+        assert_eq!(take_entity(&mut tags), "e1");
+        assert_eq!(tags, vec![("dc".to_string(), "eu".to_string())]);
+        let mut tags = vec![("host".into(), "h1".into())];
+        assert_eq!(take_entity(&mut tags), "h1");
+        assert_eq!(tags.len(), 1, "host stays a tag");
+        assert_eq!(take_entity(&mut Vec::new()), "");
+    }
+}

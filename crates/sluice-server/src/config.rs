@@ -703,8 +703,9 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// `SLUICE_*` variables that are not configuration keys (read by other parts of the program:
-/// `SLUICE_SERVER` is the server the client commands talk to, `SLUICE_TOKEN` their token).
-pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER", "SLUICE_TOKEN"];
+/// `SLUICE_URL` (or the older `SLUICE_SERVER`) is the server the client commands talk to,
+/// `SLUICE_TOKEN` their token).
+pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER", "SLUICE_URL", "SLUICE_TOKEN"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

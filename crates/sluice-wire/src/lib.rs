@@ -30,9 +30,9 @@ pub use frame::{
     split_frame,
 };
 pub use payload::{
-    DecodeError, EncodeError, Reader, Request, SearchHitRef, TIMESTAMP_NOW, TsPoint, TsSample,
-    TsSeries, TsSeriesBatch, VectorEntity, VectorQuery, VectorRef, decode_request,
-    decode_search_hits, decode_ts_series, encode_auth, encode_search_hits, encode_ts_points,
-    encode_vector_entities, encode_vector_removes, le_bytes, try_encode_ts_put,
+    DecodeError, EncodeError, Reader, Request, SearchHitRef, TIMESTAMP_NOW, TsFrameBuilder,
+    TsPoint, TsSample, TsSeries, TsSeriesBatch, VectorEntity, VectorQuery, VectorRef,
+    decode_request, decode_search_hits, decode_ts_series, encode_auth, encode_search_hits,
+    encode_ts_points, encode_vector_entities, encode_vector_removes, le_bytes, try_encode_ts_put,
     try_encode_vector_put,
 };

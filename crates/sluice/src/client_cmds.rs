@@ -10,16 +10,39 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use clap::Args;
 use sluice_client::Client;
-use sluice_client::api::ts::{Ack, Aggregation, DataPoint, QueryRequest};
+use std::io::Write;
+
+use sluice_client::api::ts::{Ack, Aggregation, DataPoint, QueryRequest, QueryResponse};
 
 #[derive(Args)]
 pub struct ServerArg {
-    /// Base URL of the server.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// Base URL of the server [default: http://127.0.0.1:8080; env: SLUICE_URL, or
+    /// SLUICE_SERVER].
+    #[arg(long, alias = "server", value_name = "URL")]
+    url: Option<String>,
     /// Bearer token (or JWT) for a server with authentication on.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    /// The server's base URL: `--url`, else `SLUICE_URL`, else `SLUICE_SERVER`, else local.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .or_else(|| std::env::var("SLUICE_URL").ok())
+            .or_else(|| std::env::var("SLUICE_SERVER").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+    }
+
+    /// A client of the server with this retry policy.
+    pub fn client_with(&self, retry: sluice_client::RetryPolicy) -> anyhow::Result<Client> {
+        let mut builder = Client::builder(self.url()).retry(retry);
+        if let Some(token) = &self.token {
+            builder = builder.token(token);
+        }
+        Ok(builder.build()?)
+    }
 }
 
 /// `sluice put`: write one point.
@@ -72,9 +95,14 @@ pub struct QueryArgs {
     /// A tag to group by; repeat for more.
     #[arg(long = "group-by", value_name = "TAG")]
     group_by: Vec<String>,
+    /// Database.
+    #[arg(long, default_value = "default")]
+    db: String,
+    #[command(flatten)]
+    output: crate::manage::OutputArg,
 }
 
-fn tags(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn tags(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|p| {
@@ -87,11 +115,7 @@ fn tags(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 fn client(server: &ServerArg) -> anyhow::Result<Client> {
-    let mut builder = Client::builder(&server.server);
-    if let Some(token) = &server.token {
-        builder = builder.token(token);
-    }
-    Ok(builder.build()?)
+    server.client_with(sluice_client::RetryPolicy::default())
 }
 
 /// Prints an answer as pretty JSON; an error answer's body goes to stderr.
@@ -109,7 +133,7 @@ fn print<T: serde::Serialize>(result: sluice_client::Result<T>) -> anyhow::Resul
     }
 }
 
-fn parse_ack(ack: Option<&str>) -> anyhow::Result<Option<Ack>> {
+pub fn parse_ack(ack: Option<&str>) -> anyhow::Result<Option<Ack>> {
     Ok(match ack {
         None => None,
         Some("buffer") => Some(Ack::Buffer),
@@ -161,5 +185,122 @@ pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
         step_ms: a.step_ms,
         group_by: a.group_by,
     };
-    print(client(&a.server)?.query(&q).await)
+    let mut c = client(&a.server)?;
+    if a.db != "default" {
+        c = c.database(&a.db);
+    }
+    let answer = c.query(&q).await.map_err(crate::manage::explain)?;
+    print_query(&a.output.output, &answer)
+}
+
+/// A query answer as one row per point (`metric, entity, tags, time, value`), and for a
+/// single series a sparkline under the table.
+fn print_query(output: &str, answer: &QueryResponse) -> anyhow::Result<()> {
+    if output == "json" {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    let tags_text = |t: &BTreeMap<String, String>| {
+        t.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if output == "csv" {
+        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        w.write_record(["metric", "entity", "tags", "timestamp_ms", "value"])?;
+        for s in &answer.series {
+            for (t, v) in &s.points {
+                w.write_record([
+                    &s.metric,
+                    &s.entity,
+                    &tags_text(&s.tags),
+                    &t.to_string(),
+                    &v.to_string(),
+                ])?;
+            }
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for s in &answer.series {
+        for (t, v) in &s.points {
+            rows.push(vec![
+                s.metric.clone(),
+                s.entity.clone(),
+                tags_text(&s.tags),
+                rfc3339_ms(*t),
+                v.to_string(),
+            ]);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    crate::manage::print_table(
+        &mut out,
+        &["metric", "entity", "tags", "time", "value"],
+        &rows,
+    )?;
+    let points: usize = answer.series.iter().map(|s| s.points.len()).sum();
+    writeln!(out, "({} series, {points} points)", answer.series.len())?;
+    if let [one] = answer.series.as_slice()
+        && one.points.len() > 1
+    {
+        let values: Vec<f64> = one.points.iter().map(|p| p.1).collect();
+        writeln!(out, "{}", sparkline(&values, 60))?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time.
+fn rfc3339_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+/// Values as a line of block characters, at most `width` wide (averaged into buckets), with
+/// the range after it.
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return String::new();
+    }
+    let buckets = values.len().min(width).max(1);
+    let per = values.len() as f64 / buckets as f64;
+    let means: Vec<f64> = (0..buckets)
+        .map(|b| {
+            let (lo, hi) = (
+                (b as f64 * per) as usize,
+                (((b + 1) as f64 * per) as usize).min(values.len()),
+            );
+            let chunk: Vec<f64> = values[lo..hi.max(lo + 1)]
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            if chunk.is_empty() {
+                f64::NAN
+            } else {
+                chunk.iter().sum::<f64>() / chunk.len() as f64
+            }
+        })
+        .collect();
+    let (min, max) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let line: String = means
+        .iter()
+        .map(|&m| {
+            if !m.is_finite() {
+                ' '
+            } else if max > min {
+                BARS[(((m - min) / (max - min)) * 7.0).round() as usize]
+            } else {
+                BARS[3]
+            }
+        })
+        .collect();
+    format!("{line}  min {min} max {max}")
 }

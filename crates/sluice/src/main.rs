@@ -6,6 +6,8 @@
 //! talk to a running server; `sluice token hash` prints a token's digest for the token file.
 
 mod client_cmds;
+mod import;
+mod manage;
 
 /// mimalloc instead of glibc's allocator: the server allocates and frees per request and per
 /// query (decoded samples, label sets, response bodies) from many threads, where glibc's
@@ -48,6 +50,24 @@ enum Command {
     Put(client_cmds::PutArgs),
     /// Query a running server.
     Query(client_cmds::QueryArgs),
+    /// Load line protocol, CSV or NDJSON files (or stdin; gzip or not) into a running server.
+    Import(import::ImportArgs),
+    /// Export points as NDJSON (what `import` reads back) or CSV.
+    Export(manage::ExportArgs),
+    /// Databases of a running server.
+    Db {
+        #[command(subcommand)]
+        command: manage::DbCommand,
+    },
+    /// Vector collections of a running server.
+    Collection {
+        #[command(subcommand)]
+        command: manage::CollectionCommand,
+    },
+    /// A running server on one screen: role, databases, buffers, replicas and their lag.
+    Status(client_cmds::ServerArg),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
     /// Bearer token tools.
     Token {
         #[command(subcommand)]
@@ -60,6 +80,18 @@ enum TokenCommand {
     /// Print `sha256:<hex>` of a token read from stdin, for the token file (so the file holds
     /// no secret in the clear).
     Hash,
+    /// Print a new random token and its entry for the tokens file (its digest only).
+    Create {
+        /// The actor's name in the tokens file.
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// reader, writer or admin.
+        #[arg(long, default_value = "reader", value_parser = ["reader", "writer", "admin"])]
+        role: String,
+        /// The database the role applies to (`*`: all).
+        #[arg(long, default_value = "*")]
+        db: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,12 +179,47 @@ fn main() -> ExitCode {
         Command::Query(args) => {
             client_runtime().and_then(|rt| rt.block_on(client_cmds::query(args)))
         }
+        Command::Import(args) => {
+            return import::import(args).unwrap_or_else(|e| {
+                eprintln!("sluice: error: {e:#}");
+                ExitCode::from(2)
+            });
+        }
+        Command::Export(args) => client_runtime().and_then(|rt| rt.block_on(manage::export(args))),
+        Command::Db { command } => client_runtime().and_then(|rt| rt.block_on(manage::db(command))),
+        Command::Collection { command } => {
+            client_runtime().and_then(|rt| rt.block_on(manage::collection(command)))
+        }
+        Command::Status(server) => {
+            client_runtime().and_then(|rt| rt.block_on(manage::status(server)))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "sluice",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Token {
             command: TokenCommand::Hash,
         } => token_hash(),
+        Command::Token {
+            command: TokenCommand::Create { name, role, db },
+        } => manage::token_create(&name, &role, &db),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `sluice export | head`: the reader left; not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("sluice: error: {e:#}");
@@ -171,7 +238,7 @@ fn token_hash() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

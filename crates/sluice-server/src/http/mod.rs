@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod authn;
+pub mod console;
 pub mod contract;
 pub mod error;
 pub mod extract;
@@ -268,6 +269,8 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> middleware::Fron
     let compression = state.config().http.compression;
     let router = router
         .route_layer(middleware::GuardLayer(state.clone()))
+        // The console and /docs are static files: public, outside the guard.
+        .merge(console::router())
         .fallback(middleware::not_found)
         .with_state(state.clone());
     middleware::FrontDoor::new(state, router, compression)

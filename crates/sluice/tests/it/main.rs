@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod durability;
 mod http;
+mod import;
 mod openapi;
 mod prom;
 mod replication;

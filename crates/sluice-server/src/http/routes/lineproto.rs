@@ -240,16 +240,7 @@ impl<'t> Parser<'t, '_> {
                     .into_iter()
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect();
-                // The tag `entity` becomes the entity; else the `host` tag names it and stays
-                // a tag (so PromQL selects it as `host`, see docs/prometheus.md).
-                let entity = match tags.iter().position(|(k, _)| k == "entity") {
-                    Some(pos) => tags.remove(pos).1,
-                    None => tags
-                        .iter()
-                        .find(|(k, _)| k == "host")
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default(),
-                };
+                let entity = sluice_lineproto::take_entity(&mut tags);
                 // The syntax is checked here; the limits (lengths, counts) are checked by each
                 // numeric field's series key, so a line of string fields only, which writes
                 // nothing, is not refused for them.
@@ -291,11 +282,7 @@ impl<'t> Parser<'t, '_> {
             let (series, point_bytes) = match entry.fields.get(field) {
                 Some(&s) => s,
                 None => {
-                    let metric = if field == "value" {
-                        entry.measurement.clone()
-                    } else {
-                        format!("{}_{field}", entry.measurement)
-                    };
+                    let metric = sluice_lineproto::metric_name(&entry.measurement, field);
                     let key = SeriesKey::new(
                         metric,
                         entry.entity.clone(),

@@ -3,9 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use rand::{Rng, SeedableRng};
+use sluice_client::{RetryPolicy, WireClient};
+use sluice_wire::TsPoint;
 
 /// A server process started by a benchmark; killed on drop.
 pub struct Server {
@@ -301,4 +305,86 @@ pub fn sequential(base: &str, path: &str, body: &str, seconds: f64) -> anyhow::R
         n += 1;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The ingest benchmarks' data: 1000 random walks with two decimals (`cpu_usage`, entities
+/// `host0`…`host999`, no tags), 10 s apart, interleaved by time; the same on every run (seed 7).
+pub fn random_walks(points_per_series: usize) -> Vec<TsPoint> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut out = Vec::with_capacity(1000 * points_per_series);
+    let mut values: Vec<f64> = (0..1000).map(|_| rng.random_range(10.0..90.0)).collect();
+    for i in 0..points_per_series {
+        for (s, v) in values.iter_mut().enumerate() {
+            *v = ((*v + rng.random_range(-1.0..1.0)) * 100.0).round() / 100.0;
+            out.push(TsPoint {
+                metric: "cpu_usage".into(),
+                entity: format!("host{s}"),
+                timestamp_ms: 1_700_000_000_000 + i as i64 * 10_000,
+                value: *v,
+                tags: Default::default(),
+            });
+        }
+    }
+    out
+}
+
+/// Backpressure (wire `0x04`, HTTP 503) is retried by the client after 2 ms.
+pub fn retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 10_000,
+        initial_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(2),
+    }
+}
+
+/// Batches over the wire (the Rust client's `put_buffered`) from `clients` connections for
+/// `seconds`; returns points/s.
+pub async fn wire_ingest(
+    addr: &str,
+    batches: Arc<Vec<Vec<TsPoint>>>,
+    fsync: bool,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let tasks = (0..clients).map(|c| {
+        let (batches, addr) = (batches.clone(), addr.to_string());
+        async move {
+            let mut conn = WireClient::connect(&addr, None).await?.with_retry(retry());
+            let (mut points, mut i) = (0usize, c);
+            while Instant::now() < deadline {
+                let batch = &batches[i % batches.len()];
+                if fsync {
+                    conn.put(batch).await?;
+                } else {
+                    conn.put_buffered(batch).await?;
+                }
+                points += batch.len();
+                i += clients;
+            }
+            Ok(points)
+        }
+    });
+    points_per_sec(started, tasks).await
+}
+
+/// Runs one task per client (each returns the points it got accepted) and returns the total
+/// rate since `started`.
+pub async fn points_per_sec<F>(
+    started: Instant,
+    tasks: impl Iterator<Item = F>,
+) -> anyhow::Result<f64>
+where
+    F: Future<Output = anyhow::Result<usize>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(t);
+    }
+    let mut total = 0;
+    while let Some(r) = set.join_next().await {
+        total += r??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }

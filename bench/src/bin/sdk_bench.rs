@@ -26,9 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use rand::{Rng, SeedableRng};
-use sluice_bench::{pinned, place_on_cpus, start_sluice};
-use sluice_client::{RetryPolicy, WireClient};
+use sluice_bench::{pinned, place_on_cpus, random_walks, retry, start_sluice};
+use sluice_client::WireClient;
 use sluice_wire::TsPoint;
 
 #[derive(Parser)]
@@ -52,26 +51,6 @@ struct Args {
 
 const BATCH: usize = 5000;
 
-/// The data every writer sends: 1000 random walks with two decimals, 10 s apart, by time.
-fn dataset(points_per_series: usize) -> Vec<TsPoint> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut values: Vec<f64> = (0..1000).map(|_| rng.random_range(10.0..90.0)).collect();
-    let mut out = Vec::with_capacity(1000 * points_per_series);
-    for i in 0..points_per_series {
-        for (s, v) in values.iter_mut().enumerate() {
-            *v = ((*v + rng.random_range(-1.0..1.0)) * 100.0).round() / 100.0;
-            out.push(TsPoint {
-                metric: "cpu_usage".into(),
-                entity: format!("host{s}"),
-                timestamp_ms: 1_700_000_000_000 + i as i64 * 10_000,
-                value: *v,
-                tags: Default::default(),
-            });
-        }
-    }
-    out
-}
-
 /// The Rust client over the wire: `depth` freshly encoded `TS_PUT_BUFFERED` batches per round
 /// trip on one connection, for `seconds`; returns acknowledged points/s.
 async fn rust_reference(
@@ -80,12 +59,7 @@ async fn rust_reference(
     depth: usize,
     seconds: f64,
 ) -> anyhow::Result<f64> {
-    let retry = RetryPolicy {
-        max_retries: 100_000,
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(2),
-    };
-    let mut conn = WireClient::connect(addr, None).await?.with_retry(retry);
+    let mut conn = WireClient::connect(addr, None).await?.with_retry(retry());
     let batches: Vec<&[TsPoint]> = data.chunks(BATCH).collect();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
@@ -191,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let scratch = std::fs::canonicalize(&args.dir)?;
     let repo = std::env::current_dir()?;
     let (server_cpu, load_cpu) = place_on_cpus();
-    let data = dataset(100);
+    let data = random_walks(100);
     let mut commands = Vec::new();
     for sdk in &sdks {
         commands.push(sdk_command(sdk, &repo, &scratch, load_cpu)?);

@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rand::{Rng, SeedableRng};
-use sluice_bench::{place_on_cpus, start_sluice};
+use sluice_bench::{place_on_cpus, points_per_sec, random_walks, retry, start_sluice, wire_ingest};
 use sluice_client::api::ts::{Ack, DataPoint};
-use sluice_client::{Client, RetryPolicy, WireClient};
+use sluice_client::{Client, WireClient};
 use sluice_wire::TsPoint;
 
 #[derive(Parser)]
@@ -44,84 +43,6 @@ struct Args {
     /// Scratch directory (on the disk under test).
     #[arg(long, default_value = "target/bench-scratch")]
     dir: PathBuf,
-}
-
-/// 1000 random walks with two decimals, 10 s apart, interleaved by time.
-fn dataset(points_per_series: usize) -> Vec<TsPoint> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut out = Vec::with_capacity(1000 * points_per_series);
-    let mut values: Vec<f64> = (0..1000).map(|_| rng.random_range(10.0..90.0)).collect();
-    for i in 0..points_per_series {
-        for (s, v) in values.iter_mut().enumerate() {
-            *v = ((*v + rng.random_range(-1.0..1.0)) * 100.0).round() / 100.0;
-            out.push(TsPoint {
-                metric: "cpu_usage".into(),
-                entity: format!("host{s}"),
-                timestamp_ms: 1_700_000_000_000 + i as i64 * 10_000,
-                value: *v,
-                tags: Default::default(),
-            });
-        }
-    }
-    out
-}
-
-/// Backpressure (wire `0x04`, HTTP 503) is retried by the client after 2 ms.
-fn retry() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 10_000,
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(2),
-    }
-}
-
-/// Batches over the wire (the Rust client's `put_buffered`) from `clients` connections for
-/// `seconds`; returns points/s.
-async fn wire_ingest(
-    addr: &str,
-    batches: Arc<Vec<Vec<TsPoint>>>,
-    fsync: bool,
-    clients: usize,
-    seconds: f64,
-) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let tasks = (0..clients).map(|c| {
-        let (batches, addr) = (batches.clone(), addr.to_string());
-        async move {
-            let mut conn = WireClient::connect(&addr, None).await?.with_retry(retry());
-            let (mut points, mut i) = (0usize, c);
-            while Instant::now() < deadline {
-                let batch = &batches[i % batches.len()];
-                if fsync {
-                    conn.put(batch).await?;
-                } else {
-                    conn.put_buffered(batch).await?;
-                }
-                points += batch.len();
-                i += clients;
-            }
-            Ok(points)
-        }
-    });
-    points_per_sec(started, tasks).await
-}
-
-/// Runs one task per client (each returns the points it got accepted) and returns the total
-/// rate since `started`.
-async fn points_per_sec<F>(started: Instant, tasks: impl Iterator<Item = F>) -> anyhow::Result<f64>
-where
-    F: Future<Output = anyhow::Result<usize>> + Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    for t in tasks {
-        set.spawn(t);
-    }
-    let mut total = 0;
-    while let Some(r) = set.join_next().await {
-        total += r??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 /// How an HTTP batch is sent.
@@ -177,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         "wire benchmark: {:.1} s per run, {} clients, {}-point batches, server on cpu {cpu:?}",
         args.seconds, args.clients, args.batch
     );
-    let points = dataset(200);
+    let points = random_walks(200);
     let wire_batches: Arc<Vec<Vec<TsPoint>>> =
         Arc::new(points.chunks(args.batch).map(<[TsPoint]>::to_vec).collect());
     let http_batches: Arc<Vec<(Vec<DataPoint>, String)>> = Arc::new(

@@ -123,9 +123,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_signal = {
         let stop_tx = stop_tx.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutdown requested; draining");
+            state.start_draining();
             let _ = stop_tx.send(true);
         })
     };

@@ -29,6 +29,9 @@ struct Inner {
     openapi_json: OnceLock<Arc<str>>,
     /// Every route's authorization (set when the router is built).
     route_table: OnceLock<&'static RouteTable>,
+    /// `true` from the moment shutdown starts: long-lived streams (changefeeds) end then, so
+    /// they do not hold the graceful drain for its whole grace period.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -43,7 +46,19 @@ impl AppState {
             databases: OnceLock::new(),
             openapi_json: OnceLock::new(),
             route_table: OnceLock::new(),
+            draining: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Starts the drain: every changefeed subscriber's stream ends (it resumes elsewhere or
+    /// after the restart from the last event id it got).
+    pub fn start_draining(&self) {
+        self.0.draining.send_replace(true);
+    }
+
+    /// Becomes `true` when shutdown starts.
+    pub fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.draining.subscribe()
     }
 
     pub fn config(&self) -> &Config {

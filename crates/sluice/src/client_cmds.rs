@@ -118,19 +118,11 @@ fn client(server: &ServerArg) -> anyhow::Result<Client> {
     server.client_with(sluice_client::RetryPolicy::default())
 }
 
-/// Prints an answer as pretty JSON; an error answer's body goes to stderr.
+/// Prints an answer as pretty JSON; an error answer as the error (its code and `error_id`).
 fn print<T: serde::Serialize>(result: sluice_client::Result<T>) -> anyhow::Result<()> {
-    match result {
-        Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(())
-        }
-        Err(sluice_client::Error::Api { status, body }) => {
-            eprintln!("{}", serde_json::to_string(&body)?);
-            bail!("server answered {status}")
-        }
-        Err(e) => Err(e.into()),
-    }
+    let v = result.map_err(crate::manage::explain)?;
+    outln!("{}", serde_json::to_string_pretty(&v)?)?;
+    Ok(())
 }
 
 pub fn parse_ack(ack: Option<&str>) -> anyhow::Result<Option<Ack>> {
@@ -197,7 +189,7 @@ pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
 /// single series a sparkline under the table.
 fn print_query(output: &str, answer: &QueryResponse) -> anyhow::Result<()> {
     if output == "json" {
-        println!("{}", serde_json::to_string_pretty(answer)?);
+        outln!("{}", serde_json::to_string_pretty(answer)?)?;
         return Ok(());
     }
     let tags_text = |t: &BTreeMap<String, String>| {

@@ -758,12 +758,13 @@ impl Reader<'_> {
         let mut fields = Vec::new();
         'restart: loop {
             let mut parser = sluice_lineproto::Parser::new(text);
+            let mut lines = LineFinder::default();
             while let Some(line) = parser.next_line(&mut fields) {
                 let line = match line {
                     Ok(l) => l,
                     Err(e) => {
                         // Report the line, then parse again after it.
-                        let (start, end) = line_bounds(text, e.line);
+                        let (start, end) = lines.bounds(text, e.line);
                         self.shared.reject(
                             Pos {
                                 input,
@@ -783,7 +784,7 @@ impl Reader<'_> {
                     Some(t) => match self.precision.to_millis(t) {
                         Some(ms) => ms,
                         None => {
-                            let (s, e) = line_bounds(text, line.number);
+                            let (s, e) = lines.bounds(text, line.number);
                             self.shared.reject(
                                 Pos {
                                     input,
@@ -804,7 +805,7 @@ impl Reader<'_> {
                     let parsed = match line.series() {
                         Ok(s) => s,
                         Err(e) => {
-                            let (s, en) = line_bounds(text, line.number);
+                            let (s, en) = lines.bounds(text, line.number);
                             self.shared.reject(
                                 Pos {
                                     input,
@@ -1119,19 +1120,32 @@ fn newlines(b: &[u8]) -> u64 {
     b.iter().filter(|&&c| c == b'\n').count() as u64
 }
 
-/// Byte range of 1-based line `n` of `text` (its newline included).
-fn line_bounds(text: &str, n: usize) -> (usize, usize) {
-    let mut start = 0;
-    for _ in 1..n {
-        match text[start..].find('\n') {
-            Some(i) => start += i + 1,
-            None => return (text.len(), text.len()),
+/// Finds lines of one text by number, scanning on from the last one found: refusals come in
+/// line order, so a block costs one pass however many of its lines are refused.
+#[derive(Default)]
+struct LineFinder {
+    /// The 1-based number of the line starting at `start` (0: none found yet).
+    n: usize,
+    start: usize,
+}
+
+impl LineFinder {
+    /// Byte range of 1-based line `n` of `text` (its newline included).
+    fn bounds(&mut self, text: &str, n: usize) -> (usize, usize) {
+        if self.n == 0 || n < self.n {
+            (self.n, self.start) = (1, 0);
         }
+        while self.n < n {
+            match text[self.start..].find('\n') {
+                Some(i) => (self.n, self.start) = (self.n + 1, self.start + i + 1),
+                None => return (text.len(), text.len()),
+            }
+        }
+        let end = text[self.start..]
+            .find('\n')
+            .map_or(text.len(), |i| self.start + i + 1);
+        (self.start, end)
     }
-    let end = text[start..]
-        .find('\n')
-        .map_or(text.len(), |i| start + i + 1);
-    (start, end)
 }
 
 /// CSV columns resolved against the header.
@@ -1459,4 +1473,26 @@ fn summary(
     } else {
         std::process::ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineFinder;
+
+    #[test]
+    fn line_finder_finds_lines_in_order_out_of_order_and_past_the_end() {
+        let text = "a\nbb\n\nccc\nlast";
+        let mut f = LineFinder::default();
+        let line = |f: &mut LineFinder, n| {
+            let (s, e) = f.bounds(text, n);
+            &text[s..e]
+        };
+        assert_eq!(line(&mut f, 2), "bb\n");
+        assert_eq!(line(&mut f, 2), "bb\n");
+        assert_eq!(line(&mut f, 3), "\n");
+        assert_eq!(line(&mut f, 5), "last");
+        assert_eq!(line(&mut f, 1), "a\n");
+        assert_eq!(line(&mut f, 4), "ccc\n");
+        assert_eq!(line(&mut f, 9), "");
+    }
 }

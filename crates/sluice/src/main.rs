@@ -2,8 +2,19 @@
 //!
 //! `sluice serve` runs the server (defaults ← `--config` file ← `SLUICE_*` env ← flags);
 //! `sluice config print` prints the effective configuration as TOML; `sluice openapi` prints
-//! the OpenAPI document the server serves at `/openapi.json`; `sluice put` and `sluice query`
-//! talk to a running server; `sluice token hash` prints a token's digest for the token file.
+//! the OpenAPI document the server serves at `/openapi.json`; `put`, `query`, `import`,
+//! `export`, `db`, `collection` and `status` talk to a running server (docs/cli.md);
+//! `sluice token hash|create` make the token file's entries; `completions` prints shell
+//! completion scripts.
+
+/// `println!` that returns the write's `io::Result` instead of panicking, so that `sluice … |
+/// head` ends quietly (`main` treats a broken pipe as success) and other errors are reported.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
 
 mod client_cmds;
 mod import;
@@ -170,11 +181,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Config {
             command: ConfigCommand::Print(args),
-        } => args.load().map(|c| print!("{}", c.to_toml())),
-        Command::Openapi => {
-            println!("{}", sluice_server::router::openapi_json());
-            Ok(())
-        }
+        } => args
+            .load()
+            .and_then(|c| Ok(outln!("{}", c.to_toml().trim_end())?)),
+        Command::Openapi => outln!("{}", sluice_server::router::openapi_json()).map_err(Into::into),
         Command::Put(args) => client_runtime().and_then(|rt| rt.block_on(client_cmds::put(args))),
         Command::Query(args) => {
             client_runtime().and_then(|rt| rt.block_on(client_cmds::query(args)))
@@ -194,13 +204,14 @@ fn main() -> ExitCode {
             client_runtime().and_then(|rt| rt.block_on(manage::status(server)))
         }
         Command::Completions { shell } => {
+            let mut script = Vec::new();
             clap_complete::generate(
                 shell,
                 &mut <Cli as clap::CommandFactory>::command(),
                 "sluice",
-                &mut std::io::stdout(),
+                &mut script,
             );
-            Ok(())
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script).map_err(Into::into)
         }
         Command::Token {
             command: TokenCommand::Hash,
@@ -212,14 +223,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // `sluice export | head`: the reader left; not an error.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
+        Err(e) if e.chain().any(is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("sluice: error: {e:#}");
@@ -228,13 +232,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// A write to a stdout whose reader has gone, directly or through the CSV writer.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let io = e.downcast_ref::<std::io::Error>().or_else(|| {
+        e.downcast_ref::<csv::Error>().and_then(|c| match c.kind() {
+            csv::ErrorKind::Io(io) => Some(io),
+            _ => None,
+        })
+    });
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn token_hash() -> anyhow::Result<()> {
     let mut token = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
         .context("reading the token from stdin")?;
     let token = token.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!token.is_empty(), "no token on stdin");
-    println!("{}", sluice_server::auth::tokens::hashed_form(token));
+    outln!("{}", sluice_server::auth::tokens::hashed_form(token))?;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ pub enum CollectionCommand {
         /// Vector dimension.
         #[arg(long)]
         dimension: usize,
-        /// cosine (default), l2 or dot.
+        /// cosine (default), l2 or ip (inner product).
         #[arg(long)]
         distance: Option<String>,
     },
@@ -150,7 +150,7 @@ pub async fn db(cmd: DbCommand) -> anyhow::Result<()> {
                 .request_json(Method::POST, "/v1/databases", Some(&body), false)
                 .await
                 .map_err(explain)?;
-            println!("created database {}", v["name"].as_str().unwrap_or(&name));
+            outln!("created database {}", v["name"].as_str().unwrap_or(&name))?;
             Ok(())
         }
         DbCommand::List { server, output } => {
@@ -175,7 +175,7 @@ pub async fn db(cmd: DbCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .map_err(explain)?;
-            println!("deleted database {name}");
+            outln!("deleted database {name}")?;
             Ok(())
         }
     }
@@ -199,7 +199,7 @@ pub async fn collection(cmd: CollectionCommand) -> anyhow::Result<()> {
                 .request_json(Method::POST, &path, Some(&body), false)
                 .await
                 .map_err(explain)?;
-            println!("created collection {name} in database {}", db.db);
+            outln!("created collection {name} in database {}", db.db)?;
             Ok(())
         }
         CollectionCommand::List { server, db, output } => {
@@ -227,7 +227,7 @@ pub async fn collection(cmd: CollectionCommand) -> anyhow::Result<()> {
                 .request_json(Method::DELETE, &path, None, false)
                 .await
                 .map_err(explain)?;
-            println!("deleted collection {name} of database {}", db.db);
+            outln!("deleted collection {name} of database {}", db.db)?;
             Ok(())
         }
     }
@@ -268,8 +268,8 @@ pub fn token_create(name: &str, role: &str, database: &str) -> anyhow::Result<()
         .strip_prefix('{')
         .and_then(|e| e.strip_suffix('}'))
         .unwrap_or(&entry);
-    println!("{token}");
-    println!("{entry}");
+    outln!("{token}")?;
+    outln!("{entry}")?;
     eprintln!(
         "the first line is the token (shown once: give it to the client); the second is its entry \
          for the object in auth.bearer_tokens_file (only its SHA-256 digest is stored)"

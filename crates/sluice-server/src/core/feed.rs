@@ -71,6 +71,13 @@ impl Feed {
         }
     }
 
+    /// Ends the feed (`FeedEnd::Stopping`) when the server starts draining instead of when
+    /// replication stops: for subscribers' streams, which must not hold the drain.
+    pub fn until_draining(mut self) -> Feed {
+        self.stop = self.state.draining();
+        self
+    }
+
     pub fn database(&self) -> &Arc<Database> {
         &self.db
     }

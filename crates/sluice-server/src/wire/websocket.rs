@@ -232,7 +232,7 @@ pub(super) async fn ws_feed(
     start: sluice_wal::Lsn,
 ) -> Result<(), axum::Error> {
     use axum::extract::ws::Message;
-    let mut feed = Feed::new(state, db, start, WS_ANSWER_CHUNK);
+    let mut feed = Feed::new(state, db, start, WS_ANSWER_CHUNK).until_draining();
     let stall = feed.stall_timeout();
     loop {
         // Reads are never raced (a dropped read would keep its blocking task running); only

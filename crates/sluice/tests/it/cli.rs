@@ -108,6 +108,8 @@ async fn put_and_query_talk_to_a_running_server() {
                 "5000",
                 "--aggregation",
                 "sum",
+                "-o",
+                "json",
             ],
             &[],
         );

@@ -889,6 +889,45 @@ async fn changefeeds_deliver_every_change_in_order_and_resume_exactly() {
     assert_eq!(r.status(), 404);
 }
 
+/// SIGTERM with a changefeed open: the stream ends at the start of the drain (the subscriber
+/// resumes from its last id), so the server exits cleanly long before the grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_changefeed_does_not_hold_the_graceful_shutdown() {
+    use futures_util::StreamExt;
+    let node =
+        TestServer::start_with(Options::default().env("SLUICE_HTTP_SHUTDOWN_GRACE_MS", "600000"))
+            .await;
+    let (s, _) = node.post_json("/ts/put", &point("m", 1, 1.0)).await;
+    assert_eq!(s, 200);
+    let r = node
+        .client
+        .get(node.url("/v1/databases/default/changes?from_lsn=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"id: 1\n"), "{first:?}");
+    let rest = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(chunk) = body.next().await {
+            chunk.expect("the stream ends cleanly, not cut");
+            n += 1;
+        }
+        n
+    });
+    // Exits within the harness's 30 s, against a grace of ten minutes.
+    let status = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    tokio::time::timeout(Duration::from_secs(10), rest)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_stalled_subscriber_is_disconnected_without_affecting_ingest() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

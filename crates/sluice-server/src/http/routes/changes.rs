@@ -85,7 +85,7 @@ pub async fn changes(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
     let closer = closer.map(|c| c.0);
     let name = db.name.clone();
-    let mut feed = Feed::new(&state, db, start, CHUNK_BYTES);
+    let mut feed = Feed::new(&state, db, start, CHUNK_BYTES).until_draining();
     let stall = feed.stall_timeout();
     tokio::spawn(async move {
         let mut last_sent = tokio::time::Instant::now();

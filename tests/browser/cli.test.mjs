@@ -303,7 +303,7 @@ test("sluice db / collection / status: management and the server on one screen",
   assert.equal(coll, "created collection articles in database default");
   assert.match(list, /^name +retention_ms +has_policy\n-+ +-+ +-+\ndefault +0 +false\niot +604800000 +false$/);
   assert.match(status, new RegExp(`^sluice \\S+ at ${server.url.replace(/\./g, "\\.")} +role primary +epoch \\d+ +ready$`, "m"));
-  assert.match(status, /^database +points stored +ts buffer +collections +vectors +vector buffer$/m);
+  assert.match(status, /^database +points flushed +ts buffer +collections +vectors +vector buffer$/m);
   assert.match(status, /^default +\d+ +\d+ +1 +0 +0$/m);
   assert.match(status, /^iot +0 +0 +0 +0 +0$/m);
   assert.match(status, /^replicas: none$/m);

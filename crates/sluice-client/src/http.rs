@@ -26,14 +26,26 @@ use crate::{Error, Result, RetryPolicy};
 /// The body of an export, read as it arrives.
 pub struct ExportStream {
     resp: reqwest::Response,
+    /// The longest wait for the next bytes (the client's timeout): an export may run for
+    /// hours, but not stall.
+    idle: Duration,
 }
 
 impl ExportStream {
     /// The next bytes of NDJSON, `None` at the end.
     pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        Ok(self.resp.chunk().await?.map(|b| b.to_vec()))
+        match tokio::time::timeout(self.idle, self.resp.chunk()).await {
+            Ok(chunk) => Ok(chunk?.map(|b| b.to_vec())),
+            Err(_) => Err(Error::Transport(format!(
+                "the export stalled: no data for {:?}",
+                self.idle
+            ))),
+        }
     }
 }
+
+/// An export's whole-request deadline: the stream is bounded by its idle time instead.
+const EXPORT_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Builds a [`Client`].
 pub struct ClientBuilder {
@@ -41,6 +53,7 @@ pub struct ClientBuilder {
     token: Option<String>,
     retry: RetryPolicy,
     timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -55,6 +68,13 @@ impl ClientBuilder {
         self
     }
 
+    /// PEM certificates (one or a bundle) to trust for `https://` besides the system's, e.g. a
+    /// server's self-signed certificate or a private CA.
+    pub fn ca_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
     /// Per-request timeout (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -62,16 +82,27 @@ impl ClientBuilder {
     }
 
     pub fn build(self) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+        let mut http = reqwest::Client::builder().timeout(self.timeout);
+        if let Some(pem) = &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Invalid(format!("CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Invalid(
+                    "CA certificates: no PEM certificate found".into(),
+                ));
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Error::Transport(e.to_string()))?;
         Ok(Client {
             http,
             base: self.base.trim_end_matches('/').to_string(),
             prefix: String::new(),
             token: self.token,
             retry: self.retry,
+            timeout: self.timeout,
         })
     }
 }
@@ -85,6 +116,7 @@ pub struct Client {
     prefix: String,
     token: Option<String>,
     retry: RetryPolicy,
+    timeout: Duration,
 }
 
 fn ack_query(ack: Option<Ack>) -> &'static str {
@@ -121,6 +153,7 @@ impl Client {
             token: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
+            ca_pem: None,
         }
     }
 
@@ -450,9 +483,9 @@ impl Client {
         self.send_once::<(), _>(Method::DELETE, &path, None).await
     }
 
-    /// Any JSON operation of the API by method and path (relative to this client's database
-    /// for paths that do not start with `/v1/databases`, `/api/`, `/metrics` or `/version`…:
-    /// pass the full path). Re-sent after a lost answer only when `idempotent`.
+    /// Any JSON operation of the API by method and its full path from the server's root (not
+    /// scoped to this client's database: pass `/v1/databases/{db}/…` for another database).
+    /// Re-sent after a lost answer only when `idempotent`.
     pub async fn request_json(
         &self,
         method: Method,
@@ -479,17 +512,22 @@ impl Client {
     /// [`ExportStream::chunk`] (nothing is buffered whole).
     pub async fn export(&self, request: &ExportRequest) -> Result<ExportStream> {
         let url = format!("{}{}", self.base, self.data("/ts/export"));
-        let mut req = self.http.post(&url).json(request);
+        let mut req = self.http.post(&url).json(request).timeout(EXPORT_DEADLINE);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await?;
+        let resp = tokio::time::timeout(self.timeout, req.send())
+            .await
+            .map_err(|_| Error::Transport(format!("no answer in {:?}", self.timeout)))??;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await?;
             return Err(api_error(status, &text));
         }
-        Ok(ExportStream { resp })
+        Ok(ExportStream {
+            resp,
+            idle: self.timeout,
+        })
     }
 
     /// `GET /v1/collections`.

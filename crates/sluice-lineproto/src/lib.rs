@@ -716,6 +716,32 @@ pub fn take_entity(tags: &mut Vec<(String, String)>) -> String {
     }
 }
 
+/// A line's series as Sluice stores it: owned strings, the entity taken out of the tags by
+/// [`take_entity`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SluiceSeries {
+    pub measurement: String,
+    pub entity: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Series<'_> {
+    /// The series mapped as Sluice stores it (see [`SluiceSeries`]).
+    pub fn into_sluice(self) -> SluiceSeries {
+        let mut tags: Vec<(String, String)> = self
+            .tags
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let entity = take_entity(&mut tags);
+        SluiceSeries {
+            measurement: self.measurement.into_owned(),
+            entity,
+            tags,
+        }
+    }
+}
+
 #[cfg(test)]
 mod mapping_tests {
     use super::*;

@@ -72,7 +72,16 @@ pub struct Catalogue {
     known: Mutex<Option<[u8; 32]>>,
 }
 
-/// Is `name` acceptable as a database name? Lower-case ASCII letters, digits, `_` and `-`,
+/// The database the server writes its own metrics into (`monitoring.rs`): reserved, so no
+/// client can create it (a client's names start with a letter or digit).
+pub const MONITORING_DB: &str = "_monitoring";
+
+/// A name a database may have: a client's ([`valid_name`]) or a reserved one of the server's.
+pub fn known_name(name: &str) -> bool {
+    valid_name(name) || name == MONITORING_DB
+}
+
+/// A name a client may give a database: lower-case ASCII letters, digits, `_` and `-`,
 /// starting with a letter or digit, at most 64 bytes (it becomes a directory name and a label).
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -206,7 +215,7 @@ impl Catalogue {
         let parsed: OnlyDatabases =
             toml::from_str(text).map_err(|e| self.invalid(e.to_string()))?;
         for name in parsed.databases.keys() {
-            if !valid_name(name) {
+            if !known_name(name) {
                 return Err(self.invalid(format!(
                     "[databases.{name}]: invalid database name (lower-case letters, digits, _ and -, at most 64 bytes)"
                 )));

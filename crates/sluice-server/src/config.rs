@@ -34,6 +34,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub admission: AdmissionConfig,
+    pub monitoring: MonitoringConfig,
     /// `[databases.<name>]`: the catalogue of databases (see `catalogue.rs`); rewritten by
     /// runtime create/delete.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -41,6 +42,48 @@ pub struct Config {
     /// The file this configuration was loaded from (not a setting).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+}
+
+/// `[monitoring]`: the server's own metrics kept as data (see `monitoring.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Every this many ms the server writes its own metrics (what `/metrics` shows) into the
+    /// database `_monitoring`, so dashboards need no other data source; 0 (the default) turns
+    /// it off. At least 1000 when on.
+    pub self_scrape_interval_ms: u64,
+    /// The retention of `_monitoring` when the server creates it (default 7 days).
+    pub retention_ms: u64,
+    /// Ship `_monitoring` to replicas like any other database. Off by default: each node
+    /// keeps its own. A replica with this on does not scrape itself (its `_monitoring` is
+    /// the primary's); set it the same on every node.
+    pub replicate: bool,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            self_scrape_interval_ms: 0,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            replicate: false,
+        }
+    }
+}
+
+impl MonitoringConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.self_scrape_interval_ms != 0 && self.self_scrape_interval_ms < 1000 {
+            return Err(invalid(
+                "monitoring.self_scrape_interval_ms must be 0 (off) or at least 1000",
+            ));
+        }
+        if self.retention_ms == 0 {
+            return Err(invalid(
+                "monitoring.retention_ms must be greater than 0 (the server's own metrics are not kept forever)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a node does.
@@ -430,6 +473,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             admission: AdmissionConfig::default(),
+            monitoring: MonitoringConfig::default(),
             databases: Default::default(),
             config_file: None,
         }
@@ -704,8 +748,13 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 
 /// `SLUICE_*` variables that are not configuration keys (read by other parts of the program:
 /// `SLUICE_URL` (or the older `SLUICE_SERVER`) is the server the client commands talk to,
-/// `SLUICE_TOKEN` their token).
-pub const ENV_NOT_CONFIG: &[&str] = &["SLUICE_SERVER", "SLUICE_URL", "SLUICE_TOKEN"];
+/// `SLUICE_TOKEN` their token, `SLUICE_CA_CERT` the certificates they trust for https).
+pub const ENV_NOT_CONFIG: &[&str] = &[
+    "SLUICE_SERVER",
+    "SLUICE_URL",
+    "SLUICE_TOKEN",
+    "SLUICE_CA_CERT",
+];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -820,8 +869,9 @@ impl Config {
         self.vector.validate()?;
         self.ts.validate()?;
         self.admission.validate()?;
+        self.monitoring.validate()?;
         for name in self.databases.keys() {
-            if !crate::catalogue::valid_name(name) {
+            if !crate::catalogue::known_name(name) {
                 return Err(invalid(format!(
                     "[databases.{name}]: invalid database name (lower-case letters, digits, _ and -, at most 64 bytes)"
                 )));

@@ -23,7 +23,7 @@ use sluice_wal::{
     DurableHook, FatalHandler, Lsn, OpenError, RecordRef, Wal, WalConfig, WalMetrics, WalOptions,
 };
 
-use crate::catalogue::{Catalogue, CatalogueError, DatabaseSettings, valid_name};
+use crate::catalogue::{Catalogue, CatalogueError, DatabaseSettings, known_name};
 use crate::core::records::Kind;
 use crate::flusher::Flusher;
 use crate::metrics::Metrics;
@@ -386,7 +386,7 @@ impl Databases {
         db_settings: &DatabaseSettings,
         metrics: &Metrics,
     ) -> Result<Arc<Database>, ManageError> {
-        if !valid_name(name) {
+        if !known_name(name) {
             return Err(ManageError::InvalidName(name.to_string()));
         }
         if let Some(policy) = &db_settings.policy {
@@ -470,7 +470,7 @@ impl Databases {
         at: Lsn,
         metrics: &Metrics,
     ) -> Result<Arc<Database>, ManageError> {
-        if !valid_name(name) {
+        if !known_name(name) {
             return Err(ManageError::InvalidName(name.to_string()));
         }
         let _manage = self.manage.lock().unwrap_or_else(PoisonError::into_inner);

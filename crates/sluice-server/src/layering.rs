@@ -113,6 +113,7 @@ const CORE: &[&str] = &[
     "error",
     "flusher",
     "metrics",
+    "monitoring",
     "replication",
     "request_id",
     "state",

@@ -15,6 +15,7 @@ pub mod error;
 pub mod flusher;
 pub mod http;
 pub mod metrics;
+pub mod monitoring;
 pub mod replication;
 pub mod request_id;
 pub mod router;

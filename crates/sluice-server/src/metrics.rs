@@ -44,6 +44,12 @@ pub struct Metrics {
     pub http_in_flight: Gauge,
     pub lineproto_skipped_fields: Counter,
     pub admission_rejections: Family<ReasonLabels, Counter>,
+    /// Self-monitoring (`monitoring.rs`): scrapes written, their total time, the samples of
+    /// the last one, and the scrapes that failed.
+    pub self_scrapes: Counter,
+    pub self_scrape_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub self_scrape_samples: Gauge,
+    pub self_scrape_failures: Counter,
     /// The families' series per route template, then method and status: a request finds its
     /// counter and histogram with one look-up of borrowed text instead of building label
     /// strings and looking them up in both families.
@@ -99,8 +105,36 @@ impl Default for Metrics {
             "Requests refused by admission control, by reason (rate_limited, too_many_in_flight, too_many_bytes_in_flight, server_overloaded)",
             admission_rejections.clone(),
         );
+        let self_scrapes = Counter::default();
+        registry.register(
+            "monitoring_self_scrapes",
+            "Self-monitoring scrapes written into the database _monitoring",
+            self_scrapes.clone(),
+        );
+        let self_scrape_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "monitoring_self_scrape_seconds",
+            "Time spent rendering, parsing and writing self-monitoring scrapes",
+            self_scrape_seconds.clone(),
+        );
+        let self_scrape_samples = Gauge::default();
+        registry.register(
+            "monitoring_self_scrape_samples",
+            "Samples written by the last self-monitoring scrape",
+            self_scrape_samples.clone(),
+        );
+        let self_scrape_failures = Counter::default();
+        registry.register(
+            "monitoring_self_scrape_failures",
+            "Self-monitoring scrapes that could not be written (e.g. a full buffer)",
+            self_scrape_failures.clone(),
+        );
         Metrics {
             admission_rejections,
+            self_scrapes,
+            self_scrape_seconds,
+            self_scrape_samples,
+            self_scrape_failures,
             lineproto_skipped_fields,
             registry: RwLock::new(registry),
             databases: Mutex::default(),
@@ -219,8 +253,97 @@ impl Metrics {
         {
             texts.push(encode_registry(registry));
         }
+        texts.push(process_text());
         merge_families(&texts)
     }
+}
+
+/// The process's own families, as Prometheus client libraries name them, from `/proc` (Linux;
+/// elsewhere nothing): CPU seconds, resident and virtual memory, open descriptors, threads,
+/// start time.
+fn process_text() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return out;
+    };
+    // The fields after `(comm)`, numbered as in proc(5): state is 3, utime 14, stime 15,
+    // num_threads 20, starttime 22, vsize 23.
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return out;
+    };
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    // Linux reports clock ticks in USER_HZ, 100 in every architecture's user ABI.
+    const TICKS: f64 = 100.0;
+    let mut family = |name: &str, kind: &str, help: &str, sample: &str, value: Option<f64>| {
+        if let Some(v) = value {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {v}\n"
+            );
+        }
+    };
+    let cpu = field(14).zip(field(15)).map(|(u, s)| (u + s) / TICKS);
+    family(
+        "process_cpu_seconds",
+        "counter",
+        "User and system CPU time spent by the server",
+        "process_cpu_seconds_total",
+        cpu,
+    );
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kib| kib * 1024.0);
+    family(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the server",
+        "process_resident_memory_bytes",
+        rss,
+    );
+    family(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory of the server",
+        "process_virtual_memory_bytes",
+        field(23),
+    );
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as f64);
+    family(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors (sockets included)",
+        "process_open_fds",
+        fds,
+    );
+    family(
+        "process_threads",
+        "gauge",
+        "Threads of the server",
+        "process_threads",
+        field(20),
+    );
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the server, seconds since the epoch",
+        "process_start_time_seconds",
+        boot.zip(field(22)).map(|(b, t)| b + t / TICKS),
+    );
+    out
 }
 
 fn encode_registry(registry: &Registry) -> String {

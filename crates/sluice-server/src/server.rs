@@ -165,6 +165,7 @@ pub async fn run(
         Ok(Ok(dbs)) => {
             state.set_databases(Arc::new(dbs));
             state.replication().start(state.clone());
+            crate::monitoring::spawn(state.clone());
             tracing::info!("ready");
             Ok(())
         }

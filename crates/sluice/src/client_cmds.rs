@@ -23,6 +23,10 @@ pub struct ServerArg {
     /// Bearer token (or JWT) for a server with authentication on.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of certificates to trust for an https URL besides the system's (a server's
+    /// self-signed certificate, a private CA).
+    #[arg(long, env = "SLUICE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl ServerArg {
@@ -40,6 +44,11 @@ impl ServerArg {
         let mut builder = Client::builder(self.url()).retry(retry);
         if let Some(token) = &self.token {
             builder = builder.token(token);
+        }
+        if let Some(path) = &self.ca_cert {
+            let pem =
+                std::fs::read(path).with_context(|| format!("--ca-cert {}", path.display()))?;
+            builder = builder.ca_certificates_pem(pem);
         }
         Ok(builder.build()?)
     }
@@ -70,23 +79,43 @@ pub struct PutArgs {
     buffered: bool,
 }
 
+/// Which points `query` and `export` read.
+#[derive(Args)]
+pub struct Selection {
+    /// The metric.
+    #[arg(long)]
+    pub metric: String,
+    /// Only this entity.
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// An exact tag match as KEY=VALUE; repeat for more.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Start of the range, ms since the epoch (inclusive).
+    #[arg(long, default_value_t = 0)]
+    pub from_ms: i64,
+    /// End of the range, ms since the epoch (default: now).
+    #[arg(long)]
+    pub to_ms: Option<i64>,
+}
+
+impl Selection {
+    /// `(tags, to_ms)` resolved: the tag flags parsed, the end defaulted to now.
+    pub fn resolved(&self) -> anyhow::Result<(BTreeMap<String, String>, i64)> {
+        Ok((
+            tags(&self.tags)?,
+            self.to_ms.unwrap_or_else(sluice_server::now_ms),
+        ))
+    }
+}
+
 /// `sluice query`: query points.
 #[derive(Args)]
 pub struct QueryArgs {
     #[command(flatten)]
     server: ServerArg,
-    #[arg(long)]
-    metric: String,
-    #[arg(long)]
-    entity: Option<String>,
-    /// An exact tag match as KEY=VALUE; repeat for more.
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    tags: Vec<String>,
-    #[arg(long, default_value_t = 0)]
-    from_ms: i64,
-    /// Default: now.
-    #[arg(long)]
-    to_ms: Option<i64>,
+    #[command(flatten)]
+    select: Selection,
     /// min, max, sum, avg, count, first or last.
     #[arg(long)]
     aggregation: Option<String>,
@@ -166,13 +195,14 @@ pub async fn query(a: QueryArgs) -> anyhow::Result<()> {
             )?,
         ),
     };
+    let (tags, to_ms) = a.select.resolved()?;
     let q = QueryRequest {
-        metric: a.metric,
-        entity: a.entity,
-        tags: tags(&a.tags)?,
+        metric: a.select.metric,
+        entity: a.select.entity,
+        tags,
         matchers: Vec::new(),
-        from_ms: a.from_ms,
-        to_ms: a.to_ms.unwrap_or_else(sluice_server::now_ms),
+        from_ms: a.select.from_ms,
+        to_ms,
         aggregation,
         step_ms: a.step_ms,
         group_by: a.group_by,

@@ -59,7 +59,7 @@ pub enum Format {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
-    /// The binary protocol (database `default` only), else HTTP.
+    /// The binary protocol (database `default`, a plain `http://` URL), else HTTP.
     Auto,
     Wire,
     Http,
@@ -88,7 +88,8 @@ pub struct ImportArgs {
     /// The binary protocol's address (default: the URL's host, port 18765).
     #[arg(long, value_name = "HOST:PORT")]
     wire: Option<String>,
-    /// Acknowledgement level: fsync (default), wal or buffer.
+    /// Acknowledgement level: fsync (default), wal or buffer. Over the binary protocol `wal` is
+    /// acknowledged at fsync (the protocol has no opcode for it).
     #[arg(long, default_value = "fsync")]
     ack: String,
     /// Points per batch.
@@ -183,7 +184,7 @@ enum Encoder {
 /// What the reader and the senders share.
 struct Shared {
     inputs: Vec<String>,
-    rejects: Mutex<Vec<Reject>>,
+    rejects: Mutex<Rejects>,
     /// Acknowledged batches not yet contiguous with the first unacknowledged one.
     acked: Mutex<AckTrack>,
     points: AtomicU64,
@@ -193,6 +194,19 @@ struct Shared {
     stop: AtomicBool,
     fatal: Mutex<Option<anyhow::Error>>,
 }
+
+/// Refused lines: counted, written to `--rejects` as they are found, and the first
+/// [`KEPT_REJECTS`] kept for the summary (memory stays bounded however many are refused).
+#[derive(Default)]
+struct Rejects {
+    count: u64,
+    kept: Vec<Reject>,
+    file: Option<std::io::BufWriter<File>>,
+    /// Writing the file failed: said once at the end.
+    file_error: Option<std::io::Error>,
+}
+
+const KEPT_REJECTS: usize = 1000;
 
 #[derive(Default)]
 struct AckTrack {
@@ -213,11 +227,26 @@ impl Shared {
             text.truncate(cut);
             text.push('…');
         }
-        self.rejects.lock().unwrap().push(Reject {
+        let reject = Reject {
             pos,
             reason: reason.into(),
             text,
-        });
+        };
+        let mut r = self.rejects.lock().unwrap();
+        r.count += 1;
+        if let Some(f) = &mut r.file {
+            let line = format!(
+                "{}:{}: {}: {}\n",
+                self.inputs[reject.pos.input], reject.pos.line, reject.reason, reject.text
+            );
+            if let Err(e) = f.write_all(line.as_bytes()) {
+                r.file = None;
+                r.file_error = Some(e);
+            }
+        }
+        if r.kept.len() < KEPT_REJECTS {
+            r.kept.push(reject);
+        }
     }
 
     fn acknowledge(&self, b: &Batch, points: u64) {
@@ -244,12 +273,22 @@ pub fn import(a: ImportArgs) -> anyhow::Result<std::process::ExitCode> {
     let precision = Precision::parse(&a.precision)
         .with_context(|| format!("--precision {:?}: use ns, us, ms or s", a.precision))?;
     let ack = parse_ack(Some(&a.ack))?.unwrap_or(Ack::Fsync);
+    // The binary protocol has no TLS: with an https URL, `auto` is HTTP, and `wire` needs its
+    // address named (e.g. a tunnel) rather than sending the token in the clear by default.
+    let tls = reqwest::Url::parse(&a.server.url())
+        .context("--url")?
+        .scheme()
+        == "https";
     let transport = match (a.transport, a.db == "default") {
         (Transport::Wire, false) => bail!(
             "the binary protocol writes to database `default` only; use --transport http for --db {}",
             a.db
         ),
-        (Transport::Auto, true) | (Transport::Wire, true) => Transport::Wire,
+        (Transport::Wire, true) if tls && a.wire.is_none() => bail!(
+            "--url is https but the binary protocol has no TLS (the token and the data would cross in the clear): use --transport http, or name the address with --wire if it is protected otherwise"
+        ),
+        (Transport::Auto, true) if !tls => Transport::Wire,
+        (Transport::Wire, true) => Transport::Wire,
         _ => Transport::Http,
     };
     // With ack=wal over the wire there is no opcode: TS_PUT waits for fsync.
@@ -284,9 +323,29 @@ pub fn import(a: ImportArgs) -> anyhow::Result<std::process::ExitCode> {
         .filter(|f| f.as_os_str() != "-")
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
+    // Checked before anything is sent: the inputs exist, the rejects file can be written (in
+    // append mode when resuming, so an earlier run's refusals stay).
+    for f in a.files.iter().filter(|f| f.as_os_str() != "-") {
+        std::fs::metadata(f).with_context(|| format!("input {}", f.display()))?;
+    }
+    let rejects_file = match &a.rejects {
+        None => None,
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(a.resume.is_some())
+                .truncate(a.resume.is_none())
+                .open(path)
+                .with_context(|| format!("--rejects {}", path.display()))?,
+        )),
+    };
     let shared = Arc::new(Shared {
         inputs,
-        rejects: Mutex::default(),
+        rejects: Mutex::new(Rejects {
+            file: rejects_file,
+            ..Rejects::default()
+        }),
         acked: Mutex::default(),
         points: AtomicU64::new(0),
         lines: AtomicU64::new(0),
@@ -331,7 +390,11 @@ pub fn import(a: ImportArgs) -> anyhow::Result<std::process::ExitCode> {
     let interrupted = runtime.block_on(send_all(
         &a, &shared, rx, transport, &wire_addr, ack, &progress,
     ))?;
-    let _ = reader.join();
+    if reader.join().is_err() {
+        shared.fail(anyhow::anyhow!(
+            "the input reader failed (a bug: please report it)"
+        ));
+    }
     progress.finish();
     summary(&a, &shared, started, interrupted)
 }
@@ -353,21 +416,32 @@ async fn send_all(
         max_backoff: Duration::from_secs(2),
     };
     let http = a.server.client_with(retry.clone())?.database(&a.db);
-    let mut tasks = tokio::task::JoinSet::new();
+    // Every connection before any batch is sent: a refused connection (a limit, a token)
+    // stops the import with nothing written rather than after some batches.
+    let mut wires = Vec::new();
     for _ in 0..a.connections {
-        let (rx, shared, http) = (rx.clone(), shared.clone(), http.clone());
-        let wire = if transport == Transport::Wire {
+        wires.push(if transport == Transport::Wire {
             let conn = WireClient::connect(wire_addr, a.server.token.as_deref())
                 .await
                 .with_context(|| format!("connecting to the binary protocol at {wire_addr} (--wire, or --transport http)"))?;
             Some(conn.with_retry(retry.clone()))
         } else {
             None
-        };
+        });
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for wire in wires {
+        let (rx, shared, http) = (rx.clone(), shared.clone(), http.clone());
+        let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let mut sender = Sender { wire, http, ack };
             loop {
-                let next = rx.lock().await.recv().await;
+                // Never holds the queue while stopping: Ctrl-C is not kept waiting on input.
+                let next = tokio::select! {
+                    b = async { rx.lock().await.recv().await } => b,
+                    _ = stop.wait_for(|s| *s) => None,
+                };
                 let Some(batch) = next else { break };
                 if shared.stop.load(Ordering::SeqCst) {
                     break;
@@ -381,22 +455,31 @@ async fn send_all(
     }
     let mut interrupted = false;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            done = tasks.join_next() => {
-                if done.is_none() { break; }
-            }
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(Err(e)) if !e.is_cancelled() => {
+                    shared.fail(anyhow::anyhow!("a sender failed (a bug: please report it): {e}"));
+                }
+                Some(_) => {}
+            },
             _ = tick.tick() => progress.update(shared),
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                shared.stop.store(true, Ordering::SeqCst);
-                // Unblock the reader and the senders: drop what is queued.
-                rx.lock().await.close();
+            // The first Ctrl-C lets the batches in flight finish; a second abandons them (they
+            // count as not acknowledged, so the resume position stays right).
+            _ = tokio::signal::ctrl_c() => {
+                if interrupted {
+                    tasks.abort_all();
+                } else {
+                    interrupted = true;
+                    shared.stop.store(true, Ordering::SeqCst);
+                    let _ = stop_tx.send(true);
+                }
             }
         }
     }
+    // Unblocks the reader if it waits for room: what is still queued is dropped.
+    rx.lock().await.close();
     Ok(interrupted)
 }
 
@@ -817,12 +900,11 @@ impl Reader<'_> {
                             continue;
                         }
                     };
-                    let mut tags: Vec<(String, String)> = parsed
-                        .tags
-                        .into_iter()
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect();
-                    let entity = sluice_lineproto::take_entity(&mut tags);
+                    let sluice_lineproto::SluiceSeries {
+                        measurement,
+                        entity,
+                        tags,
+                    } = parsed.into_sluice();
                     let tags_json = if tags.is_empty() {
                         Vec::new()
                     } else {
@@ -834,7 +916,7 @@ impl Reader<'_> {
                     self.series.insert(
                         line.series_text.to_string(),
                         LpSeries {
-                            measurement: parsed.measurement.into_owned(),
+                            measurement,
                             entity,
                             tags_json,
                             metrics: Vec::new(),
@@ -1319,6 +1401,17 @@ fn parse_time(t: &str, format: &str) -> Result<i64, String> {
             .map(|ts| ts.as_millisecond())
             .map_err(|e| format!("{t:?} is not an RFC 3339 time: {e}"));
     }
+    // Integers exactly (a nanosecond epoch is beyond f64's 2^53); fractions through f64.
+    if let Ok(i) = t.parse::<i64>() {
+        return Ok(match format {
+            "s" => i
+                .checked_mul(1000)
+                .ok_or_else(|| format!("{t:?} is out of range"))?,
+            "us" => i.div_euclid(1000),
+            "ns" => i.div_euclid(1_000_000),
+            _ => i,
+        });
+    }
     let n: f64 = t
         .parse()
         .map_err(|_| format!("{t:?} is not a {format} timestamp"))?;
@@ -1404,14 +1497,22 @@ fn summary(
     let secs = started.elapsed().as_secs_f64();
     let points = shared.points.load(Ordering::Relaxed);
     let lines = shared.lines.load(Ordering::Relaxed);
-    let mut rejects = std::mem::take(&mut *shared.rejects.lock().unwrap());
+    let (refused, mut rejects, file, file_error) = {
+        let mut r = shared.rejects.lock().unwrap();
+        (
+            r.count,
+            std::mem::take(&mut r.kept),
+            r.file.take(),
+            r.file_error.take(),
+        )
+    };
     rejects.sort_by_key(|r| r.pos);
     let err = &mut std::io::stderr();
     writeln!(
         err,
         "imported {points} points from {lines} lines in {secs:.1} s ({} points/s); {} lines refused{}",
         human(points as f64 / secs.max(1e-3)),
-        rejects.len(),
+        refused,
         match shared.skipped_fields.load(Ordering::Relaxed) {
             0 => String::new(),
             n => format!("; {n} string fields skipped"),
@@ -1425,11 +1526,11 @@ fn summary(
             shared.inputs[r.pos.input], r.pos.line, r.reason, r.text
         )?;
     }
-    if rejects.len() > SHOWN {
+    if refused > SHOWN as u64 {
         writeln!(
             err,
             "  … and {} more{}",
-            rejects.len() - SHOWN,
+            refused - SHOWN as u64,
             if a.rejects.is_none() {
                 " (--rejects FILE lists them all)"
             } else {
@@ -1437,18 +1538,9 @@ fn summary(
             }
         )?;
     }
-    if let Some(path) = &a.rejects {
-        let mut f = std::io::BufWriter::new(
-            File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        );
-        for r in &rejects {
-            writeln!(
-                f,
-                "{}:{}: {}: {}",
-                shared.inputs[r.pos.input], r.pos.line, r.reason, r.text
-            )?;
-        }
-        f.flush()?;
+    let file_error = file_error.or_else(|| file.and_then(|mut f| f.flush().err()));
+    if let (Some(e), Some(path)) = (&file_error, &a.rejects) {
+        writeln!(err, "sluice: could not write {}: {e}", path.display())?;
     }
     let fatal = shared.fatal.lock().unwrap().take();
     if fatal.is_some() || interrupted {
@@ -1464,11 +1556,14 @@ fn summary(
                 "every line through {}:{line} is imported; resume with: --resume {}:{line}",
                 shared.inputs[input], shared.inputs[input]
             )?,
-            None => writeln!(err, "nothing was acknowledged; run the import again")?,
+            None => writeln!(
+                err,
+                "no leading part of the input was acknowledged; run the import again (points without a timestamp may be written twice)"
+            )?,
         }
         return Ok(std::process::ExitCode::from(2));
     }
-    Ok(if rejects.is_empty() {
+    Ok(if refused == 0 && file_error.is_none() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::from(1)
@@ -1494,5 +1589,30 @@ mod tests {
         assert_eq!(line(&mut f, 1), "a\n");
         assert_eq!(line(&mut f, 4), "ccc\n");
         assert_eq!(line(&mut f, 9), "");
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_time;
+
+    #[test]
+    fn integer_timestamps_convert_exactly_in_every_unit() {
+        // Beyond f64's 2^53: a float parse would shift some of these by a millisecond.
+        for ms in 1_714_557_600_000i64..1_714_557_602_000 {
+            let ns = (ms * 1_000_000 + 999_999).to_string();
+            assert_eq!(parse_time(&ns, "ns"), Ok(ms));
+        }
+        assert_eq!(parse_time("1700000000123456", "us"), Ok(1_700_000_000_123));
+        assert_eq!(parse_time("-1", "ns"), Ok(-1));
+        assert_eq!(parse_time("1700000000", "s"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("1700000000.5", "s"), Ok(1_700_000_000_500));
+        assert_eq!(parse_time("1700000000123", "ms"), Ok(1_700_000_000_123));
+        assert!(parse_time("9223372036854775807", "s").is_err());
+        assert!(parse_time("soon", "ms").is_err());
+        assert_eq!(
+            parse_time("2024-05-01T10:00:00.002Z", "rfc3339"),
+            Ok(1_714_557_600_002)
+        );
     }
 }

@@ -95,7 +95,7 @@ impl Roles {
 
     pub fn from_map(map: BTreeMap<String, Role>) -> Result<Roles, String> {
         for db in map.keys() {
-            if db != "*" && !crate::catalogue::valid_name(db) {
+            if db != "*" && !crate::catalogue::known_name(db) {
                 return Err(format!("roles: {db:?} is not a database name or \"*\""));
             }
         }
@@ -275,6 +275,11 @@ impl Auth {
         method: &str,
     ) -> Result<(), Refusal> {
         let role = match database {
+            // The server's own metrics are read-only to ordinary writers (admins may write).
+            Some((crate::catalogue::MONITORING_DB, _)) => actor
+                .roles
+                .on(crate::catalogue::MONITORING_DB)
+                .map(|r| if r == Role::Writer { Role::Reader } else { r }),
             Some((db, _)) => actor.roles.on(db),
             None => actor.roles.on_server(),
         };

@@ -555,7 +555,7 @@ fn decode_labels(message: &[u8]) -> Result<Vec<(&str, &str)>, String> {
 }
 
 /// A remote-write label set as a series key.
-fn series_key(
+pub(crate) fn series_key(
     labels: Vec<(&str, &str)>,
     limits: &PointLimits,
 ) -> Result<SeriesKey, (String, String)> {

@@ -7,7 +7,7 @@ use sluice_api::replication::{
     ReplicationConfigRequest, ReplicationConfigResponse, WalApplyRequest, WalApplyResponse,
 };
 
-use crate::catalogue::{CatalogueError, DatabaseSettings, valid_name};
+use crate::catalogue::{CatalogueError, DatabaseSettings, known_name};
 use crate::config::Role;
 use crate::db::{Database, ManageError};
 use crate::error::{ApiError, SeedFields};
@@ -35,7 +35,7 @@ pub async fn apply_batch(
             "differs from the X-Primary-ID header",
         ));
     }
-    if !valid_name(&req.database) {
+    if !known_name(&req.database) {
         return Err(ApiError::invalid_field(
             "database",
             "not a valid database name",

@@ -67,6 +67,11 @@ fn console_answer(file: &str) -> Response {
     response
 }
 
+/// Swagger UI (where people type tokens) loads and calls only this server; its components
+/// set inline styles and its icons are `data:` SVGs.
+const DOCS_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// Swagger UI's configuration: the served document, "Try it out" on, the token kept in memory.
 static DOCS_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyLock::new(|| {
     Arc::new(
@@ -95,7 +100,12 @@ fn docs_answer(file: &str) -> Response {
             };
             let content_type = HeaderValue::from_str(&content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            file_response(f.bytes, content_type, file == "index.html")
+            let mut response = file_response(f.bytes, content_type, file == "index.html");
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            );
+            response
         }
         Ok(None) => missing(&format!("/docs/{file}")),
         Err(e) => ApiError::internal(format!("serving /docs/{file}: {e}")).into_response(),
@@ -118,6 +128,10 @@ fn file_response(body: Cow<'static, [u8]>, content_type: HeaderValue, page: bool
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 

@@ -318,6 +318,8 @@ pub struct Replication {
     /// Set once shippers run (after recovery); replicas added later start their own.
     started: Mutex<Option<crate::state::AppState>>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// `monitoring.replicate`: whether `_monitoring` is shipped like any database.
+    ship_monitoring: bool,
 }
 
 const PRIMARY: u8 = 0;
@@ -348,7 +350,15 @@ impl Replication {
             floor_lock: Mutex::default(),
             started: Mutex::new(None),
             stop: tokio::sync::watch::Sender::new(false),
+            ship_monitoring: config.monitoring.replicate,
         }
+    }
+
+    /// Whether database `db` is shipped to replicas: all are but `_monitoring`, unless
+    /// `monitoring.replicate` (each node keeps its own metrics). What is not shipped holds no
+    /// WAL for replicas and has no lag.
+    pub fn ships(&self, db: &str) -> bool {
+        db != crate::catalogue::MONITORING_DB || self.ship_monitoring
     }
 
     pub fn config(&self) -> &crate::config::ReplicationSection {
@@ -697,6 +707,9 @@ impl Replication {
     /// a snapshot in progress holds its pin whatever its lag (without it, the copy would be
     /// useless when it arrives; the pin goes when the transfer ends).
     fn retain_from(&self, db: &str, lag_bytes: impl Fn(Lsn) -> u64) -> Option<Lsn> {
+        if !self.ships(db) {
+            return None;
+        }
         let within = |next: Lsn| {
             (lag_bytes(Lsn(next.0.saturating_sub(1))) <= self.config.max_retained_wal_bytes)
                 .then_some(next)
@@ -754,7 +767,8 @@ impl Replication {
         let m = &self.metrics;
         let shipped = m.bytes_shipped.get();
         let uncompressed = m.bytes_uncompressed.get();
-        let all = dbs.map(|d| d.all()).unwrap_or_default();
+        let mut all = dbs.map(|d| d.all()).unwrap_or_default();
+        all.retain(|db| self.ships(&db.name));
         let replicas = self
             .links()
             .iter()

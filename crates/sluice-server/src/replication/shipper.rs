@@ -69,7 +69,8 @@ async fn run(state: AppState, link: Arc<ReplicaLink>) {
         notified.as_mut().enable();
         let mut progressed = false;
         let mut failure = None;
-        let current = state.databases().map(|d| d.all()).unwrap_or_default();
+        let mut current = state.databases().map(|d| d.all()).unwrap_or_default();
+        current.retain(|db| repl.ships(&db.name));
         // A feed holds its database open: drop those of deleted or replaced databases, which
         // a failing round (it stops at the first failure) would otherwise keep forever, and
         // with them the deletion that waits for every holder.

@@ -456,3 +456,122 @@ async fn management_commands_report_server_errors_with_code_and_error_id() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_with_a_readers_token_shows_what_a_reader_may_see() {
+    let tokens = r#"{"ops":"an-admin-token-of-enough-length","viewer":{"token":"a-reader-token-of-enough-length","roles":{"*":"reader"}}}"#;
+    let s = TestServer::start_with(
+        crate::support::Options::default().env("SLUICE_BEARER_TOKENS_JSON", tokens),
+    )
+    .await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (code, _, err) = sluice(&["status", "--url", &base], None);
+        assert_eq!(code, 1);
+        assert!(err.contains("code unauthenticated, error_id "), "{err}");
+        let (code, out, err) = sluice(
+            &[
+                "status",
+                "--url",
+                &base,
+                "--token",
+                "a-reader-token-of-enough-length",
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("replication needs admin"), "{out}");
+        assert!(out.contains("\ndefault "), "{out}");
+        let (code, out, err) = sluice(
+            &[
+                "status",
+                "--url",
+                &base,
+                "--token",
+                "an-admin-token-of-enough-length",
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("role primary") && out.contains("replicas: none"),
+            "{out}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn mistakes_are_found_before_anything_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a.lp");
+    std::fs::write(&file, "m v=1 1\n").unwrap();
+    let f = file.to_str().unwrap();
+    // The binary protocol has no TLS: not chosen, or refused, for an https URL.
+    let (code, _, err) = sluice(
+        &[
+            "import",
+            "--url",
+            "https://127.0.0.1:1",
+            "--transport",
+            "wire",
+            f,
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("no TLS"), "{err}");
+    let (code, _, err) = sluice(
+        &[
+            "import",
+            "--url",
+            "http://127.0.0.1:1",
+            "--rejects",
+            "/nonexistent/dir/r.txt",
+            f,
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--rejects /nonexistent/dir/r.txt"), "{err}");
+    let (code, _, err) = sluice(
+        &["import", "--url", "http://127.0.0.1:1", f, "missing.lp"],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("input missing.lp"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_server_is_reached_with_its_certificate_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut opts = crate::support::Options::default()
+        .env("SLUICE_HTTP_TLS_CERT_FILE", cert_path.to_str().unwrap())
+        .env("SLUICE_HTTP_TLS_KEY_FILE", key_path.to_str().unwrap());
+    opts.tls = true;
+    let s = TestServer::start_with(opts).await;
+    let url = s.base.replace("127.0.0.1", "localhost");
+    let ca = cert_path.to_str().unwrap().to_string();
+    let lp = dir.path().join("a.lp");
+    std::fs::write(&lp, "tls,host=h1 v=1 1700000000000000000\n").unwrap();
+    let lp = lp.to_str().unwrap().to_string();
+    tokio::task::spawn_blocking(move || {
+        // Untrusted: refused, not retried for long.
+        let (code, _, err) = sluice(&["db", "list", "--url", &url], None);
+        assert_eq!(code, 1, "{err}");
+        let (code, out, err) = sluice(&["db", "list", "--url", &url, "--ca-cert", &ca], None);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("default"), "{out}");
+        // `auto` picks HTTP for an https URL (the binary protocol has no TLS).
+        let (code, _, err) = sluice(&["import", "--url", &url, "--ca-cert", &ca, &lp], None);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("imported 1 points"), "{err}");
+    })
+    .await
+    .unwrap();
+}

@@ -10,6 +10,7 @@ mod client;
 mod durability;
 mod http;
 mod import;
+mod monitoring;
 mod openapi;
 mod prom;
 mod replication;

@@ -71,6 +71,10 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateDatabase>,
 ) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
+    // `_monitoring` is the server's own (`monitoring.rs`).
+    if !crate::catalogue::valid_name(&req.name) {
+        return Err(manage_error(ManageError::InvalidName(req.name)));
+    }
     let settings = DatabaseSettings {
         retention_ms: req.retention_ms,
         policy: req.policy,

@@ -233,14 +233,11 @@ impl<'t> Parser<'t, '_> {
         let ls = match self.by_raw.get(series_text) {
             Some(&ls) => ls,
             None => {
-                let parsed = series().map_err(lp_error)?;
-                let measurement = parsed.measurement.into_owned();
-                let mut tags: Vec<(String, String)> = parsed
-                    .tags
-                    .into_iter()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                let entity = sluice_lineproto::take_entity(&mut tags);
+                let sluice_lineproto::SluiceSeries {
+                    measurement,
+                    entity,
+                    tags,
+                } = series().map_err(lp_error)?.into_sluice();
                 // The syntax is checked here; the limits (lengths, counts) are checked by each
                 // numeric field's series key, so a line of string fields only, which writes
                 // nothing, is not refused for them.

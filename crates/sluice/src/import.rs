@@ -137,7 +137,7 @@ pub struct CsvMapping {
     #[arg(long, default_value = "ms", help_heading = "CSV")]
     time_format: String,
     /// Column holding the value; repeat for several: each is then a point whose metric is the
-    /// column's name (prefixed by --metric and `_` when given).
+    /// column's name, prefixed by --metric and `_` (or by the row's --metric-column value and `_`).
     #[arg(long = "value-column", value_name = "COLUMN", help_heading = "CSV")]
     value_columns: Vec<String>,
     /// A column to keep as a tag (named by its header); repeat for more. Default: every
@@ -1080,13 +1080,21 @@ impl Reader<'_> {
     }
 }
 
+/// A batch's encoded size at most (plus one line's points): well under the server's request
+/// and frame limits (32 MiB by default).
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
 impl Out<'_> {
+    /// Seals the batch at `--batch` points or [`MAX_BATCH_BYTES`] (long tags or names must not
+    /// make a batch the server refuses as too large).
     fn seal_if_full(&mut self) -> anyhow::Result<()> {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.items.len() >= self.batch)
-        {
+        if self.current.as_ref().is_some_and(|c| {
+            c.items.len() >= self.batch
+                || match &c.enc {
+                    Encoder::Wire(b) => b.bytes(),
+                    Encoder::Json(body) => body.len(),
+                } >= MAX_BATCH_BYTES
+        }) {
             self.seal()?;
         }
         Ok(())
@@ -1379,10 +1387,13 @@ impl CsvColumns {
             let value: f64 = raw
                 .trim()
                 .parse()
-                .map_err(|_| format!("{raw:?} is not a number"))?;
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| format!("{raw:?} is not a finite number"))?;
             let metric = match (self.metric.map(get), &self.metric_name, name.is_empty()) {
                 (Some(m), _, true) => m.to_string(),
                 (_, Some(prefix), false) => format!("{prefix}_{name}"),
+                (Some(prefix), None, false) if !prefix.is_empty() => format!("{prefix}_{name}"),
                 (_, Some(m), true) => m.clone(),
                 (_, None, false) => name.clone(),
                 (None, None, true) => return Err("no metric".into()),

@@ -196,7 +196,7 @@ async fn csv_columns_map_to_points_and_bad_rows_are_named() {
         .unwrap();
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("weather.csv:4: \"not-a-number\" is not a number"),
+        err.contains("weather.csv:4: \"not-a-number\" is not a finite number"),
         "{err}"
     );
     assert_eq!(count(&s, "default", "weather_temp").await, 3);
@@ -574,4 +574,50 @@ async fn an_https_server_is_reached_with_its_certificate_trusted() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_are_cut_by_size_as_well_as_by_points() {
+    // 90,000 points of ~500 bytes in JSON: one batch of --batch 100000 would be ~45 MB, over
+    // the server's 32 MiB body limit; cut at 8 MiB it is six requests.
+    let s = TestServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("wide.lp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let pad = "x".repeat(200);
+    for i in 0..90_000i64 {
+        writeln!(
+            f,
+            "wide,host=h{},a={pad}{},b={pad} v={i} {}",
+            i % 10,
+            i % 7,
+            i + 1
+        )
+        .unwrap();
+    }
+    drop(f);
+    let (base, f) = (s.base.clone(), file.to_str().unwrap().to_string());
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        sluice(
+            &[
+                "import",
+                "--url",
+                &base,
+                "--transport",
+                "http",
+                "--batch",
+                "100000",
+                "--precision",
+                "ms",
+                "--connections",
+                "1",
+                &f,
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count(&s, "default", "wide_v").await, 90_000);
 }

@@ -1,6 +1,6 @@
 //! The Sluice binary wire protocol: frames, opcodes, statuses and payloads, shared by
 //! the server and the clients. `docs/wire-protocol.md` is the reference with byte-level
-//! examples; `tests/doc_examples.rs` decodes and encodes exactly those bytes.
+//! examples; `tests/it/doc_examples.rs` decodes and encodes exactly those bytes.
 //!
 //! # Frames
 //! ```text

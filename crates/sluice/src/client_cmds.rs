@@ -233,10 +233,15 @@ fn print_query(output: &str, answer: &QueryResponse) -> anyhow::Result<()> {
         w.write_record(["metric", "entity", "tags", "timestamp_ms", "value"])?;
         for s in &answer.series {
             for (t, v) in &s.points {
+                // Tags as a JSON object, as `export --format csv` writes them and `import` reads.
                 w.write_record([
                     &s.metric,
                     &s.entity,
-                    &tags_text(&s.tags),
+                    &if s.tags.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&s.tags)?
+                    },
                     &t.to_string(),
                     &v.to_string(),
                 ])?;

@@ -34,7 +34,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -232,7 +232,7 @@ impl Shared {
             reason: reason.into(),
             text,
         };
-        let mut r = self.rejects.lock().unwrap();
+        let mut r = self.rejects.lock().unwrap_or_else(PoisonError::into_inner);
         r.count += 1;
         if let Some(f) = &mut r.file {
             let line = format!(
@@ -251,7 +251,7 @@ impl Shared {
 
     fn acknowledge(&self, b: &Batch, points: u64) {
         self.points.fetch_add(points, Ordering::Relaxed);
-        let mut t = self.acked.lock().unwrap();
+        let mut t = self.acked.lock().unwrap_or_else(PoisonError::into_inner);
         t.done.insert(b.seq, (b.input, b.last_line));
         loop {
             let next = t.next;
@@ -265,7 +265,10 @@ impl Shared {
 
     fn fail(&self, e: anyhow::Error) {
         self.stop.store(true, Ordering::SeqCst);
-        self.fatal.lock().unwrap().get_or_insert(e);
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(e);
     }
 }
 
@@ -1509,7 +1512,10 @@ fn summary(
     let points = shared.points.load(Ordering::Relaxed);
     let lines = shared.lines.load(Ordering::Relaxed);
     let (refused, mut rejects, file, file_error) = {
-        let mut r = shared.rejects.lock().unwrap();
+        let mut r = shared
+            .rejects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         (
             r.count,
             std::mem::take(&mut r.kept),
@@ -1553,14 +1559,22 @@ fn summary(
     if let (Some(e), Some(path)) = (&file_error, &a.rejects) {
         writeln!(err, "sluice: could not write {}: {e}", path.display())?;
     }
-    let fatal = shared.fatal.lock().unwrap().take();
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if fatal.is_some() || interrupted {
         if let Some(e) = &fatal {
             writeln!(err, "sluice: import stopped: {e:#}")?;
         } else {
             writeln!(err, "sluice: import interrupted")?;
         }
-        let through = shared.acked.lock().unwrap().through;
+        let through = shared
+            .acked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .through;
         match through {
             Some((input, line)) => writeln!(
                 err,

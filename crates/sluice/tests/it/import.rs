@@ -621,3 +621,35 @@ async fn batches_are_cut_by_size_as_well_as_by_points() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(count(&s, "default", "wide_v").await, 90_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_csv_is_read_back_by_import() {
+    let s = TestServer::start().await;
+    let (st, _) = s
+        .post_json("/ts/put", &crate::support::point("room", 1000, 20.5))
+        .await;
+    assert_eq!(st, 200);
+    let tmp = tempfile::tempdir().unwrap();
+    let csv_path = tmp.path().join("room.csv");
+    let (base, c) = (s.base.clone(), csv_path.to_str().unwrap().to_string());
+    tokio::task::spawn_blocking(move || {
+        let (code, out, err) = sluice(
+            &["query", "--url", &base, "--metric", "room", "-o", "csv"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some(r#"room,e1,"{""dc"":""eu""}",1000,20.5"#),
+            "{out}"
+        );
+        std::fs::write(&c, out).unwrap();
+        let (code, _, err) = sluice(&["db", "create", "--url", &base, "copy"], None);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = sluice(&["import", "--url", &base, "--db", "copy", &c], None);
+        assert_eq!(code, 0, "{err}");
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&s, "copy", "room").await, 1);
+}

@@ -8,7 +8,7 @@ use sluice_wire::{
     Request, TsPoint, VectorEntity, VectorQuery, VectorRef, decode_request, split_frame,
 };
 
-const DOC: &str = include_str!("../../../docs/wire-protocol.md");
+const DOC: &str = include_str!("../../../../docs/wire-protocol.md");
 
 /// `(name, bytes)` of every ```` ```hex NAME ```` block.
 fn examples() -> Vec<(String, Vec<u8>)> {

@@ -20,6 +20,7 @@ var covered = map[string]string{
 	"POST /ts/buffer/flush":                            "TimeSeriesClient.FlushBuffer",
 	"POST /ts/query":                                   "TimeSeriesClient.Query",
 	"POST /ts/export":                                  "TimeSeriesClient.Export",
+	"POST /ts/delete":                                  "TimeSeriesClient.Delete",
 	"POST /write":                                      "TimeSeriesClient.WriteLines",
 	"POST /api/v2/write":                               "TimeSeriesClient.WriteLines",
 	"POST /vectors/add":                                "VectorsClient.Add",

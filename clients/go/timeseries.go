@@ -252,6 +252,26 @@ func (t *TimeSeriesClient) Export(ctx context.Context, e Export) (*PointIterator
 	return &PointIterator{body: resp.Body, sc: sc}, nil
 }
 
+// TsDeleteResult answers Delete: the deletion is durable and visible to queries.
+type TsDeleteResult struct {
+	Success         bool   `json:"success"`
+	LSN             uint64 `json:"lsn"`
+	Series          uint64 `json:"series"`
+	PointsDeleted   uint64 `json:"points_deleted"`
+	ChunksRewritten uint64 `json:"chunks_rewritten"`
+	ChunksRemoved   uint64 `json:"chunks_removed"`
+}
+
+// Delete deletes the points of the selected series in [FromMs, ToMs] (POST /ts/delete; admin).
+// As for Export, ToMs 0 means the end of time: Export{Metric: m} deletes every point of m.
+// Durable, replicated and visible to queries when it returns; points written later are
+// untouched. Never re-sent after a lost answer (it would delete what was written meanwhile).
+func (t *TimeSeriesClient) Delete(ctx context.Context, e Export) (*TsDeleteResult, error) {
+	q := Query{Metric: e.Metric, FromMs: e.FromMs, ToMs: e.ToMs, Entity: e.Entity, Tags: e.Tags, Matchers: e.Matchers}
+	var out TsDeleteResult
+	return &out, t.c.callJSON(ctx, "POST", "/ts/delete", true, q.body(), false, nil, &out)
+}
+
 // ExportFunc streams an export into fn; fn's error stops it and is returned.
 func (t *TimeSeriesClient) ExportFunc(ctx context.Context, e Export, fn func(DataPoint) error) error {
 	it, err := t.Export(ctx, e)

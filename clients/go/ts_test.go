@@ -113,3 +113,35 @@ func TestPutWithoutTimestampIsStampedByServer(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
+
+func TestDeleteRemovesTheSelectedPoints(t *testing.T) {
+	ctx := ctxT(t)
+	ts := authServer.client(t).TimeSeries()
+	m := uniq("del")
+	var pts []DataPoint
+	for _, e := range []string{"a", "b"} {
+		for i := int64(0); i < 10; i++ {
+			pts = append(pts, DataPoint{Metric: m, Entity: e, Value: float64(i), TimestampMs: 1000 + i, Tags: map[string]string{"dc": e + "-1"}})
+		}
+	}
+	if _, err := ts.PutBatch(ctx, pts); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ts.Delete(ctx, Export{Metric: m, Entity: "a", FromMs: 1004, ToMs: 2000})
+	if err != nil || !r.Success || r.Series != 1 || r.PointsDeleted != 6 || r.LSN == 0 {
+		t.Fatalf("delete: %+v %v", r, err)
+	}
+	r, err = ts.Delete(ctx, Export{Metric: m, Matchers: []TagMatcher{{Tag: "dc", Op: "=~", Value: "b-.*"}}})
+	if err != nil || r.Series != 1 || r.PointsDeleted != 10 {
+		t.Fatalf("delete by matcher: %+v %v", r, err)
+	}
+	res, err := ts.Query(ctx, Query{Metric: m})
+	if err != nil || len(res.Series) != 1 || len(res.Series[0].Points) != 4 {
+		t.Fatalf("left: %+v %v", res, err)
+	}
+	_, err = ts.Delete(ctx, Export{Metric: m, FromMs: 10, ToMs: 5})
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 422 || e.ErrorID == "" {
+		t.Fatalf("bad range: %v", err)
+	}
+}

@@ -184,3 +184,23 @@ def test_read_your_writes_server_bug(server):
     c.close()
     if misses:
         pytest.xfail(f"server bug: queries right after acknowledged writes missed points: {misses[:3]}")
+
+
+def test_delete_points_by_selection(client):
+    m = uniq()
+    client.timeseries.put_batch([(m, e, float(i), T0 + i, {"dc": dc}) for e, dc in (("a", "eu"), ("b", "us")) for i in range(10)])
+    client.timeseries.flush_buffer()
+    client.timeseries.put_batch([(m, "a", 99.0, T0 + 20, {"dc": "eu"})])
+    r = client.timeseries.delete(m, T0 + 5, T0 + 20, entity="a")
+    assert isinstance(r, sluice.TsDeleteResult) and r.success and r.lsn > 0
+    assert (r.series, r.points_deleted) == (1, 6)
+    left = sorted((p.entity, p.timestamp_ms) for p in client.timeseries.query(m).points())
+    assert left == [("a", T0 + i) for i in range(5)] + [("b", T0 + i) for i in range(10)]
+    r = client.timeseries.delete(m, 0, 2**63 - 1, matchers=[("dc", "=~", "u.")])
+    assert (r.series, r.points_deleted) == (1, 10)
+    assert {p.entity for p in client.timeseries.query(m).points()} == {"a"}
+    with pytest.raises(ValueError):
+        client.timeseries.delete(m, None, T0)
+    with pytest.raises(sluice.SluiceError) as e:
+        client.timeseries.delete(m, T0, T0 - 1)
+    assert e.value.status == 422 and e.value.error_id

@@ -138,6 +138,9 @@ export interface QueryOptions extends CallOptions {
 
 export type ExportOptions = Omit<QueryOptions, "aggregation" | "step_ms" | "group_by">;
 
+/** A deletion's selection: the range is required (0 and `MAX_TS` for all time). */
+export type DeleteOptions = ExportOptions & { from_ms: number | Date; to_ms: number | Date };
+
 export interface WriteLinesOptions extends CallOptions, AckOption {
   /** Timestamp precision of the lines: ns (default), us, ms, s. */
   precision?: "ns" | "us" | "ms" | "s";
@@ -271,6 +274,19 @@ export class TimeSeriesClient extends Scoped {
     if (o.step_ms !== undefined) body.step_ms = o.step_ms;
     if (o.group_by && o.group_by.length) body.group_by = o.group_by;
     return this.send({ method: "POST", path: this.p("/ts/query"), json: body }, o);
+  }
+
+  /**
+   * `POST /ts/delete` (admin): deletes the points of the selected series in
+   * `[from_ms, to_ms]` (inclusive). Durable, replicated and visible to queries when it
+   * resolves; points written later are untouched. Never re-sent after a lost answer (it would
+   * delete what was written meanwhile).
+   */
+  async delete(o: DeleteOptions): Promise<T.TsDeleteResponse> {
+    if (o.from_ms === undefined || o.to_ms === undefined) {
+      throw new TypeError("delete needs from_ms and to_ms (0 and MAX_TS for all time)");
+    }
+    return this.send({ method: "POST", path: this.p("/ts/delete"), json: rangeBody(o) }, o);
   }
 
   /**

@@ -34,6 +34,7 @@ export type BatchPutResponse = S["BatchPutResponse"];
 export type BufferedPutResponse = S["BufferedPutResponse"];
 export type BufferedVectorResponse = S["BufferedVectorResponse"];
 export type FlushResponse = S["FlushResponse"];
+export type TsDeleteResponse = S["TsDeleteResponse"];
 export type VectorFlushResponse = S["VectorFlushResponse"];
 export type QueryRequest = S["QueryRequest"];
 export type QueryResponse = S["QueryResponse"];

@@ -36,6 +36,7 @@ const COVERAGE = {
   ts_buffer_flush: "timeseries.flushBuffer",
   ts_query: "timeseries.query",
   export: "timeseries.export",
+  ts_delete: "timeseries.delete",
   write_v1: "timeseries.writeLines",
   write_v2: "timeseries.writeLines",
   add: "vectors.add",

@@ -1,6 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Client, ThemisTimeSeriesClient, SluiceTimeSeriesClient, TimeSeriesClient } from "../dist/index.js";
+import { Client, MAX_TS, ThemisTimeSeriesClient, SluiceTimeSeriesClient, TimeSeriesClient } from "../dist/index.js";
 import { startServer, uniq, settle } from "./helpers.mjs";
 
 let srv, client;
@@ -136,4 +136,23 @@ test("the database option routes to /v1/databases/{db}", async () => {
   assert.ok((await scoped.timeseries.getBufferStats()).points_flushed >= 1);
   await assert.rejects(() => new Client(srv.url, { database: "nope-db" }).timeseries.query({ metric }), (e) => e.status === 404);
   assert.equal(await client.databases.delete(db), true);
+});
+
+test("delete removes the selected points in the range, durable and at once", async () => {
+  const metric = uniq("del");
+  const pts = [];
+  for (const [entity, dc] of [["a", "eu"], ["b", "us"]]) {
+    for (let i = 0; i < 10; i++) pts.push({ metric, entity, value: i, timestamp_ms: 1000 + i, tags: { dc } });
+  }
+  await client.timeseries.putBatch(pts);
+  await client.timeseries.flushBuffer();
+  const r = await client.timeseries.delete({ metric, entity: "a", from_ms: 1005, to_ms: 2000 });
+  assert.equal(r.success, true);
+  assert.deepEqual([r.series, r.points_deleted], [1, 5]);
+  assert.equal(await count(client, metric), 15);
+  const m = await client.timeseries.delete({ metric, from_ms: 0, to_ms: MAX_TS, matchers: [{ tag: "dc", op: "=", value: "us" }] });
+  assert.deepEqual([m.series, m.points_deleted], [1, 10]);
+  assert.equal(await count(client, metric), 5);
+  await assert.rejects(() => client.timeseries.delete({ metric }), TypeError);
+  await assert.rejects(() => client.timeseries.delete({ metric, from_ms: 10, to_ms: 5 }), (e) => e.status === 422 && !!e.errorId);
 });

@@ -184,6 +184,41 @@ pub struct ExportRequest {
     pub to_ms: i64,
 }
 
+/// `POST /ts/delete` body: the selection of `/ts/query` (without aggregation) whose points in
+/// `[from_ms, to_ms]` are deleted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TsDeleteRequest {
+    pub metric: String,
+    pub entity: Option<String>,
+    /// Every pair must match exactly.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub matchers: Vec<TagMatcher>,
+    #[serde(deserialize_with = "crate::int::integer")]
+    pub from_ms: i64,
+    #[serde(deserialize_with = "crate::int::integer")]
+    pub to_ms: i64,
+}
+
+/// `POST /ts/delete` answer: the deletion is durable and visible to every query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TsDeleteResponse {
+    pub success: bool,
+    /// LSN of the deletion's WAL record (replicas apply it at the same LSN).
+    pub lsn: u64,
+    /// Series the selection matched (they stay known, with the points outside the range).
+    pub series: u64,
+    /// Stored points removed, buffered and in chunks (an overwritten timestamp counts once
+    /// per stored version).
+    pub points_deleted: u64,
+    /// Chunks rewritten without the deleted points.
+    pub chunks_rewritten: u64,
+    /// Chunks removed whole.
+    pub chunks_removed: u64,
+}
+
 /// One series of a query answer (with `group_by`: one group, `entity`/`tags` hold its key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SeriesData {

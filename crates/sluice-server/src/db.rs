@@ -235,6 +235,11 @@ fn replay(
             stats.points += batch.len() as u64;
             ts.replay(batch, record.lsn);
         }
+        Some(Kind::TsDelete) => {
+            let q = sluice_ts::record::decode_delete(record.payload).map_err(|e| e.to_string())?;
+            ts.replay_delete(&q, record.lsn)
+                .map_err(|e| format!("applying the deletion at LSN {}: {e}", record.lsn))?;
+        }
         Some(Kind::VectorOps | Kind::Collection) => {
             vectors.replay(record.kind, record.payload, record.lsn)?;
             stats.vector_records += 1;

@@ -99,7 +99,7 @@ struct Engines {
 const FULL_RETRY: Duration = Duration::from_secs(1);
 
 /// Whether `e` (or an error it was caused by) says the storage is full.
-fn storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>()

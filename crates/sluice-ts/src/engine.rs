@@ -26,6 +26,19 @@
 //! refused (chunks also hold points outside its range), so a query over a huge range fails
 //! early instead of decoding it all.
 //!
+//! # Deletes
+//! [`TsEngine::delete`] removes the points of a selection in a time range. It holds the flush
+//! lock throughout (no flush runs, so there is no frozen head and every chunk predates it):
+//! under the engine lock it logs a [`crate::record::DELETE`] record and removes the matching
+//! points from the head, so points written after it are never touched; once the record is
+//! durable it rewrites the chunks that hold matching points, each keeping its `seq` (so which
+//! write of a timestamp wins does not change), and drops the chunks left empty, in one synced
+//! batch. The deletion is then in chunks and head alike: queries see it as soon as the call
+//! returns, and the space is free for the LSM's compaction. Until the rewrite is committed,
+//! the WAL may not be checkpointed past the record ([`TsEngine::persisted_bound`]); a
+//! deletion replayed over chunks it already rewrote finds nothing more to delete, so replay
+//! (and a replica applying the record) is idempotent. The series themselves stay known.
+//!
 //! # Out of order and duplicates
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
@@ -136,6 +149,29 @@ pub enum FlushError {
 }
 
 #[derive(Debug, thiserror::Error)]
+pub enum DeleteError<E> {
+    #[error(transparent)]
+    Append(E),
+    #[error("the WAL did not become durable: {0}")]
+    Wal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a deletion removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// Series the selection matched.
+    pub series: u64,
+    /// Stored points removed, buffered and in chunks (a timestamp written twice counts twice).
+    pub points: u64,
+    /// Chunks rewritten without the deleted points.
+    pub chunks_rewritten: u64,
+    /// Chunks removed whole.
+    pub chunks_removed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(
         "the query would answer more than {limit} points (raw points, or buckets of an aggregation over all its series or groups), or merge more than twice that from overlapping chunks; narrow the range or the selection, or widen the step"
@@ -227,6 +263,8 @@ struct State {
     head: Head,
     frozen: Option<Arc<Head>>,
     flushed_lsn: Lsn,
+    /// The oldest deletion logged whose chunk rewrite is not committed: the WAL must keep it.
+    pending_delete: Option<Lsn>,
 }
 
 /// A chunk smaller than `chunk_target_points` written since start. Each series keeps the run
@@ -290,6 +328,7 @@ impl TsEngine {
                 head: Head::default(),
                 frozen: None,
                 flushed_lsn: opened.flushed_lsn,
+                pending_delete: None,
             }),
             names: Mutex::new(SeriesCache::default()),
             flush: Mutex::new(FlushState {
@@ -316,10 +355,14 @@ impl TsEngine {
     /// every point logged so far is in chunks (writes log and buffer under one lock).
     pub fn persisted_bound(&self, written: Lsn) -> Lsn {
         let st = self.lock_state();
-        if st.head.points == 0 && st.frozen.is_none() {
+        let bound = if st.head.points == 0 && st.frozen.is_none() {
             written.max(st.flushed_lsn)
         } else {
             st.flushed_lsn
+        };
+        match st.pending_delete {
+            Some(p) => bound.min(Lsn(p.0.saturating_sub(1))),
+            None => bound,
         }
     }
 
@@ -458,6 +501,174 @@ impl TsEngine {
             });
         }
         Ok(self.insert(&mut st, batch, lsn))
+    }
+
+    /// Deletes the points of the series `q` selects (metric, entity, tags, matchers) in
+    /// `[q.from_ms, q.to_ms]`: `append` logs the encoded record (see the module doc, "Deletes")
+    /// and returns the caller's ticket and its LSN; `wait_durable(L)` returns once the WAL is
+    /// fsync'd up to `L`, before any chunk is rewritten.
+    pub fn delete<T, E>(
+        &self,
+        q: &Query,
+        append: impl FnOnce(Vec<u8>) -> Result<(T, Lsn), E>,
+        wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
+    ) -> Result<(T, DeleteOutcome), DeleteError<E>> {
+        let payload = crate::record::encode_delete(q);
+        let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let (ticket, lsn, ids, buffered) = {
+            let mut st = self.lock_state();
+            let (ticket, lsn) = append(payload).map_err(DeleteError::Append)?;
+            let (ids, buffered) = self.delete_buffered(&mut st, q, lsn);
+            (ticket, lsn, ids, buffered)
+        };
+        wait_durable(lsn).map_err(DeleteError::Wal)?;
+        let outcome = self.delete_stored(&mut fs, &ids, q, lsn, buffered)?;
+        Ok((ticket, outcome))
+    }
+
+    /// Applies a deletion shipped from a primary: `append` logs it at the primary's LSN under
+    /// the engine lock (as [`Self::apply_replicated`] does for points); `wait_durable` as in
+    /// [`Self::delete`]. A record at or below the flushed LSN is logged but not applied again.
+    pub fn apply_replicated_delete<E>(
+        &self,
+        q: &Query,
+        append: impl FnOnce() -> Result<Lsn, E>,
+        wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
+    ) -> Result<DeleteOutcome, DeleteError<E>> {
+        let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let (lsn, ids, buffered) = {
+            let mut st = self.lock_state();
+            let lsn = append().map_err(DeleteError::Append)?;
+            if lsn <= st.flushed_lsn {
+                return Ok(DeleteOutcome::default());
+            }
+            let (ids, buffered) = self.delete_buffered(&mut st, q, lsn);
+            (lsn, ids, buffered)
+        };
+        wait_durable(lsn).map_err(DeleteError::Wal)?;
+        Ok(self.delete_stored(&mut fs, &ids, q, lsn, buffered)?)
+    }
+
+    /// Re-applies a deletion during recovery (skipped when the chunks hold its LSN).
+    pub fn replay_delete(&self, q: &Query, lsn: Lsn) -> Result<DeleteOutcome, StoreError> {
+        let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let (ids, buffered) = {
+            let mut st = self.lock_state();
+            if lsn <= st.flushed_lsn {
+                return Ok(DeleteOutcome::default());
+            }
+            self.delete_buffered(&mut st, q, lsn)
+        };
+        self.delete_stored(&mut fs, &ids, q, lsn, buffered)
+    }
+
+    /// Removes the buffered points of a deletion logged at `lsn` and marks it pending; returns
+    /// the selected series and how many points it removed. Called with the flush lock held.
+    fn delete_buffered(&self, st: &mut State, q: &Query, lsn: Lsn) -> (Vec<SeriesId>, u64) {
+        debug_assert!(st.frozen.is_none(), "deletes hold the flush lock");
+        st.pending_delete.get_or_insert(lsn);
+        let ids: Vec<SeriesId> = st
+            .index
+            .select(&q.metric, q.entity.as_deref(), &q.tags)
+            .iter()
+            .filter(|id| {
+                st.index
+                    .key(*id)
+                    .is_some_and(|k| q.matchers.iter().all(|m| m.matches(k)))
+            })
+            .collect();
+        let (from, to) = (q.from_ms, q.to_ms);
+        let mut removed = 0usize;
+        for id in &ids {
+            if let Some(points) = st.head.series.get_mut(id) {
+                let before = points.len();
+                points.retain(|(t, _)| *t < from || *t > to);
+                removed += before - points.len();
+            }
+        }
+        st.head.points -= removed;
+        st.head.bytes = st.head.bytes.saturating_sub(removed * POINT_BYTES);
+        if st.head.points == 0 {
+            st.head.first_insert = None;
+        }
+        self.metrics.current_size.set(st.head.points as i64);
+        (ids, removed as u64)
+    }
+
+    /// Rewrites the chunks of `ids` holding points in the deletion's range (see the module
+    /// doc) and clears the deletion's pending mark. Called with the flush lock held.
+    fn delete_stored(
+        &self,
+        fs: &mut FlushState,
+        ids: &[SeriesId],
+        q: &Query,
+        lsn: Lsn,
+        buffered: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let (from, to) = (q.from_ms, q.to_ms);
+        let mut outcome = DeleteOutcome {
+            series: ids.len() as u64,
+            points: buffered,
+            ..DeleteOutcome::default()
+        };
+        let plan = self.store.plan(ids, from, to)?;
+        let mut writes = Vec::new();
+        let mut deletes = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            for (j, (min_ts, _, seq)) in plan.chunks(i).enumerate() {
+                let old = self.store.read_one(&plan, i, j)?;
+                let kept: Vec<(i64, f64)> = old
+                    .iter()
+                    .copied()
+                    .filter(|(t, _)| *t < from || *t > to)
+                    .collect();
+                if kept.len() == old.len() {
+                    continue;
+                }
+                outcome.points += (old.len() - kept.len()) as u64;
+                deletes.push((id, min_ts, seq));
+                let block = (!kept.is_empty()).then(|| encode_chunk(&kept));
+                // A small chunk stays in its series' run (rewritten) or leaves it (removed).
+                if let Some(run) = fs.small.get_mut(&id)
+                    && let Some(at) = run.iter().position(|s| (s.min_ts, s.seq) == (min_ts, seq))
+                {
+                    match &block {
+                        Some(block) => {
+                            run[at].min_ts = kept[0].0;
+                            run[at].count = kept.len();
+                            run[at].stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
+                        }
+                        None => {
+                            run.remove(at);
+                        }
+                    }
+                }
+                match block {
+                    Some(block) => {
+                        outcome.chunks_rewritten += 1;
+                        writes.push(ChunkWrite {
+                            series: id,
+                            min_ts: kept[0].0,
+                            max_ts: kept[kept.len() - 1].0,
+                            seq,
+                            block,
+                        });
+                    }
+                    None => outcome.chunks_removed += 1,
+                }
+            }
+        }
+        self.store.commit_rewrite(&writes, &deletes)?;
+        fs.small.retain(|_, run| !run.is_empty());
+        let mut st = self.lock_state();
+        if st.pending_delete == Some(lsn) {
+            st.pending_delete = None;
+        }
+        // Chunks now hold the deletion: a flush of what the head holds may claim its LSN.
+        if st.head.points > 0 {
+            st.head.last_lsn = st.head.last_lsn.max(lsn);
+        }
+        Ok(outcome)
     }
 
     /// Every metric name with at least one series.
@@ -697,11 +908,7 @@ impl TsEngine {
                 run.clear();
             }
             for part in points.chunks(target) {
-                let mut encoder = sluice_gorilla::ChunkEncoder::for_points(part);
-                for &(t, v) in part {
-                    encoder.push(t, v);
-                }
-                let block = encoder.snapshot();
+                let block = encode_chunk(part);
                 let stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
                 if part.len() < target {
                     run.push(Small {
@@ -1172,6 +1379,15 @@ impl TsEngine {
     }
 }
 
+/// A chunk's block for `points` (in time order): Gorilla, or decimal when the values allow.
+fn encode_chunk(points: &[(i64, f64)]) -> Vec<u8> {
+    let mut encoder = sluice_gorilla::ChunkEncoder::for_points(points);
+    for &(t, v) in points {
+        encoder.push(t, v);
+    }
+    encoder.snapshot()
+}
+
 /// An answer's series: metric, entity, tags.
 type OutputSeries = (String, String, Vec<(String, String)>);
 
@@ -1605,6 +1821,158 @@ mod tests {
         let got = all(&e);
         assert_eq!(got.last(), Some(&(2000, 2.0)));
         assert!(!got.contains(&(1000, 1.0)));
+    }
+
+    /// Every stored point as `(entity, ts) -> value`.
+    fn by_entity(e: &TsEngine) -> std::collections::BTreeMap<(String, i64), f64> {
+        let q = agg_query(None, i64::MIN, i64::MAX, None, &[]);
+        let mut out = std::collections::BTreeMap::new();
+        for s in e.query(&q).unwrap() {
+            for (t, v) in s.points {
+                out.insert((s.entity.clone(), t), v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn deletes_match_a_model_across_flushes_merges_and_reopen() {
+        enum Rec {
+            Points(Vec<Point>),
+            Delete(Query),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = 6;
+        let mut e = engine(dir.path(), target);
+        let mut log: Vec<(Lsn, Rec)> = Vec::new();
+        let mut model = std::collections::BTreeMap::new();
+        let mut lsn = 0u64;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut deleted, mut reopened) = (0u64, 0);
+        for step in 0..600 {
+            match next(12) {
+                0..=5 => {
+                    let mut points = Vec::new();
+                    for _ in 0..1 + next(4) {
+                        let entity = format!("e{}", next(2));
+                        let t = next(300) as i64;
+                        points.push(
+                            Point::new(
+                                "m".into(),
+                                entity.clone(),
+                                t,
+                                step as f64,
+                                [],
+                                &PointLimits::default(),
+                            )
+                            .unwrap(),
+                        );
+                        model.insert((entity, t), step as f64);
+                    }
+                    lsn += 1;
+                    let l = Lsn(lsn);
+                    e.write(Batch::from_points(points.clone()), |_| Ok::<_, ()>(((), l)))
+                        .unwrap();
+                    log.push((l, Rec::Points(points)));
+                }
+                6 | 7 => {
+                    e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+                }
+                8 | 9 => {
+                    let from = next(300) as i64;
+                    let to = from + next(80) as i64;
+                    let entity = match next(3) {
+                        0 => None,
+                        n => Some(format!("e{}", n - 1)),
+                    };
+                    let mut q = agg_query(None, from, to, None, &[]);
+                    q.entity = entity.clone();
+                    let before = model.len();
+                    model.retain(|(en, t), _| {
+                        !(entity.as_ref().is_none_or(|x| x == en) && (from..=to).contains(t))
+                    });
+                    lsn += 1;
+                    let l = Lsn(lsn);
+                    let (_, out) = e
+                        .delete(
+                            &q,
+                            |payload| {
+                                assert_eq!(
+                                    crate::record::decode_delete(&payload).unwrap().to_ms,
+                                    to
+                                );
+                                Ok::<_, ()>(((), l))
+                            },
+                            |_| Ok(()),
+                        )
+                        .unwrap();
+                    // Stored points may include overwritten versions of a timestamp.
+                    assert!(out.points >= (before - model.len()) as u64);
+                    deleted += out.points;
+                    log.push((l, Rec::Delete(q)));
+                }
+                10 => {
+                    // A restart: records the chunks do not hold are replayed, deletions too.
+                    drop(e);
+                    e = engine(dir.path(), target);
+                    for (l, rec) in &log {
+                        match rec {
+                            Rec::Points(p) => e.replay(Batch::from_points(p.clone()), *l),
+                            Rec::Delete(q) => {
+                                e.replay_delete(q, *l).unwrap();
+                            }
+                        }
+                    }
+                    reopened += 1;
+                }
+                _ => {
+                    // The newest record replayed again (a crash before the checkpoint):
+                    // a deletion over chunks it already rewrote changes nothing.
+                    if let Some((l, Rec::Delete(q))) = log.last() {
+                        let out = e.replay_delete(q, *l).unwrap();
+                        assert_eq!(out.points, 0, "{out:?}");
+                    }
+                }
+            }
+            assert_eq!(by_entity(&e), model, "after step {step}");
+        }
+        assert!(
+            deleted > 100 && reopened > 10,
+            "{deleted} deleted, {reopened} reopens"
+        );
+        // Nothing pending: the WAL may be checkpointed past every deletion.
+        assert_eq!(e.lock_state().pending_delete, None);
+    }
+
+    #[test]
+    fn a_pending_deletion_holds_the_checkpoint_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path(), 4);
+        let mut lsn = 0;
+        write(&e, &mut lsn, vec![pt(1, 1.0), pt(2, 2.0)]);
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        let q = agg_query(None, 0, 10, None, &[]);
+        // The WAL never becomes durable: the chunks are not rewritten, the record must stay.
+        let err = e
+            .delete(
+                &q,
+                |_| Ok::<_, ()>(((), Lsn(2))),
+                |_| Err("disk gone".into()),
+            )
+            .unwrap_err();
+        assert!(matches!(err, DeleteError::Wal(_)));
+        assert_eq!(e.persisted_bound(Lsn(2)), Lsn(1));
+        // Applied again (as replay would), the deletion completes and releases the bound.
+        let out = e.replay_delete(&q, Lsn(2)).unwrap();
+        assert_eq!((out.points, out.chunks_removed), (2, 1));
+        assert_eq!(e.persisted_bound(Lsn(2)), Lsn(2));
+        assert!(all(&e).is_empty());
     }
 
     #[test]

@@ -141,6 +141,11 @@ impl ChunkPlan {
     pub fn spans(&self, i: usize) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.series[i].1.iter().map(|m| (m.min_ts, m.max_ts))
     }
+
+    /// The chunks of series `i` in the range as `(min_ts, max_ts, seq)`, in write order.
+    pub fn chunks(&self, i: usize) -> impl Iterator<Item = (i64, i64, u64)> + '_ {
+        self.series[i].1.iter().map(|m| (m.min_ts, m.max_ts, m.seq))
+    }
 }
 
 /// What a store holds when opened.
@@ -251,13 +256,10 @@ impl ChunkStore {
             batch.insert(&self.series, id.to_be_bytes().to_vec(), key.encode());
         }
         for c in chunks {
-            let mut value = Vec::with_capacity(8 + c.block.len());
-            value.extend_from_slice(&c.max_ts.to_le_bytes());
-            value.extend_from_slice(&c.block);
             batch.insert(
                 &self.chunks,
                 chunk_key(c.series, c.min_ts, c.seq).to_vec(),
-                value,
+                chunk_value(c),
             );
         }
         batch.insert(
@@ -309,6 +311,65 @@ impl ChunkStore {
         })
         .map_err(|e| StoreError::SyncFailed(e.to_string()))?;
         Ok(())
+    }
+
+    /// Replaces chunks in place for a deletion: removes `deletes` and writes `chunks` (each
+    /// keeping the `seq` of the chunk it replaces, so last-write-wins among a series' chunks is
+    /// unchanged) in one atomic batch, then syncs it. The flushed LSN is not touched: a
+    /// deletion replayed over chunks it already rewrote finds nothing more to delete.
+    pub fn commit_rewrite(
+        &self,
+        chunks: &[ChunkWrite],
+        deletes: &[(SeriesId, i64, u64)],
+    ) -> Result<(), StoreError> {
+        if chunks.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        for &(series, min_ts, seq) in deletes {
+            batch.remove(&self.chunks, chunk_key(series, min_ts, seq).to_vec());
+        }
+        for c in chunks {
+            batch.insert(
+                &self.chunks,
+                chunk_key(c.series, c.min_ts, c.seq).to_vec(),
+                chunk_value(c),
+            );
+        }
+        let bytes = chunks.iter().map(|c| c.block.len() + 32).sum::<usize>();
+        if let Some(fault) = sluice_wal::faults::decide_write(&self.fault_path, bytes) {
+            return Err(StoreError::Io(fault));
+        }
+        {
+            let mut dir = self.directory_mut();
+            batch.commit()?;
+            dir.generation += 1;
+            for &(series, min_ts, seq) in deletes {
+                dir.change(series, |live| {
+                    live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq))
+                });
+            }
+            for c in chunks {
+                dir.change(c.series, |live| {
+                    // In `seq` order, as readers expect (an old seq goes back among its peers).
+                    let at = live.partition_point(|m| m.seq <= c.seq);
+                    live.insert(
+                        at,
+                        ChunkMeta {
+                            min_ts: c.min_ts,
+                            max_ts: c.max_ts,
+                            seq: c.seq,
+                        },
+                    )
+                });
+            }
+        }
+        sluice_wal::faults::sync_with(&self.fault_path, || {
+            self.db
+                .persist(PersistMode::SyncAll)
+                .map_err(std::io::Error::other)
+        })
+        .map_err(|e| StoreError::SyncFailed(e.to_string()))
     }
 
     fn directory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
@@ -546,6 +607,14 @@ impl ChunkStore {
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
     }
+}
+
+/// A chunk's stored value: `max_ts i64 LE ++ block`.
+fn chunk_value(c: &ChunkWrite) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + c.block.len());
+    value.extend_from_slice(&c.max_ts.to_le_bytes());
+    value.extend_from_slice(&c.block);
+    value
 }
 
 fn split_value(v: &[u8]) -> Result<(i64, &[u8]), StoreError> {

@@ -311,7 +311,8 @@ class Ops:
             body["group_by"] = list(group_by)
         return json_req("POST", self.p("/ts/query"), body, model(m.QueryResult))
 
-    def ts_export(self, metric: str, from_ms: Any, to_ms: Any, entity: Optional[str], tags: Any, matchers: Any) -> Req:
+    @staticmethod
+    def _selection(metric: str, from_ms: Any, to_ms: Any, entity: Optional[str], tags: Any, matchers: Any) -> Dict[str, Any]:
         body: Dict[str, Any] = {"metric": metric, "from_ms": to_ms_or(from_ms, 0), "to_ms": to_ms_or(to_ms, MAX_TS)}
         if entity is not None:
             body["entity"] = entity
@@ -320,7 +321,18 @@ class Ops:
         mj = m.matchers_to_json(matchers)
         if mj:
             body["matchers"] = mj
+        return body
+
+    def ts_export(self, metric: str, from_ms: Any, to_ms: Any, entity: Optional[str], tags: Any, matchers: Any) -> Req:
+        body = self._selection(metric, from_ms, to_ms, entity, tags, matchers)
         return json_req("POST", self.p("/ts/export"), body, no_content, stream=True)
+
+    def ts_delete(self, metric: str, from_ms: Any, to_ms: Any, entity: Optional[str], tags: Any, matchers: Any) -> Req:
+        if from_ms is None or to_ms is None:
+            raise ValueError("delete needs from_ms and to_ms (0 and 2**63 - 1 for all time)")
+        body = self._selection(metric, from_ms, to_ms, entity, tags, matchers)
+        # Not re-sent after a lost answer: points written meanwhile would be deleted too.
+        return json_req("POST", self.p("/ts/delete"), body, model(m.TsDeleteResult))
 
     def write_lines(self, lines: Union[str, bytes, Iterable[str]], precision: str, ack: Optional[str], api: str, idempotent: bool) -> Req:
         if isinstance(lines, bytes):

@@ -127,6 +127,22 @@ class TimeSeries(_Scoped):
         :class:`Matcher` objects, dicts or ``(tag, op, value)`` tuples."""
         return self._send(self._ops.ts_query(metric, from_ms, to_ms, entity, tags, matchers, aggregation, step_ms, group_by))  # type: ignore[no-any-return]
 
+    def delete(
+        self,
+        metric: str,
+        from_ms: Any,
+        to_ms: Any,
+        *,
+        entity: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        matchers: Optional[Sequence[Any]] = None,
+    ) -> m.TsDeleteResult:
+        """``POST /ts/delete`` (admin): delete the points of the selected series in
+        ``[from_ms, to_ms]`` (inclusive; both required). Durable, replicated and visible to
+        queries when this returns; points written later are untouched. Never re-sent after a
+        lost answer (it would delete what was written meanwhile)."""
+        return self._send(self._ops.ts_delete(metric, from_ms, to_ms, entity, tags, matchers))  # type: ignore[no-any-return]
+
     def export(
         self,
         metric: str,

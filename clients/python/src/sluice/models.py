@@ -18,6 +18,7 @@ __all__ = [
     "BatchPutResult",
     "BufferedResult",
     "FlushResult",
+    "TsDeleteResult",
     "BufferStats",
     "VectorBufferStats",
     "VectorFlushResult",
@@ -196,6 +197,19 @@ class BufferedResult(_Model):
 class FlushResult(_Model):
     success: bool
     points_flushed: int
+    extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class TsDeleteResult(_Model):
+    """What ``POST /ts/delete`` removed; the deletion is durable and visible to queries."""
+
+    success: bool
+    lsn: int
+    series: int
+    points_deleted: int
+    chunks_rewritten: int = 0
+    chunks_removed: int = 0
     extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -395,6 +395,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ts/delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Delete points (admin): the points of the selected series in `[from_ms, to_ms]`.
+         * @description Logged and fsync'd before it is applied to buffered and stored points (no `ack` choice),
+         *     and shipped to replicas like a write; queries see it as soon as the answer is sent, and
+         *     after a restart. Points written after it are not touched; the series stay known. Chunks
+         *     holding deleted points are rewritten without them, so the space is reclaimed as the
+         *     storage compacts. Flushes wait while a deletion rewrites chunks: delete long ranges of
+         *     many series in a quiet moment.
+         */
+        post: operations["ts_delete"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ts/export": {
         parameters: {
             query?: never;
@@ -759,6 +784,31 @@ export interface paths {
         get: operations["db_ts_buffer_stats"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/databases/{db}/ts/delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Delete points (admin): the points of the selected series in `[from_ms, to_ms]`.
+         * @description Logged and fsync'd before it is applied to buffered and stored points (no `ack` choice),
+         *     and shipped to replicas like a write; queries see it as soon as the answer is sent, and
+         *     after a restart. Points written after it are not touched; the series stay known. Chunks
+         *     holding deleted points are rewritten without them, so the space is reclaimed as the
+         *     storage compacts. Flushes wait while a deletion rewrites chunks: delete long ranges of
+         *     many series in a quiet moment.
+         */
+        post: operations["db_ts_delete"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1922,6 +1972,53 @@ export interface components {
              */
             op: "=" | "!=" | "=~" | "!~";
             value: string;
+        };
+        /**
+         * @description `POST /ts/delete` body: the selection of `/ts/query` (without aggregation) whose points in
+         *     `[from_ms, to_ms]` are deleted.
+         */
+        TsDeleteRequest: {
+            metric: string;
+            entity?: string | null;
+            /** @description Every pair must match exactly. */
+            tags?: {
+                [key: string]: string;
+            };
+            matchers?: components["schemas"]["TagMatcher"][];
+            /** Format: int64 */
+            from_ms: number;
+            /** Format: int64 */
+            to_ms: number;
+        };
+        /** @description `POST /ts/delete` answer: the deletion is durable and visible to every query. */
+        TsDeleteResponse: {
+            success: boolean;
+            /**
+             * Format: int64
+             * @description LSN of the deletion's WAL record (replicas apply it at the same LSN).
+             */
+            lsn: number;
+            /**
+             * Format: int64
+             * @description Series the selection matched (they stay known, with the points outside the range).
+             */
+            series: number;
+            /**
+             * Format: int64
+             * @description Stored points removed, buffered and in chunks (an overwritten timestamp counts once
+             *     per stored version).
+             */
+            points_deleted: number;
+            /**
+             * Format: int64
+             * @description Chunks rewritten without the deleted points.
+             */
+            chunks_rewritten: number;
+            /**
+             * Format: int64
+             * @description Chunks removed whole.
+             */
+            chunks_removed: number;
         };
         /** @description `GET /vectors/buffer/stats` answer (seed fields). */
         VectorBufferStats: {
@@ -3678,6 +3775,117 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    ts_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TsDeleteRequest"];
+            };
+        };
+        responses: {
+            /** @description Deleted; durable and visible to every query */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TsDeleteResponse"];
+                };
+            };
+            /** @description Invalid selection */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `body_timeout`: the body was sent too slowly */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `read_only_replica`: delete on the primary */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body (or what it expands to) is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: an unknown `Content-Encoding` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `invalid_value`: `to_ms` before `from_ms`, an invalid regex */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description The disk is full: retry when space returns (the deletion is logged and completes at the retry or the next start) */
+            507: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
                 };
             };
         };
@@ -5841,6 +6049,129 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    db_ts_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Database name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TsDeleteRequest"];
+            };
+        };
+        responses: {
+            /** @description Deleted; durable and visible to every query */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TsDeleteResponse"];
+                };
+            };
+            /** @description Invalid selection */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description No such database (or resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `body_timeout`: the body was sent too slowly */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `read_only_replica`: delete on the primary */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body (or what it expands to) is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: an unknown `Content-Encoding` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description `invalid_value`: `to_ms` before `from_ms`, an invalid regex */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+            /** @description The disk is full: retry when space returns (the deletion is logged and completes at the retry or the next start) */
+            507: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeedErrorBody"];
                 };
             };
         };

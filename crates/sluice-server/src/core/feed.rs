@@ -261,6 +261,33 @@ fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
                 ),
             }
         }
+        Some(Kind::TsDelete) => match sluice_ts::record::decode_delete(r.payload) {
+            Ok(q) => (
+                "delete",
+                json!({
+                    "lsn": lsn,
+                    "metric": q.metric,
+                    "entity": q.entity,
+                    "tags": q.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                    "matchers": q.matchers.iter().map(|m| json!({
+                        "tag": m.tag,
+                        "op": match m.op {
+                            sluice_ts::query::MatchOp::Eq => "=",
+                            sluice_ts::query::MatchOp::Ne => "!=",
+                            sluice_ts::query::MatchOp::Re => "=~",
+                            sluice_ts::query::MatchOp::NotRe => "!~",
+                        },
+                        "value": m.value,
+                    })).collect::<Vec<_>>(),
+                    "from_ms": q.from_ms,
+                    "to_ms": q.to_ms,
+                }),
+            ),
+            Err(e) => (
+                "error",
+                json!({"lsn": lsn, "code": "undecodable", "error": e.to_string()}),
+            ),
+        },
         Some(Kind::VectorOps) => match sluice_vector::record::decode_ops(r.payload) {
             Ok((collection, _, ops)) => {
                 use sluice_vector::record::Op;

@@ -12,6 +12,7 @@
 //! | `VectorOps` | 2 | vector operations on one collection (add, update, remove) |
 //! | `Collection` | 3 | a collection created or deleted |
 //! | `SeriesPoints` | 4 | time-series points as distinct series plus samples (written today) |
+//! | `TsDelete` | 5 | a deletion of time-series points: a selection and a time range |
 
 use sluice_wal::RecordKind;
 
@@ -21,14 +22,16 @@ pub enum Kind {
     VectorOps,
     Collection,
     SeriesPoints,
+    TsDelete,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Points,
         Kind::VectorOps,
         Kind::Collection,
         Kind::SeriesPoints,
+        Kind::TsDelete,
     ];
 
     /// The byte this kind is stored as.
@@ -38,6 +41,7 @@ impl Kind {
             Kind::VectorOps => sluice_vector::record::VECTOR_OPS,
             Kind::Collection => sluice_vector::record::COLLECTION,
             Kind::SeriesPoints => sluice_ts::record::SERIES_POINTS,
+            Kind::TsDelete => sluice_ts::record::DELETE,
         }
     }
 
@@ -55,13 +59,13 @@ mod tests {
     #[test]
     fn every_kind_has_its_own_byte_and_round_trips() {
         let mut bytes: Vec<u8> = Kind::ALL.iter().map(|k| k.wal().0).collect();
-        assert_eq!(bytes, [1, 2, 3, 4], "the on-disk numbers never change");
+        assert_eq!(bytes, [1, 2, 3, 4, 5], "the on-disk numbers never change");
         bytes.dedup();
         assert_eq!(bytes.len(), Kind::ALL.len());
         for k in Kind::ALL {
             assert_eq!(Kind::of(k.wal()), Some(k));
         }
         assert_eq!(Kind::of(RecordKind(0)), None);
-        assert_eq!(Kind::of(RecordKind(5)), None);
+        assert_eq!(Kind::of(RecordKind(6)), None);
     }
 }

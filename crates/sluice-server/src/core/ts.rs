@@ -11,7 +11,8 @@
 
 use sluice_api::ErrorCode;
 use sluice_api::ts::{BufferStats, DataPoint, FlushResponse};
-use sluice_ts::engine::WriteOutcome;
+use sluice_ts::engine::{DeleteError, DeleteOutcome, WriteOutcome};
+use sluice_ts::store::StoreError;
 use sluice_ts::{Batch, NamedBatch, Point, PointLimits, WriteError};
 use sluice_wal::{AckLevel, Lsn};
 
@@ -70,6 +71,46 @@ pub fn point_from(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Po
     let timestamp_ms = p.timestamp_ms.unwrap_or_else(sluice_ts::now_ms);
     Point::new(p.metric, p.entity, timestamp_ms, p.value, p.tags, limits)
         .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field), e.reason))
+}
+
+/// Deletes the points `q` selects (`TsEngine::delete`): the record is logged at `fsync`, then
+/// applied to the head and the chunks; answered once both are done. Blocking work runs off
+/// the async workers.
+pub async fn delete(
+    db: std::sync::Arc<Database>,
+    q: sluice_ts::query::Query,
+) -> Result<(Lsn, DeleteOutcome), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let logged = std::cell::Cell::new(Lsn(0));
+        let append = |payload: Vec<u8>| {
+            let ticket = db
+                .wal
+                .append(super::records::Kind::TsDelete.wal(), payload, AckLevel::Fsync)?;
+            let lsn = ticket.lsn();
+            logged.set(lsn);
+            Ok::<_, sluice_wal::WalError>((ticket, lsn))
+        };
+        let wal = &db.wal;
+        let durable = |lsn| wal.wait_durable(lsn).map_err(|e| e.to_string());
+        match db.ts.delete(&q, append, durable) {
+            Ok((ticket, outcome)) => Ok((ticket.lsn(), outcome)),
+            Err(DeleteError::Append(e)) => Err(ApiError::from(e)),
+            // Committed but not synced: what is on disk is unknown (as for a flush, fatal).
+            Err(DeleteError::Store(StoreError::SyncFailed(e))) => {
+                super::stop_logged_but_not_applied(&db.name, logged.get(), &e)
+            }
+            // Nothing of the rewrite was committed; the record stays in the WAL (it is
+            // applied again at the next start) and a retry of the request completes it.
+            Err(e) if crate::flusher::storage_full(&e) || wal.storage_full() => Err(ApiError::new(
+                ErrorCode::InsufficientStorage,
+                format!("the disk is full; the deletion is logged but not yet applied to stored points: retry it when space returns ({e})"),
+            )
+            .retry_after(5)),
+            Err(e) => Err(ApiError::internal(format!("deleting points: {e}"))),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("delete task: {e}")))?
 }
 
 /// Logs and buffers `points`, nudges the flusher if a threshold tripped, and waits for `ack`.

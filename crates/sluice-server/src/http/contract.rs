@@ -131,6 +131,22 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
             "to_ms",
             json!({"minimum": I64.0, "maximum": I64.1}),
         ),
+        ("TsDeleteRequest", "metric", json!({"minLength": 1})),
+        (
+            "TsDeleteRequest",
+            "matchers",
+            json!({"maxItems": crate::http::routes::ts::MAX_MATCHERS}),
+        ),
+        (
+            "TsDeleteRequest",
+            "from_ms",
+            json!({"minimum": I64.0, "maximum": I64.1}),
+        ),
+        (
+            "TsDeleteRequest",
+            "to_ms",
+            json!({"minimum": I64.0, "maximum": I64.1}),
+        ),
         ("TagMatcher", "op", json!({"enum": ["=", "!=", "=~", "!~"]})),
         ("VectorEntity", "pk", pk.clone()),
         ("VectorEntity", "vector", components.clone()),

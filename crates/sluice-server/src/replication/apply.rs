@@ -59,7 +59,15 @@ struct Record {
     lsn: Lsn,
     kind: RecordKind,
     payload: Range<usize>,
-    points: Option<sluice_ts::Batch>,
+    decoded: Decoded,
+}
+
+/// What a record holds, decoded when the batch is verified.
+enum Decoded {
+    Points(sluice_ts::Batch),
+    TsDelete(sluice_ts::query::Query),
+    /// Vector records: decoded (to verify them) again by the vector engine as it applies them.
+    Vectors,
 }
 
 /// What applying did.
@@ -132,15 +140,19 @@ pub fn unpack(
         }
         let start = offset + sluice_wal::record::HEADER_BYTES;
         let payload = start..start + r.payload.len();
-        let points = match Kind::of(r.kind) {
-            Some(Kind::Points | Kind::SeriesPoints) => Some(
+        let decoded = match Kind::of(r.kind) {
+            Some(Kind::Points | Kind::SeriesPoints) => Decoded::Points(
                 sluice_ts::record::decode_any(r.kind, r.payload)
+                    .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?,
+            ),
+            Some(Kind::TsDelete) => Decoded::TsDelete(
+                sluice_ts::record::decode_delete(r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?,
             ),
             Some(Kind::VectorOps) => {
                 sluice_vector::record::decode_ops(r.payload)
                     .map_err(|e| ApplyError::Corrupt(format!("record {}: {e}", r.lsn)))?;
-                None
+                Decoded::Vectors
             }
             Some(Kind::Collection) => {
                 let change = sluice_vector::record::decode_collection(r.payload)
@@ -155,7 +167,7 @@ pub fn unpack(
                         ))
                     })?;
                 }
-                None
+                Decoded::Vectors
             }
             None => {
                 return Err(ApplyError::Corrupt(format!(
@@ -168,7 +180,7 @@ pub fn unpack(
             lsn: r.lsn,
             kind: r.kind,
             payload,
-            points,
+            decoded,
         });
         offset += r.encoded_len();
         expected = expected.next();
@@ -224,8 +236,23 @@ pub fn apply(db: &Database, batch: Unpacked) -> Result<Applied, ApplyError> {
             appended.set(r.is_ok());
             r
         };
-        let result = match rec.points {
-            Some(points) => match db.ts.apply_replicated(points, append) {
+        let result = match rec.decoded {
+            Decoded::TsDelete(q) => {
+                // Synced now: the chunks are rewritten only once the record is durable.
+                let durable = |_| {
+                    db.wal
+                        .sync()
+                        .and_then(|t| t.wait_blocking())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                match db.ts.apply_replicated_delete(&q, append, durable) {
+                    Ok(_) => Ok(()),
+                    Err(sluice_ts::DeleteError::Append(e)) => Err(wal_error(e, lsn)),
+                    Err(e) => Err(ApplyError::Internal(e.to_string())),
+                }
+            }
+            Decoded::Points(points) => match db.ts.apply_replicated(points, append) {
                 Ok(outcome) => {
                     if let Some(t) = outcome.flush_due {
                         db.flusher.nudge(t);
@@ -236,7 +263,7 @@ pub fn apply(db: &Database, batch: Unpacked) -> Result<Applied, ApplyError> {
                 Err(WriteError::Overflow { .. }) => Err(ApplyError::Overloaded),
                 Err(e) => Err(ApplyError::Internal(e.to_string())),
             },
-            None => match db.vectors.apply_replicated(kind, payload, append) {
+            Decoded::Vectors => match db.vectors.apply_replicated(kind, payload, append) {
                 Ok(due) => {
                     if let Some(t) = due {
                         db.flusher.nudge_vectors(t);

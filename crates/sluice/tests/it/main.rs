@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod client;
+mod delete;
 mod durability;
 mod http;
 mod import;

@@ -187,6 +187,20 @@ async fn role_matrix() {
         (
             WRITER,
             "POST",
+            "/ts/delete",
+            Some(json!({"metric": "cpu", "from_ms": 0, "to_ms": 1})),
+            403,
+        ),
+        (
+            ADMIN,
+            "POST",
+            "/ts/delete",
+            Some(json!({"metric": "cpu", "from_ms": 0, "to_ms": 1})),
+            200,
+        ),
+        (
+            WRITER,
+            "POST",
             "/v1/collections",
             Some(json!({"name": "c", "dimension": 2})),
             403,

@@ -1,4 +1,5 @@
-//! Time-series routes: writes (direct, batch, buffered), buffer stats and flush, query, export.
+//! Time-series routes: writes (direct, batch, buffered), buffer stats and flush, query, export,
+//! delete.
 //!
 //! Every write is validated completely, encoded as one WAL record and inserted into the engine's
 //! head in LSN order (`TsEngine::write`), then acknowledged at the requested level: a
@@ -18,7 +19,7 @@ use sluice_api::ErrorBody;
 use sluice_api::ts::{
     AckParams, Aggregation, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse,
     DataPoint, ExportRequest, FlushResponse, PutResponse, QueryRequest, QueryResponse, SeriesData,
-    TagMatcher,
+    TagMatcher, TsDeleteRequest, TsDeleteResponse,
 };
 use sluice_ts::Batch;
 use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
@@ -232,6 +233,50 @@ pub async fn export(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Delete points (admin): the points of the selected series in `[from_ms, to_ms]`.
+///
+/// Logged and fsync'd before it is applied to buffered and stored points (no `ack` choice),
+/// and shipped to replicas like a write; queries see it as soon as the answer is sent, and
+/// after a restart. Points written after it are not touched; the series stay known. Chunks
+/// holding deleted points are rewritten without them, so the space is reclaimed as the
+/// storage compacts. Flushes wait while a deletion rewrites chunks: delete long ranges of
+/// many series in a quiet moment.
+#[utoipa::path(post, operation_id = "ts_delete", path = "/ts/delete", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database", "mutates": true}))), request_body = TsDeleteRequest,
+    responses(
+        (status = 200, description = "Deleted; durable and visible to every query", body = TsDeleteResponse),
+        (status = 400, description = "Invalid selection", body = ErrorBody),
+        (status = 409, description = "`read_only_replica`: delete on the primary", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, an invalid regex", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+        (status = 507, description = "The disk is full: retry when space returns (the deletion is logged and completes at the retry or the next start)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn delete(
+    Db(db): Db,
+    ApiJson(req): ApiJson<TsDeleteRequest>,
+) -> Result<Json<TsDeleteResponse>, ApiError> {
+    let q = to_query(QueryRequest {
+        metric: req.metric,
+        entity: req.entity,
+        tags: req.tags,
+        matchers: req.matchers,
+        from_ms: req.from_ms,
+        to_ms: req.to_ms,
+        aggregation: None,
+        step_ms: None,
+        group_by: Vec::new(),
+    })?;
+    let (lsn, out) = core::ts::delete(db, q).await?;
+    Ok(Json(TsDeleteResponse {
+        success: true,
+        lsn: lsn.0,
+        series: out.series,
+        points_deleted: out.points,
+        chunks_rewritten: out.chunks_rewritten,
+        chunks_removed: out.chunks_removed,
+    }))
 }
 
 fn to_query(req: QueryRequest) -> Result<Query, ApiError> {

@@ -21,6 +21,7 @@ var covered = map[string]string{
 	"POST /ts/query":                                   "TimeSeriesClient.Query",
 	"POST /ts/export":                                  "TimeSeriesClient.Export",
 	"POST /ts/delete":                                  "TimeSeriesClient.Delete",
+	"GET /ts/cardinality":                              "TimeSeriesClient.Cardinality",
 	"POST /write":                                      "TimeSeriesClient.WriteLines",
 	"POST /api/v2/write":                               "TimeSeriesClient.WriteLines",
 	"POST /vectors/add":                                "VectorsClient.Add",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -270,6 +271,44 @@ func (t *TimeSeriesClient) Delete(ctx context.Context, e Export) (*TsDeleteResul
 	q := Query{Metric: e.Metric, FromMs: e.FromMs, ToMs: e.ToMs, Entity: e.Entity, Tags: e.Tags, Matchers: e.Matchers}
 	var out TsDeleteResult
 	return &out, t.c.callJSON(ctx, "POST", "/ts/delete", true, q.body(), false, nil, &out)
+}
+
+// Cardinality is the answer of GET /ts/cardinality: series totals, limits and the largest
+// metrics, labels and label values by series count.
+type Cardinality struct {
+	TotalSeries         uint64 `json:"total_series"`
+	Series              uint64 `json:"series"`
+	NewSeriesLastHour   uint64 `json:"new_series_last_hour"`
+	MaxSeries           uint64 `json:"max_series"`
+	MaxNewSeriesPerHour uint64 `json:"max_new_series_per_hour"`
+	SeriesCountByMetric []struct {
+		Metric string `json:"metric"`
+		Series uint64 `json:"series"`
+	} `json:"series_count_by_metric"`
+	SeriesCountByLabel []struct {
+		Label  string `json:"label"`
+		Series uint64 `json:"series"`
+		Values uint64 `json:"values"`
+	} `json:"series_count_by_label"`
+	SeriesCountByLabelValue []struct {
+		Label  string `json:"label"`
+		Value  string `json:"value"`
+		Series uint64 `json:"series"`
+	} `json:"series_count_by_label_value"`
+}
+
+// Cardinality reads the series counts (GET /ts/cardinality) among every series, or those of
+// metric when it is not empty; limit is the entries per list (0: the server's default, 10).
+func (t *TimeSeriesClient) Cardinality(ctx context.Context, metric string, limit int) (*Cardinality, error) {
+	q := url.Values{}
+	if metric != "" {
+		q.Set("metric", metric)
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out Cardinality
+	return &out, t.c.call(ctx, request{method: "GET", path: "/ts/cardinality", scoped: true, query: q, idempotent: true}, &out)
 }
 
 // ExportFunc streams an export into fn; fn's error stops it and is returned.

@@ -145,3 +145,22 @@ func TestDeleteRemovesTheSelectedPoints(t *testing.T) {
 		t.Fatalf("bad range: %v", err)
 	}
 }
+
+func TestCardinalityCountsSeries(t *testing.T) {
+	ctx := ctxT(t)
+	ts := devServer.client(t).TimeSeries()
+	m := uniq("card")
+	if _, err := ts.PutBatch(ctx, []DataPoint{
+		{Metric: m, Entity: "a", Value: 1, TimestampMs: 1000, Tags: map[string]string{"dc": "eu"}},
+		{Metric: m, Entity: "b", Value: 1, TimestampMs: 1000, Tags: map[string]string{"dc": "eu"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ts.Cardinality(ctx, m, 5)
+	if err != nil || c.Series != 2 || len(c.SeriesCountByMetric) != 1 || c.SeriesCountByMetric[0].Series != 2 {
+		t.Fatalf("cardinality: %+v %v", c, err)
+	}
+	if len(c.SeriesCountByLabelValue) == 0 || c.SeriesCountByLabelValue[0].Value != "eu" {
+		t.Fatalf("values: %+v", c.SeriesCountByLabelValue)
+	}
+}

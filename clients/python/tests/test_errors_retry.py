@@ -224,7 +224,7 @@ def test_lost_answers_resent_only_when_idempotent():
         c.timeseries.put("m", "e", 1.0)
     assert e.value.maybe_applied and len(calls) == 1
     # creates, deletes and removes are never re-sent after a lost answer
-    for call in (lambda c: c.collections.create("c", 3), lambda c: c.vectors.delete("p"), lambda c: c.vectors.remove_buffered("p"), lambda c: c.databases.delete("d"), lambda c: c.replication.promote(), lambda c: c.timeseries.write_lines("m value=1")):
+    for call in (lambda c: c.collections.create("c", 3), lambda c: c.vectors.delete("p"), lambda c: c.vectors.remove_buffered("p"), lambda c: c.databases.delete("d"), lambda c: c.replication.promote(), lambda c: c.timeseries.write_lines("m value=1"), lambda c: c.timeseries.delete("m", 0, 1)):
         c, calls = mock_client([lost, httpx.Response(200, json={"success": True})], retry=FAST)
         with pytest.raises(sluice.TransportError):
             call(c)

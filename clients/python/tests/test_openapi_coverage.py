@@ -22,6 +22,7 @@ COVERAGE = {
     ("POST", "/ts/query"): "timeseries.query",
     ("POST", "/ts/export"): "timeseries.export",
     ("POST", "/ts/delete"): "timeseries.delete",
+    ("GET", "/ts/cardinality"): "timeseries.cardinality",
     ("POST", "/write"): "timeseries.write_lines",  # api="v1"; also write_dataframe(transport="http")
     ("POST", "/api/v2/write"): "timeseries.write_lines",  # api="v2"
     ("POST", "/vectors/add"): "vectors.add",

@@ -204,3 +204,12 @@ def test_delete_points_by_selection(client):
     with pytest.raises(sluice.SluiceError) as e:
         client.timeseries.delete(m, T0, T0 - 1)
     assert e.value.status == 422 and e.value.error_id
+
+
+def test_cardinality_counts_series(client):
+    m = uniq()
+    client.timeseries.put_batch([(m, f"h{i}", 1.0, T0, {"dc": "eu" if i < 3 else "us"}) for i in range(5)])
+    c = client.timeseries.cardinality(metric=m, limit=5)
+    assert c["series"] == 5 and c["total_series"] >= 5
+    assert c["series_count_by_metric"] == [{"metric": m, "series": 5}]
+    assert {"label": "dc", "value": "eu", "series": 3} in c["series_count_by_label_value"]

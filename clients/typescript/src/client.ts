@@ -286,7 +286,19 @@ export class TimeSeriesClient extends Scoped {
     if (o.from_ms === undefined || o.to_ms === undefined) {
       throw new TypeError("delete needs from_ms and to_ms (0 and MAX_TS for all time)");
     }
-    return this.send({ method: "POST", path: this.p("/ts/delete"), json: rangeBody(o) }, o);
+    return this.send({ method: "POST", path: this.p("/ts/delete"), json: rangeBody(o), idempotent: false }, o);
+  }
+
+  /**
+   * `GET /ts/cardinality`: the database's series totals and limits, and the metrics, labels
+   * and label values with the most series (`limit` of each, default 10), among every series or
+   * those of `metric`.
+   */
+  async cardinality(o: CallOptions & { metric?: string; limit?: number } = {}): Promise<T.CardinalityResponse> {
+    const query: Record<string, string> = {};
+    if (o.metric !== undefined) query.metric = o.metric;
+    if (o.limit !== undefined) query.limit = String(o.limit);
+    return this.send({ method: "GET", path: this.p("/ts/cardinality"), query }, o);
   }
 
   /**

@@ -35,6 +35,7 @@ export type BufferedPutResponse = S["BufferedPutResponse"];
 export type BufferedVectorResponse = S["BufferedVectorResponse"];
 export type FlushResponse = S["FlushResponse"];
 export type TsDeleteResponse = S["TsDeleteResponse"];
+export type CardinalityResponse = S["CardinalityResponse"];
 export type VectorFlushResponse = S["VectorFlushResponse"];
 export type QueryRequest = S["QueryRequest"];
 export type QueryResponse = S["QueryResponse"];

@@ -37,6 +37,7 @@ const COVERAGE = {
   ts_query: "timeseries.query",
   export: "timeseries.export",
   ts_delete: "timeseries.delete",
+  ts_cardinality: "timeseries.cardinality",
   write_v1: "timeseries.writeLines",
   write_v2: "timeseries.writeLines",
   add: "vectors.add",

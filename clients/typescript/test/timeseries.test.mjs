@@ -156,3 +156,13 @@ test("delete removes the selected points in the range, durable and at once", asy
   await assert.rejects(() => client.timeseries.delete({ metric }), TypeError);
   await assert.rejects(() => client.timeseries.delete({ metric, from_ms: 10, to_ms: 5 }), (e) => e.status === 422 && !!e.errorId);
 });
+
+test("cardinality counts the series of a metric", async () => {
+  const metric = uniq("card");
+  await client.timeseries.putBatch([0, 1, 2].map((i) => ({ metric, entity: `h${i}`, value: 1, timestamp_ms: 1000, tags: { dc: i < 2 ? "eu" : "us" } })));
+  const c = await client.timeseries.cardinality({ metric, limit: 5 });
+  assert.equal(c.series, 3);
+  assert.deepEqual(c.series_count_by_metric, [{ metric, series: 3 }]);
+  assert.deepEqual(c.series_count_by_label_value[0], { label: "dc", value: "eu", series: 2 });
+  await assert.rejects(() => client.timeseries.cardinality({ limit: 0 }), (e) => e.status === 400);
+});

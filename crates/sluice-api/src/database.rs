@@ -11,6 +11,10 @@ pub struct DatabaseInfo {
     pub name: String,
     /// Time-series retention of this database in ms (0 = forever).
     pub retention_ms: u64,
+    /// Most series the database may hold.
+    pub max_series: u64,
+    /// Most new series the database may create in any hour (0 = no limit).
+    pub max_new_series_per_hour: u64,
     /// Whether the database has its own Cedar policies.
     pub has_policy: bool,
 }
@@ -28,6 +32,20 @@ pub struct CreateDatabase {
         deserialize_with = "crate::int::optional"
     )]
     pub retention_ms: Option<u64>,
+    /// Overrides the server's `ts.max_series` for this database (at least 1).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    pub max_series: Option<u64>,
+    /// Overrides the server's `ts.max_new_series_per_hour` for this database (0 = no limit).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    pub max_new_series_per_hour: Option<u64>,
     /// Cedar policies for this database (see docs/security.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,

@@ -121,6 +121,7 @@ error_codes! {
     DatabaseReplaced = "database_replaced",
     EntityNotFound = "entity_not_found",
     SeriesLimit = "series_limit",
+    NewSeriesLimit = "new_series_limit",
     // Capacity and life cycle: retry later.
     BufferOverflow = "buffer_overflow",
     FlushUnavailable = "flush_unavailable",

@@ -219,6 +219,49 @@ pub struct TsDeleteResponse {
     pub chunks_removed: u64,
 }
 
+/// `GET /ts/cardinality` answer: series counts from the series index (no points are read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CardinalityResponse {
+    /// Series the database holds.
+    pub total_series: u64,
+    /// Series counted below: every series, or those of `metric`.
+    pub series: u64,
+    /// New series the database created in the last hour.
+    pub new_series_last_hour: u64,
+    /// The database's limit on series (writes past it get 422 `series_limit`).
+    pub max_series: u64,
+    /// The database's limit on new series an hour, 0 for none (writes past it get 429
+    /// `new_series_limit` with Retry-After).
+    pub max_new_series_per_hour: u64,
+    /// Metrics by series count, largest first.
+    pub series_count_by_metric: Vec<MetricCount>,
+    /// Labels (`entity` included) by the series that carry them, with their distinct values.
+    pub series_count_by_label: Vec<LabelCount>,
+    /// Label values by series count.
+    pub series_count_by_label_value: Vec<LabelValueCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MetricCount {
+    pub metric: String,
+    pub series: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LabelCount {
+    pub label: String,
+    pub series: u64,
+    /// Distinct values of the label among the series counted.
+    pub values: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LabelValueCount {
+    pub label: String,
+    pub value: String,
+    pub series: u64,
+}
+
 /// One series of a query answer (with `group_by`: one group, `entity`/`tags` hold its key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SeriesData {

@@ -38,6 +38,12 @@ pub struct DatabaseSettings {
     /// Overrides `ts.retention_ms` for this database (0 = keep forever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
+    /// Overrides `ts.max_series` for this database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_series: Option<u64>,
+    /// Overrides `ts.max_new_series_per_hour` for this database (0 = no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_new_series_per_hour: Option<u64>,
     /// Cedar policies that apply to this database, in addition to the server-level ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -134,6 +140,14 @@ impl Catalogue {
                     "retention_ms",
                     toml_edit::value(i64::try_from(r).unwrap_or(i64::MAX)),
                 );
+            }
+            for (key, v) in [
+                ("max_series", settings.max_series),
+                ("max_new_series_per_hour", settings.max_new_series_per_hour),
+            ] {
+                if let Some(v) = v {
+                    table.insert(key, toml_edit::value(i64::try_from(v).unwrap_or(i64::MAX)));
+                }
             }
             if let Some(p) = &settings.policy {
                 table.insert("policy", toml_edit::value(p.as_str()));
@@ -307,6 +321,8 @@ mod tests {
             "db1",
             &DatabaseSettings {
                 retention_ms: Some(5),
+                max_series: Some(7),
+                max_new_series_per_hour: Some(3),
                 policy: None,
             },
         )
@@ -327,6 +343,13 @@ mod tests {
         let (_, entries) = Catalogue::open(path).unwrap();
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["db1"]);
         assert_eq!(entries["db1"].retention_ms, Some(5));
+        assert_eq!(
+            (
+                entries["db1"].max_series,
+                entries["db1"].max_new_series_per_hour
+            ),
+            (Some(7), Some(3))
+        );
     }
 
     #[test]

@@ -277,6 +277,9 @@ pub struct TsSection {
     pub chunk_target_points: usize,
     /// Most series one database may hold; writes that would add more get 422.
     pub max_series: usize,
+    /// Most new series one database may create in any hour (0: no limit); writes that would
+    /// create more get 429 with Retry-After.
+    pub max_new_series_per_hour: usize,
     /// Samples one PromQL query may read (Prometheus's `--query.max-samples`).
     pub promql_max_samples: usize,
     /// Longest a PromQL query may run; a request's `timeout` may only shorten it.
@@ -544,6 +547,7 @@ impl Default for TsSection {
             max_query_points: d.max_query_points,
             chunk_target_points: d.chunk_target_points,
             max_series: d.max_series,
+            max_new_series_per_hour: d.max_new_series_per_hour,
             promql_max_samples: 50_000_000,
             promql_timeout_ms: 120_000,
             promql_lookback_delta_ms: 300_000,
@@ -618,6 +622,7 @@ impl Config {
             max_query_points: self.ts.max_query_points,
             chunk_target_points: self.ts.chunk_target_points,
             max_series: self.ts.max_series,
+            max_new_series_per_hour: self.ts.max_new_series_per_hour,
             point_limits: self.limits.point_limits(),
         }
     }

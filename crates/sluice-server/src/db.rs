@@ -327,6 +327,12 @@ impl Databases {
         if let Some(r) = db_settings.retention_ms {
             settings.ts.retention_ms = r;
         }
+        if let Some(m) = db_settings.max_series {
+            settings.ts.max_series = usize::try_from(m).unwrap_or(usize::MAX);
+        }
+        if let Some(m) = db_settings.max_new_series_per_hour {
+            settings.ts.max_new_series_per_hour = usize::try_from(m).unwrap_or(usize::MAX);
+        }
         let policy = match &db_settings.policy {
             Some(text) => Some(Arc::new(crate::auth::policy::compile(text).map_err(
                 |e| DatabaseOpenError {

@@ -108,7 +108,7 @@ async fn monitoring_db(state: &AppState) -> Result<Arc<Database>, ApiError> {
     let dbs = state.databases().ok_or_else(ApiError::not_ready)?.clone();
     let settings = DatabaseSettings {
         retention_ms: Some(state.config().monitoring.retention_ms),
-        policy: None,
+        ..DatabaseSettings::default()
     };
     let metrics_state = state.clone();
     tokio::task::spawn_blocking(move || {

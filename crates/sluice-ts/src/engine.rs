@@ -39,6 +39,14 @@
 //! deletion replayed over chunks it already rewrote finds nothing more to delete, so replay
 //! (and a replica applying the record) is idempotent. The series themselves stay known.
 //!
+//! # Cardinality
+//! A database holds at most `max_series` series, and creates at most
+//! `max_new_series_per_hour` new ones in any hour (0: no limit), counted in one-minute buckets
+//! ([`SeriesRate`]). A write that would pass either is refused whole before it is logged.
+//! Replayed and replicated records are never refused (the primary already admitted them).
+//! [`TsEngine::cardinality`] reports series counts by metric, label and label value from the
+//! inverted index, reading no points.
+//!
 //! # Out of order and duplicates
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
@@ -104,6 +112,8 @@ pub struct TsConfig {
     pub chunk_target_points: usize,
     /// Most series one database may hold; writes that would add more are refused.
     pub max_series: usize,
+    /// Most new series a database creates in any hour; 0 for no limit.
+    pub max_new_series_per_hour: usize,
     pub point_limits: PointLimits,
 }
 
@@ -115,6 +125,7 @@ impl Default for TsConfig {
             max_query_points: 5_000_000,
             chunk_target_points: 2048,
             max_series: 1_000_000,
+            max_new_series_per_hour: 0,
             point_limits: PointLimits::default(),
         }
     }
@@ -136,6 +147,17 @@ pub enum WriteError<E> {
     Overflow { buffer_size: u64 },
     #[error("the database holds {limit} series, its limit; the write would add more")]
     SeriesLimit { limit: usize },
+    /// The write would create more new series within an hour than `limit`; room returns in
+    /// `retry_after_secs` (unless the write alone adds more than the limit: `adding`).
+    #[error(
+        "the database may create {limit} new series an hour (it created {recent} in the last hour) and this write adds {adding}"
+    )]
+    NewSeriesRate {
+        limit: usize,
+        recent: usize,
+        adding: usize,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Append(E),
 }
@@ -156,6 +178,19 @@ pub enum DeleteError<E> {
     Wal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Series counts and limits of a database ([`TsEngine::cardinality`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cardinality {
+    pub counts: crate::series::Counts,
+    /// Series the database holds.
+    pub total_series: u64,
+    /// New series created in the last hour.
+    pub new_series_last_hour: u64,
+    pub max_series: u64,
+    /// 0: no limit.
+    pub max_new_series_per_hour: u64,
 }
 
 /// What a deletion removed.
@@ -265,6 +300,63 @@ struct State {
     flushed_lsn: Lsn,
     /// The oldest deletion logged whose chunk rewrite is not committed: the WAL must keep it.
     pending_delete: Option<Lsn>,
+    /// New series created per minute over the last hour.
+    new_series: SeriesRate,
+}
+
+/// New series created per minute over the last hour: a ring of 60 one-minute buckets.
+struct SeriesRate {
+    minutes: [usize; 60],
+    /// The minute (since the epoch) of the newest bucket.
+    newest: i64,
+}
+
+impl Default for SeriesRate {
+    fn default() -> Self {
+        SeriesRate {
+            minutes: [0; 60],
+            newest: 0,
+        }
+    }
+}
+
+impl SeriesRate {
+    fn advance(&mut self, now_minute: i64) {
+        if now_minute > self.newest {
+            let gap = (now_minute - self.newest).min(60);
+            for m in now_minute - gap + 1..=now_minute {
+                self.minutes[m.rem_euclid(60) as usize] = 0;
+            }
+            self.newest = now_minute;
+        }
+    }
+
+    fn add(&mut self, now_ms: i64, n: usize) {
+        if n > 0 {
+            let minute = now_ms.div_euclid(60_000);
+            self.advance(minute);
+            self.minutes[minute.rem_euclid(60) as usize] += n;
+        }
+    }
+
+    /// New series created in the last hour (this minute included).
+    fn count(&mut self, now_ms: i64) -> usize {
+        self.advance(now_ms.div_euclid(60_000));
+        self.minutes.iter().sum()
+    }
+
+    /// Seconds until at least `need` of the last hour's new series have left the window.
+    fn retry_after(&self, now_ms: i64, need: usize) -> u64 {
+        let mut freed = 0;
+        for m in self.newest - 59..=self.newest {
+            freed += self.minutes[m.rem_euclid(60) as usize];
+            if freed >= need {
+                let leaves_ms = (m + 60) * 60_000;
+                return ((leaves_ms - now_ms).max(0) as u64).div_ceil(1000).max(1);
+            }
+        }
+        3600
+    }
 }
 
 /// A chunk smaller than `chunk_target_points` written since start. Each series keeps the run
@@ -329,6 +421,7 @@ impl TsEngine {
                 frozen: None,
                 flushed_lsn: opened.flushed_lsn,
                 pending_delete: None,
+                new_series: SeriesRate::default(),
             }),
             names: Mutex::new(SeriesCache::default()),
             flush: Mutex::new(FlushState {
@@ -379,7 +472,7 @@ impl TsEngine {
     ) -> Result<(T, WriteOutcome), WriteError<E>> {
         let payload = crate::record::encode_batch(&batch);
         let mut st = self.lock_state();
-        self.admit(&st, batch.series.len(), batch.series.iter())?;
+        self.admit(&mut st, batch.series.len(), batch.series.iter())?;
         let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
         let outcome = self.insert(&mut st, batch, lsn);
         Ok((ticket, outcome))
@@ -399,7 +492,7 @@ impl TsEngine {
             NamedSeries::New(key, _) => Some(key),
             NamedSeries::Known(_) => None,
         });
-        self.admit(&st, new_keys.clone().count(), new_keys)?;
+        self.admit(&mut st, new_keys.clone().count(), new_keys)?;
         let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
         let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
         let mut remember = Vec::new();
@@ -411,6 +504,7 @@ impl TsEngine {
                     let (id, added) = st.index.get_or_insert_owned(key);
                     if let Some(bytes) = added {
                         st.head.bytes += bytes;
+                        st.new_series.add(now_ms(), 1);
                     }
                     ids.push(id);
                     if let (Some(raw), Some(encoded)) = (raw, encoded) {
@@ -448,10 +542,10 @@ impl TsEngine {
     }
 
     /// Refuses a write the head has no room for, or whose series (`count` `keys`, those not
-    /// yet in the index new) would pass the series limit.
+    /// yet in the index new) would pass the series limit or the new-series rate.
     fn admit<'k, E>(
         &self,
-        st: &State,
+        st: &mut State,
         count: usize,
         keys: impl Iterator<Item = &'k SeriesKey>,
     ) -> Result<(), WriteError<E>> {
@@ -462,16 +556,32 @@ impl TsEngine {
             });
         }
         let limit = self.config.max_series;
-        if st.index.len() + count > limit {
-            // Near the limit: count the series this write would really add.
-            let mut added: Vec<&SeriesKey> = Vec::new();
+        let rate = self.config.max_new_series_per_hour;
+        let now = now_ms();
+        let recent = if rate > 0 {
+            st.new_series.count(now)
+        } else {
+            0
+        };
+        // `count` bounds the new series from above: only near a limit are they counted.
+        if st.index.len() + count > limit || (rate > 0 && recent + count > rate) {
+            let mut added: std::collections::HashSet<&SeriesKey> = Default::default();
             for key in keys {
-                if st.index.id(key).is_none() && !added.contains(&key) {
-                    added.push(key);
-                    if st.index.len() + added.len() > limit {
-                        return Err(WriteError::SeriesLimit { limit });
-                    }
+                if st.index.id(key).is_none()
+                    && added.insert(key)
+                    && st.index.len() + added.len() > limit
+                {
+                    return Err(WriteError::SeriesLimit { limit });
                 }
+            }
+            if rate > 0 && recent + added.len() > rate {
+                let need = recent + added.len() - rate;
+                return Err(WriteError::NewSeriesRate {
+                    limit: rate,
+                    recent,
+                    adding: added.len(),
+                    retry_after_secs: st.new_series.retry_after(now, need),
+                });
             }
         }
         Ok(())
@@ -671,6 +781,21 @@ impl TsEngine {
         Ok(outcome)
     }
 
+    /// Series counts by metric, label and label value (the `limit` largest of each) among the
+    /// series of `metric` (every series when `None`), with the database's totals and limits.
+    pub fn cardinality(&self, metric: Option<&str>, limit: usize) -> Cardinality {
+        let mut st = self.lock_state();
+        let within = metric.map(|m| st.index.select(m, None, &[]));
+        let counts = st.index.counts(within.as_ref(), limit);
+        Cardinality {
+            counts,
+            total_series: st.index.len() as u64,
+            new_series_last_hour: st.new_series.count(now_ms()) as u64,
+            max_series: self.config.max_series as u64,
+            max_new_series_per_hour: self.config.max_new_series_per_hour as u64,
+        }
+    }
+
     /// Every metric name with at least one series.
     pub fn metrics(&self) -> Vec<String> {
         self.lock_state().index.metrics()
@@ -694,13 +819,16 @@ impl TsEngine {
     fn insert(&self, st: &mut State, batch: Batch, lsn: Lsn) -> WriteOutcome {
         // One index lookup per series of the batch, then a push per sample.
         let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
+        let mut new = 0;
         for key in batch.series {
             let (id, added) = st.index.get_or_insert_owned(key);
             if let Some(bytes) = added {
                 st.head.bytes += bytes;
+                new += 1;
             }
             ids.push(id);
         }
+        st.new_series.add(now_ms(), new);
         self.insert_samples(st, &ids, &batch.samples, lsn)
     }
 
@@ -1975,6 +2103,136 @@ mod tests {
         assert!(all(&e).is_empty());
     }
 
+    fn tagged(metric: &str, entity: &str, tags: &[(&str, &str)]) -> Point {
+        let tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Point::new(
+            metric.into(),
+            entity.into(),
+            1,
+            1.0,
+            tags,
+            &PointLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn new_series_per_hour_are_limited_and_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TsConfig {
+            max_new_series_per_hour: 5,
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let mut lsn = 0;
+        let series = |range: std::ops::Range<usize>| -> Vec<Point> {
+            range.map(|i| tagged("m", &format!("e{i}"), &[])).collect()
+        };
+        write(&e, &mut lsn, series(0..3));
+        // Known series cost nothing, even in a batch larger than the limit.
+        let mut again = series(0..3);
+        again.extend(series(0..3));
+        write(&e, &mut lsn, again);
+        let appended = std::cell::Cell::new(false);
+        let try_write = |points: Vec<Point>| {
+            e.write(Batch::from_points(points), |_| {
+                appended.set(true);
+                Ok::<_, ()>(((), Lsn(100)))
+            })
+        };
+        // 3 + 3 new > 5: refused before anything is logged, naming the numbers.
+        match try_write(series(0..6)) {
+            Err(WriteError::NewSeriesRate {
+                limit,
+                recent,
+                adding,
+                retry_after_secs,
+            }) => {
+                assert_eq!((limit, recent, adding), (5, 3, 3));
+                assert!((1..=3600).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!appended.get());
+        write(&e, &mut lsn, series(0..5));
+        assert_eq!(e.cardinality(None, 10).new_series_last_hour, 5);
+        assert!(matches!(
+            try_write(series(5..6)),
+            Err(WriteError::NewSeriesRate { .. })
+        ));
+        // Replay (and replicas) are never refused.
+        e.replay(Batch::from_points(series(10..20)), Lsn(50));
+        assert_eq!(e.cardinality(None, 10).total_series, 15);
+
+        // The window: buckets leave it after an hour.
+        let mut rate = SeriesRate::default();
+        let t0 = 1_700_000_000_000i64;
+        rate.add(t0, 4);
+        rate.add(t0 + 30 * 60_000, 2);
+        assert_eq!(rate.count(t0 + 59 * 60_000), 6);
+        assert_eq!(
+            rate.retry_after(t0 + 59 * 60_000, 1),
+            60 - (t0 % 60_000) as u64 / 1000
+        );
+        assert_eq!(rate.count(t0 + 61 * 60_000), 2);
+        assert_eq!(rate.count(t0 + 200 * 60_000), 0);
+    }
+
+    #[test]
+    fn cardinality_counts_series_by_metric_label_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path(), 64);
+        let mut lsn = 0;
+        let mut points = Vec::new();
+        for i in 0..10 {
+            points.push(tagged(
+                "cpu",
+                &format!("h{i}"),
+                &[("dc", if i < 7 { "eu" } else { "us" })],
+            ));
+        }
+        for i in 0..3 {
+            points.push(tagged(
+                "mem",
+                &format!("h{i}"),
+                &[("dc", "eu"), ("tier", "db")],
+            ));
+        }
+        write(&e, &mut lsn, points);
+        let c = e.cardinality(None, 2);
+        assert_eq!((c.total_series, c.counts.series), (13, 13));
+        assert_eq!(
+            c.counts.metrics,
+            [("cpu".to_string(), 10), ("mem".to_string(), 3)]
+        );
+        assert_eq!(
+            c.counts.labels,
+            [("dc".to_string(), 13, 2), ("entity".to_string(), 13, 10)]
+        );
+        assert_eq!(
+            c.counts.label_values,
+            [
+                ("dc".to_string(), "eu".to_string(), 10),
+                ("dc".to_string(), "us".to_string(), 3)
+            ]
+        );
+        let m = e.cardinality(Some("mem"), 10);
+        assert_eq!(m.counts.series, 3);
+        assert_eq!(m.counts.metrics, [("mem".to_string(), 3)]);
+        assert_eq!(
+            m.counts.labels,
+            [
+                ("dc".to_string(), 3, 1),
+                ("entity".to_string(), 3, 3),
+                ("tier".to_string(), 3, 1)
+            ]
+        );
+        assert_eq!(
+            e.cardinality(Some("nope"), 10).counts,
+            crate::series::Counts::default()
+        );
+    }
+
     #[test]
     fn an_overwrite_sealed_into_a_full_chunk_is_not_undone_by_later_merges() {
         let dir = tempfile::tempdir().unwrap();
@@ -2059,7 +2317,9 @@ mod tests {
                     refused = true;
                     break;
                 }
-                Err(WriteError::Append(())) | Err(WriteError::SeriesLimit { .. }) => unreachable!(),
+                Err(WriteError::Append(()))
+                | Err(WriteError::SeriesLimit { .. })
+                | Err(WriteError::NewSeriesRate { .. }) => unreachable!(),
             }
         }
         assert!(refused);

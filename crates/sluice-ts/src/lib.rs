@@ -23,8 +23,8 @@ pub mod store;
 pub use batch::{Batch, Sample};
 pub use engine::now_ms;
 pub use engine::{
-    AutoBufferConfig, BufferStats, DeleteError, DeleteOutcome, FlushOutcome, FlushTrigger,
-    TsConfig, TsEngine, TsMetrics, WriteError,
+    AutoBufferConfig, BufferStats, Cardinality, DeleteError, DeleteOutcome, FlushOutcome,
+    FlushTrigger, TsConfig, TsEngine, TsMetrics, WriteError,
 };
 pub use names::{KnownSeries, NamedBatch, NamedSeries};
 pub use point::{InvalidPoint, Point, PointLimits};

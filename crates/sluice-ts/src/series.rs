@@ -122,6 +122,34 @@ pub enum Narrow {
     AnyOf(Vec<Narrow>),
 }
 
+/// Series counts of the index ([`SeriesIndex::counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Series counted.
+    pub series: u64,
+    /// `(metric, series)`.
+    pub metrics: Vec<(String, u64)>,
+    /// `(label, series with it, distinct values)`.
+    pub labels: Vec<(String, u64, u64)>,
+    /// `(label, value, series)`.
+    pub label_values: Vec<(String, String, u64)>,
+}
+
+/// The `limit` items with the largest `key` count, largest first, ties by the names.
+fn top<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (u64, &str, &str)) -> Vec<T> {
+    let order = |a: &T, b: &T| {
+        let (ca, na, va) = key(a);
+        let (cb, nb, vb) = key(b);
+        cb.cmp(&ca).then(na.cmp(nb)).then(va.cmp(vb))
+    };
+    if items.len() > limit && limit > 0 {
+        items.select_nth_unstable_by(limit - 1, order);
+    }
+    items.truncate(limit);
+    items.sort_by(order);
+    items
+}
+
 /// The in-memory series index.
 #[derive(Default)]
 pub struct SeriesIndex {
@@ -222,6 +250,54 @@ impl SeriesIndex {
             Narrow::AnyOf(ns) => ns
                 .iter()
                 .fold(RoaringBitmap::new(), |acc, n| acc | self.narrow_set(n)),
+        }
+    }
+
+    /// Series counts by metric, by label (`entity` included) and by label value, among
+    /// `within` (every series when `None`); each list holds its `limit` largest, largest first
+    /// (ties by name). Reads only the inverted index.
+    pub fn counts(&self, within: Option<&RoaringBitmap>, limit: usize) -> Counts {
+        let n = |b: &RoaringBitmap| within.map_or(b.len(), |w| b.intersection_len(w));
+        let metrics: Vec<(&str, u64)> = self
+            .by_metric
+            .iter()
+            .map(|(m, b)| (m.as_str(), n(b)))
+            .filter(|x| x.1 > 0)
+            .collect();
+        let pairs: Vec<(&str, &str, u64)> = self
+            .by_entity
+            .iter()
+            .map(|(e, b)| ("entity", e.as_str(), n(b)))
+            .chain(
+                self.by_tag
+                    .iter()
+                    .map(|((k, v), b)| (k.as_str(), v.as_str(), n(b))),
+            )
+            .filter(|x| x.2 > 0)
+            .collect();
+        // A series has one value per label: its series are the sum over its values.
+        let mut labels: HashMap<&str, (u64, u64)> = HashMap::default();
+        for (k, _, c) in &pairs {
+            let e = labels.entry(k).or_default();
+            e.0 += c;
+            e.1 += 1;
+        }
+        let labels: Vec<(&str, u64, u64)> =
+            labels.into_iter().map(|(k, (s, v))| (k, s, v)).collect();
+        Counts {
+            series: within.map_or(self.keys.len() as u64, |w| w.len()),
+            metrics: top(metrics, limit, |x| (x.1, x.0, ""))
+                .into_iter()
+                .map(|(m, c)| (m.to_string(), c))
+                .collect(),
+            labels: top(labels, limit, |x| (x.1, x.0, ""))
+                .into_iter()
+                .map(|(k, s, v)| (k.to_string(), s, v))
+                .collect(),
+            label_values: top(pairs, limit, |x| (x.2, x.0, x.1))
+                .into_iter()
+                .map(|(k, v, c)| (k.to_string(), v.to_string(), c))
+                .collect(),
         }
     }
 

@@ -24,6 +24,12 @@ pub enum DbCommand {
         /// Time-series retention in milliseconds (default: the server's).
         #[arg(long)]
         retention_ms: Option<u64>,
+        /// Most series the database may hold (default: the server's `ts.max_series`).
+        #[arg(long)]
+        max_series: Option<u64>,
+        /// Most new series it may create in any hour; 0 for no limit (default: the server's).
+        #[arg(long)]
+        max_new_series_per_hour: Option<u64>,
     },
     /// List databases.
     List {
@@ -131,10 +137,18 @@ pub async fn db(cmd: DbCommand) -> anyhow::Result<()> {
             server,
             name,
             retention_ms,
+            max_series,
+            max_new_series_per_hour,
         } => {
             let mut body = json!({ "name": name });
-            if let Some(r) = retention_ms {
-                body["retention_ms"] = r.into();
+            for (key, v) in [
+                ("retention_ms", retention_ms),
+                ("max_series", max_series),
+                ("max_new_series_per_hour", max_new_series_per_hour),
+            ] {
+                if let Some(v) = v {
+                    body[key] = v.into();
+                }
             }
             let v = client(&server, None)?
                 .request_json(Method::POST, "/v1/databases", Some(&body), false)
@@ -151,7 +165,13 @@ pub async fn db(cmd: DbCommand) -> anyhow::Result<()> {
             let rows = v["databases"].as_array().cloned().unwrap_or_default();
             print_rows(
                 &output.output,
-                &["name", "retention_ms", "has_policy"],
+                &[
+                    "name",
+                    "retention_ms",
+                    "max_series",
+                    "max_new_series_per_hour",
+                    "has_policy",
+                ],
                 &rows,
             )
         }

@@ -280,6 +280,9 @@ class Ops:
     def ts_buffer_stats(self) -> Req:
         return Req("GET", self.p("/ts/buffer/stats"), model(m.BufferStats))
 
+    def ts_cardinality(self, metric: Optional[str], limit: Optional[int]) -> Req:
+        return Req("GET", self.p("/ts/cardinality"), as_json, params=params_of(metric=metric, limit=limit), idempotent=True)
+
     def ts_flush(self) -> Req:
         return Req("POST", self.p("/ts/buffer/flush"), model(m.FlushResult))
 
@@ -332,7 +335,7 @@ class Ops:
             raise ValueError("delete needs from_ms and to_ms (0 and 2**63 - 1 for all time)")
         body = self._selection(metric, from_ms, to_ms, entity, tags, matchers)
         # Not re-sent after a lost answer: points written meanwhile would be deleted too.
-        return json_req("POST", self.p("/ts/delete"), body, model(m.TsDeleteResult))
+        return json_req("POST", self.p("/ts/delete"), body, model(m.TsDeleteResult), idempotent=False)
 
     def write_lines(self, lines: Union[str, bytes, Iterable[str]], precision: str, ack: Optional[str], api: str, idempotent: bool) -> Req:
         if isinstance(lines, bytes):

@@ -88,6 +88,12 @@ class AsyncTimeSeries(_Scoped):
         """``GET /ts/buffer/stats``: the TSAutoBuffer's statistics."""
         return await self._send(self._ops.ts_buffer_stats())  # type: ignore[no-any-return]
 
+    async def cardinality(self, metric: Optional[str] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /ts/cardinality``: the database's series totals and limits, and the metrics,
+        labels and label values with the most series (``limit`` of each, default 10), among
+        every series or those of ``metric``. The answer's JSON as a dict."""
+        return await self._send(self._ops.ts_cardinality(metric, limit))  # type: ignore[no-any-return]
+
     async def flush_buffer(self) -> m.FlushResult:
         """``POST /ts/buffer/flush`` (admin): flush the TSAutoBuffer now."""
         return await self._send(self._ops.ts_flush())  # type: ignore[no-any-return]

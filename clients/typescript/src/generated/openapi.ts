@@ -395,6 +395,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ts/cardinality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Series counts: the database's totals and limits, and the metrics, labels and label values
+         *     with the most series. Reads only the series index.
+         */
+        get: operations["ts_cardinality"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ts/delete": {
         parameters: {
             query?: never;
@@ -782,6 +802,26 @@ export interface paths {
         };
         /** TSAutoBuffer statistics (seed fields). */
         get: operations["db_ts_buffer_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/databases/{db}/ts/cardinality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Series counts: the database's totals and limits, and the metrics, labels and label values
+         *     with the most series. Reads only the series index.
+         */
+        get: operations["db_ts_cardinality"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1455,6 +1495,41 @@ export interface components {
              */
             buffer_size: number;
         };
+        /** @description `GET /ts/cardinality` answer: series counts from the series index (no points are read). */
+        CardinalityResponse: {
+            /**
+             * Format: int64
+             * @description Series the database holds.
+             */
+            total_series: number;
+            /**
+             * Format: int64
+             * @description Series counted below: every series, or those of `metric`.
+             */
+            series: number;
+            /**
+             * Format: int64
+             * @description New series the database created in the last hour.
+             */
+            new_series_last_hour: number;
+            /**
+             * Format: int64
+             * @description The database's limit on series (writes past it get 422 `series_limit`).
+             */
+            max_series: number;
+            /**
+             * Format: int64
+             * @description The database's limit on new series an hour, 0 for none (writes past it get 429
+             *     `new_series_limit` with Retry-After).
+             */
+            max_new_series_per_hour: number;
+            /** @description Metrics by series count, largest first. */
+            series_count_by_metric: components["schemas"]["MetricCount"][];
+            /** @description Labels (`entity` included) by the series that carry them, with their distinct values. */
+            series_count_by_label: components["schemas"]["LabelCount"][];
+            /** @description Label values by series count. */
+            series_count_by_label_value: components["schemas"]["LabelValueCount"][];
+        };
         /** @description A collection's definition and size. */
         CollectionInfo: {
             name: string;
@@ -1504,6 +1579,16 @@ export interface components {
              * @description Overrides the server's `ts.retention_ms` for this database.
              */
             retention_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Overrides the server's `ts.max_series` for this database (at least 1).
+             */
+            max_series?: number | null;
+            /**
+             * Format: int64
+             * @description Overrides the server's `ts.max_new_series_per_hour` for this database (0 = no limit).
+             */
+            max_new_series_per_hour?: number | null;
             /** @description Cedar policies for this database (see docs/security.md). */
             policy?: string | null;
         };
@@ -1548,6 +1633,16 @@ export interface components {
              * @description Time-series retention of this database in ms (0 = forever).
              */
             retention_ms: number;
+            /**
+             * Format: int64
+             * @description Most series the database may hold.
+             */
+            max_series: number;
+            /**
+             * Format: int64
+             * @description Most new series the database may create in any hour (0 = no limit).
+             */
+            max_new_series_per_hour: number;
             /** @description Whether the database has its own Cedar policies. */
             has_policy: boolean;
         };
@@ -1621,7 +1716,7 @@ export interface components {
          * @description Stable snake_case identifier of the kind of error. Clients must accept codes newer than themselves.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "body_read_failed" | "body_timeout" | "client_error" | "invalid_database" | "invalid_encoding" | "invalid_field" | "invalid_value" | "invalid_json" | "invalid_line_protocol" | "invalid_parameter" | "json_too_deep" | "method_not_allowed" | "not_found" | "payload_too_large" | "query_too_large" | "request_timeout" | "too_large_expanded" | "too_many_points" | "unprocessable" | "unsupported_media_type" | "cross_origin" | "frame_too_large" | "invalid_opcode" | "malformed_payload" | "subscription_transport" | "text_message" | "too_many_sessions" | "truncated_frame" | "websocket_required" | "forbidden" | "rate_limited" | "server_overloaded" | "too_many_bytes_in_flight" | "too_many_in_flight" | "too_many_requests" | "unauthenticated" | "collection_exists" | "collection_limit" | "collection_not_found" | "config_drift" | "database_exists" | "database_not_found" | "database_protected" | "database_replaced" | "entity_not_found" | "series_limit" | "buffer_overflow" | "flush_unavailable" | "not_ready" | "overloaded" | "insufficient_storage" | "shutting_down" | "unavailable" | "already_primary" | "conflicting_primary" | "corrupt_batch" | "corrupt_snapshot" | "epoch_not_saved" | "lsn_gone" | "not_a_replica" | "read_only_replica" | "record_refused" | "replica_exists" | "replica_not_found" | "replication_busy" | "snapshot_stalled" | "stale_epoch" | "wal_gap" | "internal";
+        ErrorCode: "bad_request" | "body_read_failed" | "body_timeout" | "client_error" | "invalid_database" | "invalid_encoding" | "invalid_field" | "invalid_value" | "invalid_json" | "invalid_line_protocol" | "invalid_parameter" | "json_too_deep" | "method_not_allowed" | "not_found" | "payload_too_large" | "query_too_large" | "request_timeout" | "too_large_expanded" | "too_many_points" | "unprocessable" | "unsupported_media_type" | "cross_origin" | "frame_too_large" | "invalid_opcode" | "malformed_payload" | "subscription_transport" | "text_message" | "too_many_sessions" | "truncated_frame" | "websocket_required" | "forbidden" | "rate_limited" | "server_overloaded" | "too_many_bytes_in_flight" | "too_many_in_flight" | "too_many_requests" | "unauthenticated" | "collection_exists" | "collection_limit" | "collection_not_found" | "config_drift" | "database_exists" | "database_not_found" | "database_protected" | "database_replaced" | "entity_not_found" | "series_limit" | "new_series_limit" | "buffer_overflow" | "flush_unavailable" | "not_ready" | "overloaded" | "insufficient_storage" | "shutting_down" | "unavailable" | "already_primary" | "conflicting_primary" | "corrupt_batch" | "corrupt_snapshot" | "epoch_not_saved" | "lsn_gone" | "not_a_replica" | "read_only_replica" | "record_refused" | "replica_exists" | "replica_not_found" | "replication_busy" | "snapshot_stalled" | "stale_epoch" | "wal_gap" | "internal";
         /** @description `POST /ts/export` body: a selection without aggregation. */
         ExportRequest: {
             metric: string;
@@ -1666,6 +1761,27 @@ export interface components {
              * @example 64
              */
             ef_search: number;
+        };
+        LabelCount: {
+            label: string;
+            /** Format: int64 */
+            series: number;
+            /**
+             * Format: int64
+             * @description Distinct values of the label among the series counted.
+             */
+            values: number;
+        };
+        LabelValueCount: {
+            label: string;
+            value: string;
+            /** Format: int64 */
+            series: number;
+        };
+        MetricCount: {
+            metric: string;
+            /** Format: int64 */
+            series: number;
         };
         /** @enum {string} */
         Precision: "f32" | "f16" | "i8";
@@ -3753,6 +3869,62 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BufferStats"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    ts_cardinality: {
+        parameters: {
+            query?: {
+                /** @description Count only the series of this metric. */
+                metric?: string;
+                /** @description Entries per list, 1 to 1000 (default 10). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Series counts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardinalityResponse"];
+                };
+            };
+            /** @description Invalid parameters */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
@@ -5891,7 +6063,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: one event per WAL record (`id` = LSN; `event` = points | vectors | collection | error) */
+            /** @description `text/event-stream`: one event per WAL record (`id` = LSN; `event` = points | vectors | collection | delete | error) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6018,6 +6190,74 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BufferStats"];
+                };
+            };
+            /** @description No such database (or resource) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    db_ts_cardinality: {
+        parameters: {
+            query?: {
+                /** @description Count only the series of this metric. */
+                metric?: string;
+                /** @description Entries per list, 1 to 1000 (default 10). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Database name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Series counts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardinalityResponse"];
+                };
+            };
+            /** @description Invalid parameters */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such database (or resource) */

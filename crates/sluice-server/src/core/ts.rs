@@ -150,6 +150,20 @@ async fn logged(
     let (ticket, outcome) = engine_write(&append).map_err(|e| match e {
         WriteError::Overflow { buffer_size } => ApiError::buffer_overflow(buffer_size),
         WriteError::SeriesLimit { .. } => ApiError::new(ErrorCode::SeriesLimit, e.to_string()),
+        // A write that alone adds more new series than the hourly limit never fits: 422.
+        WriteError::NewSeriesRate { limit, adding, .. } if adding > limit => ApiError::new(
+            ErrorCode::SeriesLimit,
+            format!(
+                "{e}: more than the limit by itself; split it or raise max_new_series_per_hour"
+            ),
+        ),
+        WriteError::NewSeriesRate {
+            retry_after_secs, ..
+        } => ApiError::new(
+            ErrorCode::NewSeriesLimit,
+            format!("{e}; room returns as the hour moves on (max_new_series_per_hour)"),
+        )
+        .retry_after(retry_after_secs),
         WriteError::Append(e) => ApiError::from(e),
     })?;
     if let Some(trigger) = outcome.flush_due {

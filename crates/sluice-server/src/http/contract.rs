@@ -131,6 +131,7 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
             "to_ms",
             json!({"minimum": I64.0, "maximum": I64.1}),
         ),
+        ("CreateDatabase", "max_series", json!({"minimum": 1})),
         ("TsDeleteRequest", "metric", json!({"minLength": 1})),
         (
             "TsDeleteRequest",

@@ -62,9 +62,11 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
         | C::SeriesLimit
         | C::RecordRefused => StatusCode::UNPROCESSABLE_ENTITY,
         C::WebsocketRequired => StatusCode::UPGRADE_REQUIRED,
-        C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
+        C::RateLimited
+        | C::TooManyBytesInFlight
+        | C::TooManyInFlight
+        | C::TooManyRequests
+        | C::NewSeriesLimit => StatusCode::TOO_MANY_REQUESTS,
         C::BufferOverflow
         | C::FlushUnavailable
         | C::NotReady

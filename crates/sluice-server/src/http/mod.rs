@@ -48,6 +48,7 @@ fn data_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ts::query))
         .routes(routes!(routes::ts::export))
         .routes(routes!(routes::ts::delete))
+        .routes(routes!(routes::ts::cardinality))
         .routes(routes!(routes::lineproto::write_v1))
         .routes(routes!(routes::lineproto::write_v2))
         .routes(routes!(routes::prom::query))

@@ -288,9 +288,11 @@ pub fn wire_status(code: ErrorCode) -> Status {
         }
         C::Unauthenticated => Status::Unauthorized,
         C::Forbidden | C::CrossOrigin => Status::Forbidden,
-        C::RateLimited | C::TooManyBytesInFlight | C::TooManyInFlight | C::TooManyRequests => {
-            Status::TooManyRequests
-        }
+        C::RateLimited
+        | C::TooManyBytesInFlight
+        | C::TooManyInFlight
+        | C::TooManyRequests
+        | C::NewSeriesLimit => Status::TooManyRequests,
         C::BufferOverflow
         | C::FlushUnavailable
         | C::NotReady

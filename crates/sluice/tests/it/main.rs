@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cardinality;
 mod cli;
 mod client;
 mod delete;

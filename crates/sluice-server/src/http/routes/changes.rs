@@ -54,7 +54,7 @@ pub struct ChangesPath {
 #[utoipa::path(get, path = "/v1/databases/{db}/changes", tag = "replication", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
     params(("db" = String, Path, description = "Database name"), ChangesParams),
     responses(
-        (status = 200, description = "`text/event-stream`: one event per WAL record (`id` = LSN; `event` = points | vectors | collection | error)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one event per WAL record (`id` = LSN; `event` = points | vectors | collection | delete | error)", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid from_lsn or Last-Event-ID", body = ErrorBody),
         (status = 404, description = "No such database", body = ErrorBody),
         (status = 410, description = "The WAL after from_lsn is no longer retained", body = ErrorBody),

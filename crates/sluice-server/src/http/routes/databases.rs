@@ -23,6 +23,8 @@ fn info(db: &Database) -> DatabaseInfo {
     DatabaseInfo {
         name: db.name.clone(),
         retention_ms: db.ts.config().retention_ms,
+        max_series: db.ts.config().max_series as u64,
+        max_new_series_per_hour: db.ts.config().max_new_series_per_hour as u64,
         has_policy: db.policy.is_some(),
     }
 }
@@ -75,8 +77,13 @@ pub async fn create(
     if !crate::catalogue::valid_name(&req.name) {
         return Err(manage_error(ManageError::InvalidName(req.name)));
     }
+    if req.max_series == Some(0) {
+        return Err(ApiError::invalid_field("max_series", "must be at least 1"));
+    }
     let settings = DatabaseSettings {
         retention_ms: req.retention_ms,
+        max_series: req.max_series,
+        max_new_series_per_hour: req.max_new_series_per_hour,
         policy: req.policy,
     };
     let db = manage(&state, move |dbs, metrics| {

@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use sluice_api::ErrorBody;
 use sluice_api::ts::{
     AckParams, Aggregation, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse,
-    DataPoint, ExportRequest, FlushResponse, PutResponse, QueryRequest, QueryResponse, SeriesData,
-    TagMatcher, TsDeleteRequest, TsDeleteResponse,
+    CardinalityResponse, DataPoint, ExportRequest, FlushResponse, LabelCount, LabelValueCount,
+    MetricCount, PutResponse, QueryRequest, QueryResponse, SeriesData, TagMatcher, TsDeleteRequest,
+    TsDeleteResponse,
 };
 use sluice_ts::Batch;
 use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
@@ -276,6 +277,80 @@ pub async fn delete(
         points_deleted: out.points,
         chunks_rewritten: out.chunks_rewritten,
         chunks_removed: out.chunks_removed,
+    }))
+}
+
+/// Most entries per list of a cardinality answer.
+const MAX_CARDINALITY_LIMIT: u32 = 1000;
+
+/// Query parameters of `GET /ts/cardinality`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CardinalityParams {
+    /// Count only the series of this metric.
+    pub metric: Option<String>,
+    /// Entries per list, 1 to 1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// Series counts: the database's totals and limits, and the metrics, labels and label values
+/// with the most series. Reads only the series index.
+#[utoipa::path(get, operation_id = "ts_cardinality", path = "/ts/cardinality", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
+    params(CardinalityParams),
+    responses(
+        (status = 200, description = "Series counts", body = CardinalityResponse),
+        (status = 400, description = "Invalid parameters", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn cardinality(
+    Db(db): Db,
+    axum::extract::Query(params): axum::extract::Query<CardinalityParams>,
+) -> Result<Json<CardinalityResponse>, ApiError> {
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=MAX_CARDINALITY_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be 1 to {MAX_CARDINALITY_LIMIT}"),
+        ));
+    }
+    let c = tokio::task::spawn_blocking(move || {
+        db.ts.cardinality(params.metric.as_deref(), limit as usize)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("cardinality task: {e}")))?;
+    Ok(Json(CardinalityResponse {
+        total_series: c.total_series,
+        series: c.counts.series,
+        new_series_last_hour: c.new_series_last_hour,
+        max_series: c.max_series,
+        max_new_series_per_hour: c.max_new_series_per_hour,
+        series_count_by_metric: c
+            .counts
+            .metrics
+            .into_iter()
+            .map(|(metric, series)| MetricCount { metric, series })
+            .collect(),
+        series_count_by_label: c
+            .counts
+            .labels
+            .into_iter()
+            .map(|(label, series, values)| LabelCount {
+                label,
+                series,
+                values,
+            })
+            .collect(),
+        series_count_by_label_value: c
+            .counts
+            .label_values
+            .into_iter()
+            .map(|(label, value, series)| LabelValueCount {
+                label,
+                value,
+                series,
+            })
+            .collect(),
     }))
 }
 

@@ -11,12 +11,26 @@ pub struct DatabaseInfo {
     pub name: String,
     /// Time-series retention of this database in ms (0 = forever).
     pub retention_ms: u64,
+    /// Retention by metric name over `retention_ms` (first match wins).
+    pub retention_rules: Vec<RetentionRule>,
     /// Most series the database may hold.
     pub max_series: u64,
     /// Most new series the database may create in any hour (0 = no limit).
     pub max_new_series_per_hour: u64,
     /// Whether the database has its own Cedar policies.
     pub has_policy: bool,
+}
+
+/// A retention rule of a database: metrics whose name matches `metric` (a glob: `*` any run of
+/// characters, `?` one; the whole name must match) keep points for `retention_ms` (0: forever)
+/// instead of the database's retention. The first matching rule applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    #[schema(example = "debug_*")]
+    pub metric: String,
+    #[serde(deserialize_with = "crate::int::integer")]
+    pub retention_ms: u64,
 }
 
 /// `POST /v1/databases`.
@@ -32,6 +46,9 @@ pub struct CreateDatabase {
         deserialize_with = "crate::int::optional"
     )]
     pub retention_ms: Option<u64>,
+    /// Retention by metric name over the database's (first match wins; at most 64 rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention_rules: Vec<RetentionRule>,
     /// Overrides the server's `ts.max_series` for this database (at least 1).
     #[serde(
         default,

@@ -38,6 +38,9 @@ pub struct DatabaseSettings {
     /// Overrides `ts.retention_ms` for this database (0 = keep forever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
+    /// Retention by metric name over the database's (first match wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retention_rules: Vec<RetentionRuleSetting>,
     /// Overrides `ts.max_series` for this database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_series: Option<u64>,
@@ -47,6 +50,14 @@ pub struct DatabaseSettings {
     /// Cedar policies that apply to this database, in addition to the server-level ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+}
+
+/// A `retention_rules` entry: `{ metric = "debug_*", retention_ms = 86400000 }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRuleSetting {
+    pub metric: String,
+    pub retention_ms: u64,
 }
 
 /// Why a catalogue change was refused.
@@ -140,6 +151,19 @@ impl Catalogue {
                     "retention_ms",
                     toml_edit::value(i64::try_from(r).unwrap_or(i64::MAX)),
                 );
+            }
+            if !settings.retention_rules.is_empty() {
+                let mut rules = toml_edit::Array::new();
+                for r in &settings.retention_rules {
+                    let mut t = toml_edit::InlineTable::new();
+                    t.insert("metric", r.metric.as_str().into());
+                    t.insert(
+                        "retention_ms",
+                        i64::try_from(r.retention_ms).unwrap_or(i64::MAX).into(),
+                    );
+                    rules.push(t);
+                }
+                table.insert("retention_rules", toml_edit::value(rules));
             }
             for (key, v) in [
                 ("max_series", settings.max_series),
@@ -321,6 +345,10 @@ mod tests {
             "db1",
             &DatabaseSettings {
                 retention_ms: Some(5),
+                retention_rules: vec![RetentionRuleSetting {
+                    metric: "debug_*".into(),
+                    retention_ms: 9,
+                }],
                 max_series: Some(7),
                 max_new_series_per_hour: Some(3),
                 policy: None,
@@ -343,6 +371,8 @@ mod tests {
         let (_, entries) = Catalogue::open(path).unwrap();
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["db1"]);
         assert_eq!(entries["db1"].retention_ms, Some(5));
+        assert_eq!(entries["db1"].retention_rules[0].metric, "debug_*");
+        assert_eq!(entries["db1"].retention_rules[0].retention_ms, 9);
         assert_eq!(
             (
                 entries["db1"].max_series,

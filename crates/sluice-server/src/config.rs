@@ -271,6 +271,8 @@ impl Default for AdmissionConfig {
 pub struct TsSection {
     /// Points older than this are dropped from queries and storage; 0 keeps everything.
     pub retention_ms: u64,
+    /// How often chunks past retention are deleted (a sweep in steps, off the flusher).
+    pub retention_sweep_interval_ms: u64,
     /// Most points one query may collect before aggregation.
     pub max_query_points: usize,
     /// A series' chunk is closed at this many points.
@@ -544,6 +546,7 @@ impl Default for TsSection {
         let d = sluice_ts::TsConfig::default();
         TsSection {
             retention_ms: d.retention_ms,
+            retention_sweep_interval_ms: d.retention_sweep_interval_ms,
             max_query_points: d.max_query_points,
             chunk_target_points: d.chunk_target_points,
             max_series: d.max_series,
@@ -619,6 +622,8 @@ impl Config {
                 min_flush_gap_ms: ab.min_flush_gap_ms,
             },
             retention_ms: self.ts.retention_ms,
+            retention_rules: Vec::new(),
+            retention_sweep_interval_ms: self.ts.retention_sweep_interval_ms,
             max_query_points: self.ts.max_query_points,
             chunk_target_points: self.ts.chunk_target_points,
             max_series: self.ts.max_series,
@@ -1191,6 +1196,11 @@ impl VectorSection {
 
 impl TsSection {
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.retention_sweep_interval_ms == 0 {
+            return Err(invalid(
+                "ts.retention_sweep_interval_ms must be greater than 0",
+            ));
+        }
         if self.max_query_points == 0 || self.chunk_target_points == 0 || self.max_series == 0 {
             return Err(invalid(
                 "ts.max_query_points, ts.chunk_target_points and ts.max_series must be greater than 0",

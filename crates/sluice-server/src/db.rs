@@ -37,6 +37,8 @@ pub struct Database {
     pub ts: Arc<TsEngine>,
     pub vectors: Arc<VectorEngine>,
     pub flusher: Flusher,
+    /// Deletes chunks past retention (`crate::retention`).
+    pub sweeper: crate::retention::Sweeper,
     /// Its `[databases.<name>]` settings.
     pub settings: DatabaseSettings,
     /// Its Cedar policies, compiled (with the server-level ones added by the authorizer).
@@ -199,6 +201,8 @@ impl Database {
         let wal = Arc::new(wal);
         let flusher = Flusher::start(name, ts.clone(), vectors.clone(), wal.clone())
             .map_err(|e| err(format!("starting the flusher: {e}")))?;
+        let sweeper = crate::retention::Sweeper::start(name, ts.clone())
+            .map_err(|e| err(format!("starting the retention sweep: {e}")))?;
         Ok((
             Database {
                 name: name.to_string(),
@@ -206,6 +210,7 @@ impl Database {
                 ts,
                 vectors,
                 flusher,
+                sweeper,
                 settings: DatabaseSettings::default(),
                 policy: None,
             },
@@ -215,6 +220,7 @@ impl Database {
 
     /// Flushes the buffers (checkpointing the WAL) and closes the WAL.
     pub fn close(&self) {
+        self.sweeper.stop();
         self.flusher.stop();
         if let Err(e) = self.wal.close() {
             tracing::error!(db = %self.name, error = %e, "closing the WAL failed");
@@ -327,6 +333,14 @@ impl Databases {
         if let Some(r) = db_settings.retention_ms {
             settings.ts.retention_ms = r;
         }
+        settings.ts.retention_rules = db_settings
+            .retention_rules
+            .iter()
+            .map(|r| sluice_ts::RetentionRule {
+                metric: r.metric.clone(),
+                retention_ms: r.retention_ms,
+            })
+            .collect();
         if let Some(m) = db_settings.max_series {
             settings.ts.max_series = usize::try_from(m).unwrap_or(usize::MAX);
         }

@@ -6,8 +6,8 @@
 //! never fills the queue and a manual flush always finds room); the thread wakes by itself when
 //! a buffer's age trigger is due, and checks whether a vector snapshot is due; a manual flush
 //! waits for its answer; stop flushes both buffers, snapshots the vector indexes and
-//! checkpoints, so a clean restart replays nothing. Every hour (and at start) it also deletes
-//! time-series chunks past retention.
+//! checkpoints, so a clean restart replays nothing. (Chunks past retention are deleted by the
+//! database's own sweep thread, `crate::retention`.)
 //!
 //! Count-triggered time-series flushes start at most every
 //! `features.ts_auto_buffer.min_flush_gap_ms` (capped at half `flush_interval_ms`; a count
@@ -42,7 +42,6 @@ use crate::db::Database;
 
 const QUEUE: usize = 64;
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 enum Request {
     Nudge(FlushTrigger),
@@ -88,8 +87,8 @@ struct Engines {
     vectors: Arc<VectorEngine>,
     wal: Arc<Wal>,
     pending: Arc<Pending>,
-    /// The storage was full at the last try: flushes, snapshots, checkpoints and retention
-    /// sweeps wait until this instant (see [`FULL_RETRY`]).
+    /// The storage was full at the last try: flushes, snapshots and checkpoints wait until
+    /// this instant (see [`FULL_RETRY`]).
     full_until: Mutex<Option<Instant>>,
 }
 
@@ -228,8 +227,6 @@ impl Flusher {
 
 impl Engines {
     fn run(&self, rx: &Receiver<Request>) {
-        let db = self.db.as_str();
-        let mut last_retention: Option<Instant> = None;
         // At most half the age trigger, so a deferred count flush never outlives it.
         let ab = &self.ts.config().auto_buffer;
         let gap = Duration::from_millis(ab.min_flush_gap_ms.min(ab.flush_interval_ms / 2));
@@ -254,15 +251,6 @@ impl Engines {
             Some(outcome)
         };
         loop {
-            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) && !self.paused() {
-                match self.ts.enforce_retention() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(db, chunks = n, "deleted chunks past retention"),
-                    Err(e) if storage_full(&e) => self.pause("the retention sweep", &e),
-                    Err(e) => fatal(db, &format!("retention sweep failed: {e}")),
-                }
-                last_retention = Some(Instant::now());
-            }
             // A deferred count flush whose time has come runs even when messages keep the
             // wait below from timing out.
             if deferred.is_some_and(|at| Instant::now() >= at) {

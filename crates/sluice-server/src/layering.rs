@@ -115,6 +115,7 @@ const CORE: &[&str] = &[
     "metrics",
     "monitoring",
     "replication",
+    "retention",
     "request_id",
     "state",
     "timefmt",

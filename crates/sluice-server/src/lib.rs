@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod replication;
 pub mod request_id;
+pub mod retention;
 pub mod router;
 pub mod server;
 pub mod state;

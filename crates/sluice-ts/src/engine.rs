@@ -107,6 +107,11 @@ pub struct TsConfig {
     pub auto_buffer: AutoBufferConfig,
     /// Points older than this are dropped from queries and storage; 0 keeps everything.
     pub retention_ms: u64,
+    /// Retention by metric name over `retention_ms`: the first rule whose glob matches a
+    /// series' metric sets its retention.
+    pub retention_rules: Vec<RetentionRule>,
+    /// How often the server sweeps chunks past retention (ms).
+    pub retention_sweep_interval_ms: u64,
     pub max_query_points: usize,
     /// A series' chunk is closed at this many points.
     pub chunk_target_points: usize,
@@ -122,12 +127,43 @@ impl Default for TsConfig {
         TsConfig {
             auto_buffer: AutoBufferConfig::default(),
             retention_ms: 0,
+            retention_rules: Vec::new(),
+            retention_sweep_interval_ms: 3_600_000,
             max_query_points: 5_000_000,
             chunk_target_points: 2048,
             max_series: 1_000_000,
             max_new_series_per_hour: 0,
             point_limits: PointLimits::default(),
         }
+    }
+}
+
+/// A retention rule: metrics whose name matches `metric` (a glob: `*` any run of characters,
+/// `?` one character; the whole name must match) keep points for `retention_ms` (0: forever).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionRule {
+    pub metric: String,
+    pub retention_ms: u64,
+}
+
+impl RetentionRule {
+    /// The rule's glob as an anchored regex; an error for a glob too large to compile.
+    pub fn regex(&self) -> Result<regex::Regex, String> {
+        let mut re = String::with_capacity(self.metric.len() + 8);
+        re.push_str("^(?:");
+        let mut buf = [0u8; 4];
+        for c in self.metric.chars() {
+            match c {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut buf))),
+            }
+        }
+        re.push_str(")$");
+        regex::RegexBuilder::new(&re)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("retention rule {:?}: {e}", self.metric))
     }
 }
 
@@ -391,6 +427,8 @@ struct Counters {
 
 pub struct TsEngine {
     config: TsConfig,
+    /// `config.retention_rules`, compiled.
+    rules: Vec<(regex::Regex, u64)>,
     store: ChunkStore,
     state: Mutex<State>,
     /// Series known by a protocol's raw names ([`crate::names`]).
@@ -412,7 +450,14 @@ impl TsEngine {
             index.insert_with_id(key, id as SeriesId);
         }
         let persisted_series = index.len();
+        let rules = config
+            .retention_rules
+            .iter()
+            .map(|r| r.regex().map(|re| (re, r.retention_ms)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Corrupt)?;
         Ok(TsEngine {
+            rules,
             config,
             store: opened.store,
             state: Mutex::new(State {
@@ -1112,20 +1157,76 @@ impl TsEngine {
         self.counters.stored_bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
+    /// The oldest timestamp any series keeps: what flushes keep and reads plan for (each
+    /// series is then held to its own [`Self::series_cutoff`]).
     fn retention_cutoff(&self) -> i64 {
-        if self.config.retention_ms == 0 {
-            i64::MIN
-        } else {
-            now_ms().saturating_sub(self.config.retention_ms.min(i64::MAX as u64) as i64)
-        }
+        let now = now_ms();
+        self.rules
+            .iter()
+            .map(|(_, ms)| cutoff_at(now, *ms))
+            .fold(cutoff_at(now, self.config.retention_ms), i64::min)
     }
 
-    /// Deletes chunks wholly past retention; returns how many.
-    pub fn enforce_retention(&self) -> Result<usize, StoreError> {
-        if self.config.retention_ms == 0 {
-            return Ok(0);
+    /// The oldest timestamp the series of `metric` keep: the first matching rule's retention,
+    /// else the database's.
+    pub fn series_cutoff(&self, metric: &str) -> i64 {
+        let ms = self
+            .rules
+            .iter()
+            .find(|(re, _)| re.is_match(metric))
+            .map_or(self.config.retention_ms, |(_, ms)| *ms);
+        cutoff_at(now_ms(), ms)
+    }
+
+    /// `from` held to each series' retention, for the series `ids` (see [`Self::series_cutoff`]).
+    fn series_froms(&self, st: &State, ids: &[SeriesId], from: i64) -> Vec<i64> {
+        if self.rules.is_empty() {
+            return vec![from.max(cutoff_at(now_ms(), self.config.retention_ms)); ids.len()];
         }
-        self.store.delete_older_than(self.retention_cutoff())
+        ids.iter()
+            .map(|id| {
+                st.index
+                    .key(*id)
+                    .map_or(from, |k| from.max(self.series_cutoff(&k.metric)))
+            })
+            .collect()
+    }
+
+    /// Whether any series has a retention (a sweep has something to do).
+    pub fn has_retention(&self) -> bool {
+        self.config.retention_ms > 0 || self.rules.iter().any(|(_, ms)| *ms > 0)
+    }
+
+    /// One step of the retention sweep: deletes the chunks of series `first..first + count`
+    /// whose newest point is past the series' retention. Returns the next series to sweep
+    /// (`None` after the last) and how many chunks were deleted. Reads those series' chunk
+    /// keys and headers only, so a sweep in steps holds no lock for long and never blocks a
+    /// flush for more than one step's commit.
+    pub fn sweep_retention(
+        &self,
+        first: SeriesId,
+        count: usize,
+    ) -> Result<(Option<SeriesId>, usize), StoreError> {
+        let (cutoffs, total) = {
+            let st = self.lock_state();
+            let total = st.index.len();
+            let end = total.min(first as usize + count.max(1));
+            let cutoffs: Vec<i64> = (first as usize..end)
+                .map(|id| {
+                    st.index
+                        .key(id as SeriesId)
+                        .map_or(i64::MIN, |k| self.series_cutoff(&k.metric))
+                })
+                .collect();
+            (cutoffs, total)
+        };
+        let next = first as usize + cutoffs.len();
+        let deleted = if cutoffs.iter().any(|c| *c > i64::MIN) {
+            self.store.delete_expired(first, &cutoffs)?
+        } else {
+            0
+        };
+        Ok(((next < total).then_some(next as SeriesId), deleted))
     }
 
     /// Runs a query over chunks, the frozen head and the head.
@@ -1140,7 +1241,7 @@ impl TsEngine {
         if let Some(agg) = q.aggregation {
             return self.query_aggregated(q, agg);
         }
-        let from = q.from_ms.max(self.retention_cutoff());
+        let from = q.from_ms.max(self.series_cutoff(&q.metric));
         let selected = self.select(q);
         let limit = self.config.max_query_points;
         let mut collected = 0usize;
@@ -1179,7 +1280,7 @@ impl TsEngine {
         q: &Query,
         agg: query::Aggregation,
     ) -> Result<Vec<SeriesResult>, QueryError> {
-        let from = q.from_ms.max(self.retention_cutoff());
+        let from = q.from_ms.max(self.series_cutoff(&q.metric));
         let limit = self.config.max_query_points;
         if from > q.to_ms {
             // The range lies wholly before the retention cutoff.
@@ -1368,12 +1469,13 @@ impl TsEngine {
         budget: &mut usize,
         mut f: impl FnMut(usize, Vec<(i64, f64)>, &mut usize) -> Result<(), E>,
     ) -> Result<(), E> {
-        let from = from.max(self.retention_cutoff());
         let limit = *budget;
         let mut buffered: Vec<Vec<Vec<(i64, f64)>>> = Vec::with_capacity(ids.len());
-        {
+        let froms = {
             let st = self.lock_state();
-            for id in ids {
+            let froms = self.series_froms(&st, ids, from);
+            for (i, id) in ids.iter().enumerate() {
+                let from = froms[i];
                 let mut sources = Vec::new();
                 for head in st.frozen.iter().map(|f| &**f).chain([&st.head]) {
                     if let Some(points) = head.series.get(id) {
@@ -1392,9 +1494,15 @@ impl TsEngine {
                 }
                 buffered.push(sources);
             }
-        }
-        let plan = self.store.plan(ids, from, to).map_err(QueryError::from)?;
+            froms
+        };
+        let earliest = froms.iter().copied().min().unwrap_or(from);
+        let plan = self
+            .store
+            .plan(ids, earliest, to)
+            .map_err(QueryError::from)?;
         for (i, heads) in buffered.into_iter().enumerate() {
+            let from = froms[i];
             let Some(chunks) = self
                 .store
                 .read_planned(&plan, i, budget)
@@ -1428,22 +1536,26 @@ impl TsEngine {
         from: i64,
         to: i64,
     ) -> Result<Vec<bool>, QueryError> {
-        let from = from.max(self.retention_cutoff());
-        let mut found: Vec<bool> = {
+        let (mut found, froms): (Vec<bool>, Vec<i64>) = {
             let st = self.lock_state();
-            ids.iter()
-                .map(|id| {
+            let froms = self.series_froms(&st, ids, from);
+            let found = ids
+                .iter()
+                .zip(&froms)
+                .map(|(id, &from)| {
                     st.frozen.iter().map(|f| &**f).chain([&st.head]).any(|h| {
                         h.series
                             .get(id)
                             .is_some_and(|p| p.iter().any(|(t, _)| *t >= from && *t <= to))
                     })
                 })
-                .collect()
+                .collect();
+            (found, froms)
         };
-        let plan = self.store.plan(ids, from, to)?;
+        let earliest = froms.iter().copied().min().unwrap_or(from);
+        let plan = self.store.plan(ids, earliest, to)?;
         for (i, f) in found.iter_mut().enumerate() {
-            *f = *f || !plan.is_empty(i);
+            *f = *f || plan.spans(i).any(|(_, hi)| hi >= froms[i]);
         }
         Ok(found)
     }
@@ -1454,7 +1566,7 @@ impl TsEngine {
         q: &Query,
         mut emit: impl FnMut(&SeriesKey, i64, f64) -> bool,
     ) -> Result<(), QueryError> {
-        let from = q.from_ms.max(self.retention_cutoff());
+        let from = q.from_ms.max(self.series_cutoff(&q.metric));
         for (id, key, buffered) in self.select(q) {
             let mut sources: Vec<Vec<(i64, f64)>> = self
                 .store
@@ -1559,6 +1671,15 @@ fn merge_head(base: &mut Head, newer: Head) {
 }
 
 pub use sluice_wal::now_ms;
+
+/// The cutoff of a retention of `ms` at `now` (0: keep everything).
+fn cutoff_at(now: i64, ms: u64) -> i64 {
+    if ms == 0 {
+        i64::MIN
+    } else {
+        now.saturating_sub(ms.min(i64::MAX as u64) as i64)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -2230,6 +2351,121 @@ mod tests {
         assert_eq!(
             e.cardinality(Some("nope"), 10).counts,
             crate::series::Counts::default()
+        );
+    }
+
+    #[test]
+    fn retention_rules_hold_each_metric_to_its_own_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = |metric: &str, retention_ms| RetentionRule {
+            metric: metric.into(),
+            retention_ms,
+        };
+        let config = TsConfig {
+            retention_ms: 60_000,
+            retention_rules: vec![rule("debug_*", 10_000), rule("keep_?", 0)],
+            // A chunk per point: no merging, so each chunk's fate is the test's to predict.
+            chunk_target_points: 1,
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        let now = now_ms();
+        let at = |metric: &str, ago: i64| {
+            Point::new(
+                metric.into(),
+                "e".into(),
+                now - ago,
+                1.0,
+                [],
+                &PointLimits::default(),
+            )
+            .unwrap()
+        };
+        let mut lsn = 0;
+        // Old points first, in chunks of their own; then newer ones.
+        write(
+            &e,
+            &mut lsn,
+            vec![
+                at("debug_x", 300_000),
+                at("keep_x", 300_000),
+                at("other", 300_000),
+            ],
+        );
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        write(
+            &e,
+            &mut lsn,
+            vec![
+                at("debug_x", 30_000),
+                at("keep_x", 30_000),
+                at("other", 30_000),
+                at("keep_xy", 300_000),
+            ],
+        );
+        let visible = |metric: &str| -> Vec<i64> {
+            let mut q = agg_query(None, 0, now, None, &[]);
+            q.metric = metric.into();
+            e.query(&q)
+                .unwrap()
+                .into_iter()
+                .flat_map(|s| s.points)
+                .map(|p| now - p.0)
+                .collect()
+        };
+        let check = || {
+            assert_eq!(visible("debug_x"), Vec::<i64>::new(), "10 s: neither");
+            assert_eq!(visible("keep_x"), [300_000, 30_000], "forever: both");
+            assert_eq!(visible("other"), [30_000], "the database's 60 s");
+            assert_eq!(
+                visible("keep_xy"),
+                Vec::<i64>::new(),
+                "`?` is one character"
+            );
+            // The PromQL read path holds each series to its own retention too.
+            let ids: Vec<SeriesId> = (0..4).collect();
+            let mut budget = 1000;
+            let got: Vec<usize> = e
+                .read_series(&ids, 0, now, &mut budget)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect();
+            assert_eq!(got, [0, 2, 1, 0]);
+            let with_data = e.series_with_data(&ids, 0, now).unwrap();
+            assert_eq!(with_data, [false, true, true, false]);
+        };
+        check();
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        check();
+        // The sweep, in steps of one series, deletes the chunks wholly past each retention:
+        // debug_x's two, other's old one, keep_xy's.
+        let (mut next, mut deleted) = (Some(0), 0);
+        while let Some(first) = next {
+            let (n, d) = e.sweep_retention(first, 1).unwrap();
+            next = n;
+            deleted += d;
+        }
+        assert_eq!(deleted, 4);
+        check();
+        let stored: usize = (0..4)
+            .map(|id| {
+                e.store
+                    .chunks_overlapping(id, i64::MIN, i64::MAX)
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(stored, 3, "keep_x's two chunks and other's newer one");
+        assert!(e.has_retention());
+        assert!(
+            RetentionRule {
+                metric: "a(b".into(),
+                retention_ms: 1
+            }
+            .regex()
+            .is_ok(),
+            "globs escape regex syntax"
         );
     }
 

@@ -24,7 +24,7 @@ pub use batch::{Batch, Sample};
 pub use engine::now_ms;
 pub use engine::{
     AutoBufferConfig, BufferStats, Cardinality, DeleteError, DeleteOutcome, FlushOutcome,
-    FlushTrigger, TsConfig, TsEngine, TsMetrics, WriteError,
+    FlushTrigger, RetentionRule, TsConfig, TsEngine, TsMetrics, WriteError,
 };
 pub use names::{KnownSeries, NamedBatch, NamedSeries};
 pub use point::{InvalidPoint, Point, PointLimits};

@@ -570,36 +570,29 @@ impl ChunkStore {
         }))
     }
 
-    /// Deletes every chunk whose newest point is older than `cutoff`; returns how many.
-    pub fn delete_older_than(&self, cutoff: i64) -> Result<usize, StoreError> {
+    /// Deletes the chunks of series `first..first + cutoffs.len()` whose newest point is older
+    /// than that series' cutoff (`cutoffs[series - first]`); returns how many. Reads those
+    /// series' chunk keys and headers through one range scan.
+    pub fn delete_expired(&self, first: SeriesId, cutoffs: &[i64]) -> Result<usize, StoreError> {
+        let Some(last) = (first as usize + cutoffs.len()).checked_sub(1) else {
+            return Ok(0);
+        };
+        let start = chunk_key(first, i64::MIN, 0);
+        let end = chunk_key(last as SeriesId, i64::MAX, u64::MAX);
         let mut doomed = Vec::new();
-        for kv in self.chunks.iter() {
+        for kv in self.db.snapshot().range(&self.chunks, start..=end) {
             let (k, v) = kv.into_inner()?;
+            let (series, min_ts, seq) =
+                parse_chunk_key(&k).ok_or_else(|| StoreError::Corrupt("bad chunk key".into()))?;
             let (max_ts, _) = split_value(&v)?;
-            if max_ts < cutoff {
-                doomed.push(k);
+            if max_ts < cutoffs[(series - first) as usize] {
+                doomed.push((series, min_ts, seq));
             }
         }
         if doomed.is_empty() {
             return Ok(0);
         }
-        let mut batch = self.db.batch();
-        for k in &doomed {
-            batch.remove(&self.chunks, k.clone());
-        }
-        {
-            let mut dir = self.directory_mut();
-            batch.commit()?;
-            dir.generation += 1;
-            for k in &doomed {
-                if let Some((series, min_ts, seq)) = parse_chunk_key(k) {
-                    dir.change(series, |live| {
-                        live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq))
-                    });
-                }
-            }
-        }
-        self.db.persist(PersistMode::SyncAll)?;
+        self.commit_rewrite(&[], &doomed)?;
         Ok(doomed.len())
     }
 
@@ -693,7 +686,10 @@ mod tests {
         assert_eq!(o.flushed_lsn, Lsn(7));
         assert_eq!(o.next_seq, 2);
         assert_eq!(o.series, vec![key]);
-        assert_eq!(o.store.delete_older_than(21).unwrap(), 1);
+        // Series 0's chunk ends at 20: kept at a cutoff of 20, deleted at 21.
+        assert_eq!(o.store.delete_expired(0, &[20]).unwrap(), 0);
+        assert_eq!(o.store.delete_expired(0, &[21]).unwrap(), 1);
+        assert_eq!(o.store.delete_expired(0, &[]).unwrap(), 0);
         assert!(
             o.store
                 .chunks_overlapping(0, i64::MIN, i64::MAX)

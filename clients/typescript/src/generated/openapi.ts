@@ -1579,6 +1579,8 @@ export interface components {
              * @description Overrides the server's `ts.retention_ms` for this database.
              */
             retention_ms?: number | null;
+            /** @description Retention by metric name over the database's (first match wins; at most 64 rules). */
+            retention_rules?: components["schemas"]["RetentionRule"][];
             /**
              * Format: int64
              * @description Overrides the server's `ts.max_series` for this database (at least 1).
@@ -1633,6 +1635,8 @@ export interface components {
              * @description Time-series retention of this database in ms (0 = forever).
              */
             retention_ms: number;
+            /** @description Retention by metric name over `retention_ms` (first match wins). */
+            retention_rules: components["schemas"]["RetentionRule"][];
             /**
              * Format: int64
              * @description Most series the database may hold.
@@ -1990,6 +1994,17 @@ export interface components {
             /** Format: int32 */
             compression_level: number;
             replica?: null | components["schemas"]["ReplicaSideStats"];
+        };
+        /**
+         * @description A retention rule of a database: metrics whose name matches `metric` (a glob: `*` any run of
+         *     characters, `?` one; the whole name must match) keep points for `retention_ms` (0: forever)
+         *     instead of the database's retention. The first matching rule applies.
+         */
+        RetentionRule: {
+            /** @example debug_* */
+            metric: string;
+            /** Format: int64 */
+            retention_ms: number;
         };
         /** @description `POST /vectors/search` body. */
         SearchRequest: {

@@ -132,6 +132,8 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
             json!({"minimum": I64.0, "maximum": I64.1}),
         ),
         ("CreateDatabase", "max_series", json!({"minimum": 1})),
+        ("CreateDatabase", "retention_rules", json!({"maxItems": 64})),
+        ("RetentionRule", "metric", json!({"minLength": 1})),
         ("TsDeleteRequest", "metric", json!({"minLength": 1})),
         (
             "TsDeleteRequest",

@@ -123,6 +123,7 @@ async fn http_methods_with_the_seed_names() {
         .create_database(&sluice_client::api::database::CreateDatabase {
             name: "other".into(),
             retention_ms: None,
+            retention_rules: Vec::new(),
             max_series: None,
             max_new_series_per_hour: None,
             policy: None,

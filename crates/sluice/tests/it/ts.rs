@@ -891,3 +891,113 @@ async fn a_compressed_export_holds_every_point() {
         .expect("a complete gzip stream");
     assert_eq!(text.lines().count(), 5000);
 }
+
+#[tokio::test]
+async fn retention_rules_per_metric_hide_at_once_and_the_sweep_deletes() {
+    let hour = 3_600_000i64;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let opts = || Options::default().env("SLUICE_TS_RETENTION_SWEEP_INTERVAL_MS", "100");
+    let s = TestServer::start_in(&dir, opts()).await;
+    let (st, body) = s
+        .post_json(
+            "/v1/databases",
+            &json!({"name": "r", "retention_rules": [
+                {"metric": "debug_*", "retention_ms": hour},
+                {"metric": "audit", "retention_ms": 0}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(
+        body["retention_rules"][0],
+        json!({"metric": "debug_*", "retention_ms": hour})
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch = json!({"points": [
+        point("debug_io", now - 2 * hour, 1.0), point("debug_io", now - 1000, 2.0),
+        point("cpu", now - 2 * hour, 3.0)]});
+    assert_eq!(
+        s.post_json("/v1/databases/r/ts/put/batch", &batch).await.0,
+        200
+    );
+    async fn visible(s: &TestServer, metric: &str, now: i64) -> Vec<Vec<(i64, f64)>> {
+        let body = json!({"metric": metric, "from_ms": 0, "to_ms": now});
+        let (st, r) = s.post_json("/v1/databases/r/ts/query", &body).await;
+        assert_eq!(st, 200, "{r}");
+        r["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(points_of)
+            .collect()
+    }
+    // At once, buffered: debug_* keeps an hour, other metrics the database's (forever).
+    assert_eq!(
+        visible(&s, "debug_io", now).await,
+        [vec![(now - 1000, 2.0)]]
+    );
+    assert_eq!(visible(&s, "cpu", now).await, [vec![(now - 2 * hour, 3.0)]]);
+    // An old debug point alone in its chunk: the sweep deletes that chunk.
+    let old = json!({"points": [point("debug_old", now - 3 * hour, 4.0)]});
+    assert_eq!(
+        s.post_json("/v1/databases/r/ts/put/batch", &old).await.0,
+        200
+    );
+    assert_eq!(
+        s.post_json("/v1/databases/r/ts/buffer/flush", &json!({}))
+            .await
+            .0,
+        200
+    );
+    wait_until(
+        "the sweep deletes the expired chunk",
+        Duration::from_secs(30),
+        || async {
+            if s.stderr().contains("deleted chunks past retention") {
+                Ok(())
+            } else {
+                Err("no sweep log yet")
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        visible(&s, "debug_io", now).await,
+        [vec![(now - 1000, 2.0)]]
+    );
+    // Bad rules are refused with the field named.
+    for (rules, field) in [
+        (
+            json!([{"metric": "", "retention_ms": 1}]),
+            "retention_rules[0].metric",
+        ),
+        (
+            json!(
+                (0..65)
+                    .map(|i| json!({"metric": format!("m{i}"), "retention_ms": 1}))
+                    .collect::<Vec<_>>()
+            ),
+            "retention_rules",
+        ),
+    ] {
+        let (st, body) = s
+            .post_json(
+                "/v1/databases",
+                &json!({"name": "bad", "retention_rules": rules}),
+            )
+            .await;
+        assert_eq!(st, 400, "{body}");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    // The rules are in the catalogue: after a restart they still hold.
+    assert!(s.stop().success());
+    let s = TestServer::start_in(&dir, opts()).await;
+    assert_eq!(
+        visible(&s, "debug_io", now).await,
+        [vec![(now - 1000, 2.0)]]
+    );
+    assert_eq!(visible(&s, "cpu", now).await, [vec![(now - 2 * hour, 3.0)]]);
+}

@@ -19,10 +19,23 @@ use crate::http::extract::ApiJson;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
+/// Most retention rules a database may have.
+const MAX_RETENTION_RULES: usize = 64;
+
 fn info(db: &Database) -> DatabaseInfo {
     DatabaseInfo {
         name: db.name.clone(),
         retention_ms: db.ts.config().retention_ms,
+        retention_rules: db
+            .ts
+            .config()
+            .retention_rules
+            .iter()
+            .map(|r| sluice_api::database::RetentionRule {
+                metric: r.metric.clone(),
+                retention_ms: r.retention_ms,
+            })
+            .collect(),
         max_series: db.ts.config().max_series as u64,
         max_new_series_per_hour: db.ts.config().max_new_series_per_hour as u64,
         has_policy: db.policy.is_some(),
@@ -77,11 +90,43 @@ pub async fn create(
     if !crate::catalogue::valid_name(&req.name) {
         return Err(manage_error(ManageError::InvalidName(req.name)));
     }
+    if req.retention_rules.len() > MAX_RETENTION_RULES {
+        return Err(ApiError::invalid_field(
+            "retention_rules",
+            format!("at most {MAX_RETENTION_RULES} rules"),
+        ));
+    }
+    for (i, r) in req.retention_rules.iter().enumerate() {
+        if r.metric.is_empty() {
+            return Err(ApiError::invalid_field(
+                format!("retention_rules[{i}].metric"),
+                "must not be empty",
+            ));
+        }
+        let rule = sluice_ts::RetentionRule {
+            metric: r.metric.clone(),
+            retention_ms: r.retention_ms,
+        };
+        if let Err(e) = rule.regex() {
+            return Err(ApiError::invalid_value(
+                format!("retention_rules[{i}].metric"),
+                e,
+            ));
+        }
+    }
     if req.max_series == Some(0) {
         return Err(ApiError::invalid_field("max_series", "must be at least 1"));
     }
     let settings = DatabaseSettings {
         retention_ms: req.retention_ms,
+        retention_rules: req
+            .retention_rules
+            .iter()
+            .map(|r| crate::catalogue::RetentionRuleSetting {
+                metric: r.metric.clone(),
+                retention_ms: r.retention_ms,
+            })
+            .collect(),
         max_series: req.max_series,
         max_new_series_per_hour: req.max_new_series_per_hour,
         policy: req.policy,

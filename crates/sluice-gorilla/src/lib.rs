@@ -315,6 +315,15 @@ impl ChunkEncoder {
     }
 }
 
+/// Number of points in a stored chunk (codec byte, then block), from its header: both codecs
+/// start their block with the count.
+pub fn chunk_count(bytes: &[u8]) -> Result<usize, DecodeError> {
+    match bytes.split_first() {
+        Some((0 | 1, block)) => count(block),
+        _ => Err(DecodeError::MissingHeader),
+    }
+}
+
 /// Decodes a stored chunk (codec byte, then block).
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
     match bytes.split_first() {

@@ -1,13 +1,14 @@
-//! The retention sweep of one database, on a thread of its own (off the flusher, so a sweep
-//! never delays a flush or a checkpoint).
+//! The background sweep of one database's time series, on a thread of its own (not the
+//! flusher's, so a sweep never delays a flush or a checkpoint by more than one step).
 //!
-//! At start and then every `ts.retention_sweep_interval_ms`, when the database or one of its
-//! per-metric rules has a retention, the thread walks the series in steps of [`STEP_SERIES`]
-//! (`TsEngine::sweep_retention`): each step reads those series' chunk keys and headers with one
-//! range scan and deletes, in one synced batch, the chunks whose newest point is past that
-//! series' retention. Queries hide expired points at once, whatever the sweep has reached; the
-//! sweep only frees the space. A failed step is logged and retried at the next sweep (deleting
-//! expired chunks twice, or a batch whose sync failed, is harmless).
+//! At start and then every `ts.retention_sweep_interval_ms`, the thread walks the series in
+//! steps of [`STEP_SERIES`] (`TsEngine::sweep`, each step under the engine's flush lock): a step
+//! reads those series' chunk keys and headers with one range scan, deletes the chunks whose
+//! newest point is past that series' retention (the database's, or a per-metric rule's), and
+//! merges stranded runs of small chunks (cold compaction), in one synced batch. Queries hide
+//! expired points at once, whatever the sweep has reached; the sweep frees the space and keeps
+//! reads from fanning out over many small chunks. A failed step is logged and retried at the
+//! next sweep (a step is idempotent; a batch whose sync failed is re-checked next time).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use sluice_ts::TsEngine;
 
-/// Series per sweep step.
-pub const STEP_SERIES: usize = 4096;
+/// Series per sweep step (the flush lock is held for one step).
+pub const STEP_SERIES: usize = 1024;
 
 pub struct Sweeper {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -32,9 +33,7 @@ impl Sweeper {
             .name(format!("retention-{db}"))
             .spawn(move || {
                 loop {
-                    if ts.has_retention() {
-                        sweep(&db, &ts, &flag);
-                    }
+                    sweep(&db, &ts, &flag);
                     let (lock, cv) = &*flag;
                     let stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
                     let (stopped, _) = cv
@@ -69,23 +68,28 @@ impl Sweeper {
 
 fn sweep(db: &str, ts: &TsEngine, stop: &(Mutex<bool>, Condvar)) {
     let mut next = Some(0);
-    let mut deleted = 0;
+    let (mut expired, mut merged, mut written) = (0, 0, 0);
     while let Some(first) = next {
         if *stop.0.lock().unwrap_or_else(PoisonError::into_inner) {
             return;
         }
-        match ts.sweep_retention(first, STEP_SERIES) {
-            Ok((n, d)) => {
-                next = n;
-                deleted += d;
+        match ts.sweep(first, STEP_SERIES) {
+            Ok(step) => {
+                next = step.next;
+                expired += step.expired;
+                merged += step.merged;
+                written += step.written;
             }
             Err(e) => {
-                tracing::warn!(db, error = %e, "a retention sweep step failed; retried at the next sweep");
+                tracing::warn!(db, error = %e, "a sweep step failed; retried at the next sweep");
                 break;
             }
         }
     }
-    if deleted > 0 {
-        tracing::info!(db, chunks = deleted, "deleted chunks past retention");
+    if expired > 0 {
+        tracing::info!(db, chunks = expired, "deleted chunks past retention");
+    }
+    if merged > 0 {
+        tracing::info!(db, merged, written, "merged stranded small chunks");
     }
 }

@@ -47,6 +47,17 @@
 //! [`TsEngine::cardinality`] reports series counts by metric, label and label value from the
 //! inverted index, reading no points.
 //!
+//! # Sweep
+//! A background sweep ([`TsEngine::sweep`], in steps of series, each under the flush lock)
+//! deletes chunks wholly past their series' retention and merges *stranded* small chunks: the
+//! flusher merges a series' newest small chunks size-tiered, but only the run it has written
+//! since start; small chunks from before a restart, or left behind a full chunk, would stay
+//! small forever. A run of small chunks consecutive in write order (no other chunk of the
+//! series between them in `seq`) is merged into one chunk, or full ones, at the run's newest
+//! `seq`: every other chunk of the series stays older or newer than all of them, so the last
+//! write of a timestamp still wins. A step reads its series' chunk keys and headers in one
+//! range scan and decodes only the chunks it merges.
+//!
 //! # Out of order and duplicates
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
@@ -67,7 +78,7 @@ use crate::names::{KnownSeries, NamedBatch, NamedSeries, SeriesCache};
 use crate::point::PointLimits;
 use crate::query::{self, Query, SeriesResult};
 use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
-use crate::store::{ChunkPlan, ChunkStore, ChunkWrite, StoreError};
+use crate::store::{ChunkInfo, ChunkPlan, ChunkStore, ChunkWrite, StoreError};
 
 /// TSAutoBuffer settings (seed names).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +238,18 @@ pub struct Cardinality {
     pub max_series: u64,
     /// 0: no limit.
     pub max_new_series_per_hour: u64,
+}
+
+/// What one step of [`TsEngine::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepStep {
+    /// The next series to sweep; `None` after the last.
+    pub next: Option<SeriesId>,
+    /// Chunks deleted because their newest point is past retention.
+    pub expired: usize,
+    /// Small chunks merged, and the chunks written for them.
+    pub merged: usize,
+    pub written: usize,
 }
 
 /// What a deletion removed.
@@ -1192,41 +1215,92 @@ impl TsEngine {
             .collect()
     }
 
-    /// Whether any series has a retention (a sweep has something to do).
-    pub fn has_retention(&self) -> bool {
-        self.config.retention_ms > 0 || self.rules.iter().any(|(_, ms)| *ms > 0)
-    }
-
-    /// One step of the retention sweep: deletes the chunks of series `first..first + count`
-    /// whose newest point is past the series' retention. Returns the next series to sweep
-    /// (`None` after the last) and how many chunks were deleted. Reads those series' chunk
-    /// keys and headers only, so a sweep in steps holds no lock for long and never blocks a
-    /// flush for more than one step's commit.
-    pub fn sweep_retention(
-        &self,
-        first: SeriesId,
-        count: usize,
-    ) -> Result<(Option<SeriesId>, usize), StoreError> {
-        let (cutoffs, total) = {
+    /// One step of the background sweep over series `first..first + count` (see the module
+    /// doc, "Sweep"): deletes the chunks whose newest point is past the series' retention, and
+    /// merges runs of small chunks that no flush will merge any more. Returns the next series
+    /// to sweep (`None` after the last) and what it did.
+    pub fn sweep(&self, first: SeriesId, count: usize) -> Result<SweepStep, StoreError> {
+        let fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let cutoffs: Vec<i64> = {
             let st = self.lock_state();
-            let total = st.index.len();
-            let end = total.min(first as usize + count.max(1));
-            let cutoffs: Vec<i64> = (first as usize..end)
+            let end = st.index.len().min(first as usize + count.max(1));
+            (first as usize..end)
                 .map(|id| {
                     st.index
                         .key(id as SeriesId)
                         .map_or(i64::MIN, |k| self.series_cutoff(&k.metric))
                 })
-                .collect();
-            (cutoffs, total)
+                .collect()
         };
+        let total = self.lock_state().index.len();
         let next = first as usize + cutoffs.len();
-        let deleted = if cutoffs.iter().any(|c| *c > i64::MIN) {
-            self.store.delete_expired(first, &cutoffs)?
-        } else {
-            0
+        let mut step = SweepStep {
+            next: (next < total).then_some(next as SeriesId),
+            ..SweepStep::default()
         };
-        Ok(((next < total).then_some(next as SeriesId), deleted))
+        if cutoffs.is_empty() {
+            return Ok(step);
+        }
+        let target = self.config.chunk_target_points.max(1);
+        let listed = self.store.list_chunks(first, cutoffs.len())?;
+        let mut writes = Vec::new();
+        let mut deletes = Vec::new();
+        for series in listed.chunk_by(|a, b| a.series == b.series) {
+            let id = series[0].series;
+            let cutoff = cutoffs[(id - first) as usize];
+            let mut live: Vec<&ChunkInfo> = Vec::with_capacity(series.len());
+            for c in series {
+                if c.max_ts < cutoff {
+                    deletes.push((id, c.min_ts, c.seq));
+                    step.expired += 1;
+                } else {
+                    live.push(c);
+                }
+            }
+            // Runs of small chunks consecutive in write order, outside the run the flusher
+            // still merges: merged into one chunk (or full ones) at the run's newest seq, every
+            // other chunk of the series stays older or newer than all of them, so which write
+            // of a timestamp wins does not change. Chunks of one flush share a seq: a run takes
+            // all of a seq or none of it, so the merged chunk's seq is no other chunk's.
+            live.sort_by_key(|c| c.seq);
+            let flusher_run = fs.small.get(&id);
+            let stranded = |c: &ChunkInfo| {
+                c.points < target
+                    && !flusher_run
+                        .is_some_and(|r| r.iter().any(|s| (s.min_ts, s.seq) == (c.min_ts, c.seq)))
+            };
+            let by_seq: Vec<&[&ChunkInfo]> = live.chunk_by(|a, b| a.seq == b.seq).collect();
+            let all_stranded = |g: &[&ChunkInfo]| g.iter().all(|c| stranded(c));
+            for groups in by_seq.chunk_by(|a, b| all_stranded(a) && all_stranded(b)) {
+                let run: Vec<&ChunkInfo> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+                if run.len() < 2 || !all_stranded(groups[0]) {
+                    continue;
+                }
+                let seq = run[run.len() - 1].seq;
+                let mut sources = Vec::with_capacity(run.len());
+                for c in &run {
+                    match self.store.chunk(id, c.min_ts, c.seq)? {
+                        Some(chunk) => sources.push(chunk.points),
+                        None => continue,
+                    }
+                    deletes.push((id, c.min_ts, c.seq));
+                }
+                let points = query::merge_sources(sources, cutoff, i64::MAX);
+                for part in points.chunks(target) {
+                    writes.push(ChunkWrite {
+                        series: id,
+                        min_ts: part[0].0,
+                        max_ts: part[part.len() - 1].0,
+                        seq,
+                        block: encode_chunk(part),
+                    });
+                }
+                step.merged += run.len();
+            }
+        }
+        self.store.commit_rewrite(&writes, &deletes)?;
+        step.written = writes.len();
+        Ok(step)
     }
 
     /// Runs a query over chunks, the frozen head and the head.
@@ -2442,9 +2516,9 @@ mod tests {
         // debug_x's two, other's old one, keep_xy's.
         let (mut next, mut deleted) = (Some(0), 0);
         while let Some(first) = next {
-            let (n, d) = e.sweep_retention(first, 1).unwrap();
-            next = n;
-            deleted += d;
+            let step = e.sweep(first, 1).unwrap();
+            next = step.next;
+            deleted += step.expired;
         }
         assert_eq!(deleted, 4);
         check();
@@ -2457,7 +2531,6 @@ mod tests {
             })
             .sum();
         assert_eq!(stored, 3, "keep_x's two chunks and other's newer one");
-        assert!(e.has_retention());
         assert!(
             RetentionRule {
                 metric: "a(b".into(),
@@ -2467,6 +2540,83 @@ mod tests {
             .is_ok(),
             "globs escape regex syntax"
         );
+    }
+
+    #[test]
+    fn the_sweep_merges_stranded_small_chunks_keeping_the_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = 8;
+        let mut lsn = 0;
+        let mut model = std::collections::BTreeMap::new();
+        // Each "restart" writes a few points and flushes: the new small chunk cannot merge
+        // with the previous run (forgotten at the restart), so small chunks pile up. Later
+        // rounds overwrite earlier timestamps; one round seals a full chunk in the middle.
+        for round in 0..12i64 {
+            let e = engine(dir.path(), target);
+            let mut points = vec![
+                pt(round * 10, round as f64),
+                pt(round * 10 + 1, round as f64),
+            ];
+            if round % 3 == 2 {
+                points.push(pt((round - 2) * 10, 100.0 + round as f64));
+            }
+            if round == 6 {
+                points.extend((0..target as i64).map(|i| pt(500 + i, 6.0)));
+                points.push(pt(11, 66.0));
+            }
+            for p in &points {
+                model.insert(p.timestamp_ms, p.value);
+            }
+            write(&e, &mut lsn, points);
+            e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        }
+        let want: Vec<(i64, f64)> = model.into_iter().collect();
+        let e = engine(dir.path(), target);
+        let chunks = |e: &TsEngine| {
+            e.store
+                .chunks_overlapping(0, i64::MIN, i64::MAX)
+                .unwrap()
+                .len()
+        };
+        let before = chunks(&e);
+        assert_eq!(all(&e), want);
+        let step = e.sweep(0, 100).unwrap();
+        assert_eq!(step.next, None);
+        assert_eq!(step.expired, 0);
+        assert!(step.merged >= 8 && step.written <= 4, "{step:?}");
+        assert_eq!(
+            all(&e),
+            want,
+            "the last write of every timestamp still wins"
+        );
+        assert!(
+            chunks(&e) <= before / 2,
+            "{} chunks, {before} before",
+            chunks(&e)
+        );
+        // A second sweep finds nothing more to merge; a restart sees the same points.
+        let again = e.sweep(0, 100).unwrap();
+        assert_eq!((again.merged, again.written), (0, 0), "{again:?}");
+        drop(e);
+        let e = engine(dir.path(), target);
+        assert_eq!(all(&e), want);
+        // The flusher's own run is left to the flusher.
+        write(&e, &mut lsn, vec![pt(900, 1.0)]);
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        write(&e, &mut lsn, vec![pt(901, 1.0)]);
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        let run = e
+            .flush
+            .lock()
+            .unwrap()
+            .small
+            .get(&0)
+            .cloned()
+            .unwrap_or_default();
+        e.sweep(0, 100).unwrap();
+        for s in run {
+            assert!(e.store.chunk(0, s.min_ts, s.seq).unwrap().is_some());
+        }
     }
 
     #[test]

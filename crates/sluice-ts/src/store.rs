@@ -166,6 +166,16 @@ pub struct ChunkWrite {
     pub block: Vec<u8>,
 }
 
+/// A stored chunk's key parts and header ([`ChunkStore::list_chunks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub series: SeriesId,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub seq: u64,
+    pub points: usize,
+}
+
 /// A chunk read back.
 pub struct StoredChunk {
     pub seq: u64,
@@ -570,30 +580,31 @@ impl ChunkStore {
         }))
     }
 
-    /// Deletes the chunks of series `first..first + cutoffs.len()` whose newest point is older
-    /// than that series' cutoff (`cutoffs[series - first]`); returns how many. Reads those
-    /// series' chunk keys and headers through one range scan.
-    pub fn delete_expired(&self, first: SeriesId, cutoffs: &[i64]) -> Result<usize, StoreError> {
-        let Some(last) = (first as usize + cutoffs.len()).checked_sub(1) else {
-            return Ok(0);
+    /// Every chunk of series `first..first + count`, in key order (by series, then start
+    /// time), as [`ChunkInfo`]: one range scan reading keys and headers, nothing decoded.
+    pub fn list_chunks(&self, first: SeriesId, count: usize) -> Result<Vec<ChunkInfo>, StoreError> {
+        let Some(last) = (first as usize + count).checked_sub(1) else {
+            return Ok(Vec::new());
         };
         let start = chunk_key(first, i64::MIN, 0);
         let end = chunk_key(last as SeriesId, i64::MAX, u64::MAX);
-        let mut doomed = Vec::new();
+        let mut out = Vec::new();
         for kv in self.db.snapshot().range(&self.chunks, start..=end) {
             let (k, v) = kv.into_inner()?;
             let (series, min_ts, seq) =
                 parse_chunk_key(&k).ok_or_else(|| StoreError::Corrupt("bad chunk key".into()))?;
-            let (max_ts, _) = split_value(&v)?;
-            if max_ts < cutoffs[(series - first) as usize] {
-                doomed.push((series, min_ts, seq));
-            }
+            let (max_ts, block) = split_value(&v)?;
+            let points = sluice_gorilla::chunk_count(block)
+                .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))?;
+            out.push(ChunkInfo {
+                series,
+                min_ts,
+                max_ts,
+                seq,
+                points,
+            });
         }
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        self.commit_rewrite(&[], &doomed)?;
-        Ok(doomed.len())
+        Ok(out)
     }
 
     /// Bytes of stored data on disk.
@@ -686,10 +697,21 @@ mod tests {
         assert_eq!(o.flushed_lsn, Lsn(7));
         assert_eq!(o.next_seq, 2);
         assert_eq!(o.series, vec![key]);
-        // Series 0's chunk ends at 20: kept at a cutoff of 20, deleted at 21.
-        assert_eq!(o.store.delete_expired(0, &[20]).unwrap(), 0);
-        assert_eq!(o.store.delete_expired(0, &[21]).unwrap(), 1);
-        assert_eq!(o.store.delete_expired(0, &[]).unwrap(), 0);
+        let listed = o.store.list_chunks(0, 1).unwrap();
+        assert_eq!(
+            listed,
+            [ChunkInfo {
+                series: 0,
+                min_ts: 10,
+                max_ts: 20,
+                seq: 1,
+                points: 2
+            }]
+        );
+        assert!(o.store.list_chunks(1, 5).unwrap().is_empty());
+        assert!(o.store.list_chunks(0, 0).unwrap().is_empty());
+        o.store.commit_rewrite(&[], &[(0, 10, 1)]).unwrap();
+        assert!(o.store.list_chunks(0, 1).unwrap().is_empty());
         assert!(
             o.store
                 .chunks_overlapping(0, i64::MIN, i64::MAX)

@@ -201,8 +201,13 @@ impl Database {
         let wal = Arc::new(wal);
         let flusher = Flusher::start(name, ts.clone(), vectors.clone(), wal.clone())
             .map_err(|e| err(format!("starting the flusher: {e}")))?;
-        let sweeper = crate::retention::Sweeper::start(name, ts.clone())
-            .map_err(|e| err(format!("starting the retention sweep: {e}")))?;
+        let sweeper = match crate::retention::Sweeper::start(name, ts.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                flusher.stop();
+                return Err(err(format!("starting the retention sweep: {e}")));
+            }
+        };
         Ok((
             Database {
                 name: name.to_string(),

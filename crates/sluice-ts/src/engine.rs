@@ -357,10 +357,23 @@ struct State {
     head: Head,
     frozen: Option<Arc<Head>>,
     flushed_lsn: Lsn,
-    /// The oldest deletion logged whose chunk rewrite is not committed: the WAL must keep it.
-    pending_delete: Option<Lsn>,
+    /// Deletions logged whose chunk rewrite is not committed, in LSN order: the WAL must keep
+    /// them, and no flush runs until they are done (see [`TsEngine::complete_deletes`]).
+    pending_deletes: Vec<PendingDelete>,
     /// New series created per minute over the last hour.
     new_series: SeriesRate,
+}
+
+/// A deletion whose buffered points are gone but whose chunk rewrite is not committed.
+#[derive(Clone, Debug)]
+struct PendingDelete {
+    lsn: Lsn,
+    /// The series it selected when it was logged.
+    ids: Vec<SeriesId>,
+    from: i64,
+    to: i64,
+    /// Buffered points it removed.
+    buffered: u64,
 }
 
 /// New series created per minute over the last hour: a ring of 60 one-minute buckets.
@@ -488,7 +501,7 @@ impl TsEngine {
                 head: Head::default(),
                 frozen: None,
                 flushed_lsn: opened.flushed_lsn,
-                pending_delete: None,
+                pending_deletes: Vec::new(),
                 new_series: SeriesRate::default(),
             }),
             names: Mutex::new(SeriesCache::default()),
@@ -521,8 +534,8 @@ impl TsEngine {
         } else {
             st.flushed_lsn
         };
-        match st.pending_delete {
-            Some(p) => bound.min(Lsn(p.0.saturating_sub(1))),
+        match st.pending_deletes.first() {
+            Some(p) => bound.min(Lsn(p.lsn.0.saturating_sub(1))),
             None => bound,
         }
     }
@@ -542,7 +555,11 @@ impl TsEngine {
         let mut st = self.lock_state();
         self.admit(&mut st, batch.series.len(), batch.series.iter())?;
         let (ticket, lsn) = append(payload).map_err(WriteError::Append)?;
+        // Only admitted writes count towards the new-series rate (not replay or replication).
+        let before = st.index.len();
         let outcome = self.insert(&mut st, batch, lsn);
+        let new = st.index.len() - before;
+        st.new_series.add(now_ms(), new);
         Ok((ticket, outcome))
     }
 
@@ -693,14 +710,14 @@ impl TsEngine {
     ) -> Result<(T, DeleteOutcome), DeleteError<E>> {
         let payload = crate::record::encode_delete(q);
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
-        let (ticket, lsn, ids, buffered) = {
+        let (ticket, lsn) = {
             let mut st = self.lock_state();
             let (ticket, lsn) = append(payload).map_err(DeleteError::Append)?;
-            let (ids, buffered) = self.delete_buffered(&mut st, q, lsn);
-            (ticket, lsn, ids, buffered)
+            self.delete_buffered(&mut st, q, lsn);
+            (ticket, lsn)
         };
         wait_durable(lsn).map_err(DeleteError::Wal)?;
-        let outcome = self.delete_stored(&mut fs, &ids, q, lsn, buffered)?;
+        let outcome = self.complete_deletes(&mut fs, Some(lsn))?;
         Ok((ticket, outcome))
     }
 
@@ -714,37 +731,63 @@ impl TsEngine {
         wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
     ) -> Result<DeleteOutcome, DeleteError<E>> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
-        let (lsn, ids, buffered) = {
+        let lsn = {
             let mut st = self.lock_state();
             let lsn = append().map_err(DeleteError::Append)?;
             if lsn <= st.flushed_lsn {
                 return Ok(DeleteOutcome::default());
             }
-            let (ids, buffered) = self.delete_buffered(&mut st, q, lsn);
-            (lsn, ids, buffered)
+            self.delete_buffered(&mut st, q, lsn);
+            lsn
         };
         wait_durable(lsn).map_err(DeleteError::Wal)?;
-        Ok(self.delete_stored(&mut fs, &ids, q, lsn, buffered)?)
+        Ok(self.complete_deletes(&mut fs, Some(lsn))?)
     }
 
     /// Re-applies a deletion during recovery (skipped when the chunks hold its LSN).
     pub fn replay_delete(&self, q: &Query, lsn: Lsn) -> Result<DeleteOutcome, StoreError> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
-        let (ids, buffered) = {
+        {
             let mut st = self.lock_state();
             if lsn <= st.flushed_lsn {
                 return Ok(DeleteOutcome::default());
             }
-            self.delete_buffered(&mut st, q, lsn)
-        };
-        self.delete_stored(&mut fs, &ids, q, lsn, buffered)
+            self.delete_buffered(&mut st, q, lsn);
+        }
+        self.complete_deletes(&mut fs, Some(lsn))
     }
 
-    /// Removes the buffered points of a deletion logged at `lsn` and marks it pending; returns
-    /// the selected series and how many points it removed. Called with the flush lock held.
-    fn delete_buffered(&self, st: &mut State, q: &Query, lsn: Lsn) -> (Vec<SeriesId>, u64) {
+    /// Rewrites the chunks of every pending deletion, oldest first (called with the flush lock
+    /// held, so the chunks hold nothing written after any of them); returns what the one at
+    /// `lsn` removed. A failure leaves that deletion and the later ones pending: the WAL keeps
+    /// them, flushes wait for them ([`Self::flush`] completes them first), and the next start
+    /// replays them.
+    fn complete_deletes(
+        &self,
+        fs: &mut FlushState,
+        lsn: Option<Lsn>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let pending = self.lock_state().pending_deletes.clone();
+        let mut wanted = DeleteOutcome::default();
+        for p in pending {
+            let outcome = self.delete_stored(fs, &p)?;
+            let mut st = self.lock_state();
+            st.pending_deletes.retain(|x| x.lsn != p.lsn);
+            // Chunks now hold the deletion: a flush of what the head holds may claim its LSN.
+            if st.head.points > 0 {
+                st.head.last_lsn = st.head.last_lsn.max(p.lsn);
+            }
+            if Some(p.lsn) == lsn {
+                wanted = outcome;
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Removes the buffered points of a deletion logged at `lsn` and marks it pending (with the
+    /// series it selects now). Called with the flush lock held.
+    fn delete_buffered(&self, st: &mut State, q: &Query, lsn: Lsn) {
         debug_assert!(st.frozen.is_none(), "deletes hold the flush lock");
-        st.pending_delete.get_or_insert(lsn);
         let ids: Vec<SeriesId> = st
             .index
             .select(&q.metric, q.entity.as_deref(), &q.tags)
@@ -770,30 +813,46 @@ impl TsEngine {
             st.head.first_insert = None;
         }
         self.metrics.current_size.set(st.head.points as i64);
-        (ids, removed as u64)
+        if st.pending_deletes.iter().any(|p| p.lsn == lsn) {
+            return;
+        }
+        st.pending_deletes.push(PendingDelete {
+            lsn,
+            ids,
+            from,
+            to,
+            buffered: removed as u64,
+        });
     }
 
-    /// Rewrites the chunks of `ids` holding points in the deletion's range (see the module
-    /// doc) and clears the deletion's pending mark. Called with the flush lock held.
+    /// Rewrites the chunks of a pending deletion's series that hold points in its range (see
+    /// the module doc), in one synced batch. Called with the flush lock held.
     fn delete_stored(
         &self,
         fs: &mut FlushState,
-        ids: &[SeriesId],
-        q: &Query,
-        lsn: Lsn,
-        buffered: u64,
+        p: &PendingDelete,
     ) -> Result<DeleteOutcome, StoreError> {
-        let (from, to) = (q.from_ms, q.to_ms);
+        let (ids, from, to) = (&p.ids[..], p.from, p.to);
         let mut outcome = DeleteOutcome {
             series: ids.len() as u64,
-            points: buffered,
+            points: p.buffered,
             ..DeleteOutcome::default()
         };
         let plan = self.store.plan(ids, from, to)?;
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
-            for (j, (min_ts, _, seq)) in plan.chunks(i).enumerate() {
+            for (j, (min_ts, max_ts, seq)) in plan.chunks(i).enumerate() {
+                if from <= min_ts && max_ts <= to {
+                    // Wholly inside the range: removed by key, nothing decoded.
+                    outcome.points += self.store.count_one(&plan, i, j)? as u64;
+                    outcome.chunks_removed += 1;
+                    deletes.push((id, min_ts, seq));
+                    if let Some(run) = fs.small.get_mut(&id) {
+                        run.retain(|s| (s.min_ts, s.seq) != (min_ts, seq));
+                    }
+                    continue;
+                }
                 let old = self.store.read_one(&plan, i, j)?;
                 let kept: Vec<(i64, f64)> = old
                     .iter()
@@ -838,14 +897,6 @@ impl TsEngine {
         }
         self.store.commit_rewrite(&writes, &deletes)?;
         fs.small.retain(|_, run| !run.is_empty());
-        let mut st = self.lock_state();
-        if st.pending_delete == Some(lsn) {
-            st.pending_delete = None;
-        }
-        // Chunks now hold the deletion: a flush of what the head holds may claim its LSN.
-        if st.head.points > 0 {
-            st.head.last_lsn = st.head.last_lsn.max(lsn);
-        }
         Ok(outcome)
     }
 
@@ -887,16 +938,13 @@ impl TsEngine {
     fn insert(&self, st: &mut State, batch: Batch, lsn: Lsn) -> WriteOutcome {
         // One index lookup per series of the batch, then a push per sample.
         let mut ids: Vec<SeriesId> = Vec::with_capacity(batch.series.len());
-        let mut new = 0;
         for key in batch.series {
             let (id, added) = st.index.get_or_insert_owned(key);
             if let Some(bytes) = added {
                 st.head.bytes += bytes;
-                new += 1;
             }
             ids.push(id);
         }
-        st.new_series.add(now_ms(), new);
         self.insert_samples(st, &ids, &batch.samples, lsn)
     }
 
@@ -984,6 +1032,9 @@ impl TsEngine {
         wait_durable: impl FnOnce(Lsn) -> Result<(), String>,
     ) -> Result<FlushOutcome, FlushError> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        // A deletion whose rewrite failed goes first: chunks written now would hold points
+        // logged after it, which it must not touch.
+        self.complete_deletes(&mut fs, None)?;
         let (frozen, new_series) = {
             let mut st = self.lock_state();
             if st.head.points == 0 {
@@ -2270,7 +2321,7 @@ mod tests {
             "{deleted} deleted, {reopened} reopens"
         );
         // Nothing pending: the WAL may be checkpointed past every deletion.
-        assert_eq!(e.lock_state().pending_delete, None);
+        assert!(e.lock_state().pending_deletes.is_empty());
     }
 
     #[test]
@@ -2291,11 +2342,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, DeleteError::Wal(_)));
         assert_eq!(e.persisted_bound(Lsn(2)), Lsn(1));
-        // Applied again (as replay would), the deletion completes and releases the bound.
+        // Points logged after it, in its range, must survive it: the next flush completes the
+        // deletion before it writes them.
+        let mut next = 2;
+        write(&e, &mut next, vec![pt(5, 5.0)]);
+        assert_eq!(e.persisted_bound(Lsn(3)), Lsn(1));
+        let out = e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        assert_eq!(out.flushed_lsn, Some(Lsn(3)));
+        assert_eq!(all(&e), [(5, 5.0)]);
+        assert_eq!(e.persisted_bound(Lsn(3)), Lsn(3));
+        // The chunks hold it now: a replay skips it.
         let out = e.replay_delete(&q, Lsn(2)).unwrap();
-        assert_eq!((out.points, out.chunks_removed), (2, 1));
-        assert_eq!(e.persisted_bound(Lsn(2)), Lsn(2));
-        assert!(all(&e).is_empty());
+        assert_eq!(out.points, 0);
     }
 
     fn tagged(metric: &str, entity: &str, tags: &[(&str, &str)]) -> Point {

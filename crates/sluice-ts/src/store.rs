@@ -335,8 +335,16 @@ impl ChunkStore {
         if chunks.is_empty() && deletes.is_empty() {
             return Ok(());
         }
+        // A chunk rewritten under its own key is replaced, not removed and re-inserted.
+        let written: std::collections::HashSet<(SeriesId, i64, u64)> =
+            chunks.iter().map(|c| (c.series, c.min_ts, c.seq)).collect();
+        let deletes: Vec<(SeriesId, i64, u64)> = deletes
+            .iter()
+            .copied()
+            .filter(|d| !written.contains(d))
+            .collect();
         let mut batch = self.db.batch();
-        for &(series, min_ts, seq) in deletes {
+        for &(series, min_ts, seq) in &deletes {
             batch.remove(&self.chunks, chunk_key(series, min_ts, seq).to_vec());
         }
         for c in chunks {
@@ -354,13 +362,14 @@ impl ChunkStore {
             let mut dir = self.directory_mut();
             batch.commit()?;
             dir.generation += 1;
-            for &(series, min_ts, seq) in deletes {
+            for &(series, min_ts, seq) in &deletes {
                 dir.change(series, |live| {
                     live.retain(|m| (m.min_ts, m.seq) != (min_ts, seq))
                 });
             }
             for c in chunks {
                 dir.change(c.series, |live| {
+                    live.retain(|m| (m.min_ts, m.seq) != (c.min_ts, c.seq));
                     // In `seq` order, as readers expect (an old seq goes back among its peers).
                     let at = live.partition_point(|m| m.seq <= c.seq);
                     live.insert(
@@ -529,6 +538,25 @@ impl ChunkStore {
             })?;
         let (_, block) = split_value(&v)?;
         sluice_gorilla::decode_chunk(block)
+            .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))
+    }
+
+    /// The number of points of chunk `j` of series `i` of `plan`, from its header (nothing is
+    /// decoded).
+    pub fn count_one(&self, plan: &ChunkPlan, i: usize, j: usize) -> Result<usize, StoreError> {
+        let (series, metas) = &plan.series[i];
+        let m = metas[j];
+        let v = plan
+            .snapshot
+            .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk ({series}, {}, {}) is listed but missing",
+                    m.min_ts, m.seq
+                ))
+            })?;
+        let (_, block) = split_value(&v)?;
+        sluice_gorilla::chunk_count(block)
             .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))
     }
 

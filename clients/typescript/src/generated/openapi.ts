@@ -449,7 +449,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Export points as NDJSON, one DataPoint per line, streamed series by series. */
+        /**
+         * Export points as NDJSON, one DataPoint per line, streamed series by series.
+         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
+         *     (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
+         *     object), `timestamp` (ms, UTC), `value`.
+         */
         post: operations["export"];
         delete?: never;
         options?: never;
@@ -517,7 +522,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Query points: raw, or aggregated per step and group. */
+        /**
+         * Query points: raw, or aggregated per step and group.
+         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
+         *     row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
+         */
         post: operations["ts_query"];
         delete?: never;
         options?: never;
@@ -864,7 +873,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Export points as NDJSON, one DataPoint per line, streamed series by series. */
+        /**
+         * Export points as NDJSON, one DataPoint per line, streamed series by series.
+         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
+         *     (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
+         *     object), `timestamp` (ms, UTC), `value`.
+         */
         post: operations["db_export"];
         delete?: never;
         options?: never;
@@ -932,7 +946,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Query points: raw, or aggregated per step and group. */
+        /**
+         * Query points: raw, or aggregated per step and group.
+         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
+         *     row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
+         */
         post: operations["db_ts_query"];
         delete?: never;
         options?: never;
@@ -4090,13 +4108,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description NDJSON stream of DataPoint objects */
+            /** @description NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/x-ndjson": components["schemas"]["DataPoint"][];
+                    "application/vnd.apache.arrow.stream": number[];
                 };
             };
             /** @description Invalid selection */
@@ -4514,13 +4533,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Matching series, ordered by entity and tags */
+            /** @description Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["QueryResponse"];
+                    "application/vnd.apache.arrow.stream": number[];
                 };
             };
             /** @description Invalid query, or it would collect too many points */
@@ -6447,13 +6467,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description NDJSON stream of DataPoint objects */
+            /** @description NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/x-ndjson": components["schemas"]["DataPoint"][];
+                    "application/vnd.apache.arrow.stream": number[];
                 };
             };
             /** @description Invalid selection */
@@ -6919,13 +6940,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Matching series, ordered by entity and tags */
+            /** @description Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["QueryResponse"];
+                    "application/vnd.apache.arrow.stream": number[];
                 };
             };
             /** @description Invalid query, or it would collect too many points */

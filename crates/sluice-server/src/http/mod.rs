@@ -2,6 +2,7 @@
 //! the request middleware, extractors, and the connection loop.
 
 pub mod admission;
+pub mod arrow;
 pub mod authn;
 pub mod console;
 pub mod contract;

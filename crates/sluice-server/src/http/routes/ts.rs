@@ -28,6 +28,7 @@ use sluice_wal::AckLevel;
 
 use crate::core;
 use crate::error::ApiError;
+use crate::http::arrow;
 use crate::http::extract::{AckParam, ApiJson, BatchJson, Db};
 use crate::http::routes::WriteErrors;
 use crate::state::AppState;
@@ -137,22 +138,45 @@ pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
 }
 
 /// Query points: raw, or aggregated per step and group.
+///
+/// With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
+/// row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
 #[utoipa::path(post, operation_id = "ts_query", path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest,
     responses(
-        (status = 200, description = "Matching series, ordered by entity and tags", body = QueryResponse),
+        (status = 200, description = "Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for)", content(
+            (QueryResponse = "application/json"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
         (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),
         (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, `step_ms` or `group_by` without an aggregation, too many steps, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn query(
     Db(db): Db,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<QueryRequest>,
-) -> Result<Json<QueryResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = to_query(req)?;
     let result = tokio::task::spawn_blocking(move || db.ts.query(&q))
         .await
         .map_err(|e| ApiError::internal(format!("query task: {e}")))?
         .map_err(query_error)?;
+    if arrow::wants_arrow(&headers) {
+        let mut rows = arrow::ArrowRows::new().map_err(arrow_error)?;
+        let mut body = rows.take();
+        for s in &result {
+            let tags = arrow::tags_json(&s.tags);
+            for &(t, v) in &s.points {
+                if let Some(b) = rows
+                    .push(&s.metric, &s.entity, &tags, t, v)
+                    .map_err(arrow_error)?
+                {
+                    body.extend(b);
+                }
+            }
+        }
+        body.extend(rows.finish().map_err(arrow_error)?);
+        return Ok(([(header::CONTENT_TYPE, arrow::ARROW_STREAM)], body).into_response());
+    }
     Ok(Json(QueryResponse {
         series: result
             .into_iter()
@@ -163,21 +187,34 @@ pub async fn query(
                 points: s.points,
             })
             .collect(),
-    }))
+    })
+    .into_response())
+}
+
+fn arrow_error(e: arrow_schema::ArrowError) -> ApiError {
+    ApiError::internal(format!("encoding Arrow: {e}"))
 }
 
 /// Export points as NDJSON, one DataPoint per line, streamed series by series.
+///
+/// With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
+/// (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
+/// object), `timestamp` (ms, UTC), `value`.
 #[utoipa::path(post, path = "/ts/export", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = ExportRequest,
     responses(
-        (status = 200, description = "NDJSON stream of DataPoint objects", content_type = "application/x-ndjson", body = DataPoint),
+        (status = 200, description = "NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for", content(
+            (DataPoint = "application/x-ndjson"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
         (status = 400, description = "Invalid selection", body = ErrorBody),
         (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
     ))]
 pub async fn export(
     Db(db): Db,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<Response, ApiError> {
+    let as_arrow = arrow::wants_arrow(&headers);
     let q = to_query(QueryRequest {
         metric: req.metric,
         entity: req.entity,
@@ -190,7 +227,15 @@ pub async fn export(
         group_by: Vec::new(),
     })?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let content_type = if as_arrow {
+        arrow::ARROW_STREAM
+    } else {
+        "application/x-ndjson"
+    };
     tokio::task::spawn_blocking(move || {
+        if as_arrow {
+            return export_arrow(&db, &q, &tx);
+        }
         let mut frame = Vec::with_capacity(EXPORT_FRAME_BYTES + 512);
         let mut open = true;
         let result = db.ts.export(&q, |key, t, v| {
@@ -230,10 +275,59 @@ pub async fn export(
             rx.recv().await.map(|item| (item, rx))
         }));
     Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// An export as an Arrow IPC stream (see `http::arrow`), sent batch by batch on `tx`.
+fn export_arrow(
+    db: &crate::db::Database,
+    q: &Query,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
+    let fail = |e: String| {
+        tracing::error!(error = %e, "export failed mid-stream");
+        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+    };
+    let mut rows = match arrow::ArrowRows::new() {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    if !send(rows.take()) {
+        return;
+    }
+    let mut open = true;
+    let mut failed = None;
+    let mut last: Option<(sluice_ts::series::SeriesKey, String)> = None;
+    let result = db.ts.export(q, |key, t, v| {
+        if last.as_ref().is_none_or(|(k, _)| k != key) {
+            last = Some((key.clone(), arrow::tags_json(&key.tags)));
+        }
+        let tags = last.as_ref().map_or("{}", |(_, j)| j.as_str());
+        match rows.push(&key.metric, &key.entity, tags, t, v) {
+            Ok(Some(b)) => open = send(b),
+            Ok(None) => {}
+            Err(e) => {
+                failed = Some(e.to_string());
+                return false;
+            }
+        }
+        open
+    });
+    match (result, failed) {
+        (Err(e), _) => fail(e.to_string()),
+        (Ok(()), Some(e)) => fail(e),
+        (Ok(()), None) if open => match rows.finish() {
+            Ok(b) => {
+                send(b);
+            }
+            Err(e) => fail(e.to_string()),
+        },
+        (Ok(()), None) => {}
+    }
 }
 
 /// Delete points (admin): the points of the selected series in `[from_ms, to_ms]`.

@@ -525,36 +525,37 @@ impl ChunkStore {
         i: usize,
         j: usize,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        let (series, metas) = &plan.series[i];
-        let m = metas[j];
-        let v = plan
-            .snapshot
-            .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chunk ({series}, {}, {}) is listed but missing",
-                    m.min_ts, m.seq
-                ))
-            })?;
+        let series = plan.series[i].0;
+        let v = self.planned_value(plan, i, j)?;
         let (_, block) = split_value(&v)?;
         sluice_gorilla::decode_chunk(block)
             .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))
     }
 
-    /// The number of points of chunk `j` of series `i` of `plan`, from its header (nothing is
-    /// decoded).
-    pub fn count_one(&self, plan: &ChunkPlan, i: usize, j: usize) -> Result<usize, StoreError> {
+    /// The stored value of chunk `j` of series `i` of `plan`.
+    fn planned_value(
+        &self,
+        plan: &ChunkPlan,
+        i: usize,
+        j: usize,
+    ) -> Result<fjall::UserValue, StoreError> {
         let (series, metas) = &plan.series[i];
         let m = metas[j];
-        let v = plan
-            .snapshot
+        plan.snapshot
             .get(&self.chunks, chunk_key(*series, m.min_ts, m.seq))?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "chunk ({series}, {}, {}) is listed but missing",
                     m.min_ts, m.seq
                 ))
-            })?;
+            })
+    }
+
+    /// The number of points of chunk `j` of series `i` of `plan`, from its header (nothing is
+    /// decoded).
+    pub fn count_one(&self, plan: &ChunkPlan, i: usize, j: usize) -> Result<usize, StoreError> {
+        let series = plan.series[i].0;
+        let v = self.planned_value(plan, i, j)?;
         let (_, block) = split_value(&v)?;
         sluice_gorilla::chunk_count(block)
             .map_err(|e| StoreError::Corrupt(format!("chunk of series {series}: {e}")))

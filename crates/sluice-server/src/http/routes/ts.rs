@@ -215,17 +215,14 @@ pub async fn export(
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<Response, ApiError> {
     let as_arrow = arrow::wants_arrow(&headers);
-    let q = to_query(QueryRequest {
-        metric: req.metric,
-        entity: req.entity,
-        tags: req.tags,
-        matchers: req.matchers,
-        from_ms: req.from_ms,
-        to_ms: req.to_ms,
-        aggregation: None,
-        step_ms: None,
-        group_by: Vec::new(),
-    })?;
+    let q = selection(
+        req.metric,
+        req.entity,
+        req.tags,
+        req.matchers,
+        req.from_ms,
+        req.to_ms,
+    )?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let content_type = if as_arrow {
         arrow::ARROW_STREAM
@@ -352,17 +349,14 @@ pub async fn delete(
     Db(db): Db,
     ApiJson(req): ApiJson<TsDeleteRequest>,
 ) -> Result<Json<TsDeleteResponse>, ApiError> {
-    let q = to_query(QueryRequest {
-        metric: req.metric,
-        entity: req.entity,
-        tags: req.tags,
-        matchers: req.matchers,
-        from_ms: req.from_ms,
-        to_ms: req.to_ms,
-        aggregation: None,
-        step_ms: None,
-        group_by: Vec::new(),
-    })?;
+    let q = selection(
+        req.metric,
+        req.entity,
+        req.tags,
+        req.matchers,
+        req.from_ms,
+        req.to_ms,
+    )?;
     let (lsn, out) = core::ts::delete(db, q).await?;
     Ok(Json(TsDeleteResponse {
         success: true,
@@ -446,6 +440,28 @@ pub async fn cardinality(
             })
             .collect(),
     }))
+}
+
+/// A selection without aggregation (export, delete) as a checked query.
+fn selection(
+    metric: String,
+    entity: Option<String>,
+    tags: BTreeMap<String, String>,
+    matchers: Vec<TagMatcher>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Query, ApiError> {
+    to_query(QueryRequest {
+        metric,
+        entity,
+        tags,
+        matchers,
+        from_ms,
+        to_ms,
+        aggregation: None,
+        step_ms: None,
+        group_by: Vec::new(),
+    })
 }
 
 fn to_query(req: QueryRequest) -> Result<Query, ApiError> {

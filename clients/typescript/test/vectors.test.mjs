@@ -88,7 +88,7 @@ test("vectors in another database", async () => {
 test("databases: create, list, delete", async () => {
   const name = uniq("d").toLowerCase();
   const info = await client.databases.create(name, { retention_ms: 3600000 });
-  assert.deepEqual(info, { name, retention_ms: 3600000, has_policy: false });
+  assert.deepEqual(info, { name, retention_ms: 3600000, retention_rules: [], max_series: 1000000, max_new_series_per_hour: 0, has_policy: false });
   assert.ok((await client.databases.list()).some((d) => d.name === name));
   await assert.rejects(() => client.databases.create(name), Conflict);
   await assert.rejects(() => client.databases.create("Bad Name"), (e) => e.status === 400);

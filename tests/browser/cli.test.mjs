@@ -301,7 +301,7 @@ test("sluice db / collection / status: management and the server on one screen",
   const [created, coll, list, status] = blocks.map((b) => b.lines.join("\n"));
   assert.equal(created, "created database iot");
   assert.equal(coll, "created collection articles in database default");
-  assert.match(list, /^name +retention_ms +has_policy\n-+ +-+ +-+\ndefault +0 +false\niot +604800000 +false$/);
+  assert.match(list, /^name +retention_ms +max_series +max_new_series_per_hour +has_policy\n-+ +-+ +-+ +-+ +-+\ndefault +0 +1000000 +0 +false\niot +604800000 +1000000 +0 +false$/);
   assert.match(status, new RegExp(`^sluice \\S+ at ${server.url.replace(/\./g, "\\.")} +role primary +epoch \\d+ +ready$`, "m"));
   assert.match(status, /^database +points flushed +ts buffer +collections +vectors +vector buffer$/m);
   assert.match(status, /^default +\d+ +\d+ +1 +0 +0$/m);

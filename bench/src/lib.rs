@@ -388,3 +388,19 @@ where
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
+
+/// `n` vectors around 100 random centres (uniform noise), fixed seed.
+pub fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..100)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.random_range(0..centres.len())];
+            c.iter()
+                .map(|x| x + rng.random_range(-0.35..0.35f32))
+                .collect()
+        })
+        .collect()
+}

@@ -38,6 +38,7 @@ var covered = map[string]string{
 	"POST /v1/collections":                             "CollectionsClient.Create",
 	"GET /v1/collections/{name}":                       "CollectionsClient.Get",
 	"DELETE /v1/collections/{name}":                    "CollectionsClient.Delete",
+	"GET /v1/collections/{name}/export":                "CollectionsClient.Export",
 	"GET /v1/databases":                                "DatabasesClient.List",
 	"POST /v1/databases":                               "DatabasesClient.Create",
 	"DELETE /v1/databases/{db}":                        "DatabasesClient.Delete",

@@ -102,11 +102,17 @@ type QueryResult struct {
 	Series []Series `json:"series"`
 }
 
-// VectorEntity is a vector with its primary key and optional metadata.
+// VectorEntity is a vector with its primary key, optional metadata and optional times.
+// TimestampMs is the entity's time (ms since the epoch), what a search's TimeRange and Decay
+// look at; ExpiresAtMs is when it expires, overriding the collection's TTLMs (an expired entity
+// is gone from Search and Get at once). 0 means unset for both. The wire protocol carries
+// neither: WireClient rejects entities that have them.
 type VectorEntity struct {
-	PK       string         `json:"pk"`
-	Vector   []float32      `json:"vector"`
-	Metadata map[string]any `json:"metadata,omitempty"`
+	PK          string         `json:"pk"`
+	Vector      []float32      `json:"vector"`
+	Metadata    map[string]any `json:"metadata,omitempty"`
+	TimestampMs int64          `json:"timestamp_ms,omitempty"`
+	ExpiresAtMs int64          `json:"expires_at_ms,omitempty"`
 }
 
 // AddResult answers Add; DeleteResult answers Delete.
@@ -125,20 +131,66 @@ type BatchAddResult struct {
 }
 
 // Search is the body of POST /vectors/search. Filter: {field: value}, {field: {"$in": [...]}},
-// {field: {"$gt"|"$gte"|"$lt"|"$lte": n}}. Ef 0 = the collection's ef_search.
+// {field: {"$gt"|"$gte"|"$lt"|"$lte": n}}. Ef 0 = the collection's ef_search. TimeRange keeps
+// the entities whose TimestampMs is inside it; Decay favours recent entities; WithSeries sets
+// each hit's Series. All three are HTTP only (WireClient.Search rejects them); nil = none.
 type Search struct {
-	Vector []float32
-	K      int
-	Filter map[string]any
-	Ef     int
+	Vector     []float32
+	K          int
+	Filter     map[string]any
+	Ef         int
+	TimeRange  *TimeRange
+	Decay      *Decay
+	WithSeries *WithSeries
 }
 
-// SearchResult is one hit, best first.
+// TimeRange is a search's window of entity times, inclusive: FromMs <= timestamp_ms <= ToMs.
+// A bound of 0 is open (left out).
+type TimeRange struct {
+	FromMs int64 `json:"from_ms,omitempty"`
+	ToMs   int64 `json:"to_ms,omitempty"`
+}
+
+// Decay is a search's recency decay: hits are ranked by distance − Weight · 2^(−age/HalfLifeMs),
+// age being now minus the entity's timestamp_ms (no bonus without one). HalfLifeMs >= 1;
+// Weight 0 to 1000, in units of the collection's distance.
+type Decay struct {
+	HalfLifeMs int64   `json:"half_life_ms"`
+	Weight     float64 `json:"weight"`
+}
+
+// WithSeries asks a search for, on every hit whose metadata names a series (string fields
+// "metric" and "entity"), that series' Aggregation (min max sum avg count first last) over the
+// WindowMs ending now (1 ms to 100 years), across every series of that metric and entity
+// whatever their tags (avg: the mean of every point).
+type WithSeries struct {
+	Aggregation string `json:"aggregation"`
+	WindowMs    int64  `json:"window_ms"`
+}
+
+// HitSeries is a hit's series aggregate (Search.WithSeries): Value over
+// FromMs <= timestamp_ms <= ToMs, nil when the window holds no point.
+type HitSeries struct {
+	Metric string   `json:"metric"`
+	Entity string   `json:"entity"`
+	FromMs int64    `json:"from_ms"`
+	ToMs   int64    `json:"to_ms"`
+	Value  *float64 `json:"value"`
+}
+
+// SearchResult is one hit, best first. TimestampMs and ExpiresAtMs are the entity's (0 when it
+// has none); Rank is set only when the search asked for Decay: what the hits are ordered by,
+// Distance less the recency bonus; Series only when it asked for WithSeries and the entity's
+// metadata names a series.
 type SearchResult struct {
-	PK       string         `json:"pk"`
-	Score    float64        `json:"score"`
-	Distance float64        `json:"distance"`
-	Metadata map[string]any `json:"metadata"`
+	PK          string         `json:"pk"`
+	Score       float64        `json:"score"`
+	Distance    float64        `json:"distance"`
+	Metadata    map[string]any `json:"metadata"`
+	TimestampMs int64          `json:"timestamp_ms,omitempty"`
+	ExpiresAtMs int64          `json:"expires_at_ms,omitempty"`
+	Rank        *float64       `json:"rank,omitempty"`
+	Series      *HitSeries     `json:"series,omitempty"`
 }
 
 // VectorBufferStats answers Vectors().GetBufferStats.
@@ -164,22 +216,25 @@ type HnswSpec struct {
 }
 
 // CreateCollection is the body of POST /v1/collections. Distance: cosine, l2, ip (default
-// cosine); Precision: f32, f16, i8.
+// cosine); Precision: f32, f16, i8. TTLMs (1 ms to 100 years; 0 = none): entities written
+// without ExpiresAtMs expire this long after they are written.
 type CreateCollection struct {
 	Name      string    `json:"name"`
 	Dimension int       `json:"dimension"`
 	Distance  string    `json:"distance,omitempty"`
 	Precision string    `json:"precision,omitempty"`
 	Hnsw      *HnswSpec `json:"hnsw,omitempty"`
+	TTLMs     int64     `json:"ttl_ms,omitempty"`
 }
 
-// CollectionInfo describes a collection.
+// CollectionInfo describes a collection. TTLMs is 0 when its entities do not expire by default.
 type CollectionInfo struct {
 	Name       string   `json:"name"`
 	Dimension  int      `json:"dimension"`
 	Distance   string   `json:"distance"`
 	Precision  string   `json:"precision"`
 	Hnsw       HnswSpec `json:"hnsw"`
+	TTLMs      int64    `json:"ttl_ms,omitempty"`
 	Vectors    int64    `json:"vectors"`
 	Buffered   int64    `json:"buffered"`
 	IndexBytes int64    `json:"index_bytes"`

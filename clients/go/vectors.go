@@ -1,8 +1,14 @@
 package sluice
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"strings"
 )
 
 // VectorsClient holds the vector routes (/vectors/…). Options: WithCollection, WithAck.
@@ -66,7 +72,9 @@ func (v *VectorsClient) FlushBuffer(ctx context.Context) error {
 	return v.c.call(ctx, request{method: "POST", path: "/vectors/buffer/flush", scoped: true, idempotent: true}, nil)
 }
 
-// Search finds the K nearest vectors (POST /vectors/search), best first.
+// Search finds the K nearest vectors (POST /vectors/search), best first; with s.TimeRange only
+// those whose timestamp is inside it, with s.Decay ranked by SearchResult.Rank, with
+// s.WithSeries each carrying the aggregate of the series its metadata names (SearchResult.Series).
 func (v *VectorsClient) Search(ctx context.Context, s Search, opts ...CallOption) ([]SearchResult, error) {
 	o, err := optsOf(opts)
 	if err != nil {
@@ -78,6 +86,15 @@ func (v *VectorsClient) Search(ctx context.Context, s Search, opts ...CallOption
 	}
 	if s.Ef > 0 {
 		body["ef"] = s.Ef
+	}
+	if s.TimeRange != nil {
+		body["time_range"] = s.TimeRange
+	}
+	if s.Decay != nil {
+		body["decay"] = s.Decay
+	}
+	if s.WithSeries != nil {
+		body["with_series"] = s.WithSeries
 	}
 	var out struct {
 		Results []SearchResult `json:"results"`
@@ -134,6 +151,89 @@ func (cc *CollectionsClient) Get(ctx context.Context, name string) (*CollectionI
 func (cc *CollectionsClient) Delete(ctx context.Context, name string) (*DeleteResult, error) {
 	var out DeleteResult
 	return &out, cc.c.call(ctx, request{method: "DELETE", path: "/v1/collections/" + url.PathEscape(name), scoped: true}, &out)
+}
+
+// EntityIterator reads a collection export's NDJSON answer as it streams:
+//
+//	for it.Next() { e := it.Entity() }; err := it.Err(); it.Close()
+type EntityIterator struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+	cur  VectorEntity
+	err  error
+}
+
+// Next advances to the next entity; false at the end or on an error (see Err).
+func (it *EntityIterator) Next() bool {
+	if it.err != nil || it.sc == nil {
+		return false
+	}
+	for it.sc.Scan() {
+		line := strings.TrimSpace(it.sc.Text())
+		if line == "" {
+			continue
+		}
+		var e VectorEntity
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			it.err = fmt.Errorf("sluice: export line: %w", err)
+			return false
+		}
+		it.cur = e
+		return true
+	}
+	it.err = it.sc.Err()
+	it.sc = nil
+	return false
+}
+
+// Entity is the current entity.
+func (it *EntityIterator) Entity() VectorEntity { return it.cur }
+
+// Err is the error that stopped Next, if any.
+func (it *EntityIterator) Err() error { return it.err }
+
+// Close releases the connection (safe to call twice).
+func (it *EntityIterator) Close() error {
+	it.sc = nil
+	if it.body == nil {
+		return nil
+	}
+	err := it.body.Close()
+	it.body = nil
+	return err
+}
+
+// Export streams a collection's entities in pk order (GET /v1/collections/{name}/export, NDJSON;
+// buffered entities included, expired ones not) without reading the whole answer. An unknown
+// collection is ErrNotFound (collection_not_found). Close the iterator when done.
+func (cc *CollectionsClient) Export(ctx context.Context, name string) (*EntityIterator, error) {
+	r := request{
+		method: "GET", path: "/v1/collections/" + url.PathEscape(name) + "/export", scoped: true, idempotent: true, stream: true,
+		// Uncompressed: the NDJSON is consumed as it streams.
+		header: http.Header{"Accept-Encoding": {"identity"}, "Accept": {"application/x-ndjson"}},
+	}
+	resp, err := cc.c.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	return &EntityIterator{body: resp.Body, sc: sc}, nil
+}
+
+// ExportFunc streams a collection export into fn; fn's error stops it and is returned.
+func (cc *CollectionsClient) ExportFunc(ctx context.Context, name string, fn func(VectorEntity) error) error {
+	it, err := cc.Export(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.Next() {
+		if err := fn(it.Entity()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
 }
 
 // DatabasesClient holds /v1/databases.

@@ -182,6 +182,9 @@ func EncodeVectorPut(entities []VectorEntity, update bool) ([]byte, error) {
 		if err := checkLen16("pk", e.PK); err != nil {
 			return nil, err
 		}
+		if e.TimestampMs != 0 || e.ExpiresAtMs != 0 {
+			return nil, fmt.Errorf("sluice: the wire protocol carries no timestamp_ms or expires_at_ms (pk %q): use the HTTP methods", e.PK)
+		}
 		md, err := jsonObject("metadata", e.Metadata)
 		if err != nil {
 			return nil, err
@@ -228,6 +231,9 @@ func EncodeVectorSearch(collection string, s Search) ([]byte, error) {
 	}
 	if s.K < 0 || int64(s.K) > math.MaxUint32 || s.Ef < 0 || int64(s.Ef) > math.MaxUint32 {
 		return nil, fmt.Errorf("sluice: k and ef must fit in 32 bits")
+	}
+	if s.TimeRange != nil || s.Decay != nil || s.WithSeries != nil {
+		return nil, fmt.Errorf("sluice: the wire protocol carries no time_range, decay or with_series: use Vectors().Search")
 	}
 	var filter []byte
 	if s.Filter != nil {

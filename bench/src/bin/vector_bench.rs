@@ -24,9 +24,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sluice_bench::{pin_self, place_on_cpus, start_sluice};
+use sluice_bench::{clustered, pin_self, place_on_cpus, start_sluice};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 #[derive(Parser)]
@@ -71,22 +70,6 @@ struct Args {
 }
 
 const K: usize = 10;
-
-/// `n` vectors around 100 random centres (uniform noise), fixed seed.
-fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..100)
-        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
-        .collect();
-    (0..n)
-        .map(|_| {
-            let c = &centres[rng.random_range(0..centres.len())];
-            c.iter()
-                .map(|x| x + rng.random_range(-0.35..0.35f32))
-                .collect()
-        })
-        .collect()
-}
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     sluice_vector::Distance::Cosine.between(a, b)

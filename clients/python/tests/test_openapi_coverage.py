@@ -39,6 +39,7 @@ COVERAGE = {
     ("POST", "/v1/collections"): "collections.create",
     ("GET", "/v1/collections/{name}"): "collections.get",
     ("DELETE", "/v1/collections/{name}"): "collections.delete",
+    ("GET", "/v1/collections/{name}/export"): "collections.export",
     ("GET", "/v1/databases"): "databases.list",
     ("POST", "/v1/databases"): "databases.create",
     ("DELETE", "/v1/databases/{db}"): "databases.delete",

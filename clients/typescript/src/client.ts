@@ -73,6 +73,12 @@ function checkWireCollection(collection: string | undefined): void {
   }
 }
 
+/** The wire protocol carries no entity times, time ranges or decay. */
+function checkHttpOnly(fields: Record<string, unknown>): void {
+  const given = Object.keys(fields).filter((k) => fields[k] !== undefined);
+  if (given.length) throw new TypeError(`the wire protocol does not carry ${given.join(", ")}: use transport 'http'`);
+}
+
 const wireCall = (o: CallOptions, idempotent = true): WireCallOptions => ({ signal: o.signal, timeoutMs: o.timeoutMs, retry: o.retry, idempotent });
 
 function checkAck(ack: string | undefined): string | undefined {
@@ -352,6 +358,21 @@ export interface SearchOptions extends CallOptions, CollectionOption, TransportO
   filter?: Record<string, unknown>;
   /** HNSW search breadth (defaults to the collection's `ef_search`). */
   ef?: number;
+  /**
+   * Only entities whose `timestamp_ms` is in this window, inclusive; a missing bound is open
+   * (HTTP only).
+   */
+  time_range?: T.TimeRange;
+  /**
+   * Favour recent entities: rank by `distance − weight · 2^(−age / half_life_ms)`; each hit then
+   * has `rank`, what the hits are ordered by (HTTP only).
+   */
+  decay?: T.Decay;
+  /**
+   * For every hit whose metadata names a series (string fields `metric` and `entity`): that
+   * series' aggregate over the `window_ms` ending now, as the hit's `series` (HTTP only).
+   */
+  with_series?: T.WithSeries;
 }
 
 /** Vectors: `client.vectors` (the seed's `ThemisVectorClient`). */
@@ -360,7 +381,11 @@ export class VectorClient extends Scoped {
     return { collection, ack: checkAck(ack) };
   }
 
-  /** `POST /vectors/add`: inserts or replaces one entity. */
+  /**
+   * `POST /vectors/add`: inserts or replaces one entity. `timestamp_ms` is the entity's time (what
+   * `time_range` and `decay` of {@link search} look at), `expires_at_ms` when it expires
+   * (overriding the collection's `ttl_ms`).
+   */
   async add(entity: T.VectorEntity, opts: CallOptions & CollectionOption & AckOption = {}): Promise<T.AddResponse> {
     return this.send(
       { method: "POST", path: this.p("/vectors/add"), json: entityJson(entity), query: this.q(opts.collection, opts.ack) },
@@ -392,6 +417,7 @@ export class VectorClient extends Scoped {
     const wire = this.wireFor(opts);
     if (wire) {
       checkWireCollection(opts.collection);
+      checkHttpOnly({ timestamp_ms: entity?.timestamp_ms, expires_at_ms: entity?.expires_at_ms });
       return this.wireWrite(wire, encodeVectorWrite(Opcode.VECTOR_ADD_BUFFERED, [entity], false), opts, true);
     }
     return this.send(
@@ -405,6 +431,7 @@ export class VectorClient extends Scoped {
     const wire = this.wireFor(opts);
     if (wire) {
       checkWireCollection(opts.collection);
+      checkHttpOnly({ timestamp_ms: entity?.timestamp_ms, expires_at_ms: entity?.expires_at_ms });
       return this.wireWrite(wire, encodeVectorWrite(Opcode.VECTOR_UPDATE_BUFFERED, [entity], false), opts, true);
     }
     return this.send(
@@ -452,17 +479,23 @@ export class VectorClient extends Scoped {
 
   /**
    * `POST /vectors/search` (or `VECTOR_SEARCH` with `transport: "wire"`: the same hits, no
-   * JSON for the vector and the hits): the `k` nearest entities, optionally filtered on metadata.
+   * JSON for the vector and the hits): the `k` nearest entities, optionally filtered on metadata,
+   * on a `time_range` of entity times, ranked with recency `decay`, and with each hit's series
+   * aggregate (`with_series`; those three: HTTP only).
    */
   async search(o: SearchOptions): Promise<T.SearchResult[]> {
     const wire = this.wireFor(o);
     if (wire) {
+      checkHttpOnly({ time_range: o.time_range, decay: o.decay, with_series: o.with_series });
       const frame = encodeVectorSearch({ collection: o.collection, vector: o.vector, k: o.k, ef: o.ef, filter: o.filter });
       return decodeSearchHits(await wire.call(frame, wireCall(o)));
     }
     const body: Record<string, unknown> = { vector: vectorList(o.vector), k: o.k };
     if (o.filter !== undefined) body.filter = o.filter;
     if (o.ef !== undefined) body.ef = o.ef;
+    if (o.time_range !== undefined) body.time_range = o.time_range;
+    if (o.decay !== undefined) body.decay = o.decay;
+    if (o.with_series !== undefined) body.with_series = o.with_series;
     const r = await this.send<T.SearchResponse>(
       { method: "POST", path: this.p("/vectors/search"), json: body, query: this.q(o.collection) },
       o,
@@ -490,6 +523,11 @@ export interface CreateCollectionOptions {
   distance?: T.Distance;
   precision?: T.Precision;
   hnsw?: T.HnswSpec;
+  /**
+   * Entities written without `expires_at_ms` expire this long after they are written (1 ms to
+   * 100 years); none when absent.
+   */
+  ttl_ms?: number;
 }
 
 /** Vector collections: `client.collections`. */
@@ -500,6 +538,7 @@ export class CollectionsClient extends Scoped {
     if (spec.distance !== undefined) body.distance = spec.distance;
     if (spec.precision !== undefined) body.precision = spec.precision;
     if (spec.hnsw !== undefined) body.hnsw = spec.hnsw;
+    if (spec.ttl_ms !== undefined) body.ttl_ms = spec.ttl_ms;
     return this.send({ method: "POST", path: this.p("/v1/collections"), json: body, idempotent: false }, opts);
   }
   /** `GET /v1/collections`. */
@@ -514,6 +553,31 @@ export class CollectionsClient extends Scoped {
   /** `DELETE /v1/collections/{name}`. */
   async delete(name: string, opts: CallOptions = {}): Promise<T.DeleteResponse> {
     return this.send({ method: "DELETE", path: this.p("/v1/collections/" + enc(name)), idempotent: false }, opts);
+  }
+  /**
+   * `GET /v1/collections/{name}/export`: an async iterator over the collection's entities in pk
+   * order (buffered ones included, expired ones not), read from the NDJSON answer as it arrives.
+   * Breaking out of `for await` releases the connection. Throws {@link NotFound}
+   * (`collection_not_found`) for an unknown collection.
+   */
+  async *export(name: string, opts: CallOptions = {}): AsyncGenerator<T.VectorEntity> {
+    const resp = await this.http.response(
+      {
+        method: "GET",
+        path: this.p("/v1/collections/" + enc(name) + "/export"),
+        // Uncompressed: the NDJSON is consumed as it streams.
+        headers: { "accept-encoding": "identity", accept: "application/x-ndjson" },
+      },
+      { ...opts, stream: true },
+    );
+    for await (const line of readLines(resp.body)) {
+      if (!line) continue;
+      try {
+        yield JSON.parse(line) as T.VectorEntity;
+      } catch (e) {
+        throw new DecodeError(`export line is not JSON: ${line.slice(0, 200)}`, { cause: e });
+      }
+    }
   }
 }
 

@@ -55,11 +55,15 @@ export function vectorF32(v: VectorLike): Float32Array {
   throw new TypeError("vector must be an array of numbers or a Float32Array/Float64Array");
 }
 
-/** Throws a TypeError when `e` is not an entity `{ pk, vector, metadata? }`. */
+/** Throws a TypeError when `e` is not an entity `{ pk, vector, metadata?, timestamp_ms?, expires_at_ms? }`. */
 export function checkEntity(e: T.VectorEntity): void {
   if (typeof e?.pk !== "string") throw new TypeError("pk must be a string");
   if (e.metadata !== undefined && (e.metadata === null || typeof e.metadata !== "object" || Array.isArray(e.metadata))) {
     throw new TypeError("metadata must be an object");
+  }
+  for (const k of ["timestamp_ms", "expires_at_ms"] as const) {
+    const t = e[k];
+    if (t !== undefined && !Number.isSafeInteger(t)) throw new TypeError(`${k} must be an integer (ms since the epoch)`);
   }
 }
 
@@ -68,5 +72,7 @@ export function entityJson(e: T.VectorEntity): Record<string, unknown> {
   checkEntity(e);
   const d: Record<string, unknown> = { pk: e.pk, vector: vectorList(e.vector) };
   if (e.metadata !== undefined) d.metadata = e.metadata;
+  if (e.timestamp_ms !== undefined) d.timestamp_ms = e.timestamp_ms;
+  if (e.expires_at_ms !== undefined) d.expires_at_ms = e.expires_at_ms;
   return d;
 }

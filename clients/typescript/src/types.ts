@@ -14,12 +14,38 @@ export interface DataPoint {
 /** A point to write: a {@link DataPoint} whose timestamp may be left out. */
 export type PointInput = Omit<DataPoint, "timestamp_ms"> & { timestamp_ms?: number | null };
 
-/** A vector entity: a primary key, its vector and optional JSON metadata. */
+/** A vector entity: a primary key, its vector, optional JSON metadata and optional times. */
 export interface VectorEntity {
   pk: string;
   vector: number[] | Float32Array | Float64Array;
   metadata?: Record<string, unknown>;
+  /** The entity's time (ms since the epoch): what a search's `time_range` and `decay` look at. */
+  timestamp_ms?: number;
+  /**
+   * When the entity expires (ms since the epoch); overrides the collection's `ttl_ms`. An
+   * expired entity is gone from search and get at once.
+   */
+  expires_at_ms?: number;
 }
+
+/** A search's window of entity times, inclusive (`from_ms <= timestamp_ms <= to_ms`); a missing bound is open. */
+export type TimeRange = S["TimeRange"];
+/**
+ * Recency decay of a search: hits are ranked by `distance − weight · 2^(−age / half_life_ms)`,
+ * `age` being now minus the entity's `timestamp_ms` (no bonus without one).
+ */
+export type Decay = S["Decay"];
+/**
+ * A search's `with_series`: for every hit whose metadata names a series (string fields `metric`
+ * and `entity`), that series' `aggregation` over the `window_ms` ending now (1 ms to 100 years),
+ * across every series of that metric and entity whatever their tags.
+ */
+export type WithSeries = S["WithSeries"];
+/**
+ * A hit's series aggregate (`SearchResult.series`, with `with_series`): `value` over
+ * `from_ms <= timestamp_ms <= to_ms`, `null` when the window holds no point.
+ */
+export type HitSeries = S["HitSeries"];
 
 export type Ack = S["Ack"];
 export type Aggregation = S["Aggregation"];

@@ -54,6 +54,7 @@ const COVERAGE = {
   create_collection: "collections.create",
   get_collection: "collections.get",
   delete_collection: "collections.delete",
+  collection_export: "collections.export",
   list: "databases.list",
   create: "databases.create",
   delete_database: "databases.delete",

@@ -74,6 +74,130 @@ test("seed names: addBuffered, updateBuffered, removeBuffered, getBufferStats, f
   await assert.rejects(() => client.vectors.get("y", { collection }), NotFound);
 });
 
+test("vectors: ttl_ms, timestamp_ms, expires_at_ms, time_range, decay", async () => {
+  const DAY = 86400000;
+  const now = Date.now();
+  const collection = uniq("vt");
+  const info = await client.collections.create({ name: collection, dimension: 2, distance: "l2", ttl_ms: 3600000 });
+  assert.equal(info.ttl_ms, 3600000);
+  assert.equal((await client.collections.get(collection)).ttl_ms, 3600000);
+  assert.deepEqual((await client.collections.list()).filter((c) => c.name === collection).map((c) => c.ttl_ms), [3600000]);
+  const v = client.vectors;
+  await v.add({ pk: "old", vector: [0, 0], metadata: { k: "old" }, timestamp_ms: now - 30 * DAY }, { collection });
+  await v.addBatch(
+    [
+      { pk: "new", vector: [0.5, 0], timestamp_ms: now },
+      { pk: "mid", vector: [0, 2], timestamp_ms: now - 2 * DAY, expires_at_ms: now + DAY },
+      { pk: "gone", vector: [0.1, 0], timestamp_ms: now, expires_at_ms: now - 1000 }, // already expired
+    ],
+    { collection },
+  );
+  await v.addBuffered({ pk: "untimed", vector: [3, 0] }, { collection });
+  await v.addBuffered({ pk: "buf", vector: [0, 3], timestamp_ms: now - 3 * DAY }, { collection });
+  await v.updateBuffered({ pk: "buf", vector: [0, 3.5], timestamp_ms: now - 4 * DAY, expires_at_ms: now + 2 * DAY }, { collection });
+
+  // the expired entity is gone from get and search at once
+  await assert.rejects(() => v.get("gone", { collection }), (e) => e instanceof NotFound && e.code === "entity_not_found");
+  const all = await v.search({ vector: [0, 0], k: 10, collection });
+  assert.deepEqual(all.map((r) => r.pk), ["old", "new", "mid", "untimed", "buf"]);
+  assert.equal(all[1].timestamp_ms, now);
+  assert.equal(all[1].rank, undefined);
+  assert.equal(all[2].expires_at_ms, now + DAY);
+  assert.equal(all[3].timestamp_ms, undefined);
+
+  const mid = await v.get("mid", { collection });
+  assert.equal(mid.timestamp_ms, now - 2 * DAY);
+  assert.equal(mid.expires_at_ms, now + DAY);
+  const old = await v.get("old", { collection });
+  assert.equal(old.timestamp_ms, now - 30 * DAY);
+  assert.ok(old.expires_at_ms >= now + 3500000 && old.expires_at_ms <= now + 3700000, `ttl expiry ${old.expires_at_ms - now}`);
+  const buf = await v.get("buf", { collection });
+  assert.deepEqual([buf.timestamp_ms, buf.expires_at_ms], [now - 4 * DAY, now + 2 * DAY]);
+
+  // time_range: inclusive, either bound open
+  const pks = async (o) => (await v.search({ vector: [0, 0], k: 10, collection, ...o })).map((r) => r.pk);
+  assert.deepEqual(await pks({ time_range: { from_ms: now - 5 * DAY, to_ms: now - DAY } }), ["mid", "buf"]);
+  assert.deepEqual(await pks({ time_range: { from_ms: now - 2 * DAY } }), ["new", "mid"]);
+  assert.deepEqual(await pks({ time_range: { to_ms: now - 30 * DAY } }), ["old"]);
+  assert.deepEqual(await pks({ time_range: { from_ms: now, to_ms: now } }), ["new"]);
+  await assert.rejects(() => pks({ time_range: { since: now } }), (e) => e.status === 400 && e.field === "time_range.since");
+
+  // decay: the far but recent entity outranks the near but old one
+  const d = await v.search({ vector: [0, 0], k: 2, collection, decay: { half_life_ms: DAY, weight: 0.3 } });
+  assert.deepEqual(d.map((r) => r.pk), ["new", "old"]);
+  assert.ok(Math.abs(d[0].distance - 0.25) < 1e-6);
+  assert.ok(Math.abs(d[0].rank - (0.25 - 0.3)) < 1e-3, `rank ${d[0].rank}`);
+  assert.ok(Math.abs(d[1].rank) < 1e-3, `rank ${d[1].rank}`);
+  assert.deepEqual(
+    await pks({ time_range: { from_ms: now - 40 * DAY }, decay: { half_life_ms: DAY, weight: 0.3 } }),
+    ["new", "old", "mid", "buf"],
+  );
+  await assert.rejects(() => pks({ decay: { half_life_ms: 0, weight: 0.3 } }), (e) => e.status >= 400 && e.status < 500 && e.field.startsWith("decay"));
+  // the wire protocol carries none of them
+  await assert.rejects(() => v.search({ vector: [0, 0], k: 2, collection, transport: "wire", decay: { half_life_ms: DAY, weight: 0.3 } }), TypeError);
+  await assert.rejects(() => v.addBuffered({ pk: "w", vector: [0, 0], timestamp_ms: now }, { transport: "wire" }), TypeError);
+  await assert.rejects(() => v.add({ pk: "x", vector: [0, 0], timestamp_ms: 1.5 }, { collection }), TypeError);
+  await client.collections.delete(collection);
+});
+
+test("vectors: with_series", async () => {
+  const now = Date.now();
+  const r = await client.timeseries.putBatch([1, 2, 3].map((value, i) => ({ metric: "cpu", entity: "h1", value, timestamp_ms: now - 3000 + 1000 * i })));
+  assert.equal(r.points_written, 3);
+  const collection = uniq("vs");
+  await client.collections.create({ name: collection, dimension: 2, distance: "l2" });
+  const v = client.vectors;
+  await v.add({ pk: "host", vector: [0, 0], metadata: { metric: "cpu", entity: "h1" } }, { collection });
+  await v.add({ pk: "plain", vector: [1, 0] }, { collection });
+
+  const hits = await v.search({ vector: [0, 0], k: 10, collection, with_series: { aggregation: "avg", window_ms: 600000 } });
+  assert.deepEqual(hits.map((h) => h.pk), ["host", "plain"]);
+  const s = hits[0].series;
+  assert.ok(s, "the first hit has a series");
+  assert.deepEqual([s.metric, s.entity], ["cpu", "h1"]);
+  assert.ok(Math.abs(s.value - 2) < 1e-9, `value ${s.value}`);
+  assert.equal(s.to_ms - s.from_ms, 600000);
+  assert.ok(Math.abs(s.to_ms - now) < 60000, `to_ms ${s.to_ms - now}`);
+  assert.equal(hits[1].series, undefined);
+  // a window holding no point: a null value, not a missing series
+  const empty = await v.search({ vector: [0, 0], k: 1, collection, with_series: { aggregation: "count", window_ms: 1 } });
+  assert.equal(empty[0].series.value, null);
+  // without with_series, no series
+  assert.ok((await v.search({ vector: [0, 0], k: 10, collection })).every((h) => h.series === undefined));
+  await assert.rejects(
+    () => v.search({ vector: [0, 0], k: 1, collection, with_series: { aggregation: "avg", window_ms: 0 } }),
+    (e) => e.status === 400 && e.field === "with_series.window_ms",
+  );
+  await assert.rejects(() => v.search({ vector: [0, 0], k: 1, transport: "wire", with_series: { aggregation: "avg", window_ms: 600000 } }), TypeError);
+  await client.collections.delete(collection);
+});
+
+test("collections: export streams the entities as NDJSON, in pk order", async () => {
+  const collection = uniq("exp");
+  await client.collections.create({ name: collection, dimension: 2 });
+  await client.vectors.addBatch(
+    [
+      { pk: "c", vector: [0, 1], metadata: { n: 3 } },
+      { pk: "a", vector: [1, 0], metadata: { n: 1, tag: "x" }, timestamp_ms: 1700000000000 },
+      { pk: "b", vector: [0.5, 0.5] },
+    ],
+    { collection },
+  );
+  const got = [];
+  for await (const e of client.collections.export(collection)) got.push(e);
+  assert.deepEqual(got.map((e) => e.pk), ["a", "b", "c"]);
+  assert.deepEqual(got[0].vector, [1, 0]);
+  assert.deepEqual(got[0].metadata, { n: 1, tag: "x" });
+  assert.equal(got[0].timestamp_ms, 1700000000000);
+  await assert.rejects(
+    async () => {
+      for await (const _ of client.collections.export(uniq("missing"))) void _;
+    },
+    (e) => e instanceof NotFound && e.code === "collection_not_found" && !!e.errorId,
+  );
+  await client.collections.delete(collection);
+});
+
 test("vectors in another database", async () => {
   const db = uniq("vdb").toLowerCase();
   await client.databases.create(db, { retention_ms: 86400000 });

@@ -278,3 +278,25 @@ pub struct SeriesData {
 pub struct QueryResponse {
     pub series: Vec<SeriesData>,
 }
+
+/// What a read answers in (`?format=`): `json` (the default; NDJSON for exports), `arrow` (an
+/// Apache Arrow IPC stream) or `parquet` (an Apache Parquet file). Without `?format=`, an
+/// `Accept` of `application/vnd.apache.arrow.stream` or `application/vnd.apache.parquet`
+/// chooses the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Json,
+    Arrow,
+    Parquet,
+}
+
+/// `?format=` of `/ts/query`, `/ts/export` and the vector export.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
+pub struct FormatParams {
+    #[param(inline)]
+    pub format: Option<OutputFormat>,
+}

@@ -18,6 +18,60 @@ pub struct VectorEntity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>, example = json!({"title": "Sample Document", "category": "technology"}))]
     pub metadata: Option<Map<String, Value>>,
+    /// The entity's time, milliseconds since the Unix epoch: what a search's `time_range` and
+    /// `decay` look at. Entities without one never match a time range and get no decay bonus.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    #[schema(example = 1765800000000i64)]
+    pub timestamp_ms: Option<i64>,
+    /// When the entity expires (milliseconds since the Unix epoch); overrides the collection's
+    /// `ttl_ms`. An expired entity is gone from search and get at once.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    #[schema(example = 1768400000000i64)]
+    pub expires_at_ms: Option<i64>,
+}
+
+/// A search's window of entity times, inclusive: `from_ms <= timestamp_ms <= to_ms`. A missing
+/// bound is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRange {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    #[schema(example = 1765000000000i64)]
+    pub from_ms: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    #[schema(example = 1765800000000i64)]
+    pub to_ms: Option<i64>,
+}
+
+/// Recency decay: hits are ranked by `distance − weight · 2^(−age / half_life_ms)`, where `age`
+/// is now minus the entity's `timestamp_ms` (no bonus without a time). Applied to every
+/// candidate inside the search, not to a prefix of it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decay {
+    /// Age at which the bonus halves, 1 ms to 100 years.
+    #[serde(deserialize_with = "crate::int::integer")]
+    #[schema(example = 86400000, minimum = 1, maximum = 3162240000000u64)]
+    pub half_life_ms: u64,
+    /// The bonus of an entity written now, in units of the metric's distance (0 to 1000).
+    #[schema(example = 0.2, minimum = 0.0, maximum = 1000.0)]
+    pub weight: f32,
 }
 
 /// `?collection=` of the vector routes.
@@ -131,6 +185,42 @@ pub struct SearchRequest {
         deserialize_with = "crate::int::optional"
     )]
     pub ef: Option<usize>,
+    /// Only entities whose `timestamp_ms` is in this window (applied inside the index
+    /// traversal; a narrow window is answered by an exact scan of its entities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_range: Option<TimeRange>,
+    /// Favour recent entities (see `Decay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<Decay>,
+    /// For every hit whose metadata names a series (string fields `metric` and `entity`):
+    /// that series' aggregate over the last `window_ms`, in the same answer (`series`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_series: Option<WithSeries>,
+}
+
+/// `with_series` of a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithSeries {
+    /// `last` for the newest value; `avg` is the mean of every point (not of partial means).
+    pub aggregation: crate::ts::Aggregation,
+    /// The window ending now, 1 ms to 100 years.
+    #[serde(deserialize_with = "crate::int::integer")]
+    #[schema(example = 3600000, minimum = 1, maximum = 3162240000000u64)]
+    pub window_ms: u64,
+}
+
+/// A hit's series aggregate (`with_series`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HitSeries {
+    pub metric: String,
+    pub entity: String,
+    /// The window: `from_ms <= timestamp_ms <= to_ms`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// The aggregate over every series of that metric and entity (whatever their tags); null
+    /// when the window holds no point.
+    pub value: Option<f64>,
 }
 
 /// One search result.
@@ -145,6 +235,16 @@ pub struct SearchResult {
     pub distance: f32,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// With `decay`: what results are ordered by, `distance` less the recency bonus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<f32>,
+    /// With `with_series`, for a hit whose metadata names a series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<HitSeries>,
 }
 
 /// `POST /vectors/search` answer.
@@ -210,6 +310,15 @@ pub struct CreateCollection {
     pub distance: Option<Distance>,
     pub precision: Option<Precision>,
     pub hnsw: Option<HnswSpec>,
+    /// Entities written without `expires_at_ms` expire this long after they are written
+    /// (1 ms to 100 years); none when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::optional"
+    )]
+    #[schema(example = 2592000000u64, minimum = 1, maximum = 3162240000000u64)]
+    pub ttl_ms: Option<u64>,
 }
 
 /// A collection's definition and size.
@@ -220,6 +329,9 @@ pub struct CollectionInfo {
     pub distance: Distance,
     pub precision: Precision,
     pub hnsw: HnswSpec,
+    /// Time to live of entities written without `expires_at_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
     /// Entities in the index (not counting the buffer).
     pub vectors: u64,
     /// Operations waiting in the buffer.

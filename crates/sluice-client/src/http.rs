@@ -511,7 +511,22 @@ impl Client {
     /// `POST /ts/export`: the points as NDJSON, read chunk by chunk with
     /// [`ExportStream::chunk`] (nothing is buffered whole).
     pub async fn export(&self, request: &ExportRequest) -> Result<ExportStream> {
-        let url = format!("{}{}", self.base, self.data("/ts/export"));
+        self.export_as(request, None).await
+    }
+
+    /// `POST /ts/export?format=`: `arrow` (an Arrow IPC stream) or `parquet` (a Parquet file),
+    /// streamed like [`Self::export`]; `None` is NDJSON.
+    pub async fn export_as(
+        &self,
+        request: &ExportRequest,
+        format: Option<sluice_api::ts::OutputFormat>,
+    ) -> Result<ExportStream> {
+        let query = match format {
+            Some(sluice_api::ts::OutputFormat::Arrow) => "?format=arrow",
+            Some(sluice_api::ts::OutputFormat::Parquet) => "?format=parquet",
+            Some(sluice_api::ts::OutputFormat::Json) | None => "",
+        };
+        let url = format!("{}{}{query}", self.base, self.data("/ts/export"));
         let mut req = self.http.post(&url).json(request).timeout(EXPORT_DEADLINE);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

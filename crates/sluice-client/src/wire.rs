@@ -180,6 +180,10 @@ impl WireClient {
                     score: h.score,
                     distance: h.distance,
                     metadata,
+                    timestamp_ms: None,
+                    expires_at_ms: None,
+                    rank: None,
+                    series: None,
                 })
             })
             .collect()

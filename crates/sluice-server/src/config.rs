@@ -323,6 +323,9 @@ pub struct VectorSection {
     pub snapshot_interval_ms: u64,
     /// Threads applying a flush or a batch to an index; 0 = one per core.
     pub apply_threads: usize,
+    /// How often expired entities are removed from the indexes (they are hidden from reads
+    /// the moment they expire).
+    pub ttl_sweep_interval_ms: u64,
 }
 
 /// `[features]`: the seed's feature blocks.
@@ -577,6 +580,7 @@ impl Default for VectorSection {
             snapshot_after_ops: d.snapshot_after_ops,
             snapshot_interval_ms: d.snapshot_interval_ms,
             apply_threads: 0,
+            ttl_sweep_interval_ms: 60_000,
         }
     }
 }
@@ -1162,6 +1166,7 @@ impl VectorSection {
             ),
             ("vector.snapshot_after_ops", self.snapshot_after_ops),
             ("vector.snapshot_interval_ms", self.snapshot_interval_ms),
+            ("vector.ttl_sweep_interval_ms", self.ttl_sweep_interval_ms),
         ])?;
         if self.max_pk_chars > MAX_CHARS_LIMIT || self.max_dimension > 65_536 {
             return Err(invalid(
@@ -1183,6 +1188,7 @@ impl VectorSection {
                 ef_construction: self.hnsw_ef_construction,
                 ef_search: self.hnsw_ef_search,
             },
+            ttl_ms: None,
         };
         default.validate(self.max_dimension).map_err(|e| {
             invalid(format!(

@@ -111,6 +111,7 @@ const CORE: &[&str] = &[
     "core",
     "db",
     "error",
+    "expiry",
     "flusher",
     "metrics",
     "monitoring",

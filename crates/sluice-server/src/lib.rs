@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod db;
 pub mod error;
+pub mod expiry;
 pub mod flusher;
 pub mod http;
 pub mod metrics;

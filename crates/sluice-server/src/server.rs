@@ -166,6 +166,7 @@ pub async fn run(
             state.set_databases(Arc::new(dbs));
             state.replication().start(state.clone());
             crate::monitoring::spawn(state.clone());
+            crate::expiry::spawn(state.clone());
             tracing::info!("ready");
             Ok(())
         }

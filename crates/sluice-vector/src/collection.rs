@@ -26,6 +26,23 @@
 //! instead, which is both exact and cheaper. If the filtered index search still finds fewer
 //! than `k`, it falls back to the exact scan too.
 //!
+//! # Time: expiry, time ranges and recency decay
+//! An entity may carry a time (`timestamp_ms`) and an expiry (`expires_at_ms`); the catalogue
+//! keeps both in ordered indexes (`by_time`, `by_expiry`). An expired entity is not live: the
+//! same predicate that applies filters drops it inside the traversal, at once, whatever the
+//! background sweep has removed. A time range is one more predicate inside the traversal, and
+//! its matches are counted and enumerated from `by_time` (a range walk, not a scan of the
+//! catalogue), so a narrow window goes to the exact scan of just its entities.
+//!
+//! A recency decay ranks by `distance − weight · 2^(−age / half_life)` (an entity without a
+//! time gets no bonus). No fixed prefix is rescored: the search is a threshold algorithm over
+//! two ordered streams, the index's nearest-first answer and `by_time` newest first. Every
+//! entity either stream yields is scored; an entity neither has yielded is at least as far as
+//! the index stream's last distance and at most as recent as the time stream's last entity, so
+//! its score is at least `d_last − weight · bonus_last`. Once the `k`-th best score is at or
+//! below that bound nothing unseen can enter the answer; otherwise both streams are deepened
+//! (×4) and the search goes on, ending in an exact scan when the depth covers the collection.
+//!
 //! # Per-request `ef`
 //! usearch's search expansion is a setting of the whole index, and a search explores
 //! `max(expansion, count)` candidates. The index's own expansion is kept at 1 and each search
@@ -36,7 +53,7 @@
 //! graph. So a search with `ef` at least the collection's size is exact, whatever order the
 //! index was built in (after a restart, a snapshot load or on a replica).
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
@@ -82,7 +99,13 @@ pub struct CollectionConfig {
     pub distance: Distance,
     pub precision: Precision,
     pub hnsw: HnswParams,
+    /// Entities written without `expires_at_ms` expire this long after they are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
+
+/// The longest TTL: 100 years.
+pub const MAX_TTL_MS: u64 = 100 * 366 * 86_400_000;
 
 /// A collection definition that cannot be used; `field` names the offending field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +138,11 @@ impl CollectionConfig {
         }
         if !(1..=4096).contains(&h.ef_search) {
             return bad("hnsw.ef_search", "must be 1 to 4096".into());
+        }
+        if let Some(ttl) = self.ttl_ms
+            && !(1..=MAX_TTL_MS).contains(&ttl)
+        {
+            return bad("ttl_ms", format!("must be 1 to {MAX_TTL_MS} (100 years)"));
         }
         Ok(())
     }
@@ -176,12 +204,24 @@ impl Drop for Permit<'_> {
 pub struct Stored {
     pub pk: String,
     pub metadata: Map<String, Value>,
+    pub timestamp_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Stored {
+    fn live_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_none_or(|t| t > now_ms)
+    }
 }
 
 #[derive(Default)]
 pub struct Catalog {
     by_pk: HashMap<String, u64>,
     by_key: HashMap<u64, Stored>,
+    /// `(timestamp_ms, key)` of the entities that have a time.
+    by_time: BTreeSet<(i64, u64)>,
+    /// `(expires_at_ms, key)` of the entities that expire.
+    by_expiry: BTreeSet<(i64, u64)>,
     next_key: u64,
 }
 
@@ -202,6 +242,94 @@ impl Catalog {
     pub fn pks(&self) -> Vec<String> {
         self.by_pk.keys().cloned().collect()
     }
+
+    /// The stored state of `pk`.
+    pub fn get(&self, pk: &str) -> Option<&Stored> {
+        self.by_key.get(self.by_pk.get(pk)?)
+    }
+
+    fn insert(&mut self, key: u64, s: Stored) -> Option<u64> {
+        if let Some(t) = s.timestamp_ms {
+            self.by_time.insert((t, key));
+        }
+        if let Some(t) = s.expires_at_ms {
+            self.by_expiry.insert((t, key));
+        }
+        let old = self.by_pk.insert(s.pk.clone(), key);
+        self.by_key.insert(key, s);
+        old
+    }
+
+    /// Forgets `key` (already unlinked from `by_pk`, or about to be).
+    fn forget(&mut self, key: u64) {
+        if let Some(s) = self.by_key.remove(&key) {
+            if let Some(t) = s.timestamp_ms {
+                self.by_time.remove(&(t, key));
+            }
+            if let Some(t) = s.expires_at_ms {
+                self.by_expiry.remove(&(t, key));
+            }
+        }
+    }
+
+    /// Up to `limit` entities expired at `now_ms`: `(pk, expires_at_ms)`, soonest first.
+    pub fn expired(&self, now_ms: i64, limit: usize) -> Vec<(String, i64)> {
+        self.by_expiry
+            .range(..=(now_ms, u64::MAX))
+            .take(limit)
+            .filter_map(|(t, key)| self.by_key.get(key).map(|s| (s.pk.clone(), *t)))
+            .collect()
+    }
+
+    /// Keys with a time in `range`, oldest first.
+    fn in_range(&self, range: TimeRange) -> impl DoubleEndedIterator<Item = u64> + '_ {
+        self.by_time
+            .range((range.from_ms, 0)..=(range.to_ms, u64::MAX))
+            .map(|(_, k)| *k)
+    }
+}
+
+/// An inclusive window of entity times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl TimeRange {
+    pub const ALL: TimeRange = TimeRange {
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+    };
+
+    pub fn contains(&self, t: Option<i64>) -> bool {
+        t.is_some_and(|t| self.from_ms <= t && t <= self.to_ms)
+    }
+}
+
+/// Recency decay: ranks by `distance − weight · 2^(−age / half_life_ms)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decay {
+    pub half_life_ms: f64,
+    pub weight: f32,
+}
+
+impl Decay {
+    /// The bonus of an entity with time `t` at `now_ms`: 1 for now or later, halving every
+    /// half-life; 0 without a time.
+    pub fn bonus(&self, now_ms: i64, t: Option<i64>) -> f32 {
+        match t {
+            None => 0.0,
+            Some(t) => {
+                let age = (now_ms as f64 - t as f64).max(0.0);
+                (-age / self.half_life_ms).exp2() as f32
+            }
+        }
+    }
+
+    pub fn rank(&self, distance: f32, now_ms: i64, t: Option<i64>) -> f32 {
+        distance - self.weight * self.bonus(now_ms, t)
+    }
 }
 
 /// One search hit: the entity and its distance (lower is closer).
@@ -209,7 +337,24 @@ impl Catalog {
 pub struct Hit {
     pub pk: String,
     pub distance: f32,
+    /// What the answer is ordered by: the distance, less the decay bonus when there is one.
+    pub rank: f32,
     pub metadata: Map<String, Value>,
+    pub timestamp_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Hit {
+    fn new(s: &Stored, distance: f32, spec: &SearchSpec<'_>) -> Hit {
+        Hit {
+            pk: s.pk.clone(),
+            distance,
+            rank: spec.rank(distance, s.timestamp_ms),
+            metadata: s.metadata.clone(),
+            timestamp_ms: s.timestamp_ms,
+            expires_at_ms: s.expires_at_ms,
+        }
+    }
 }
 
 /// What a search needs besides the query vector.
@@ -219,6 +364,31 @@ pub struct SearchSpec<'a> {
     pub filter: Option<&'a Filter>,
     /// Entities whose newest state is in the buffer: the index's version must not be returned.
     pub shadowed: &'a HashSet<String>,
+    /// The search's clock: entities expired at this time are not live; decay ages from it.
+    pub now_ms: i64,
+    pub time_range: Option<TimeRange>,
+    pub decay: Option<Decay>,
+}
+
+impl SearchSpec<'_> {
+    /// Whether an entity's own fields (not its buffering) pass the search's predicates.
+    pub fn admits(
+        &self,
+        metadata: &Map<String, Value>,
+        timestamp_ms: Option<i64>,
+        expires_at_ms: Option<i64>,
+    ) -> bool {
+        expires_at_ms.is_none_or(|t| t > self.now_ms)
+            && self.time_range.is_none_or(|r| r.contains(timestamp_ms))
+            && self.filter.is_none_or(|f| f.matches(metadata))
+    }
+
+    pub fn rank(&self, distance: f32, timestamp_ms: Option<i64>) -> f32 {
+        match &self.decay {
+            Some(d) => d.rank(distance, self.now_ms, timestamp_ms),
+            None => distance,
+        }
+    }
 }
 
 pub struct Collection {
@@ -319,23 +489,30 @@ impl Collection {
             let mut cat = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
             let mut key = first_key;
             for op in &finals {
-                let old = match op.entity() {
-                    Some(e) => {
-                        let old = cat.by_pk.insert(e.pk.clone(), key);
-                        cat.by_key.insert(
+                let old = match op {
+                    Op::Add(e) | Op::Update(e) => {
+                        let old = cat.insert(
                             key,
                             Stored {
                                 pk: e.pk.clone(),
                                 metadata: e.metadata.clone(),
+                                timestamp_ms: e.timestamp_ms,
+                                expires_at_ms: e.expires_at_ms,
                             },
                         );
                         key += 1;
                         old
                     }
-                    None => cat.by_pk.remove(op.pk()),
+                    Op::Remove { pk } => cat.by_pk.remove(pk),
+                    Op::Expire { pk, at_ms } => {
+                        let due = cat
+                            .get(pk)
+                            .is_some_and(|s| s.expires_at_ms.is_some_and(|t| t <= *at_ms));
+                        if due { cat.by_pk.remove(pk) } else { None }
+                    }
                 };
                 if let Some(old) = old {
-                    cat.by_key.remove(&old);
+                    cat.forget(old);
                     old_keys.push(old);
                 }
             }
@@ -410,16 +587,17 @@ impl Collection {
         })
     }
 
-    /// The stored vector (at the collection's precision, as f32) and metadata of `pk`.
-    pub fn get(&self, pk: &str) -> Option<(Vec<f32>, Map<String, Value>)> {
+    /// The stored vector (at the collection's precision, as f32) and state of `pk`, unless it
+    /// is expired at `now_ms`.
+    pub fn get(&self, pk: &str, now_ms: i64) -> Option<(Vec<f32>, Stored)> {
         let cat = self.read_catalog();
         let key = *cat.by_pk.get(pk)?;
-        let stored = cat.by_key.get(&key)?;
+        let stored = cat.by_key.get(&key).filter(|s| s.live_at(now_ms))?;
         let mut v = vec![0f32; self.config.dimension];
         let index = self.read_index();
         let _permit = self.permits.acquire();
         match index.get(key, &mut v) {
-            Ok(n) if n > 0 => Some((v, stored.metadata.clone())),
+            Ok(n) if n > 0 => Some((v, stored.clone())),
             _ => None,
         }
     }
@@ -439,40 +617,57 @@ impl Collection {
             if shadowing && spec.shadowed.contains(&s.pk) {
                 return None;
             }
-            if let Some(f) = spec.filter
-                && !f.matches(&s.metadata)
-            {
-                return None;
-            }
-            Some(s)
+            spec.admits(&s.metadata, s.timestamp_ms, s.expires_at_ms)
+                .then_some(s)
         };
         let collect = |keys: &[u64], distances: &[f32]| -> Vec<Hit> {
             keys.iter()
                 .zip(distances)
-                .filter_map(|(k, d)| {
-                    live(*k).map(|s| Hit {
-                        pk: s.pk.clone(),
-                        distance: *d,
-                        metadata: s.metadata.clone(),
-                    })
-                })
+                .filter_map(|(k, d)| live(*k).map(|s| Hit::new(s, *d, spec)))
                 .take(spec.k)
                 .collect()
         };
-        let every_match = || -> Vec<u64> {
-            cat.by_key
-                .keys()
-                .copied()
-                .filter(|k| live(*k).is_some())
-                .collect()
+        // The entities a predicate may admit: a time range's from `by_time`, else all.
+        let candidates = || -> Box<dyn Iterator<Item = u64> + '_> {
+            match spec.time_range {
+                Some(r) => Box::new(cat.in_range(r)),
+                None => Box::new(cat.by_key.keys().copied()),
+            }
         };
+        let every_match = || -> Vec<u64> { candidates().filter(|k| live(*k).is_some()).collect() };
         let wanted = spec.k.min(cat.len());
         if count >= cat.len() {
             // The search would explore every entity anyway: answer exactly, which costs the
             // same distance computations and cannot miss a node the graph does not reach.
-            return Ok(self.exact(&index, &cat, query, spec.k, every_match()));
+            return Ok(self.exact(&index, &cat, query, spec, every_match()));
         }
-        if spec.filter.is_none() && !shadowing {
+        let selective = spec.filter.is_some() || spec.time_range.is_some();
+        let threshold = EXACT_SCAN_MIN.max(cat.len() / EXACT_SCAN_DIVISOR);
+        if let Some(r) = spec.time_range
+            && cat.in_range(r).take(threshold + 1).count() <= threshold
+        {
+            // A narrow window: its entities, from the time index, are few enough to scan.
+            let keys = cat.in_range(r).filter(|k| live(*k).is_some()).collect();
+            return Ok(self.exact(&index, &cat, query, spec, keys));
+        }
+        if spec.filter.is_some() {
+            let mut matching = Vec::new();
+            for key in candidates() {
+                if live(key).is_some() {
+                    matching.push(key);
+                    if matching.len() > threshold {
+                        break;
+                    }
+                }
+            }
+            if matching.len() <= threshold {
+                return Ok(self.exact(&index, &cat, query, spec, matching));
+            }
+        }
+        if let Some(decay) = spec.decay {
+            return self.search_decayed(&index, &cat, query, spec, decay, &live);
+        }
+        if !selective && !shadowing {
             // The common case: a plain search, its few unpublished keys dropped afterwards.
             let m = {
                 let _permit = self.permits.acquire();
@@ -481,21 +676,6 @@ impl Collection {
             let hits = collect(&m.keys, &m.distances);
             if hits.len() >= wanted {
                 return Ok(hits);
-            }
-        }
-        if spec.filter.is_some() {
-            let threshold = EXACT_SCAN_MIN.max(cat.len() / EXACT_SCAN_DIVISOR);
-            let mut matching = Vec::new();
-            for (key, _) in cat.by_key.iter() {
-                if live(*key).is_some() {
-                    matching.push(*key);
-                    if matching.len() > threshold {
-                        break;
-                    }
-                }
-            }
-            if matching.len() <= threshold {
-                return Ok(self.exact(&index, &cat, query, spec.k, matching));
             }
         }
         let m = {
@@ -509,7 +689,89 @@ impl Collection {
             return Ok(hits);
         }
         // The graph did not reach k matches: answer exactly over every match.
-        Ok(self.exact(&index, &cat, query, spec.k, every_match()))
+        Ok(self.exact(&index, &cat, query, spec, every_match()))
+    }
+
+    /// The threshold algorithm of the module doc: the `k` best by decayed rank.
+    fn search_decayed<'c>(
+        &self,
+        index: &Index,
+        cat: &'c Catalog,
+        query: &[f32],
+        spec: &SearchSpec<'_>,
+        decay: Decay,
+        live: &dyn Fn(u64) -> Option<&'c Stored>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let distance = self.config.distance;
+        let range = spec.time_range.unwrap_or(TimeRange::ALL);
+        let mut depth = spec.k.max(spec.ef);
+        let mut v = vec![0f32; self.config.dimension];
+        loop {
+            if depth >= cat.len() {
+                let every: Vec<u64> = cat
+                    .by_key
+                    .keys()
+                    .copied()
+                    .filter(|k| live(*k).is_some())
+                    .collect();
+                return Ok(self.exact(index, cat, query, spec, every));
+            }
+            let m = {
+                let _permit = self.permits.acquire();
+                index
+                    .filtered_search(query, depth, |key| live(key).is_some())
+                    .map_err(index_err)?
+            };
+            let mut scored: HashMap<u64, f32> = m
+                .keys
+                .iter()
+                .copied()
+                .zip(m.distances.iter().copied())
+                .collect();
+            // The index stream's bound: every unseen entity is at least this far.
+            let d_last = if m.keys.len() < depth {
+                f32::INFINITY
+            } else {
+                m.distances.last().copied().unwrap_or(f32::INFINITY)
+            };
+            // The time stream, newest first.
+            let mut taken = 0;
+            let mut t_last = None;
+            {
+                let _permit = self.permits.acquire();
+                for key in cat.in_range(range).rev() {
+                    let Some(s) = live(key) else { continue };
+                    taken += 1;
+                    t_last = s.timestamp_ms;
+                    if let std::collections::hash_map::Entry::Vacant(slot) = scored.entry(key)
+                        && matches!(index.get(key, &mut v), Ok(n) if n > 0)
+                    {
+                        slot.insert(distance.between(query, &v));
+                    }
+                    if taken >= depth {
+                        break;
+                    }
+                }
+            }
+            // Past the time stream's end only untimed entities remain: no bonus.
+            let bonus_last = if taken < depth {
+                0.0
+            } else {
+                decay.bonus(spec.now_ms, t_last)
+            };
+            let mut hits: Vec<Hit> = scored
+                .into_iter()
+                .filter_map(|(key, d)| live(key).map(|s| Hit::new(s, d, spec)))
+                .collect();
+            hits.sort_by(|a, b| a.rank.total_cmp(&b.rank).then_with(|| a.pk.cmp(&b.pk)));
+            hits.truncate(spec.k);
+            let bound = d_last - decay.weight * bonus_last;
+            let settled = hits.len() == spec.k && hits.last().is_some_and(|h| h.rank <= bound);
+            if settled || d_last == f32::INFINITY {
+                return Ok(hits);
+            }
+            depth = depth.saturating_mul(4);
+        }
     }
 
     fn exact(
@@ -517,11 +779,12 @@ impl Collection {
         index: &Index,
         cat: &Catalog,
         query: &[f32],
-        k: usize,
+        spec: &SearchSpec<'_>,
         keys: Vec<u64>,
     ) -> Vec<Hit> {
+        let k = spec.k;
         let distance = self.config.distance;
-        let mut heap: BinaryHeap<(OrdF32, u64)> = BinaryHeap::with_capacity(k + 1);
+        let mut heap: BinaryHeap<(OrdF32, u64, OrdF32)> = BinaryHeap::with_capacity(k + 1);
         let mut v = vec![0f32; self.config.dimension];
         let _permit = self.permits.acquire();
         for key in keys {
@@ -529,23 +792,26 @@ impl Collection {
                 continue;
             }
             let d = distance.between(query, &v);
+            let rank = match &spec.decay {
+                Some(_) => spec.rank(d, cat.by_key.get(&key).and_then(|s| s.timestamp_ms)),
+                None => d,
+            };
             if heap.len() < k {
-                heap.push((OrdF32(d), key));
-            } else if heap.peek().is_some_and(|(worst, _)| d < worst.0) {
+                heap.push((OrdF32(rank), key, OrdF32(d)));
+            } else if heap.peek().is_some_and(|(worst, _, _)| rank < worst.0) {
                 heap.pop();
-                heap.push((OrdF32(d), key));
+                heap.push((OrdF32(rank), key, OrdF32(d)));
             }
         }
         heap.into_sorted_vec()
             .into_iter()
-            .filter_map(|(d, key)| {
-                cat.by_key.get(&key).map(|s| Hit {
-                    pk: s.pk.clone(),
-                    distance: d.0,
-                    metadata: s.metadata.clone(),
-                })
-            })
+            .filter_map(|(_, key, d)| cat.by_key.get(&key).map(|s| Hit::new(s, d.0, spec)))
             .collect()
+    }
+
+    /// Up to `limit` indexed entities expired at `now_ms`: `(pk, expires_at_ms)`.
+    pub fn expired(&self, now_ms: i64, limit: usize) -> Vec<(String, i64)> {
+        self.read_catalog().expired(now_ms, limit)
     }
 
     /// Writes the index to `index_path` and returns the catalogue's serialized form.
@@ -561,9 +827,16 @@ impl Collection {
             .iter()
             .map(|(k, s)| (*k, s.pk.as_str(), &s.metadata))
             .collect();
+        let times = cat
+            .by_key
+            .iter()
+            .filter(|(_, s)| s.timestamp_ms.is_some() || s.expires_at_ms.is_some())
+            .map(|(k, s)| (*k, s.timestamp_ms, s.expires_at_ms))
+            .collect();
         serde_json::to_vec(&SavedCatalog {
             next_key: cat.next_key,
             entries,
+            times,
         })
         .map_err(index_err)
     }
@@ -599,12 +872,25 @@ impl Collection {
         }
         let mut cat = c.catalog.write().unwrap_or_else(PoisonError::into_inner);
         cat.next_key = saved.next_key;
+        let times: HashMap<u64, (Option<i64>, Option<i64>)> = saved
+            .times
+            .into_iter()
+            .map(|(k, t, e)| (k, (t, e)))
+            .collect();
         for (key, pk, metadata) in saved.entries {
             if key >= saved.next_key {
                 return Err(IndexError(format!("catalogue key {key} beyond next_key")));
             }
-            cat.by_pk.insert(pk.clone(), key);
-            cat.by_key.insert(key, Stored { pk, metadata });
+            let (timestamp_ms, expires_at_ms) = times.get(&key).copied().unwrap_or_default();
+            cat.insert(
+                key,
+                Stored {
+                    pk,
+                    metadata,
+                    timestamp_ms,
+                    expires_at_ms,
+                },
+            );
         }
         drop(cat);
         let present = c.read_index().size();
@@ -622,12 +908,18 @@ impl Collection {
 struct SavedCatalog<'a> {
     next_key: u64,
     entries: Vec<(u64, &'a str, &'a Map<String, Value>)>,
+    /// `(key, timestamp_ms, expires_at_ms)` of the entities that have either (absent in
+    /// catalogues written before entities had times).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    times: Vec<(u64, Option<i64>, Option<i64>)>,
 }
 
 #[derive(Deserialize)]
 struct LoadedCatalog {
     next_key: u64,
     entries: Vec<(u64, String, Map<String, Value>)>,
+    #[serde(default)]
+    times: Vec<(u64, Option<i64>, Option<i64>)>,
 }
 
 fn options(c: &CollectionConfig) -> IndexOptions {

@@ -32,6 +32,17 @@
 //! the snapshot, replays later records into the buffer, and flushes. The WAL may be
 //! checkpointed at `B` ([`VectorEngine::persisted_bound`]).
 //!
+//! # Expiry
+//! An entity expires at its `expires_at_ms`, or, when written without one into a collection
+//! with a `ttl_ms`, at the write's time plus the TTL: the write fills it in before logging, so
+//! replay and replicas hold the same expiry. Reads hide an expired entity at once (a time
+//! predicate, like a filter). [`VectorEngine::expire`] removes expired entities for good with
+//! `Expire` operations, logged and replicated like any write. An `Expire` removes the entity only
+//! if the state it finds when applied is itself expired by the operation's time; it is resolved
+//! against the buffer under the state lock wherever it is inserted (write, replay, replica), so
+//! it never removes a newer write of the same pk. Reads ignore pending `Expire`s (what they would
+//! remove is already hidden).
+//!
 //! # Limits
 //! The buffer refuses writes once its estimated memory (head plus frozen) reaches
 //! `overflow_buffer_bytes`; `k` is at most `max_k`; dimensions at most `max_dimension`.
@@ -49,7 +60,8 @@ use serde_json::{Map, Value};
 use sluice_wal::{Lsn, RecordKind};
 
 use crate::collection::{
-    Collection, CollectionConfig, Hit, HnswParams, IndexError, InvalidCollection, SearchSpec,
+    Collection, CollectionConfig, Decay, Hit, HnswParams, IndexError, InvalidCollection,
+    SearchSpec, TimeRange,
 };
 use crate::distance::{Distance, Precision};
 use crate::filter::Filter;
@@ -257,14 +269,22 @@ pub struct Entity {
     pub pk: String,
     pub vector: Vec<f32>,
     pub metadata: Map<String, Value>,
+    pub timestamp_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SearchRequest {
     pub vector: Vec<f32>,
     pub k: usize,
     pub ef: Option<usize>,
     pub filter: Option<Filter>,
+    /// Only entities with a time in this window.
+    pub time_range: Option<TimeRange>,
+    /// Rank by distance less a recency bonus.
+    pub decay: Option<Decay>,
+    /// The search's clock (expiry, decay); the server's when absent.
+    pub now_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -274,7 +294,11 @@ pub struct SearchHit {
     pub distance: f32,
     /// Cosine similarity, inner product, or Euclidean distance (see `distance.rs`).
     pub score: f32,
+    /// What the hits are ordered by: `distance`, less the decay bonus when decay is asked for.
+    pub rank: f32,
     pub metadata: Map<String, Value>,
+    pub timestamp_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A collection's definition and size.
@@ -396,6 +420,20 @@ impl Buffer {
 
     fn get(&self, coll: u64, pk: &str) -> Option<&Pending> {
         self.ops.get(&coll)?.get(pk)
+    }
+}
+
+/// An `Expire` about to be logged or buffered, resolved against the newest pending operation
+/// on its pk (see the module doc): kept when there is none (the index's state decides when it
+/// is applied), a `Remove` when the pending state is expired by then, dropped otherwise.
+fn resolve_expire(st: &State, coll: u64, op: Op) -> Option<Op> {
+    let Op::Expire { pk, at_ms } = op else {
+        return Some(op);
+    };
+    match newest(st, coll, &pk).map(|p| &*p.op) {
+        None | Some(Op::Expire { .. }) => Some(Op::Expire { pk, at_ms }),
+        Some(Op::Add(e) | Op::Update(e)) if e.expired(at_ms) => Some(Op::Remove { pk }),
+        Some(_) => None,
     }
 }
 
@@ -677,6 +715,7 @@ impl VectorEngine {
             distance: self.config.default_distance,
             precision: self.config.default_precision,
             hnsw: self.config.default_hnsw,
+            ttl_ms: None,
         }
     }
 
@@ -765,16 +804,17 @@ impl VectorEngine {
         mode: WriteMode,
         mut append: impl FnMut(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
     ) -> Result<(T, WriteOutcome), VectorError<E>> {
+        let mut ops = ops;
         self.check_shapes(&ops)?;
         // Whether the index holds the pks that updates and removes need, looked up before the
         // state lock: a catalogue lock may wait behind a long search, and the state lock must
         // never wait for one (every write and read needs it).
         let known = self.lock_state().collections.get(collection).cloned();
-        let indexed: HashMap<&str, bool> = match &known {
+        let indexed: HashMap<String, bool> = match &known {
             Some(c) => ops
                 .iter()
                 .filter(|op| matches!(op, Op::Update(_) | Op::Remove { .. }))
-                .map(|op| (op.pk(), c.contains(op.pk())))
+                .map(|op| (op.pk().to_string(), c.contains(op.pk())))
                 .collect(),
             None => HashMap::new(),
         };
@@ -801,6 +841,20 @@ impl VectorEngine {
             None => return Err(VectorError::CollectionNotFound(collection.to_string())),
         };
         self.check_entities(&coll.config, &ops)?;
+        if let Some(ttl) = coll.config.ttl_ms {
+            let at = now_ms().saturating_add(ttl as i64);
+            for op in &mut ops {
+                if let Op::Add(e) | Op::Update(e) = op {
+                    e.expires_at_ms.get_or_insert(at);
+                }
+            }
+        }
+        if ops.iter().any(|op| matches!(op, Op::Expire { .. })) {
+            ops = ops
+                .into_iter()
+                .filter_map(|op| resolve_expire(&st, coll.id, op))
+                .collect();
+        }
         // The collection was replaced meanwhile: the lookups above were of another incarnation.
         let indexed = match &known {
             Some(k) if Arc::ptr_eq(k, &coll) => indexed,
@@ -946,7 +1000,7 @@ impl VectorEngine {
         &self,
         st: &State,
         coll: Option<&Collection>,
-        indexed: &HashMap<&str, bool>,
+        indexed: &HashMap<String, bool>,
         ops: &[Op],
     ) -> Result<(), VectorError<E>> {
         let mut in_request: HashMap<&str, bool> = HashMap::new();
@@ -956,9 +1010,9 @@ impl VectorEngine {
                     return e;
                 }
                 let Some(c) = coll else { return false };
-                match newest(st, c.id, pk) {
-                    Some(p) => p.op.entity().is_some(),
-                    None => indexed.get(pk).copied().unwrap_or(false),
+                match newest(st, c.id, pk).map(|p| &*p.op) {
+                    None | Some(Op::Expire { .. }) => indexed.get(pk).copied().unwrap_or(false),
+                    Some(op) => op.entity().is_some(),
                 }
             };
             let must_exist = matches!(op, Op::Update(_) | Op::Remove { .. });
@@ -1182,7 +1236,9 @@ impl VectorEngine {
                         return Ok(());
                     };
                     for op in ops {
-                        st.head.insert(id, lsn, op);
+                        if let Some(op) = resolve_expire(&st, id, op) {
+                            st.head.insert(id, lsn, op);
+                        }
                     }
                 }
                 if matches!(self.due(), Some(FlushTrigger::Count | FlushTrigger::Memory)) {
@@ -1257,7 +1313,9 @@ impl VectorEngine {
                 };
                 let n = ops.len() as u64;
                 for op in ops {
-                    st.head.insert(id, lsn, op);
+                    if let Some(op) = resolve_expire(&st, id, op) {
+                        st.head.insert(id, lsn, op);
+                    }
                 }
                 self.counters
                     .vectors_buffered
@@ -1311,6 +1369,43 @@ impl VectorEngine {
     pub fn indexed_pks(&self, collection: &str) -> Vec<String> {
         let coll = self.lock_state().collections.get(collection).cloned();
         coll.map_or_else(Vec::new, |c| c.read_catalog().pks())
+    }
+
+    /// The collection and, taken under the same state lock, its logged but unapplied
+    /// operations (the newest per pk).
+    fn with_pending(
+        &self,
+        collection: &str,
+    ) -> Result<(Arc<Collection>, HashMap<String, Pending>), VectorError> {
+        let st = self.lock_state();
+        let coll = st
+            .collections
+            .get(collection)
+            .cloned()
+            .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
+        let pending = pending_ops(&st, coll.id);
+        Ok((coll, pending))
+    }
+
+    /// Every pk of `collection`, indexed or buffered (buffered removals taken out), sorted:
+    /// what an export walks (each read back with [`Self::get`], which hides the expired).
+    pub fn pks(&self, collection: &str) -> Result<Vec<String>, VectorError> {
+        let (coll, pending) = self.with_pending(collection)?;
+        let mut pks: HashSet<String> = coll.read_catalog().pks().into_iter().collect();
+        for (pk, p) in pending {
+            match &*p.op {
+                Op::Add(_) | Op::Update(_) => {
+                    pks.insert(pk);
+                }
+                Op::Remove { .. } => {
+                    pks.remove(&pk);
+                }
+                Op::Expire { .. } => {}
+            }
+        }
+        let mut pks: Vec<String> = pks.into_iter().collect();
+        pks.sort_unstable();
+        Ok(pks)
     }
 
     /// Installs a collection under its primary's id while loading a snapshot taken at `at`
@@ -1396,21 +1491,71 @@ impl VectorEngine {
                 .get(collection)
                 .cloned()
                 .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
-            let buffered = newest(&st, coll.id, pk).map(|p| p.op.clone());
+            let buffered = newest(&st, coll.id, pk)
+                .map(|p| p.op.clone())
+                .filter(|op| !matches!(**op, Op::Expire { .. }));
             (coll, buffered)
         };
+        let now = now_ms();
         if let Some(op) = buffered {
-            return Ok(op.entity().map(|e| Entity {
+            return Ok(op.entity().filter(|e| !e.expired(now)).map(|e| Entity {
                 pk: e.pk.clone(),
                 vector: e.vector.clone(),
                 metadata: e.metadata.clone(),
+                timestamp_ms: e.timestamp_ms,
+                expires_at_ms: e.expires_at_ms,
             }));
         }
-        Ok(coll.get(pk).map(|(vector, metadata)| Entity {
-            pk: pk.to_string(),
+        Ok(coll.get(pk, now).map(|(vector, s)| Entity {
+            pk: s.pk,
             vector,
-            metadata,
+            metadata: s.metadata,
+            timestamp_ms: s.timestamp_ms,
+            expires_at_ms: s.expires_at_ms,
         }))
+    }
+
+    /// Removes up to `limit` entities of `collection` expired at `now_ms` (indexed or
+    /// buffered) with one logged write of `Expire` operations, applied directly. Returns how
+    /// many it asked to remove and the append's value, or `None` when nothing was expired.
+    pub fn expire<T, E>(
+        &self,
+        collection: &str,
+        now_ms: i64,
+        limit: usize,
+        append: impl FnMut(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
+    ) -> Result<Option<(T, usize)>, VectorError<E>> {
+        let Some(coll) = self.lock_state().collections.get(collection).cloned() else {
+            return Ok(None);
+        };
+        let mut pks: Vec<String> = coll
+            .expired(now_ms, limit)
+            .into_iter()
+            .map(|(pk, _)| pk)
+            .collect();
+        {
+            let st = self.lock_state();
+            let mut buffered: Vec<String> = pending_ops(&st, coll.id)
+                .into_iter()
+                .filter(|(_, p)| p.op.entity().is_some_and(|e| e.expired(now_ms)))
+                .map(|(pk, _)| pk)
+                .collect();
+            buffered.sort();
+            pks.extend(buffered);
+        }
+        let mut seen = HashSet::new();
+        pks.retain(|pk| seen.insert(pk.clone()));
+        pks.truncate(limit);
+        if pks.is_empty() {
+            return Ok(None);
+        }
+        let n = pks.len();
+        let ops = pks
+            .into_iter()
+            .map(|pk| Op::Expire { pk, at_ms: now_ms })
+            .collect();
+        let (t, _) = self.write(collection, ops, WriteMode::Direct, append)?;
+        Ok(Some((t, n)))
     }
 
     /// The `k` best entities for the query, buffered and indexed, best first.
@@ -1426,41 +1571,46 @@ impl VectorEngine {
                 reason: format!("must be 1 to {}", self.config.max_k),
             });
         }
-        let (coll, pending) = {
-            let st = self.lock_state();
-            let coll = st
-                .collections
-                .get(collection)
-                .cloned()
-                .ok_or_else(|| VectorError::CollectionNotFound(collection.to_string()))?;
-            let pending = pending_ops(&st, coll.id);
-            (coll, pending)
-        };
+        let (coll, pending) = self.with_pending(collection)?;
         check_vector(&coll.config, &req.vector).map_err(|reason| VectorError::Mismatched {
             index: 0,
             field: "vector",
             reason,
         })?;
         let distance = coll.config.distance;
-        let mut hits: Vec<Hit> = pending
-            .values()
-            .filter_map(|p| p.op.entity())
-            .filter(|e| req.filter.as_ref().is_none_or(|f| f.matches(&e.metadata)))
-            .map(|e| Hit {
-                pk: e.pk.clone(),
-                distance: distance.between(&req.vector, &e.vector),
-                metadata: e.metadata.clone(),
-            })
+        // A pending Expire hides nothing the time predicate does not already hide.
+        let shadowed: HashSet<String> = pending
+            .iter()
+            .filter(|(_, p)| !matches!(*p.op, Op::Expire { .. }))
+            .map(|(pk, _)| pk.clone())
             .collect();
-        let shadowed: HashSet<String> = pending.into_keys().collect();
         let spec = SearchSpec {
             k: req.k,
             ef: req.ef.unwrap_or(coll.config.hnsw.ef_search),
             filter: req.filter.as_ref(),
             shadowed: &shadowed,
+            now_ms: req.now_ms.unwrap_or_else(now_ms),
+            time_range: req.time_range,
+            decay: req.decay,
         };
+        let mut hits: Vec<Hit> = pending
+            .values()
+            .filter_map(|p| p.op.entity())
+            .filter(|e| spec.admits(&e.metadata, e.timestamp_ms, e.expires_at_ms))
+            .map(|e| {
+                let d = distance.between(&req.vector, &e.vector);
+                Hit {
+                    pk: e.pk.clone(),
+                    distance: d,
+                    rank: spec.rank(d, e.timestamp_ms),
+                    metadata: e.metadata.clone(),
+                    timestamp_ms: e.timestamp_ms,
+                    expires_at_ms: e.expires_at_ms,
+                }
+            })
+            .collect();
         hits.extend(coll.search(&req.vector, &spec)?);
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.pk.cmp(&b.pk)));
+        hits.sort_by(|a, b| a.rank.total_cmp(&b.rank).then(a.pk.cmp(&b.pk)));
         hits.truncate(req.k);
         Ok(hits
             .into_iter()
@@ -1468,7 +1618,10 @@ impl VectorEngine {
                 score: distance.score(h.distance),
                 pk: h.pk,
                 distance: h.distance,
+                rank: h.rank,
                 metadata: h.metadata,
+                timestamp_ms: h.timestamp_ms,
+                expires_at_ms: h.expires_at_ms,
             })
             .collect())
     }
@@ -1547,5 +1700,7 @@ pub fn entity(pk: &str, vector: Vec<f32>, metadata: Map<String, Value>) -> Entit
         pk: pk.to_string(),
         vector,
         metadata,
+        timestamp_ms: None,
+        expires_at_ms: None,
     }
 }

@@ -18,7 +18,7 @@ pub mod filter;
 pub mod record;
 pub mod snapshot;
 
-pub use collection::{CollectionConfig, HnswParams, InvalidCollection};
+pub use collection::{CollectionConfig, Decay, HnswParams, InvalidCollection, TimeRange};
 pub use distance::{Distance, Precision};
 pub use engine::{
     AutoBufferConfig, BufferStats, Entity, FlushOutcome, FlushTrigger, SearchHit, SearchRequest,

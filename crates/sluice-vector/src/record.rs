@@ -4,9 +4,15 @@
 //! ```text
 //! collection_len u16, collection, created u64 (LSN of the collection's creation record: which
 //! incarnation of the name the operations belong to), count u32,
-//! count × { op u8 (1 add, 2 update, 3 remove), pk_len u16, pk,
-//!           [add/update: dim u32, dim × f32, metadata_len u32, metadata JSON object] }
+//! count × { op u8, pk_len u16, pk, [body] }
 //! ```
+//! Ops: 1 add and 2 update (body: `dim u32, dim × f32, metadata_len u32, metadata JSON
+//! object`); 4 add and 5 update with times (the same body, then `flags u8` — bit 0 timestamp,
+//! bit 1 expiry — and an `i64` for each flag set: `timestamp_ms`, then `expires_at_ms`); 3
+//! remove (no body); 6 expire (body: `at_ms i64`: remove the entity if, when the operation is
+//! applied, it expires at or before `at_ms`; written by the TTL sweep, so that a client's newer
+//! write of the same pk, logged after the sweep looked, is never removed by it). Entities
+//! without times are written as ops 1 and 2, byte for byte what older versions wrote.
 //! `COLLECTION` (kind 3): a collection created or deleted, as JSON
 //! (`{"create": CollectionConfig}` or `{"delete": name}`): rare and small.
 //!
@@ -26,6 +32,11 @@ pub const COLLECTION: RecordKind = RecordKind(3);
 const OP_ADD: u8 = 1;
 const OP_UPDATE: u8 = 2;
 const OP_REMOVE: u8 = 3;
+const OP_ADD_TIMED: u8 = 4;
+const OP_UPDATE_TIMED: u8 = 5;
+const OP_EXPIRE: u8 = 6;
+const HAS_TIMESTAMP: u8 = 1;
+const HAS_EXPIRY: u8 = 2;
 
 /// One operation on one entity.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +48,11 @@ pub enum Op {
     Remove {
         pk: String,
     },
+    /// Remove the entity if its expiry, when applied, is at or before `at_ms` (TTL sweep).
+    Expire {
+        pk: String,
+        at_ms: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,13 +60,24 @@ pub struct EntityData {
     pub pk: String,
     pub vector: Vec<f32>,
     pub metadata: Map<String, Value>,
+    /// The entity's time (time-range search, recency decay).
+    pub timestamp_ms: Option<i64>,
+    /// When the entity expires (from the request, or the collection's `ttl_ms` at write time).
+    pub expires_at_ms: Option<i64>,
+}
+
+impl EntityData {
+    /// Whether the entity is expired at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|t| t <= now_ms)
+    }
 }
 
 impl Op {
     pub fn pk(&self) -> &str {
         match self {
             Op::Add(e) | Op::Update(e) => &e.pk,
-            Op::Remove { pk } => pk,
+            Op::Remove { pk } | Op::Expire { pk, .. } => pk,
         }
     }
 
@@ -58,7 +85,7 @@ impl Op {
     pub fn entity(&self) -> Option<&EntityData> {
         match self {
             Op::Add(e) | Op::Update(e) => Some(e),
-            Op::Remove { .. } => None,
+            Op::Remove { .. } | Op::Expire { .. } => None,
         }
     }
 }
@@ -91,13 +118,22 @@ pub fn encode_ops(collection: &str, created: u64, ops: &[Op]) -> Vec<u8> {
     out.extend_from_slice(&created.to_le_bytes());
     out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
     for op in ops {
+        let timed = op
+            .entity()
+            .is_some_and(|e| e.timestamp_ms.is_some() || e.expires_at_ms.is_some());
         let tag = match op {
+            Op::Add(_) if timed => OP_ADD_TIMED,
+            Op::Update(_) if timed => OP_UPDATE_TIMED,
             Op::Add(_) => OP_ADD,
             Op::Update(_) => OP_UPDATE,
             Op::Remove { .. } => OP_REMOVE,
+            Op::Expire { .. } => OP_EXPIRE,
         };
         out.push(tag);
         put_str(&mut out, op.pk());
+        if let Op::Expire { at_ms, .. } = op {
+            out.extend_from_slice(&at_ms.to_le_bytes());
+        }
         if let Some(e) = op.entity() {
             out.extend_from_slice(&(e.vector.len() as u32).to_le_bytes());
             for x in &e.vector {
@@ -108,6 +144,14 @@ pub fn encode_ops(collection: &str, created: u64, ops: &[Op]) -> Vec<u8> {
             serde_json::to_writer(&mut out, &e.metadata).expect("a JSON map serializes");
             let len = (out.len() - len_at - 4) as u32;
             out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            if timed {
+                let flags = u8::from(e.timestamp_ms.is_some()) * HAS_TIMESTAMP
+                    + u8::from(e.expires_at_ms.is_some()) * HAS_EXPIRY;
+                out.push(flags);
+                for t in [e.timestamp_ms, e.expires_at_ms].into_iter().flatten() {
+                    out.extend_from_slice(&t.to_le_bytes());
+                }
+            }
         }
     }
     out
@@ -126,7 +170,11 @@ pub fn decode_ops(payload: &[u8]) -> Result<(String, u64, Vec<Op>), DecodeError>
         let pk = r.str()?;
         let op = match tag {
             OP_REMOVE => Op::Remove { pk },
-            OP_ADD | OP_UPDATE => {
+            OP_EXPIRE => Op::Expire {
+                pk,
+                at_ms: r.i64()?,
+            },
+            OP_ADD | OP_UPDATE | OP_ADD_TIMED | OP_UPDATE_TIMED => {
                 let dim = r.u32()? as usize;
                 let bytes = r.take(dim.checked_mul(4).ok_or_else(|| err("dimension"))?)?;
                 let vector = bytes
@@ -136,12 +184,27 @@ pub fn decode_ops(payload: &[u8]) -> Result<(String, u64, Vec<Op>), DecodeError>
                 let len = r.u32()? as usize;
                 let metadata = serde_json::from_slice(r.take(len)?)
                     .map_err(|e| err(&format!("metadata: {e}")))?;
+                let (mut timestamp_ms, mut expires_at_ms) = (None, None);
+                if matches!(tag, OP_ADD_TIMED | OP_UPDATE_TIMED) {
+                    let flags = r.take(1)?[0];
+                    if flags & !(HAS_TIMESTAMP | HAS_EXPIRY) != 0 {
+                        return Err(err(&format!("unknown time flags {flags}")));
+                    }
+                    if flags & HAS_TIMESTAMP != 0 {
+                        timestamp_ms = Some(r.i64()?);
+                    }
+                    if flags & HAS_EXPIRY != 0 {
+                        expires_at_ms = Some(r.i64()?);
+                    }
+                }
                 let e = EntityData {
                     pk,
                     vector,
                     metadata,
+                    timestamp_ms,
+                    expires_at_ms,
                 };
-                if tag == OP_ADD {
+                if matches!(tag, OP_ADD | OP_ADD_TIMED) {
                     Op::Add(e)
                 } else {
                     Op::Update(e)
@@ -193,6 +256,10 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
     }
 
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
     fn str(&mut self) -> Result<String, DecodeError> {
         let n = u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| err("invalid UTF-8"))
@@ -211,16 +278,21 @@ mod tests {
             "[a-z0-9_]{1,12}",
             proptest::collection::vec(-1e6f32..1e6, 1..16),
             proptest::collection::btree_map("[a-z]{1,4}", any::<i32>(), 0..4),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any::<i64>()),
         )
-            .prop_map(|(pk, vector, m)| EntityData {
+            .prop_map(|(pk, vector, m, timestamp_ms, expires_at_ms)| EntityData {
                 pk,
                 vector,
                 metadata: m.into_iter().map(|(k, v)| (k, json!(v))).collect(),
+                timestamp_ms,
+                expires_at_ms,
             });
         prop_oneof![
             entity.clone().prop_map(Op::Add),
             entity.prop_map(Op::Update),
             "[a-z0-9]{1,8}".prop_map(|pk| Op::Remove { pk }),
+            ("[a-z0-9]{1,8}", any::<i64>()).prop_map(|(pk, at_ms)| Op::Expire { pk, at_ms }),
         ]
     }
 
@@ -232,6 +304,13 @@ mod tests {
             prop_assert_eq!(n, name);
             prop_assert_eq!(created, 77);
             prop_assert_eq!(back, ops);
+        }
+
+        #[test]
+        fn untimed_entities_keep_the_old_encoding(pk in "[a-z]{1,8}", v in proptest::collection::vec(-1f32..1., 1..4)) {
+            let e = EntityData { pk, vector: v, metadata: Map::new(), timestamp_ms: None, expires_at_ms: None };
+            let payload = encode_ops("c", 1, &[Op::Add(e)]);
+            prop_assert_eq!(payload[2 + 1 + 8 + 4], OP_ADD);
         }
 
         #[test]

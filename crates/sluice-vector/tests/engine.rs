@@ -65,6 +65,7 @@ fn collection(name: &str, dim: usize, distance: Distance) -> CollectionConfig {
         distance,
         precision: Precision::F32,
         hnsw: HnswParams::default(),
+        ttl_ms: None,
     }
 }
 
@@ -149,6 +150,7 @@ fn recall_at_10_against_brute_force_also_with_selective_filters() {
                         k: 10,
                         ef: Some(128),
                         filter: f.clone(),
+                        ..Default::default()
                     },
                 )
                 .unwrap();
@@ -191,6 +193,7 @@ fn buffered_writes_are_searchable_before_and_after_flush_and_updates_and_removes
                 k,
                 ef: None,
                 filter: None,
+                ..Default::default()
             },
         )
         .unwrap()
@@ -303,6 +306,7 @@ fn snapshot_plus_replay_answers_like_the_engine_that_wrote_it() {
                         k: 10,
                         ef: Some(4096),
                         filter: f.as_ref().map(|f| Filter::parse(f, "").unwrap()),
+                        ..Default::default()
                     },
                 )
                 .unwrap()
@@ -416,6 +420,7 @@ fn a_search_with_ef_covering_the_collection_is_exact_after_updates_and_removals(
                         k: 10,
                         ef: Some(live),
                         filter: f.as_ref().map(|f| Filter::parse(f, "").unwrap()),
+                        ..Default::default()
                     },
                 )
                 .unwrap();
@@ -542,4 +547,307 @@ fn a_snapshot_never_installs_a_collection_created_after_its_lsn() {
         .map(|(c, id)| (c.name, id))
         .collect();
     assert_eq!(ids, [("early".to_string(), 3)]);
+}
+
+// ----- time: expiry, time ranges, decay -----
+
+fn timed(pk: &str, v: Vec<f32>, ts: Option<i64>, exp: Option<i64>) -> Op {
+    let mut e = entity(pk, v, Map::new());
+    e.timestamp_ms = ts;
+    e.expires_at_ms = exp;
+    Op::Add(e)
+}
+
+fn pks(hits: &[sluice_vector::engine::SearchHit]) -> Vec<String> {
+    hits.iter().map(|h| h.pk.clone()).collect()
+}
+
+#[test]
+fn expired_entities_vanish_from_get_and_search_at_once_and_the_sweep_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let e = engine(dir.path());
+    let mut c = collection("c", 2, Distance::L2);
+    c.ttl_ms = Some(300);
+    e.create_collection(c, log.append()).unwrap();
+    let now = sluice_vector::engine::now_ms();
+    let far = now + 3_600_000;
+    // ttl from the collection (a), an explicit later expiry (b), and one buffered (c).
+    e.write(
+        "c",
+        vec![timed("a", vec![0.0, 0.0], None, None)],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    e.write(
+        "c",
+        vec![timed("b", vec![0.1, 0.0], None, Some(far))],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    e.write(
+        "c",
+        vec![timed("c", vec![0.2, 0.0], None, None)],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    let a = e.get("c", "a").unwrap().unwrap();
+    let ttl_expiry = a.expires_at_ms.unwrap();
+    assert!(
+        (now + 300..=now + 1_000).contains(&ttl_expiry),
+        "the ttl is filled in at write"
+    );
+    let search = |at: i64| {
+        let req = SearchRequest {
+            vector: vec![0.0, 0.0],
+            k: 10,
+            now_ms: Some(at),
+            ..Default::default()
+        };
+        pks(&e.search("c", &req).unwrap())
+    };
+    assert_eq!(search(now), ["a", "b", "c"]);
+    assert_eq!(
+        search(ttl_expiry + 500),
+        ["b"],
+        "hidden by the clock, before any sweep"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(
+        (ttl_expiry + 600 - sluice_vector::engine::now_ms()).max(0) as u64,
+    ));
+    assert!(e.get("c", "a").unwrap().is_none() && e.get("c", "c").unwrap().is_none());
+    assert!(e.get("c", "b").unwrap().is_some());
+    let at = sluice_vector::engine::now_ms();
+    let (_, n) = e.expire("c", at, 1000, log.append()).unwrap().unwrap();
+    assert_eq!(n, 2, "one indexed and one buffered entity expired");
+    assert!(
+        e.expire("c", at, 1000, log.append()).unwrap().is_none(),
+        "nothing left"
+    );
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(
+        e.collection("c").unwrap().vectors,
+        1,
+        "removed from the index"
+    );
+    // A replay of the log ends in the same state.
+    let dir2 = tempfile::tempdir().unwrap();
+    let e2 = engine(dir2.path());
+    log.replay_into(&e2);
+    assert_eq!(e2.collection("c").unwrap().vectors, 1);
+    assert_eq!(e2.get("c", "b").unwrap().unwrap().expires_at_ms, Some(far));
+}
+
+#[test]
+fn an_expire_never_removes_a_newer_write_of_the_same_pk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let e = engine(dir.path());
+    e.create_collection(collection("c", 2, Distance::L2), log.append())
+        .unwrap();
+    let now = sluice_vector::engine::now_ms();
+    // x expired long ago in the index; then rewritten with a far expiry (buffered), and the
+    // sweep's Expire (which looked before the rewrite) arrives after it.
+    e.write(
+        "c",
+        vec![timed("x", vec![1.0, 0.0], None, Some(now - 10_000))],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    e.write(
+        "c",
+        vec![timed("y", vec![1.0, 0.0], None, Some(now - 10_000))],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    e.write(
+        "c",
+        vec![timed("x", vec![2.0, 0.0], Some(now), Some(now + 3_600_000))],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    let expire = |pk: &str| Op::Expire {
+        pk: pk.into(),
+        at_ms: now,
+    };
+    e.write(
+        "c",
+        vec![expire("x"), expire("y")],
+        WriteMode::Direct,
+        log.append(),
+    )
+    .unwrap();
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(e.get("c", "x").unwrap().unwrap().vector, vec![2.0, 0.0]);
+    assert_eq!(e.collection("c").unwrap().vectors, 1, "y is removed");
+    // Replay resolves the same way, whether x's rewrite is still buffered or not.
+    let dir2 = tempfile::tempdir().unwrap();
+    let e2 = engine(dir2.path());
+    log.replay_into(&e2);
+    assert_eq!(e2.get("c", "x").unwrap().unwrap().vector, vec![2.0, 0.0]);
+    assert_eq!(e2.collection("c").unwrap().vectors, 1);
+    // Times survive a snapshot (its catalogue carries them).
+    assert!(e.snapshot(|_| Ok(())).unwrap().is_some());
+    drop(e);
+    let e3 = engine(dir.path());
+    e3.finish_replay().unwrap();
+    let x = e3.get("c", "x").unwrap().unwrap();
+    assert_eq!(
+        (x.timestamp_ms, x.expires_at_ms),
+        (Some(now), Some(now + 3_600_000))
+    );
+    let req = SearchRequest {
+        vector: vec![2.0, 0.0],
+        k: 1,
+        time_range: Some(sluice_vector::TimeRange {
+            from_ms: now,
+            to_ms: now,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        pks(&e3.search("c", &req).unwrap()),
+        ["x"],
+        "by_time rebuilt at load"
+    );
+}
+
+/// Entities with times spread over [0, n) seconds; queries from the same distribution.
+fn timed_load(e: &VectorEngine, log: &Log, data: &[Vec<f32>], mode: WriteMode) {
+    for (chunk_no, chunk) in data.chunks(500).enumerate() {
+        let ops = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let i = chunk_no * 500 + j;
+                timed(&format!("p{i}"), v.clone(), Some(i as i64 * 1000), None)
+            })
+            .collect();
+        e.write("c", ops, mode, log.append()).unwrap();
+    }
+}
+
+#[test]
+fn time_range_search_recall_at_10_against_brute_force_on_the_same_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let log = Log::default();
+    let dim = 32;
+    let n = 20_000;
+    let mut data = clustered(n + 50, dim, 11);
+    let queries = data.split_off(n);
+    e.create_collection(collection("c", dim, Distance::Cosine), log.append())
+        .unwrap();
+    timed_load(&e, &log, &data[..n - 500], WriteMode::Direct);
+    // The newest 500 stay buffered: searched by the exact scan, merged with the index's.
+    let tail: Vec<Op> = (n - 500..n)
+        .map(|i| {
+            timed(
+                &format!("p{i}"),
+                data[i].clone(),
+                Some(i as i64 * 1000),
+                None,
+            )
+        })
+        .collect();
+    e.write("c", tail, WriteMode::Buffered, log.append())
+        .unwrap();
+    // Windows of 1 %, 10 % and 50 % (in the middle, so neither end is special).
+    for share in [0.01, 0.1, 0.5] {
+        let width = (n as f64 * share) as i64;
+        let from = (n as i64 - width) / 2;
+        let (from_ms, to_ms) = (from * 1000, (from + width - 1) * 1000);
+        let mut found = 0;
+        for q in &queries {
+            let truth = brute_force(
+                &data,
+                q,
+                10,
+                |i| (from..from + width).contains(&(i as i64)),
+                Distance::Cosine,
+            );
+            let req = SearchRequest {
+                vector: q.clone(),
+                k: 10,
+                time_range: Some(sluice_vector::TimeRange { from_ms, to_ms }),
+                ..Default::default()
+            };
+            let hits = e.search("c", &req).unwrap();
+            assert_eq!(hits.len(), 10);
+            for h in &hits {
+                let t = h.timestamp_ms.unwrap();
+                assert!(
+                    (from_ms..=to_ms).contains(&t),
+                    "{} at {t} is outside the window",
+                    h.pk
+                );
+            }
+            found += hits.iter().filter(|h| truth.contains(&h.pk)).count();
+        }
+        let recall = found as f64 / (10 * queries.len()) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall} for a {share} window");
+    }
+}
+
+#[test]
+fn decay_ranks_like_brute_force_over_every_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let log = Log::default();
+    let dim = 16;
+    let n = 10_000;
+    let mut data = clustered(n + 20, dim, 5);
+    let queries = data.split_off(n);
+    e.create_collection(collection("c", dim, Distance::Cosine), log.append())
+        .unwrap();
+    timed_load(&e, &log, &data, WriteMode::Direct);
+    let now = n as i64 * 1000;
+    for (weight, half_life) in [(0.05f32, 2_000_000.0), (0.3, 500_000.0), (2.0, 100_000.0)] {
+        let decay = sluice_vector::Decay {
+            half_life_ms: half_life,
+            weight,
+        };
+        let mut found = 0;
+        for q in &queries {
+            let mut all: Vec<(f32, usize)> = (0..n)
+                .map(|i| {
+                    (
+                        decay.rank(
+                            Distance::Cosine.between(q, &data[i]),
+                            now,
+                            Some(i as i64 * 1000),
+                        ),
+                        i,
+                    )
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let truth: Vec<String> = all.iter().take(10).map(|(_, i)| format!("p{i}")).collect();
+            let req = SearchRequest {
+                vector: q.clone(),
+                k: 10,
+                decay: Some(decay),
+                now_ms: Some(now),
+                ..Default::default()
+            };
+            let hits = e.search("c", &req).unwrap();
+            assert_eq!(hits.len(), 10);
+            assert!(
+                hits.windows(2).all(|w| w[0].rank <= w[1].rank),
+                "ordered by rank"
+            );
+            found += hits.iter().filter(|h| truth.contains(&h.pk)).count();
+        }
+        let recall = found as f64 / (10 * queries.len()) as f64;
+        assert!(
+            recall >= 0.95,
+            "recall@10 {recall} with weight {weight}, half-life {half_life}"
+        );
+    }
 }

@@ -84,6 +84,7 @@ fn a_failed_snapshot_commits_nothing_and_the_next_one_recovers_everything() {
         distance: Distance::L2,
         precision: Precision::F32,
         hnsw: HnswParams::default(),
+        ttl_ms: None,
     };
     e.create_collection(config, log.append()).unwrap();
     let mut next = 0;

@@ -63,7 +63,7 @@ enum Command {
     Query(client_cmds::QueryArgs),
     /// Load line protocol, CSV or NDJSON files (or stdin; gzip or not) into a running server.
     Import(import::ImportArgs),
-    /// Export points as NDJSON (what `import` reads back) or CSV.
+    /// Export points as NDJSON (what `import` reads back), CSV, Parquet or Arrow.
     Export(manage::ExportArgs),
     /// Databases of a running server.
     Db {

@@ -4,7 +4,7 @@
 //! Every command takes `--url` and `--token` (or `SLUICE_URL`, `SLUICE_TOKEN`); a server error
 //! is printed with its `code` and `error_id` and the exit code is 1.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -105,8 +105,9 @@ pub struct ExportArgs {
     db: DbArg,
     #[command(flatten)]
     select: crate::client_cmds::Selection,
-    /// ndjson (default; what `sluice import` reads back) or csv.
-    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
+    /// ndjson (default; what `sluice import` reads back), csv, parquet (an Apache Parquet file:
+    /// metric, entity, tags as JSON, timestamp, value) or arrow (an Arrow IPC stream).
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv", "parquet", "arrow"])]
     format: String,
     /// Write to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -386,8 +387,8 @@ pub async fn status(server: ServerArg) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sluice export`: NDJSON as the server streams it, or CSV
-/// (`metric,entity,timestamp_ms,value,tags` with tags as a JSON object).
+/// `sluice export`: NDJSON as the server streams it, CSV (`metric,entity,timestamp_ms,value,tags`
+/// with tags as a JSON object), or the server's Parquet or Arrow answer byte for byte.
 pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
     let (tags, to_ms) = a.select.resolved()?;
     let request = sluice_client::api::ts::ExportRequest {
@@ -399,7 +400,18 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         to_ms,
     };
     let c = client(&a.server, Some(&a.db.db))?;
-    let mut stream = c.export(&request).await.map_err(explain)?;
+    let columnar = match a.format.as_str() {
+        "parquet" => Some(sluice_client::api::ts::OutputFormat::Parquet),
+        "arrow" => Some(sluice_client::api::ts::OutputFormat::Arrow),
+        _ => None,
+    };
+    if columnar.is_some() && a.output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "--format {} writes binary: give --output FILE or redirect stdout",
+            a.format
+        );
+    }
+    let mut stream = c.export_as(&request, columnar).await.map_err(explain)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -407,6 +419,16 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut points = 0u64;
+    if columnar.is_some() {
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.chunk().await.map_err(explain)? {
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        eprintln!("exported {bytes} bytes of {}", a.format);
+        return Ok(());
+    }
     if a.format != "csv" {
         while let Some(chunk) = stream.chunk().await.map_err(explain)? {
             points += chunk.iter().filter(|&&b| b == b'\n').count() as u64;

@@ -14,7 +14,7 @@ Quick start::
 See ``docs/clients/python.md`` for every method.
 """
 
-from ._http import AsyncChangefeed, AsyncExportStream, Changefeed, ExportStream, __version__
+from ._http import AsyncChangefeed, AsyncExportStream, AsyncVectorExportStream, Changefeed, ExportStream, VectorExportStream, __version__
 from .aio import AsyncClient, AsyncDatabase
 from .batch import (
     AsyncTimeSeriesBatchWriter,
@@ -48,6 +48,8 @@ __all__ = [
     "WriteFailure",
     "ExportStream",
     "AsyncExportStream",
+    "VectorExportStream",
+    "AsyncVectorExportStream",
     "Changefeed",
     "AsyncChangefeed",
 ]

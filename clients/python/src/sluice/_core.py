@@ -170,23 +170,71 @@ def vector_list(v: Vector) -> List[float]:
     return [float(x) for x in v]
 
 
-def entity_json(pk: str, vector: Vector, metadata: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def entity_json(
+    pk: str,
+    vector: Vector,
+    metadata: Optional[Mapping[str, Any]] = None,
+    timestamp_ms: Any = None,
+    expires_at_ms: Any = None,
+) -> Dict[str, Any]:
     if not isinstance(pk, str):
         raise TypeError("pk must be a string")
     d: Dict[str, Any] = {"pk": pk, "vector": vector_list(vector)}
     if metadata is not None:
         d["metadata"] = dict(metadata)
+    if timestamp_ms is not None:
+        d["timestamp_ms"] = to_ms(timestamp_ms)
+    if expires_at_ms is not None:
+        d["expires_at_ms"] = to_ms(expires_at_ms)
     return d
 
 
 def entity_from(e: Any) -> Dict[str, Any]:
     """An entity as JSON from a :class:`VectorEntity`, a dict or a tuple
-    ``(pk, vector[, metadata])``."""
+    ``(pk, vector[, metadata[, timestamp_ms[, expires_at_ms]]])``."""
     if isinstance(e, m.VectorEntity):
-        return entity_json(e.pk, e.vector, e.metadata)
+        return entity_json(e.pk, e.vector, e.metadata, e.timestamp_ms, e.expires_at_ms)
     if isinstance(e, Mapping):
-        return entity_json(e["pk"], e["vector"], e.get("metadata"))
+        return entity_json(e["pk"], e["vector"], e.get("metadata"), e.get("timestamp_ms"), e.get("expires_at_ms"))
     return entity_json(*e)
+
+
+def time_range_json(tr: Any) -> Dict[str, Any]:
+    """A search's ``time_range`` from a :class:`TimeRange`, a dict ``{from_ms?, to_ms?}`` or a
+    pair ``(from_ms, to_ms)`` (None: an open bound); bounds may be datetimes."""
+    if isinstance(tr, m.TimeRange):
+        lo, hi = tr.from_ms, tr.to_ms
+    elif isinstance(tr, Mapping):
+        unknown = set(tr) - {"from_ms", "to_ms"}
+        if unknown:
+            raise ValueError(f"time_range takes from_ms and to_ms, not {sorted(unknown)}")
+        lo, hi = tr.get("from_ms"), tr.get("to_ms")
+    else:
+        lo, hi = tr
+    d: Dict[str, Any] = {}
+    if lo is not None:
+        d["from_ms"] = to_ms(lo)
+    if hi is not None:
+        d["to_ms"] = to_ms(hi)
+    return d
+
+
+def decay_json(decay: Any) -> Dict[str, Any]:
+    """A search's ``decay`` from a :class:`Decay` or a dict ``{half_life_ms, weight}``."""
+    if isinstance(decay, m.Decay):
+        half_life, weight = decay.half_life_ms, decay.weight
+    else:
+        half_life, weight = decay["half_life_ms"], decay["weight"]
+    return {"half_life_ms": int(half_life), "weight": float(weight)}
+
+
+def with_series_json(ws: Any) -> Dict[str, Any]:
+    """A search's ``with_series`` from a :class:`WithSeries` or a dict ``{aggregation, window_ms}``."""
+    if isinstance(ws, m.WithSeries):
+        aggregation, window = ws.aggregation, ws.window_ms
+    else:
+        aggregation, window = ws["aggregation"], ws["window_ms"]
+    return {"aggregation": str(aggregation), "window_ms": int(window)}
 
 
 def all_timestamped(points: Sequence[Dict[str, Any]]) -> bool:
@@ -359,18 +407,30 @@ class Ops:
     def _cq(collection: Optional[str], ack: Optional[str] = None) -> Optional[Dict[str, Any]]:
         return params_of(collection=collection, ack=check_ack(ack))
 
-    def v_add(self, pk: str, vector: Vector, metadata: Any, collection: Optional[str], ack: Optional[str]) -> Req:
-        return json_req("POST", self.p("/vectors/add"), entity_json(pk, vector, metadata), model(m.AddResult), params=self._cq(collection, ack))
+    def v_add(
+        self, pk: str, vector: Vector, metadata: Any, collection: Optional[str], ack: Optional[str],
+        timestamp_ms: Any = None, expires_at_ms: Any = None,
+    ) -> Req:
+        body = entity_json(pk, vector, metadata, timestamp_ms, expires_at_ms)
+        return json_req("POST", self.p("/vectors/add"), body, model(m.AddResult), params=self._cq(collection, ack))
 
     def v_add_batch(self, entities: Iterable[Any], collection: Optional[str], ack: Optional[str]) -> Req:
         body = {"vectors": [entity_from(e) for e in entities]}
         return json_req("POST", self.p("/vectors/add/batch"), body, model(m.BatchAddResult), params=self._cq(collection, ack))
 
-    def v_add_buffered(self, pk: str, vector: Vector, metadata: Any, collection: Optional[str]) -> Req:
-        return json_req("POST", self.p("/vectors/add/buffered"), entity_json(pk, vector, metadata), model(m.BufferedResult), params=self._cq(collection))
+    def v_add_buffered(
+        self, pk: str, vector: Vector, metadata: Any, collection: Optional[str],
+        timestamp_ms: Any = None, expires_at_ms: Any = None,
+    ) -> Req:
+        body = entity_json(pk, vector, metadata, timestamp_ms, expires_at_ms)
+        return json_req("POST", self.p("/vectors/add/buffered"), body, model(m.BufferedResult), params=self._cq(collection))
 
-    def v_update_buffered(self, pk: str, vector: Vector, metadata: Any, collection: Optional[str]) -> Req:
-        return json_req("POST", self.p("/vectors/update/buffered"), entity_json(pk, vector, metadata), model(m.BufferedResult), params=self._cq(collection))
+    def v_update_buffered(
+        self, pk: str, vector: Vector, metadata: Any, collection: Optional[str],
+        timestamp_ms: Any = None, expires_at_ms: Any = None,
+    ) -> Req:
+        body = entity_json(pk, vector, metadata, timestamp_ms, expires_at_ms)
+        return json_req("POST", self.p("/vectors/update/buffered"), body, model(m.BufferedResult), params=self._cq(collection))
 
     def v_remove_buffered(self, pk: str, collection: Optional[str]) -> Req:
         return json_req("DELETE", self.p("/vectors/remove/buffered"), {"pk": pk}, model(m.BufferedResult), params=self._cq(collection), idempotent=False)
@@ -381,12 +441,21 @@ class Ops:
     def v_flush(self) -> Req:
         return Req("POST", self.p("/vectors/buffer/flush"), model(m.VectorFlushResult))
 
-    def v_search(self, vector: Vector, k: int, filter: Any, ef: Optional[int], collection: Optional[str]) -> Req:
+    def v_search(
+        self, vector: Vector, k: int, filter: Any, ef: Optional[int], collection: Optional[str],
+        time_range: Any = None, decay: Any = None, with_series: Any = None,
+    ) -> Req:
         body: Dict[str, Any] = {"vector": vector_list(vector), "k": int(k)}
         if filter is not None:
             body["filter"] = filter
         if ef is not None:
             body["ef"] = int(ef)
+        if time_range is not None:
+            body["time_range"] = time_range_json(time_range)
+        if decay is not None:
+            body["decay"] = decay_json(decay)
+        if with_series is not None:
+            body["with_series"] = with_series_json(with_series)
         return json_req("POST", self.p("/vectors/search"), body, search_results, params=self._cq(collection))
 
     def v_get(self, pk: str, collection: Optional[str]) -> Req:
@@ -396,7 +465,10 @@ class Ops:
         return Req("DELETE", self.p("/vectors/" + enc(pk)), model(m.DeleteResult), params=self._cq(collection, ack), idempotent=False)
 
     # -- collections
-    def c_create(self, name: str, dimension: int, distance: Optional[str], precision: Optional[str], hnsw: Any) -> Req:
+    def c_create(
+        self, name: str, dimension: int, distance: Optional[str], precision: Optional[str], hnsw: Any,
+        ttl_ms: Optional[int] = None,
+    ) -> Req:
         body: Dict[str, Any] = {"name": name, "dimension": int(dimension)}
         if distance is not None:
             body["distance"] = distance
@@ -404,6 +476,8 @@ class Ops:
             body["precision"] = precision
         if hnsw is not None:
             body["hnsw"] = hnsw.to_dict() if isinstance(hnsw, m.HnswSpec) else dict(hnsw)
+        if ttl_ms is not None:
+            body["ttl_ms"] = int(ttl_ms)
         return json_req("POST", self.p("/v1/collections"), body, model(m.CollectionInfo), idempotent=False)
 
     def c_list(self) -> Req:
@@ -414,6 +488,9 @@ class Ops:
 
     def c_delete(self, name: str) -> Req:
         return Req("DELETE", self.p("/v1/collections/" + enc(name)), model(m.DeleteResult), idempotent=False)
+
+    def c_export(self, name: str) -> Req:
+        return Req("GET", self.p("/v1/collections/" + enc(name) + "/export"), no_content, stream=True)
 
 
 def to_ms_or(t: Any, default: int) -> int:

@@ -250,9 +250,12 @@ class ExportStream:
         try:
             for line in self._resp.iter_lines():
                 if line:
-                    yield _point(line, self._raw)
+                    yield self._item(line)
         finally:
             self.close()
+
+    def _item(self, line: str) -> Any:
+        return _point(line, self._raw)
 
     def __iter__(self) -> "ExportStream":
         return self
@@ -299,9 +302,12 @@ class AsyncExportStream:
         try:
             async for line in self._resp.aiter_lines():
                 if line:
-                    yield _point(line, self._raw)
+                    yield self._item(line)
         finally:
             await self.aclose()
+
+    def _item(self, line: str) -> Any:
+        return _point(line, self._raw)
 
     def __aiter__(self) -> "AsyncExportStream":
         return self
@@ -329,6 +335,41 @@ class AsyncExportStream:
         df = pd.DataFrame(rows, columns=["metric", "entity", "timestamp_ms", "value", "tags"])
         df.insert(0, "time", pd.to_datetime(df["timestamp_ms"], unit="ms", utc=True))
         return df
+
+
+def _entity(line: str, raw: bool) -> Any:
+    d = json.loads(line)
+    return d if raw else m.VectorEntity.from_dict(d)
+
+
+_ENTITY_COLUMNS = ["pk", "vector", "metadata", "timestamp_ms", "expires_at_ms"]
+
+
+class VectorExportStream(ExportStream):
+    """An iterator over a collection export's entities (:class:`VectorEntity`, or dicts with
+    ``raw=True``) in pk order, read from the NDJSON answer as it arrives."""
+
+    def _item(self, line: str) -> Any:
+        return _entity(line, self._raw)
+
+    def to_pandas(self) -> Any:
+        """Reads the rest of the stream into a DataFrame (``pk``, ``vector``, ``metadata``,
+        ``timestamp_ms``, ``expires_at_ms``)."""
+        import pandas as pd
+
+        return pd.DataFrame([e if self._raw else e.to_dict() for e in self], columns=_ENTITY_COLUMNS)
+
+
+class AsyncVectorExportStream(AsyncExportStream):
+    """The async twin of :class:`VectorExportStream` (``async for``)."""
+
+    def _item(self, line: str) -> Any:
+        return _entity(line, self._raw)
+
+    async def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame([e if self._raw else e.to_dict() async for e in self], columns=_ENTITY_COLUMNS)
 
 
 # ---- Server-Sent Events changefeed -------------------------------------------------------------

@@ -9,7 +9,7 @@ import httpx
 from . import _core
 from . import models as m
 from ._core import Ops, Req
-from ._http import Changefeed, ExportStream, SyncTransport, TimeoutTypes, _FeedState
+from ._http import Changefeed, ExportStream, SyncTransport, TimeoutTypes, VectorExportStream, _FeedState
 from .batch import TimeSeriesBatchWriter, VectorBatchWriter, WriteFailure
 from .retry import RetryPolicy
 from .wire import WireClient
@@ -267,14 +267,20 @@ class Vectors(_Scoped):
         *,
         collection: Optional[str] = None,
         ack: Optional[str] = None,
+        timestamp_ms: Optional[Any] = None,
+        expires_at_ms: Optional[Any] = None,
     ) -> m.AddResult:
         """``POST /vectors/add``: add (or replace) an entity, searchable on return. ``vector``
-        may be any sequence of floats or a numpy array."""
-        return self._send(self._ops.v_add(pk, vector, metadata, collection, ack))  # type: ignore[no-any-return]
+        may be any sequence of floats or a numpy array. ``timestamp_ms`` is the entity's time
+        (what ``time_range`` and ``decay`` of :meth:`search` look at); ``expires_at_ms`` when it
+        expires, overriding the collection's ``ttl_ms``. Both are ms since the epoch (int or
+        ``datetime``)."""
+        return self._send(self._ops.v_add(pk, vector, metadata, collection, ack, timestamp_ms, expires_at_ms))  # type: ignore[no-any-return]
 
     def add_batch(self, entities: Iterable[Any], *, collection: Optional[str] = None, ack: Optional[str] = None) -> m.BatchAddResult:
         """``POST /vectors/add/batch``: all entities or none. ``entities`` are
-        :class:`VectorEntity` objects, dicts or tuples ``(pk, vector[, metadata])``."""
+        :class:`VectorEntity` objects, dicts or tuples
+        ``(pk, vector[, metadata[, timestamp_ms[, expires_at_ms]]])``."""
         return self._send(self._ops.v_add_batch(entities, collection, ack))  # type: ignore[no-any-return]
 
     def add_buffered(
@@ -285,13 +291,17 @@ class Vectors(_Scoped):
         *,
         collection: Optional[str] = None,
         transport: str = "http",
+        timestamp_ms: Optional[Any] = None,
+        expires_at_ms: Optional[Any] = None,
     ) -> m.BufferedResult:
         """The seed's buffered add (``POST /vectors/add/buffered`` or ``VECTOR_ADD_BUFFERED``
-        with ``transport="wire"``, collection ``default`` only): searchable at once."""
+        with ``transport="wire"``, collection ``default`` only): searchable at once.
+        ``timestamp_ms`` and ``expires_at_ms`` as in :meth:`add` (HTTP only)."""
         if transport == "wire":
             self._no_collection(collection)
+            self._http_only(timestamp_ms=timestamp_ms, expires_at_ms=expires_at_ms)
             return m.BufferedResult(True, True, self._client._wire_conn(self).add_buffered(pk, vector, metadata))
-        return self._send(self._ops.v_add_buffered(pk, vector, metadata, collection))  # type: ignore[no-any-return]
+        return self._send(self._ops.v_add_buffered(pk, vector, metadata, collection, timestamp_ms, expires_at_ms))  # type: ignore[no-any-return]
 
     def update_buffered(
         self,
@@ -301,12 +311,16 @@ class Vectors(_Scoped):
         *,
         collection: Optional[str] = None,
         transport: str = "http",
+        timestamp_ms: Optional[Any] = None,
+        expires_at_ms: Optional[Any] = None,
     ) -> m.BufferedResult:
-        """The seed's buffered update of an existing entity (404 :class:`NotFound` if none)."""
+        """The seed's buffered update of an existing entity (404 :class:`NotFound` if none).
+        ``timestamp_ms`` and ``expires_at_ms`` as in :meth:`add` (HTTP only)."""
         if transport == "wire":
             self._no_collection(collection)
+            self._http_only(timestamp_ms=timestamp_ms, expires_at_ms=expires_at_ms)
             return m.BufferedResult(True, True, self._client._wire_conn(self).update_buffered(pk, vector, metadata))
-        return self._send(self._ops.v_update_buffered(pk, vector, metadata, collection))  # type: ignore[no-any-return]
+        return self._send(self._ops.v_update_buffered(pk, vector, metadata, collection, timestamp_ms, expires_at_ms))  # type: ignore[no-any-return]
 
     def remove_buffered(self, pk: str, *, collection: Optional[str] = None, transport: str = "http") -> m.BufferedResult:
         """The seed's buffered remove (``DELETE /vectors/remove/buffered``)."""
@@ -319,6 +333,12 @@ class Vectors(_Scoped):
     def _no_collection(collection: Optional[str]) -> None:
         if collection not in (None, "default"):
             raise ValueError("the wire protocol acts on collection 'default' only; use transport='http'")
+
+    @staticmethod
+    def _http_only(**kw: Any) -> None:
+        given = [k for k, v in kw.items() if v is not None]
+        if given:
+            raise ValueError(f"the wire protocol does not carry {', '.join(given)}; use transport='http'")
 
     def get_buffer_stats(self) -> m.VectorBufferStats:
         """``GET /vectors/buffer/stats``: the VectorAutoBuffer's statistics."""
@@ -337,17 +357,28 @@ class Vectors(_Scoped):
         ef: Optional[int] = None,
         collection: Optional[str] = None,
         transport: str = "http",
+        time_range: Optional[Any] = None,
+        decay: Optional[Any] = None,
+        with_series: Optional[Any] = None,
     ) -> m.SearchResults:
         """``POST /vectors/search`` (or the ``VECTOR_SEARCH`` opcode with ``transport="wire"``,
         database ``default``): the ``k`` nearest entities passing ``filter``, best first.
         Filters: ``{field: value}`` (equality; an array field matches if any element does),
         ``{field: {"$in": [...]}}``, ``{field: {"$gt"|"$gte"|"$lt"|"$lte": n, ...}}``; ``ef``
-        widens the HNSW search."""
+        widens the HNSW search. ``time_range`` (a :class:`TimeRange`, a dict
+        ``{"from_ms", "to_ms"}`` or a pair ``(from_ms, to_ms)``, inclusive, None an open bound)
+        keeps entities whose ``timestamp_ms`` is inside it; ``decay`` (a :class:`Decay` or a dict
+        ``{"half_life_ms", "weight"}``) ranks by ``distance - weight * 2 ** (-age / half_life_ms)``
+        and sets each result's ``rank``. ``with_series`` (a :class:`WithSeries` or a dict
+        ``{"aggregation", "window_ms"}``) sets the ``series`` of each result whose metadata names
+        a series (string fields ``metric`` and ``entity``): its aggregate over the window ending
+        now. All three are HTTP only."""
         if transport == "wire":
+            self._http_only(time_range=time_range, decay=decay, with_series=with_series)
             return self._client._wire_conn(self).search(vector, k, filter, ef, collection)  # type: ignore[no-any-return]
         if transport != "http":
             raise ValueError("transport must be 'http' or 'wire'")
-        return self._send(self._ops.v_search(vector, k, filter, ef, collection))  # type: ignore[no-any-return]
+        return self._send(self._ops.v_search(vector, k, filter, ef, collection, time_range, decay, with_series))  # type: ignore[no-any-return]
 
     def get(self, pk: str, *, collection: Optional[str] = None) -> m.VectorEntity:
         """``GET /vectors/{pk}``: one entity, buffered or indexed (404 if none)."""
@@ -398,11 +429,13 @@ class Collections(_Scoped):
         distance: Optional[str] = None,
         precision: Optional[str] = None,
         hnsw: Optional[Any] = None,
+        ttl_ms: Optional[int] = None,
     ) -> m.CollectionInfo:
         """``POST /v1/collections``: ``distance`` ``cosine``/``l2``/``ip``, ``precision``
         ``f32``/``f16``/``i8``, ``hnsw`` an :class:`HnswSpec` or dict (409 :class:`Conflict` if
-        it exists)."""
-        return self._send(self._ops.c_create(name, dimension, distance, precision, hnsw))  # type: ignore[no-any-return]
+        it exists). With ``ttl_ms`` (1 ms to 100 years), entities written without
+        ``expires_at_ms`` expire this long after they are written."""
+        return self._send(self._ops.c_create(name, dimension, distance, precision, hnsw, ttl_ms))  # type: ignore[no-any-return]
 
     def list(self) -> List[m.CollectionInfo]:
         """``GET /v1/collections``."""
@@ -415,6 +448,13 @@ class Collections(_Scoped):
     def delete(self, name: str) -> m.DeleteResult:
         """``DELETE /v1/collections/{name}``: the collection and everything in it."""
         return self._send(self._ops.c_delete(name))  # type: ignore[no-any-return]
+
+    def export(self, name: str, *, raw: bool = False) -> VectorExportStream:
+        """``GET /v1/collections/{name}/export``: an iterator over the collection's entities
+        (:class:`VectorEntity`, or dicts with ``raw=True``) in pk order, buffered ones included
+        and expired ones not (NDJSON, streamed). Use it in a ``with`` block or exhaust it; an
+        unknown collection raises :class:`NotFound` (``collection_not_found``)."""
+        return VectorExportStream(self._client._http, self._ops.c_export(name), raw)
 
 
 class Databases:

@@ -28,6 +28,10 @@ __all__ = [
     "DeleteResult",
     "SearchResult",
     "SearchResults",
+    "TimeRange",
+    "Decay",
+    "WithSeries",
+    "HitSeries",
     "HnswSpec",
     "CollectionInfo",
     "DatabaseInfo",
@@ -257,16 +261,25 @@ class VectorFlushResult(_Model):
 @dataclass
 class VectorEntity(_Model):
     """One entity of a collection. ``vector`` is a list of floats (any sequence or numpy
-    array is accepted on writes)."""
+    array is accepted on writes). ``timestamp_ms`` (ms since the epoch) is the entity's time,
+    what a search's ``time_range`` and ``decay`` look at; ``expires_at_ms`` is when it expires
+    (it overrides the collection's ``ttl_ms``; an expired entity is gone from search and get at
+    once). Both are optional."""
 
     pk: str
     vector: Any
     metadata: Optional[Dict[str, Any]] = None
+    timestamp_ms: Optional[int] = None
+    expires_at_ms: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"pk": self.pk, "vector": self.vector}
         if self.metadata is not None:
             d["metadata"] = self.metadata
+        if self.timestamp_ms is not None:
+            d["timestamp_ms"] = self.timestamp_ms
+        if self.expires_at_ms is not None:
+            d["expires_at_ms"] = self.expires_at_ms
         return d
 
 
@@ -295,29 +308,112 @@ class DeleteResult(_Model):
 @dataclass
 class SearchResult(_Model):
     """One search result. ``score``: cosine similarity / inner product (higher is better) or
-    Euclidean distance for ``l2``; ``distance``: lower is closer."""
+    Euclidean distance for ``l2``; ``distance``: lower is closer. ``timestamp_ms`` and
+    ``expires_at_ms`` are set when the entity has them; ``rank`` only when the search asked for
+    ``decay``: what the results are ordered by, ``distance`` less the recency bonus.
+    ``series`` only when the search asked for ``with_series`` and the entity's metadata names a
+    series (string fields ``metric`` and ``entity``)."""
 
     pk: str
     score: float
     distance: float
     metadata: Dict[str, Any] = field(default_factory=dict)
+    timestamp_ms: Optional[int] = None
+    expires_at_ms: Optional[int] = None
+    rank: Optional[float] = None
+    series: Optional["HitSeries"] = None
     extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "SearchResult":
+        r = super().from_dict(data)
+        if isinstance(r.series, dict):
+            r.series = HitSeries.from_dict(r.series)
+        return r
 
 
 class SearchResults(List[SearchResult]):
     """A list of :class:`SearchResult`, best first, with :meth:`to_pandas`."""
 
     def to_pandas(self) -> Any:
+        """One row per result: ``pk``, ``score``, ``distance``, ``metadata``, then
+        ``timestamp_ms``, ``expires_at_ms``, ``rank`` and ``series_value`` (the value of
+        ``series``) when some result has them."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {
-                "pk": [r.pk for r in self],
-                "score": [r.score for r in self],
-                "distance": [r.distance for r in self],
-                "metadata": [r.metadata for r in self],
-            }
-        )
+        cols: Dict[str, Any] = {
+            "pk": [r.pk for r in self],
+            "score": [r.score for r in self],
+            "distance": [r.distance for r in self],
+            "metadata": [r.metadata for r in self],
+        }
+        for name in ("timestamp_ms", "expires_at_ms", "rank"):
+            values = [getattr(r, name) for r in self]
+            if any(v is not None for v in values):
+                cols[name] = values
+        if any(r.series is not None for r in self):
+            cols["series_value"] = [r.series.value if r.series is not None else None for r in self]
+        return pd.DataFrame(cols)
+
+
+@dataclass
+class TimeRange(_Model):
+    """A search's window of entity times (``timestamp_ms``), inclusive:
+    ``from_ms <= timestamp_ms <= to_ms``. A bound left None is open."""
+
+    from_ms: Optional[int] = None
+    to_ms: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {}
+        if self.from_ms is not None:
+            d["from_ms"] = self.from_ms
+        if self.to_ms is not None:
+            d["to_ms"] = self.to_ms
+        return d
+
+
+@dataclass
+class Decay(_Model):
+    """Recency decay of a search: results are ranked by
+    ``distance - weight * 2 ** (-age / half_life_ms)``, ``age`` being now minus the entity's
+    ``timestamp_ms`` (no bonus without one). ``half_life_ms`` >= 1; ``weight`` 0 to 1000, in
+    units of the collection's distance."""
+
+    half_life_ms: int
+    weight: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"half_life_ms": self.half_life_ms, "weight": self.weight}
+
+
+@dataclass
+class WithSeries(_Model):
+    """A search's ``with_series``: for every result whose metadata names a series (string
+    fields ``metric`` and ``entity``), that series' ``aggregation`` (``min``, ``max``, ``sum``,
+    ``avg``, ``count``, ``first``, ``last``) over the ``window_ms`` ending now (1 ms to 100
+    years), across every series of that metric and entity whatever their tags (``avg``: the
+    mean of every point)."""
+
+    aggregation: str
+    window_ms: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"aggregation": self.aggregation, "window_ms": self.window_ms}
+
+
+@dataclass
+class HitSeries(_Model):
+    """A search result's series aggregate (``with_series``): ``value`` over
+    ``from_ms <= timestamp_ms <= to_ms`` for ``metric`` and ``entity``; None when the window
+    holds no point."""
+
+    metric: str
+    entity: str
+    from_ms: int
+    to_ms: int
+    value: Optional[float] = None
+    extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -329,6 +425,9 @@ class HnswSpec(_Model):
 
 @dataclass
 class CollectionInfo(_Model):
+    """A collection's definition and size. ``ttl_ms``: the time to live of entities written
+    without ``expires_at_ms`` (None: they do not expire)."""
+
     name: str
     dimension: int
     distance: str
@@ -337,6 +436,7 @@ class CollectionInfo(_Model):
     vectors: int = 0
     buffered: int = 0
     index_bytes: int = 0
+    ttl_ms: Optional[int] = None
     extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -451,9 +451,10 @@ export interface paths {
         put?: never;
         /**
          * Export points as NDJSON, one DataPoint per line, streamed series by series.
-         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
-         *     (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
-         *     object), `timestamp` (ms, UTC), `value`.
+         * @description With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+         *     Arrow IPC stream instead, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`)
+         *     a Parquet file (one zstd row group per batch), streamed in batches of up to 65,536 rows as
+         *     they are read: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
          */
         post: operations["export"];
         delete?: never;
@@ -524,8 +525,10 @@ export interface paths {
         put?: never;
         /**
          * Query points: raw, or aggregated per step and group.
-         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
-         *     row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
+         * @description With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+         *     Arrow IPC stream, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`) a
+         *     Parquet file, one row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms,
+         *     UTC), `value`.
          */
         post: operations["ts_query"];
         delete?: never;
@@ -565,6 +568,31 @@ export interface paths {
         post?: never;
         /** Delete a collection and everything in it. */
         delete: operations["delete_collection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/collections/{name}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export every entity of a collection (buffered ones included, expired ones not), in pk order:
+         *     NDJSON, one `VectorEntity` per line; or, with `?format=arrow` (or `Accept:
+         *     application/vnd.apache.arrow.stream`) an Arrow IPC stream, with `?format=parquet` (or
+         *     `Accept: application/vnd.apache.parquet`) a Parquet file: columns `pk` (utf8), `vector`
+         *     (fixed-size list of float32, the collection's dimension), `metadata` (JSON text),
+         *     `timestamp` and `expires_at` (timestamp[ms, UTC], null when absent), in batches of about
+         *     4 MiB of vectors.
+         */
+        get: operations["collection_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -875,9 +903,10 @@ export interface paths {
         put?: never;
         /**
          * Export points as NDJSON, one DataPoint per line, streamed series by series.
-         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
-         *     (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
-         *     object), `timestamp` (ms, UTC), `value`.
+         * @description With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+         *     Arrow IPC stream instead, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`)
+         *     a Parquet file (one zstd row group per batch), streamed in batches of up to 65,536 rows as
+         *     they are read: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
          */
         post: operations["db_export"];
         delete?: never;
@@ -948,8 +977,10 @@ export interface paths {
         put?: never;
         /**
          * Query points: raw, or aggregated per step and group.
-         * @description With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
-         *     row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
+         * @description With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+         *     Arrow IPC stream, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`) a
+         *     Parquet file, one row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms,
+         *     UTC), `value`.
          */
         post: operations["db_ts_query"];
         delete?: never;
@@ -989,6 +1020,31 @@ export interface paths {
         post?: never;
         /** Delete a collection and everything in it. */
         delete: operations["db_delete_collection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/databases/{db}/v1/collections/{name}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export every entity of a collection (buffered ones included, expired ones not), in pk order:
+         *     NDJSON, one `VectorEntity` per line; or, with `?format=arrow` (or `Accept:
+         *     application/vnd.apache.arrow.stream`) an Arrow IPC stream, with `?format=parquet` (or
+         *     `Accept: application/vnd.apache.parquet`) a Parquet file: columns `pk` (utf8), `vector`
+         *     (fixed-size list of float32, the collection's dimension), `metadata` (JSON text),
+         *     `timestamp` and `expires_at` (timestamp[ms, UTC], null when absent), in batches of about
+         *     4 MiB of vectors.
+         */
+        get: operations["db_collection_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1557,6 +1613,11 @@ export interface components {
             hnsw: components["schemas"]["HnswSpec"];
             /**
              * Format: int64
+             * @description Time to live of entities written without `expires_at_ms`.
+             */
+            ttl_ms?: number | null;
+            /**
+             * Format: int64
              * @description Entities in the index (not counting the buffer).
              */
             vectors: number;
@@ -1587,6 +1648,13 @@ export interface components {
             distance?: null | components["schemas"]["Distance"];
             precision?: null | components["schemas"]["Precision"];
             hnsw?: null | components["schemas"]["HnswSpec"];
+            /**
+             * Format: int64
+             * @description Entities written without `expires_at_ms` expire this long after they are written
+             *     (1 ms to 100 years); none when absent.
+             * @example 2592000000
+             */
+            ttl_ms?: number | null;
         };
         /** @description `POST /v1/databases`. */
         CreateDatabase: {
@@ -1671,6 +1739,25 @@ export interface components {
         /** @description `GET /v1/databases`: the databases the caller has a role on. */
         DatabaseList: {
             databases: components["schemas"]["DatabaseInfo"][];
+        };
+        /**
+         * @description Recency decay: hits are ranked by `distance − weight · 2^(−age / half_life_ms)`, where `age`
+         *     is now minus the entity's `timestamp_ms` (no bonus without a time). Applied to every
+         *     candidate inside the search, not to a prefix of it.
+         */
+        Decay: {
+            /**
+             * Format: int64
+             * @description Age at which the bonus halves, 1 ms to 100 years.
+             * @example 86400000
+             */
+            half_life_ms: number;
+            /**
+             * Format: float
+             * @description The bonus of an entity written now, in units of the metric's distance (0 to 1000).
+             * @example 0.2
+             */
+            weight: number;
         };
         /** @description `DELETE /v1/databases/{db}`. */
         DeleteDatabaseResponse: {
@@ -1765,6 +1852,24 @@ export interface components {
         Health: {
             /** @example ok */
             status: string;
+        };
+        /** @description A hit's series aggregate (`with_series`). */
+        HitSeries: {
+            metric: string;
+            entity: string;
+            /**
+             * Format: int64
+             * @description The window: `from_ms <= timestamp_ms <= to_ms`.
+             */
+            from_ms: number;
+            /** Format: int64 */
+            to_ms: number;
+            /**
+             * Format: double
+             * @description The aggregate over every series of that metric and entity (whatever their tags); null
+             *     when the window holds no point.
+             */
+            value?: number | null;
         };
         /** @description HNSW parameters of a collection. */
         HnswSpec: {
@@ -2045,6 +2150,9 @@ export interface components {
              *     search exact (a scan of every entity).
              */
             ef?: number | null;
+            time_range?: null | components["schemas"]["TimeRange"];
+            decay?: null | components["schemas"]["Decay"];
+            with_series?: null | components["schemas"]["WithSeries"];
         };
         /** @description `POST /vectors/search` answer. */
         SearchResponse: {
@@ -2067,6 +2175,16 @@ export interface components {
              */
             distance: number;
             metadata: Record<string, never>;
+            /** Format: int64 */
+            timestamp_ms?: number | null;
+            /** Format: int64 */
+            expires_at_ms?: number | null;
+            /**
+             * Format: float
+             * @description With `decay`: what results are ordered by, `distance` less the recency bonus.
+             */
+            rank?: number | null;
+            series?: null | components["schemas"]["HitSeries"];
         };
         /** @description One series of a query answer (with `group_by`: one group, `entity`/`tags` hold its key). */
         SeriesData: {
@@ -2121,6 +2239,22 @@ export interface components {
              */
             op: "=" | "!=" | "=~" | "!~";
             value: string;
+        };
+        /**
+         * @description A search's window of entity times, inclusive: `from_ms <= timestamp_ms <= to_ms`. A missing
+         *     bound is open.
+         */
+        TimeRange: {
+            /**
+             * Format: int64
+             * @example 1765000000000
+             */
+            from_ms?: number | null;
+            /**
+             * Format: int64
+             * @example 1765800000000
+             */
+            to_ms?: number | null;
         };
         /**
          * @description `POST /ts/delete` body: the selection of `/ts/query` (without aggregation) whose points in
@@ -2239,6 +2373,20 @@ export interface components {
             vector: number[];
             /** @description A JSON object; searches filter on its top-level fields. */
             metadata?: Record<string, never> | null;
+            /**
+             * Format: int64
+             * @description The entity's time, milliseconds since the Unix epoch: what a search's `time_range` and
+             *     `decay` look at. Entities without one never match a time range and get no decay bonus.
+             * @example 1765800000000
+             */
+            timestamp_ms?: number | null;
+            /**
+             * Format: int64
+             * @description When the entity expires (milliseconds since the Unix epoch); overrides the collection's
+             *     `ttl_ms`. An expired entity is gone from search and get at once.
+             * @example 1768400000000
+             */
+            expires_at_ms?: number | null;
         };
         /** @description `POST /vectors/buffer/flush` answer. */
         VectorFlushResponse: {
@@ -2342,6 +2490,17 @@ export interface components {
              * @description The replica's last durable LSN of the database: the primary's confirmed position.
              */
             last_applied_lsn: number;
+        };
+        /** @description `with_series` of a search. */
+        WithSeries: {
+            /** @description `last` for the newest value; `avg` is the mean of every point (not of partial means). */
+            aggregation: components["schemas"]["Aggregation"];
+            /**
+             * Format: int64
+             * @description The window ending now, 1 ms to 100 years.
+             * @example 3600000
+             */
+            window_ms: number;
         };
         /** @description The error answer of a seed route: ErrorBody with `success: false`. */
         SeedErrorBody: components["schemas"]["ErrorBody"] & {
@@ -4097,7 +4256,9 @@ export interface operations {
     };
     export: {
         parameters: {
-            query?: never;
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4108,7 +4269,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for */
+            /** @description NDJSON stream of DataPoint objects, or Arrow IPC or Parquet when asked for */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4116,6 +4277,7 @@ export interface operations {
                 content: {
                     "application/x-ndjson": components["schemas"]["DataPoint"][];
                     "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
                 };
             };
             /** @description Invalid selection */
@@ -4522,7 +4684,9 @@ export interface operations {
     };
     ts_query: {
         parameters: {
-            query?: never;
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4533,7 +4697,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for) */
+            /** @description Matching series, ordered by entity and tags (JSON, or Arrow IPC or Parquet when asked for) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4541,6 +4705,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["QueryResponse"];
                     "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
                 };
             };
             /** @description Invalid query, or it would collect too many points */
@@ -4880,6 +5045,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+        };
+    };
+    collection_export: {
+        parameters: {
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
+            header?: never;
+            path: {
+                /** @description Collection name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON stream of VectorEntity objects, or Arrow IPC or Parquet when asked for */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["VectorEntity"][];
+                    "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
+                };
+            };
+            /** @description `bad_request`: an unknown `format` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such collection */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -6453,7 +6685,9 @@ export interface operations {
     };
     db_export: {
         parameters: {
-            query?: never;
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
             header?: never;
             path: {
                 /** @description Database name */
@@ -6467,7 +6701,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for */
+            /** @description NDJSON stream of DataPoint objects, or Arrow IPC or Parquet when asked for */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6475,6 +6709,7 @@ export interface operations {
                 content: {
                     "application/x-ndjson": components["schemas"]["DataPoint"][];
                     "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
                 };
             };
             /** @description Invalid selection */
@@ -6926,7 +7161,9 @@ export interface operations {
     };
     db_ts_query: {
         parameters: {
-            query?: never;
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
             header?: never;
             path: {
                 /** @description Database name */
@@ -6940,7 +7177,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for) */
+            /** @description Matching series, ordered by entity and tags (JSON, or Arrow IPC or Parquet when asked for) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6948,6 +7185,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["QueryResponse"];
                     "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
                 };
             };
             /** @description Invalid query, or it would collect too many points */
@@ -7324,6 +7562,75 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SeedErrorBody"];
+                };
+            };
+        };
+    };
+    db_collection_export: {
+        parameters: {
+            query?: {
+                format?: "json" | "arrow" | "parquet";
+            };
+            header?: never;
+            path: {
+                /** @description Database name */
+                db: string;
+                /** @description Collection name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON stream of VectorEntity objects, or Arrow IPC or Parquet when asked for */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["VectorEntity"][];
+                    "application/vnd.apache.arrow.stream": number[];
+                    "application/vnd.apache.parquet": number[];
+                };
+            };
+            /** @description `bad_request`: an unknown `format` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such collection */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over this actor's admission budget or rate limit (Retry-After says when to retry) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server not ready */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

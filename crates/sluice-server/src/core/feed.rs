@@ -297,6 +297,7 @@ fn event_of(r: sluice_wal::RecordRef<'_>) -> (u64, &'static str, String) {
                         Op::Add(e) => json!({"op": "add", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
                         Op::Update(e) => json!({"op": "update", "pk": e.pk, "vector": e.vector, "metadata": e.metadata}),
                         Op::Remove { pk } => json!({"op": "remove", "pk": pk}),
+                        Op::Expire { pk, at_ms } => json!({"op": "expire", "pk": pk, "at_ms": at_ms}),
                     })
                     .collect();
                 (

@@ -67,6 +67,31 @@ pub async fn flush_now(db: &Database) -> Result<FlushResponse, ApiError> {
 
 /// A JSON point as the engine's point, with field paths under `prefix` in its errors; a point
 /// without `timestamp_ms` gets the receive time.
+/// The answer to a failed time-series query.
+pub fn query_error(e: sluice_ts::engine::QueryError) -> ApiError {
+    match e {
+        sluice_ts::engine::QueryError::TooManyPoints { .. } => {
+            ApiError::new(ErrorCode::QueryTooLarge, e.to_string())
+        }
+        sluice_ts::engine::QueryError::Store(e) => ApiError::internal(e.to_string()),
+    }
+}
+
+/// The engine's aggregation for the API's.
+pub fn aggregation(a: sluice_api::ts::Aggregation) -> sluice_ts::query::Aggregation {
+    use sluice_api::ts::Aggregation as A;
+    use sluice_ts::query::Aggregation as E;
+    match a {
+        A::Min => E::Min,
+        A::Max => E::Max,
+        A::Sum => E::Sum,
+        A::Avg => E::Avg,
+        A::Count => E::Count,
+        A::First => E::First,
+        A::Last => E::Last,
+    }
+}
+
 pub fn point_from(p: DataPoint, limits: &PointLimits, prefix: &str) -> Result<Point, ApiError> {
     let timestamp_ms = p.timestamp_ms.unwrap_or_else(sluice_ts::now_ms);
     Point::new(p.metric, p.entity, timestamp_ms, p.value, p.tags, limits)

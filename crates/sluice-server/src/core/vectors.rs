@@ -34,17 +34,72 @@ pub const INLINE_MAX_EF: usize = 512;
 /// The largest `ef` a search may ask for.
 pub const MAX_EF: usize = 4096;
 
-/// A similarity search of `collection`, as HTTP and the wire protocol run it: `filter` (the
-/// request's JSON object, `None` or empty: none) is parsed and named `filter.<path>` when
-/// invalid; `ef` must be 1 to [`MAX_EF`] when given.
+/// A search as a transport received it.
+pub struct Query<'a> {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub ef: Option<usize>,
+    /// The request's JSON object; `None` or empty: none.
+    pub filter: Option<&'a serde_json::Value>,
+    pub time_range: Option<sluice_api::vector::TimeRange>,
+    pub decay: Option<sluice_api::vector::Decay>,
+}
+
+/// The largest decay weight (in units of distance).
+pub const MAX_DECAY_WEIGHT: f32 = 1000.0;
+
+/// A similarity search of `collection`, as HTTP and the wire protocol run it: the filter is
+/// parsed and named `filter.<path>` when invalid; `ef` must be 1 to [`MAX_EF`] when given; a
+/// time range must not be empty; a decay needs a half-life of 1 ms to 100 years and a weight
+/// of 0 to [`MAX_DECAY_WEIGHT`].
 pub async fn search(
     db: Arc<Database>,
     collection: String,
-    vector: Vec<f32>,
-    k: usize,
-    ef: Option<usize>,
-    filter: Option<&serde_json::Value>,
+    q: Query<'_>,
 ) -> Result<Vec<sluice_vector::engine::SearchHit>, ApiError> {
+    let Query {
+        vector,
+        k,
+        ef,
+        filter,
+        time_range,
+        decay,
+    } = q;
+    let time_range = time_range
+        .map(|r| {
+            let r = sluice_vector::TimeRange {
+                from_ms: r.from_ms.unwrap_or(i64::MIN),
+                to_ms: r.to_ms.unwrap_or(i64::MAX),
+            };
+            if r.from_ms > r.to_ms {
+                return Err(ApiError::invalid_value(
+                    "time_range",
+                    "from_ms is after to_ms: the window is empty",
+                ));
+            }
+            Ok(r)
+        })
+        .transpose()?;
+    let decay = decay
+        .map(|d| {
+            if !(1..=sluice_vector::collection::MAX_TTL_MS).contains(&d.half_life_ms) {
+                return Err(ApiError::invalid_field(
+                    "decay.half_life_ms",
+                    "must be 1 ms to 100 years",
+                ));
+            }
+            if !(0.0..=MAX_DECAY_WEIGHT).contains(&d.weight) {
+                return Err(ApiError::invalid_field(
+                    "decay.weight",
+                    format!("must be 0 to {MAX_DECAY_WEIGHT}"),
+                ));
+            }
+            Ok(sluice_vector::Decay {
+                half_life_ms: d.half_life_ms as f64,
+                weight: d.weight,
+            })
+        })
+        .transpose()?;
     let filter = filter
         .map(|f| sluice_vector::Filter::parse(f, "filter."))
         .transpose()
@@ -64,8 +119,14 @@ pub async fn search(
         k,
         ef,
         filter,
+        time_range,
+        decay,
+        now_ms: None,
     };
-    let cheap = request.filter.is_none() && request.ef.unwrap_or(0) <= INLINE_MAX_EF;
+    let cheap = request.filter.is_none()
+        && request.time_range.is_none()
+        && request.decay.is_none()
+        && request.ef.unwrap_or(0) <= INLINE_MAX_EF;
     let result = if cheap {
         db.vectors.search(&collection, &request)
     } else {
@@ -74,6 +135,79 @@ pub async fn search(
             .map_err(|e| ApiError::internal(format!("search task: {e}")))?
     };
     result.map_err(|e| error(e.widen(), |_| String::new()))
+}
+
+/// The longest `with_series` window: 100 years.
+pub const MAX_SERIES_WINDOW_MS: u64 = sluice_vector::collection::MAX_TTL_MS;
+
+/// For each hit, in order: the aggregate of the series its metadata names (string fields
+/// `metric` and `entity`), over the window ending now, across every series of that metric and
+/// entity; `None` for a hit that names none. One query per distinct series, on the blocking
+/// pool.
+pub async fn series_of_hits(
+    db: Arc<Database>,
+    hits: &[sluice_vector::engine::SearchHit],
+    w: sluice_api::vector::WithSeries,
+) -> Result<Vec<Option<sluice_api::vector::HitSeries>>, ApiError> {
+    if !(1..=MAX_SERIES_WINDOW_MS).contains(&w.window_ms) {
+        return Err(ApiError::invalid_field(
+            "with_series.window_ms",
+            "must be 1 ms to 100 years",
+        ));
+    }
+    let named: Vec<Option<(String, String)>> = hits
+        .iter()
+        .map(
+            |h| match (h.metadata.get("metric"), h.metadata.get("entity")) {
+                (Some(serde_json::Value::String(m)), Some(serde_json::Value::String(e))) => {
+                    Some((m.clone(), e.clone()))
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    let to_ms = crate::now_ms();
+    let from_ms = to_ms.saturating_sub(w.window_ms as i64);
+    let agg = super::ts::aggregation(w.aggregation);
+    tokio::task::spawn_blocking(move || {
+        let mut values: std::collections::HashMap<(String, String), Option<f64>> =
+            std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(named.len());
+        for n in named {
+            let Some((metric, entity)) = n else {
+                out.push(None);
+                continue;
+            };
+            let key = (metric, entity);
+            if !values.contains_key(&key) {
+                let q = sluice_ts::query::Query {
+                    metric: key.0.clone(),
+                    entity: Some(key.1.clone()),
+                    tags: Vec::new(),
+                    matchers: Vec::new(),
+                    from_ms,
+                    to_ms,
+                    aggregation: Some(agg),
+                    step_ms: None,
+                    group_by: vec!["entity".to_string()],
+                };
+                let found = db.ts.query(&q).map_err(super::ts::query_error)?;
+                let value = found.first().and_then(|s| s.points.first()).map(|p| p.1);
+                values.insert(key.clone(), value);
+            }
+            let value = values[&key];
+            out.push(Some(sluice_api::vector::HitSeries {
+                metric: key.0,
+                entity: key.1,
+                from_ms,
+                to_ms,
+                value,
+            }));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("series task: {e}")))?
 }
 
 /// Refuses an empty batch, or one of more than `max` entities, naming the field `vectors`

@@ -69,6 +69,7 @@ fn data_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::vectors::buffer_flush))
         .routes(routes!(routes::vectors::get, routes::vectors::delete))
         .routes(routes!(routes::vectors::search))
+        .routes(routes!(routes::vectors::export))
         .routes(routes!(
             routes::vectors::list_collections,
             routes::vectors::create_collection

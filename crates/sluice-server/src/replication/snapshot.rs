@@ -83,6 +83,10 @@ struct SnapshotEntity {
     vector: Vec<f32>,
     #[serde(default)]
     metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timestamp_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -250,6 +254,8 @@ fn dump(db: &Database, at: Lsn, out: ChannelWriter) -> Result<EndLine, String> {
                         pk: e.pk,
                         vector: e.vector,
                         metadata: e.metadata,
+                        timestamp_ms: e.timestamp_ms,
+                        expires_at_ms: e.expires_at_ms,
                     });
                 }
             }
@@ -411,6 +417,8 @@ async fn load_line(db: &Database, line: Line, at: Lsn, got: &mut EndLine) -> Res
                     pk: e.pk,
                     vector: e.vector,
                     metadata: e.metadata,
+                    timestamp_ms: e.timestamp_ms,
+                    expires_at_ms: e.expires_at_ms,
                 })
                 .collect();
             let due = db

@@ -162,10 +162,14 @@ async fn vector_search(
     let hits = core::vectors::search(
         db,
         collection.to_string(),
-        q.vector.to_vec(),
-        q.k as usize,
-        (q.ef != 0).then_some(q.ef as usize),
-        filter.as_ref(),
+        core::vectors::Query {
+            vector: q.vector.to_vec(),
+            k: q.k as usize,
+            ef: (q.ef != 0).then_some(q.ef as usize),
+            filter: filter.as_ref(),
+            time_range: None,
+            decay: None,
+        },
     )
     .await?;
     let metadata: Vec<Vec<u8>> = hits
@@ -207,6 +211,8 @@ pub(super) fn entity(e: sluice_wire::VectorEntity<'_>) -> EntityData {
         pk: e.pk.to_string(),
         vector: e.vector.to_vec(),
         metadata: e.metadata.unwrap_or_default(),
+        timestamp_ms: None,
+        expires_at_ms: None,
     }
 }
 

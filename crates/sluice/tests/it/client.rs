@@ -68,6 +68,8 @@ async fn http_methods_with_the_seed_names() {
         pk: pk.into(),
         vector: v.to_vec(),
         metadata: None,
+        timestamp_ms: None,
+        expires_at_ms: None,
     };
     c.add_buffered(None, &entity("a", [1.0, 0.0]))
         .await
@@ -94,6 +96,9 @@ async fn http_methods_with_the_seed_names() {
                 k: 2,
                 filter: None,
                 ef: None,
+                time_range: None,
+                decay: None,
+                with_series: None,
             },
         )
         .await

@@ -217,6 +217,37 @@ async fn csv_columns_map_to_points_and_bad_rows_are_named() {
     );
 }
 
+/// `(timestamp_ms, value bits)` of every row of a Parquet export.
+fn parquet_points(path: &str) -> Vec<(i64, u64)> {
+    use arrow_array::{Array, Float64Array, TimestampMillisecondArray};
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let ts = batch
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap()
+            .clone();
+        let values = batch
+            .column_by_name("value")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone();
+        assert_eq!(ts.len(), values.len());
+        out.extend((0..ts.len()).map(|i| (ts.value(i), values.value(i).to_bits())));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn export_then_import_over_http_into_another_database_round_trips() {
     let s = TestServer::start().await;
@@ -228,9 +259,11 @@ async fn export_then_import_over_http_into_another_database_round_trips() {
     let base = s.base.clone();
     let out = tmp.path().join("out.ndjson");
     let csv_out = tmp.path().join("out.csv");
-    let (o, c) = (
+    let pq_out = tmp.path().join("out.parquet");
+    let (o, c, p) = (
         out.to_str().unwrap().to_string(),
         csv_out.to_str().unwrap().to_string(),
+        pq_out.to_str().unwrap().to_string(),
     );
     tokio::task::spawn_blocking(move || {
         let (code, _, err) = sluice(&["import", "--url", &base, "--wire", &wire, &f], None);
@@ -251,6 +284,39 @@ async fn export_then_import_over_http_into_another_database_round_trips() {
             None,
         );
         assert_eq!(code, 0, "{err}");
+        // Parquet: the same points as the NDJSON export, read back with the parquet crate.
+        let (code, _, err) = sluice(
+            &[
+                "export",
+                "--url",
+                &base,
+                "--metric",
+                "cpu_usage",
+                "--format",
+                "parquet",
+                "-o",
+                &p,
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("bytes of parquet"), "{err}");
+        let mut from_parquet = parquet_points(&p);
+        let mut from_ndjson: Vec<(i64, u64)> = std::fs::read_to_string(&o)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["timestamp_ms"].as_i64().unwrap(),
+                    v["value"].as_f64().unwrap().to_bits(),
+                )
+            })
+            .collect();
+        from_parquet.sort_unstable();
+        from_ndjson.sort_unstable();
+        assert_eq!(from_parquet.len(), 3000);
+        assert_eq!(from_parquet, from_ndjson);
         // The binary protocol writes to `default` only: refused with the way out named.
         let (code, _, err) = sluice(
             &[

@@ -18,5 +18,6 @@ mod prom;
 mod replication;
 mod security;
 mod ts;
+mod vector_time;
 mod vectors;
 mod wire;

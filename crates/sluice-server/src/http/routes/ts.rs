@@ -7,23 +7,22 @@
 //! any point is invalid. Direct and batch writes default to `ack=fsync`, buffered ones to
 //! `ack=buffer` (or `fsync` when the TSAutoBuffer is disabled).
 
-use sluice_api::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use sluice_api::ErrorBody;
 use sluice_api::ts::{
-    AckParams, Aggregation, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse,
-    CardinalityResponse, DataPoint, ExportRequest, FlushResponse, LabelCount, LabelValueCount,
-    MetricCount, PutResponse, QueryRequest, QueryResponse, SeriesData, TagMatcher, TsDeleteRequest,
-    TsDeleteResponse,
+    AckParams, BatchPutRequest, BatchPutResponse, BufferStats, BufferedPutResponse,
+    CardinalityResponse, DataPoint, ExportRequest, FlushResponse, FormatParams, LabelCount,
+    LabelValueCount, MetricCount, PutResponse, QueryRequest, QueryResponse, SeriesData, TagMatcher,
+    TsDeleteRequest, TsDeleteResponse,
 };
 use sluice_ts::Batch;
-use sluice_ts::query::{self as tsq, MatchOp, Matcher, Query};
+use sluice_ts::query::{MatchOp, Matcher, Query};
 use sluice_wal::AckLevel;
 
 use crate::core;
@@ -37,9 +36,6 @@ use crate::state::AppState;
 pub const MAX_MATCHERS: usize = 64;
 /// Most buckets one aggregation may produce per series.
 const MAX_BUCKETS: i64 = 1_000_000;
-/// Export frames are sent when they reach this size.
-const EXPORT_FRAME_BYTES: usize = 64 * 1024;
-
 /// Write one point (default `ack=fsync`).
 #[utoipa::path(post, path = "/ts/put", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "write", "scope": "database"}))), params(AckParams), request_body = DataPoint,
     responses(
@@ -139,13 +135,16 @@ pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
 
 /// Query points: raw, or aggregated per step and group.
 ///
-/// With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream, one
-/// row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
-#[utoipa::path(post, operation_id = "ts_query", path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest,
+/// With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+/// Arrow IPC stream, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`) a
+/// Parquet file, one row per point: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms,
+/// UTC), `value`.
+#[utoipa::path(post, operation_id = "ts_query", path = "/ts/query", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = QueryRequest, params(FormatParams),
     responses(
-        (status = 200, description = "Matching series, ordered by entity and tags (JSON, or an Arrow IPC stream when asked for)", content(
+        (status = 200, description = "Matching series, ordered by entity and tags (JSON, or Arrow IPC or Parquet when asked for)", content(
             (QueryResponse = "application/json"),
-            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
         (status = 400, description = "Invalid query, or it would collect too many points", body = ErrorBody),
         (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, `step_ms` or `group_by` without an aggregation, too many steps, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -153,15 +152,16 @@ pub async fn buffer_flush(Db(db): Db) -> Result<Json<FlushResponse>, ApiError> {
 pub async fn query(
     Db(db): Db,
     headers: axum::http::HeaderMap,
+    axum::extract::Query(format): axum::extract::Query<FormatParams>,
     ApiJson(req): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
     let q = to_query(req)?;
     let result = tokio::task::spawn_blocking(move || db.ts.query(&q))
         .await
         .map_err(|e| ApiError::internal(format!("query task: {e}")))?
-        .map_err(query_error)?;
-    if arrow::wants_arrow(&headers) {
-        let mut rows = arrow::ArrowRows::new().map_err(arrow_error)?;
+        .map_err(core::ts::query_error)?;
+    if let Some(kind) = arrow::columnar(&headers, format.format) {
+        let mut rows = arrow::ArrowRows::new(kind).map_err(arrow_error)?;
         let mut body = rows.take();
         for s in &result {
             let tags = arrow::tags_json(&s.tags);
@@ -175,7 +175,7 @@ pub async fn query(
             }
         }
         body.extend(rows.finish().map_err(arrow_error)?);
-        return Ok(([(header::CONTENT_TYPE, arrow::ARROW_STREAM)], body).into_response());
+        return Ok(([(header::CONTENT_TYPE, kind.content_type())], body).into_response());
     }
     Ok(Json(QueryResponse {
         series: result
@@ -197,14 +197,16 @@ fn arrow_error(e: arrow_schema::ArrowError) -> ApiError {
 
 /// Export points as NDJSON, one DataPoint per line, streamed series by series.
 ///
-/// With `Accept: application/vnd.apache.arrow.stream` the answer is an Arrow IPC stream instead
-/// (record batches of up to 65,536 rows as they are read): `metric`, `entity`, `tags` (JSON
-/// object), `timestamp` (ms, UTC), `value`.
-#[utoipa::path(post, path = "/ts/export", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = ExportRequest,
+/// With `?format=arrow` (or `Accept: application/vnd.apache.arrow.stream`) the answer is an
+/// Arrow IPC stream instead, with `?format=parquet` (or `Accept: application/vnd.apache.parquet`)
+/// a Parquet file (one zstd row group per batch), streamed in batches of up to 65,536 rows as
+/// they are read: `metric`, `entity`, `tags` (JSON object), `timestamp` (ms, UTC), `value`.
+#[utoipa::path(post, path = "/ts/export", tag = "timeseries", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))), request_body = ExportRequest, params(FormatParams),
     responses(
-        (status = 200, description = "NDJSON stream of DataPoint objects, or an Arrow IPC stream when asked for", content(
+        (status = 200, description = "NDJSON stream of DataPoint objects, or Arrow IPC or Parquet when asked for", content(
             (DataPoint = "application/x-ndjson"),
-            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
         (status = 400, description = "Invalid selection", body = ErrorBody),
         (status = 422, description = "`invalid_value`: `to_ms` before `from_ms`, an invalid regex", body = ErrorBody),
         (status = 503, description = "Server not ready", body = ErrorBody),
@@ -212,9 +214,10 @@ fn arrow_error(e: arrow_schema::ArrowError) -> ApiError {
 pub async fn export(
     Db(db): Db,
     headers: axum::http::HeaderMap,
+    axum::extract::Query(format): axum::extract::Query<FormatParams>,
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<Response, ApiError> {
-    let as_arrow = arrow::wants_arrow(&headers);
+    let columnar = arrow::columnar(&headers, format.format);
     let q = selection(
         req.metric,
         req.entity,
@@ -223,17 +226,13 @@ pub async fn export(
         req.from_ms,
         req.to_ms,
     )?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let content_type = if as_arrow {
-        arrow::ARROW_STREAM
-    } else {
-        "application/x-ndjson"
-    };
+    let content_type = columnar.map_or("application/x-ndjson", |c| c.content_type());
+    let (tx, response) = super::streamed(content_type);
     tokio::task::spawn_blocking(move || {
-        if as_arrow {
-            return export_arrow(&db, &q, &tx);
+        if let Some(kind) = columnar {
+            return export_arrow(&db, &q, kind, &tx);
         }
-        let mut frame = Vec::with_capacity(EXPORT_FRAME_BYTES + 512);
+        let mut frame = Vec::with_capacity(super::EXPORT_FRAME_BYTES + 512);
         let mut open = true;
         let result = db.ts.export(&q, |key, t, v| {
             let line = DataPoint {
@@ -247,7 +246,7 @@ pub async fn export(
                 return false;
             }
             frame.push(b'\n');
-            if frame.len() >= EXPORT_FRAME_BYTES {
+            if frame.len() >= super::EXPORT_FRAME_BYTES {
                 open = tx
                     .blocking_send(Ok(Bytes::from(std::mem::take(&mut frame))))
                     .is_ok();
@@ -259,37 +258,18 @@ pub async fn export(
                 let _ = tx.blocking_send(Ok(Bytes::from(frame)));
             }
             Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "export failed mid-stream");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
+            Err(e) => super::fail_stream(&tx, e.to_string()),
         }
     });
-    // Fused: the compression layer may poll a finished body again (an unfused `unfold`
-    // panics then, cutting a compressed export short).
-    let stream =
-        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }));
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(response)
 }
 
-/// An export as an Arrow IPC stream (see `http::arrow`), sent batch by batch on `tx`.
-fn export_arrow(
-    db: &crate::db::Database,
-    q: &Query,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
+/// An export as an Arrow IPC stream or a Parquet file (see `http::arrow`), sent batch by batch
+/// on `tx`.
+fn export_arrow(db: &crate::db::Database, q: &Query, kind: arrow::Columnar, tx: &super::StreamTx) {
     let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
-    let fail = |e: String| {
-        tracing::error!(error = %e, "export failed mid-stream");
-        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
-    };
-    let mut rows = match arrow::ArrowRows::new() {
+    let fail = |e: String| super::fail_stream(tx, e);
+    let mut rows = match arrow::ArrowRows::new(kind) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
@@ -511,15 +491,7 @@ fn to_query(req: QueryRequest) -> Result<Query, ApiError> {
         matchers,
         from_ms: req.from_ms,
         to_ms: req.to_ms,
-        aggregation: req.aggregation.map(|a| match a {
-            Aggregation::Min => tsq::Aggregation::Min,
-            Aggregation::Max => tsq::Aggregation::Max,
-            Aggregation::Sum => tsq::Aggregation::Sum,
-            Aggregation::Avg => tsq::Aggregation::Avg,
-            Aggregation::Count => tsq::Aggregation::Count,
-            Aggregation::First => tsq::Aggregation::First,
-            Aggregation::Last => tsq::Aggregation::Last,
-        }),
+        aggregation: req.aggregation.map(core::ts::aggregation),
         step_ms: req.step_ms,
         group_by: req.group_by,
     })
@@ -544,13 +516,4 @@ fn to_matcher(i: usize, m: TagMatcher) -> Result<Matcher, ApiError> {
             format!("invalid regex: {e}"),
         )
     })
-}
-
-fn query_error(e: sluice_ts::engine::QueryError) -> ApiError {
-    match e {
-        sluice_ts::engine::QueryError::TooManyPoints { .. } => {
-            ApiError::new(ErrorCode::QueryTooLarge, e.to_string())
-        }
-        sluice_ts::engine::QueryError::Store(e) => ApiError::internal(e.to_string()),
-    }
 }

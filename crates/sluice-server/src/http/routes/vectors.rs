@@ -16,7 +16,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use sluice_api::ErrorBody;
-use sluice_api::ts::AckParams;
+use sluice_api::ts::{AckParams, FormatParams};
 use sluice_api::vector::{
     AddResponse, BatchAddRequest, BatchAddResponse, BufferedVectorResponse, CollectionInfo,
     CollectionList, CollectionParams, CreateCollection, DeleteResponse, Distance, HnswSpec,
@@ -269,6 +269,8 @@ pub async fn get(
             pk: e.pk,
             vector: e.vector,
             metadata: Some(e.metadata),
+            timestamp_ms: e.timestamp_ms,
+            expires_at_ms: e.expires_at_ms,
         })),
         (None, pk) => Err(ApiError::new(
             ErrorCode::EntityNotFound,
@@ -320,23 +322,37 @@ pub async fn search(
     CollectionParam(collection): CollectionParam,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
+    let decayed = req.decay.is_some();
     let hits = core::vectors::search(
-        db,
+        db.clone(),
         collection,
-        req.vector,
-        req.k,
-        req.ef,
-        req.filter.as_ref(),
+        core::vectors::Query {
+            vector: req.vector,
+            k: req.k,
+            ef: req.ef,
+            filter: req.filter.as_ref(),
+            time_range: req.time_range,
+            decay: req.decay,
+        },
     )
     .await?;
+    let mut series = match req.with_series {
+        Some(w) => core::vectors::series_of_hits(db, &hits, w).await?,
+        None => Vec::new(),
+    }
+    .into_iter();
     Ok(Json(SearchResponse {
         results: hits
             .into_iter()
             .map(|h| SearchResult {
+                series: series.next().flatten(),
                 pk: h.pk,
                 score: h.score,
                 distance: h.distance,
                 metadata: h.metadata,
+                timestamp_ms: h.timestamp_ms,
+                expires_at_ms: h.expires_at_ms,
+                rank: decayed.then_some(h.rank),
             })
             .collect(),
     }))
@@ -397,6 +413,7 @@ pub async fn create_collection(
                 ef_construction: h.ef_construction,
                 ef_search: h.ef_search,
             }),
+        ttl_ms: req.ttl_ms,
     };
     let name = config.name.clone();
     let ticket = db
@@ -437,6 +454,109 @@ pub async fn get_collection(
         })
 }
 
+/// Export every entity of a collection (buffered ones included, expired ones not), in pk order:
+/// NDJSON, one `VectorEntity` per line; or, with `?format=arrow` (or `Accept:
+/// application/vnd.apache.arrow.stream`) an Arrow IPC stream, with `?format=parquet` (or
+/// `Accept: application/vnd.apache.parquet`) a Parquet file: columns `pk` (utf8), `vector`
+/// (fixed-size list of float32, the collection's dimension), `metadata` (JSON text),
+/// `timestamp` and `expires_at` (timestamp[ms, UTC], null when absent), in batches of about
+/// 4 MiB of vectors.
+#[utoipa::path(get, operation_id = "collection_export", path = "/v1/collections/{name}/export", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "read", "scope": "database"}))),
+    params(("name" = String, Path, description = "Collection name"), FormatParams),
+    responses(
+        (status = 200, description = "NDJSON stream of VectorEntity objects, or Arrow IPC or Parquet when asked for", content(
+            (VectorEntity = "application/x-ndjson"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400, description = "`bad_request`: an unknown `format`", body = ErrorBody),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 503, description = "Server not ready", body = ErrorBody),
+    ))]
+pub async fn export(
+    Db(db): Db,
+    headers: axum::http::HeaderMap,
+    Path(NamePath { name }): Path<NamePath>,
+    Query(format): Query<FormatParams>,
+) -> Result<axum::response::Response, ApiError> {
+    let not_found = |e: VectorError| core::vectors::error(e.widen(), |_| String::new());
+    let dimension = db
+        .vectors
+        .collection(&name)
+        .ok_or_else(|| not_found(VectorError::CollectionNotFound(name.clone())))?
+        .config
+        .dimension;
+    let engine = db.vectors.clone();
+    let lookup = name.clone();
+    let pks = tokio::task::spawn_blocking(move || engine.pks(&lookup))
+        .await
+        .map_err(|e| ApiError::internal(format!("export task: {e}")))?
+        .map_err(not_found)?;
+    let columnar = crate::http::arrow::columnar(&headers, format.format);
+    let (tx, response) =
+        super::streamed(columnar.map_or("application/x-ndjson", |c| c.content_type()));
+    tokio::task::spawn_blocking(move || {
+        let send = |b: Vec<u8>| tx.blocking_send(Ok(axum::body::Bytes::from(b))).is_ok();
+        let mut rows = None;
+        if let Some(kind) = columnar {
+            match crate::http::arrow::VectorRows::new(kind, dimension) {
+                Ok(mut r) => {
+                    if !send(r.take()) {
+                        return;
+                    }
+                    rows = Some(r);
+                }
+                Err(e) => return super::fail_stream(&tx, e.to_string()),
+            }
+        }
+        let mut frame = Vec::new();
+        for pk in &pks {
+            // Removed or expired since the pks were listed: not part of the export.
+            let Ok(Some(e)) = db.vectors.get(&name, pk) else {
+                continue;
+            };
+            let full = match &mut rows {
+                Some(r) => {
+                    let metadata = serde_json::Value::Object(e.metadata).to_string();
+                    match r.push(&e.pk, &e.vector, &metadata, e.timestamp_ms, e.expires_at_ms) {
+                        Ok(b) => b,
+                        Err(err) => return super::fail_stream(&tx, err.to_string()),
+                    }
+                }
+                None => {
+                    let line = VectorEntity {
+                        pk: e.pk,
+                        vector: e.vector,
+                        metadata: Some(e.metadata),
+                        timestamp_ms: e.timestamp_ms,
+                        expires_at_ms: e.expires_at_ms,
+                    };
+                    if let Err(err) = serde_json::to_writer(&mut frame, &line) {
+                        return super::fail_stream(&tx, err.to_string());
+                    }
+                    frame.push(b'\n');
+                    (frame.len() >= super::EXPORT_FRAME_BYTES).then(|| std::mem::take(&mut frame))
+                }
+            };
+            if let Some(b) = full
+                && !send(b)
+            {
+                return;
+            }
+        }
+        let last = match rows {
+            Some(r) => match r.finish() {
+                Ok(b) => b,
+                Err(err) => return super::fail_stream(&tx, err.to_string()),
+            },
+            None => frame,
+        };
+        if !last.is_empty() {
+            send(last);
+        }
+    });
+    Ok(response)
+}
+
 /// Delete a collection and everything in it.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors", extensions(("x-sluice-authz" = json!({"action": "admin", "scope": "database", "mutates": true}))),
     params(("name" = String, Path, description = "Collection name")),
@@ -470,6 +590,8 @@ fn entity(e: VectorEntity) -> EntityData {
         pk: e.pk,
         vector: e.vector,
         metadata: e.metadata.unwrap_or_default(),
+        timestamp_ms: e.timestamp_ms,
+        expires_at_ms: e.expires_at_ms,
     }
 }
 
@@ -493,6 +615,7 @@ fn collection_info(i: sluice_vector::engine::CollectionInfo) -> CollectionInfo {
             ef_construction: c.hnsw.ef_construction,
             ef_search: c.hnsw.ef_search,
         },
+        ttl_ms: c.ttl_ms,
         vectors: i.vectors,
         buffered: i.buffered,
         index_bytes: i.index_bytes,

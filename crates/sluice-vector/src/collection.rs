@@ -767,7 +767,21 @@ impl Collection {
             hits.truncate(spec.k);
             let bound = d_last - decay.weight * bonus_last;
             let settled = hits.len() == spec.k && hits.last().is_some_and(|h| h.rank <= bound);
-            if settled || d_last == f32::INFINITY {
+            if settled {
+                return Ok(hits);
+            }
+            if d_last == f32::INFINITY {
+                // The graph gave all it reaches: fewer than k means some matches are out of its
+                // reach, so the answer is an exact scan of every match.
+                if hits.len() < spec.k {
+                    let every = cat
+                        .by_key
+                        .keys()
+                        .copied()
+                        .filter(|k| live(*k).is_some())
+                        .collect();
+                    return Ok(self.exact(index, cat, query, spec, every));
+                }
                 return Ok(hits);
             }
             depth = depth.saturating_mul(4);

@@ -68,9 +68,9 @@ def test_query_as_arrow_stream_raw_and_aggregated(server):
 
 
 def test_vector_export_as_arrow_and_ndjson_reads_back_exactly(server):
-    """GET /v1/collections/{name}/export: more rows than one record batch (4 MiB of vectors:
-    16,384 rows at dimension 64), indexed and buffered entities, times null where absent,
-    expired entities left out."""
+    """GET /v1/collections/{name}/export: more rows than one record batch (about 4 MiB of pks,
+    vectors and metadata: some 14,500 rows at dimension 64), indexed and buffered entities, times
+    null where absent, expired entities left out."""
     name = "exp" + uniq().replace("_", "")[:20]
     dim, n = 64, 17_000
     r = httpx.post(server.url + "/v1/collections", json={"name": name, "dimension": dim, "distance": "l2"})

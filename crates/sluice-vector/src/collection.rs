@@ -438,6 +438,13 @@ impl Collection {
         self.read_catalog().contains_pk(pk)
     }
 
+    /// Whether the index holds `pk` not expired at `now_ms`.
+    pub fn contains_live(&self, pk: &str, now_ms: i64) -> bool {
+        self.read_catalog()
+            .get(pk)
+            .is_some_and(|s| s.live_at(now_ms))
+    }
+
     pub fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(PoisonError::into_inner)
     }

@@ -806,15 +806,16 @@ impl VectorEngine {
     ) -> Result<(T, WriteOutcome), VectorError<E>> {
         let mut ops = ops;
         self.check_shapes(&ops)?;
-        // Whether the index holds the pks that updates and removes need, looked up before the
-        // state lock: a catalogue lock may wait behind a long search, and the state lock must
-        // never wait for one (every write and read needs it).
+        let now = now_ms();
+        // Whether the index holds the pks (live, not expired) that updates and removes need,
+        // looked up before the state lock: a catalogue lock may wait behind a long search, and
+        // the state lock must never wait for one (every write and read needs it).
         let known = self.lock_state().collections.get(collection).cloned();
         let indexed: HashMap<String, bool> = match &known {
             Some(c) => ops
                 .iter()
                 .filter(|op| matches!(op, Op::Update(_) | Op::Remove { .. }))
-                .map(|op| (op.pk().to_string(), c.contains(op.pk())))
+                .map(|op| (op.pk().to_string(), c.contains_live(op.pk(), now)))
                 .collect(),
             None => HashMap::new(),
         };
@@ -830,7 +831,7 @@ impl VectorEngine {
                 config.validate(self.config.max_dimension)?;
                 self.check_new_collection(&st, DEFAULT_COLLECTION)?;
                 self.check_entities(&config, &ops)?;
-                self.check_exists(&st, None, &HashMap::new(), &ops)?;
+                self.check_exists(&st, None, &HashMap::new(), &ops, now)?;
                 let (_, lsn) = append(
                     record::COLLECTION,
                     record::encode_collection(&CollectionChange::Create(config.clone())),
@@ -842,25 +843,27 @@ impl VectorEngine {
         };
         self.check_entities(&coll.config, &ops)?;
         if let Some(ttl) = coll.config.ttl_ms {
-            let at = now_ms().saturating_add(ttl as i64);
+            let at = now.saturating_add(ttl as i64);
             for op in &mut ops {
                 if let Op::Add(e) | Op::Update(e) = op {
                     e.expires_at_ms.get_or_insert(at);
                 }
             }
         }
+        // The collection was replaced meanwhile: the lookups above were of another incarnation.
+        let indexed = match &known {
+            Some(k) if Arc::ptr_eq(k, &coll) => indexed,
+            _ => HashMap::new(),
+        };
+        self.check_exists(&st, Some(&coll), &indexed, &ops, now)?;
+        // After the check: an Expire resolved into a Remove removes an expired entity, which
+        // the check (rightly, for clients) counts as absent.
         if ops.iter().any(|op| matches!(op, Op::Expire { .. })) {
             ops = ops
                 .into_iter()
                 .filter_map(|op| resolve_expire(&st, coll.id, op))
                 .collect();
         }
-        // The collection was replaced meanwhile: the lookups above were of another incarnation.
-        let indexed = match &known {
-            Some(k) if Arc::ptr_eq(k, &coll) => indexed,
-            _ => HashMap::new(),
-        };
-        self.check_exists(&st, Some(&coll), &indexed, &ops)?;
         let buffered_bytes = st.head.bytes + st.frozen.as_ref().map_or(0, |f| f.bytes);
         if mode == WriteMode::Buffered
             && buffered_bytes >= self.config.auto_buffer.overflow_buffer_bytes
@@ -938,6 +941,19 @@ impl VectorEngine {
 
     /// Checks that need no collection: pk and metadata sizes, finite components.
     fn check_shapes<E>(&self, ops: &[Op]) -> Result<(), VectorError<E>> {
+        // An Expire is resolved against the state before its batch, while apply keeps the last
+        // operation per pk: a batch mixing them could resolve differently on replay.
+        let expires = ops
+            .iter()
+            .filter(|op| matches!(op, Op::Expire { .. }))
+            .count();
+        if expires > 0 && expires < ops.len() {
+            return Err(VectorError::InvalidEntity {
+                index: 0,
+                field: "op",
+                reason: "expire operations are logged alone, never mixed with other writes".into(),
+            });
+        }
         for (index, op) in ops.iter().enumerate() {
             let bad = |field, reason: String| {
                 Err(VectorError::InvalidEntity {
@@ -995,13 +1011,15 @@ impl VectorEngine {
     /// Updates and removes need the entity to exist (as of the operations before them).
     /// `indexed` says which pks the index held when looked up just before the state lock; the
     /// logged but unapplied operations (buffer, in-flight direct writes) override it. A pk
-    /// missing from `indexed` counts as absent.
+    /// missing from `indexed` counts as absent, and so does an entity expired at `now` (as a
+    /// get answers), whether the sweep has removed it yet or not.
     fn check_exists<E>(
         &self,
         st: &State,
         coll: Option<&Collection>,
         indexed: &HashMap<String, bool>,
         ops: &[Op],
+        now: i64,
     ) -> Result<(), VectorError<E>> {
         let mut in_request: HashMap<&str, bool> = HashMap::new();
         for (index, op) in ops.iter().enumerate() {
@@ -1012,7 +1030,7 @@ impl VectorEngine {
                 let Some(c) = coll else { return false };
                 match newest(st, c.id, pk).map(|p| &*p.op) {
                     None | Some(Op::Expire { .. }) => indexed.get(pk).copied().unwrap_or(false),
-                    Some(op) => op.entity().is_some(),
+                    Some(op) => op.entity().is_some_and(|e| !e.expired(now)),
                 }
             };
             let must_exist = matches!(op, Op::Update(_) | Op::Remove { .. });
@@ -1022,7 +1040,7 @@ impl VectorEngine {
                     pk: op.pk().to_string(),
                 });
             }
-            in_request.insert(op.pk(), op.entity().is_some());
+            in_request.insert(op.pk(), op.entity().is_some_and(|e| !e.expired(now)));
         }
         Ok(())
     }
@@ -1525,24 +1543,29 @@ impl VectorEngine {
         limit: usize,
         append: impl FnMut(RecordKind, Vec<u8>) -> Result<(T, Lsn), E>,
     ) -> Result<Option<(T, usize)>, VectorError<E>> {
-        let Some(coll) = self.lock_state().collections.get(collection).cloned() else {
+        let Ok((coll, pending)) = self.with_pending(collection) else {
             return Ok(None);
         };
+        // An indexed entity whose newest state is pending decides by that state: a live rewrite
+        // is skipped (the sweep would resolve its Expire to nothing), so look past as many
+        // indexed candidates as there are pending operations.
+        let due = |pk: &str| match pending.get(pk).map(|p| &*p.op) {
+            None | Some(Op::Expire { .. }) => true,
+            Some(op) => op.entity().is_some_and(|e| e.expired(now_ms)),
+        };
         let mut pks: Vec<String> = coll
-            .expired(now_ms, limit)
+            .expired(now_ms, limit.saturating_add(pending.len()))
             .into_iter()
             .map(|(pk, _)| pk)
+            .filter(|pk| due(pk))
             .collect();
-        {
-            let st = self.lock_state();
-            let mut buffered: Vec<String> = pending_ops(&st, coll.id)
-                .into_iter()
-                .filter(|(_, p)| p.op.entity().is_some_and(|e| e.expired(now_ms)))
-                .map(|(pk, _)| pk)
-                .collect();
-            buffered.sort();
-            pks.extend(buffered);
-        }
+        let mut buffered: Vec<&String> = pending
+            .iter()
+            .filter(|(_, p)| p.op.entity().is_some_and(|e| e.expired(now_ms)))
+            .map(|(pk, _)| pk)
+            .collect();
+        buffered.sort();
+        pks.extend(buffered.into_iter().cloned());
         let mut seen = HashSet::new();
         pks.retain(|pk| seen.insert(pk.clone()));
         pks.truncate(limit);

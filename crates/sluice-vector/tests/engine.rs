@@ -851,3 +851,68 @@ fn decay_ranks_like_brute_force_over_every_entity() {
         );
     }
 }
+
+#[test]
+fn expired_entities_count_as_absent_and_the_sweep_looks_past_live_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let e = engine(dir.path());
+    e.create_collection(collection("c", 2, Distance::L2), log.append())
+        .unwrap();
+    let now = sluice_vector::engine::now_ms();
+    let old = Some(now - 10_000);
+    for pk in ["x", "y", "z"] {
+        e.write(
+            "c",
+            vec![timed(pk, vec![1.0, 0.0], None, old)],
+            WriteMode::Direct,
+            log.append(),
+        )
+        .unwrap();
+    }
+    // Update and remove of an expired entity: not found, as a get says, before any sweep.
+    let update = Op::Update(entity("y", vec![2.0, 0.0], Map::new()));
+    let err = e
+        .write("c", vec![update], WriteMode::Direct, log.append())
+        .unwrap_err();
+    assert!(matches!(err, VectorError::NotFound { .. }), "{err:?}");
+    let remove = Op::Remove { pk: "z".into() };
+    let err = e
+        .write("c", vec![remove], WriteMode::Buffered, log.append())
+        .unwrap_err();
+    assert!(matches!(err, VectorError::NotFound { .. }), "{err:?}");
+    // Expire operations are never mixed with other writes.
+    let mixed = vec![
+        Op::Add(entity("w", vec![1.0, 1.0], Map::new())),
+        Op::Expire {
+            pk: "w".into(),
+            at_ms: now,
+        },
+    ];
+    let err = e
+        .write("c", mixed, WriteMode::Direct, log.append())
+        .unwrap_err();
+    assert!(
+        matches!(err, VectorError::InvalidEntity { field: "op", .. }),
+        "{err:?}"
+    );
+    // x is rewritten (live, buffered): a sweep of one looks past it and removes y.
+    e.write(
+        "c",
+        vec![timed("x", vec![3.0, 0.0], None, None)],
+        WriteMode::Buffered,
+        log.append(),
+    )
+    .unwrap();
+    let (_, n) = e.expire("c", now, 1, log.append()).unwrap().unwrap();
+    assert_eq!(n, 1);
+    let (_, n) = e.expire("c", now, 1, log.append()).unwrap().unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        e.expire("c", now, 1, log.append()).unwrap().is_none(),
+        "only x is left, and live"
+    );
+    e.flush(FlushTrigger::Manual).unwrap();
+    assert_eq!(e.collection("c").unwrap().vectors, 1);
+    assert_eq!(e.get("c", "x").unwrap().unwrap().vector, vec![3.0, 0.0]);
+}

@@ -140,6 +140,17 @@ pub async fn search(
 /// The longest `with_series` window: 100 years.
 pub const MAX_SERIES_WINDOW_MS: u64 = sluice_vector::collection::MAX_TTL_MS;
 
+/// Refuses a `with_series` the server cannot answer (checked before the search runs).
+pub fn check_with_series(w: &sluice_api::vector::WithSeries) -> Result<(), ApiError> {
+    if !(1..=MAX_SERIES_WINDOW_MS).contains(&w.window_ms) {
+        return Err(ApiError::invalid_field(
+            "with_series.window_ms",
+            "must be 1 ms to 100 years",
+        ));
+    }
+    Ok(())
+}
+
 /// For each hit, in order: the aggregate of the series its metadata names (string fields
 /// `metric` and `entity`), over the window ending now, across every series of that metric and
 /// entity; `None` for a hit that names none. One query per distinct series, on the blocking
@@ -149,12 +160,7 @@ pub async fn series_of_hits(
     hits: &[sluice_vector::engine::SearchHit],
     w: sluice_api::vector::WithSeries,
 ) -> Result<Vec<Option<sluice_api::vector::HitSeries>>, ApiError> {
-    if !(1..=MAX_SERIES_WINDOW_MS).contains(&w.window_ms) {
-        return Err(ApiError::invalid_field(
-            "with_series.window_ms",
-            "must be 1 ms to 100 years",
-        ));
-    }
+    check_with_series(&w)?;
     let named: Vec<Option<(String, String)>> = hits
         .iter()
         .map(

@@ -167,26 +167,38 @@ struct Encoder {
     sink: Sink,
     schema: SchemaRef,
     rows: usize,
+    bytes: usize,
     batch_rows: usize,
+    batch_bytes: usize,
 }
 
 impl Encoder {
-    fn new(kind: Columnar, schema: SchemaRef, batch_rows: usize) -> Result<Encoder, ArrowError> {
+    fn new(
+        kind: Columnar,
+        schema: SchemaRef,
+        batch_rows: usize,
+        batch_bytes: usize,
+    ) -> Result<Encoder, ArrowError> {
         Ok(Encoder {
             sink: Sink::new(kind, &schema)?,
             schema,
             rows: 0,
+            bytes: 0,
             batch_rows,
+            batch_bytes,
         })
     }
 
-    /// Counts a row; when that fills the batch, encodes it and returns its bytes.
+    /// Counts a row of about `bytes`; when that fills the batch (rows or bytes), encodes it and
+    /// returns its bytes. So a batch holds at most `batch_bytes` plus one row.
     fn row(
         &mut self,
+        bytes: usize,
         columns: impl FnOnce() -> Vec<ArrayRef>,
     ) -> Result<Option<Vec<u8>>, ArrowError> {
         self.rows += 1;
-        if self.rows < self.batch_rows {
+        self.bytes += bytes;
+        if self.rows < self.batch_rows && self.bytes < self.batch_bytes {
             return Ok(None);
         }
         self.flush(columns)?;
@@ -199,6 +211,7 @@ impl Encoder {
         }
         let batch = RecordBatch::try_new(self.schema.clone(), columns())?;
         self.rows = 0;
+        self.bytes = 0;
         self.sink.write(&batch)
     }
 
@@ -227,7 +240,7 @@ impl ArrowRows {
     /// [`Self::take`] returns.
     pub fn new(kind: Columnar) -> Result<ArrowRows, ArrowError> {
         Ok(ArrowRows {
-            enc: Encoder::new(kind, schema(), BATCH_ROWS)?,
+            enc: Encoder::new(kind, schema(), BATCH_ROWS, POINT_BATCH_BYTES)?,
             metric: StringBuilder::new(),
             entity: StringBuilder::new(),
             tags: StringBuilder::new(),
@@ -251,7 +264,8 @@ impl ArrowRows {
         self.tags.append_value(tags);
         self.timestamp.append_value(timestamp_ms);
         self.value.append_value(value);
-        self.enc.row(|| {
+        let bytes = metric.len() + entity.len() + tags.len() + 16;
+        self.enc.row(bytes, || {
             vec![
                 Arc::new(self.metric.finish()),
                 Arc::new(self.entity.finish()),
@@ -281,9 +295,12 @@ impl ArrowRows {
     }
 }
 
-/// Bytes of vector components per record batch of a vector export (so a batch of 768-dimension
-/// vectors is about 1,400 rows, of 8-dimension ones 65,536).
+/// Bytes of a vector export's batch (vectors, pks and metadata; so a batch of 768-dimension
+/// vectors is about 1,300 rows, and large metadata makes batches shorter, never larger).
 pub const VECTOR_BATCH_BYTES: usize = 4 << 20;
+/// Bytes of a time-series batch: far above 65,536 ordinary rows, it only cuts batches of
+/// unusually long names or tags.
+pub const POINT_BATCH_BYTES: usize = 16 << 20;
 
 /// Builds the answer of a vector export, one row per entity:
 ///
@@ -316,9 +333,8 @@ impl VectorRows {
             Field::new("timestamp", time(), true),
             Field::new("expires_at", time(), true),
         ]));
-        let batch_rows = (VECTOR_BATCH_BYTES / (4 * dimension.max(1))).clamp(1, BATCH_ROWS);
         Ok(VectorRows {
-            enc: Encoder::new(kind, schema, batch_rows)?,
+            enc: Encoder::new(kind, schema, BATCH_ROWS, VECTOR_BATCH_BYTES)?,
             pk: StringBuilder::new(),
             vector: FixedSizeListBuilder::new(Float32Builder::new(), dim).with_field(item),
             metadata: StringBuilder::new(),
@@ -343,7 +359,8 @@ impl VectorRows {
         self.metadata.append_value(metadata);
         self.timestamp.append_option(timestamp_ms);
         self.expires_at.append_option(expires_at_ms);
-        self.enc.row(|| {
+        let bytes = pk.len() + 4 * vector.len() + metadata.len() + 16;
+        self.enc.row(bytes, || {
             vec![
                 Arc::new(self.pk.finish()),
                 Arc::new(self.vector.finish()),
@@ -405,6 +422,27 @@ mod tests {
         );
         h.insert("accept", "application/vnd.apache.parquet".parse().unwrap());
         assert_eq!(columnar(&h, None), Some(Columnar::Parquet));
+    }
+
+    #[test]
+    fn vector_batches_are_bounded_by_bytes_not_only_rows() {
+        // Dimension 2 with 64 KiB of metadata per entity: a batch ends near 4 MiB, not at
+        // 65,536 rows (4 GiB).
+        let mut rows = VectorRows::new(Columnar::Arrow, 2).unwrap();
+        let metadata = format!("{{\"m\":\"{}\"}}", "x".repeat(64 << 10));
+        let mut first_batch_at = None;
+        for i in 0..200 {
+            if rows
+                .push(&format!("p{i}"), &[0.0, 1.0], &metadata, None, None)
+                .unwrap()
+                .is_some()
+            {
+                first_batch_at.get_or_insert(i + 1);
+            }
+        }
+        let at = first_batch_at.expect("a batch before 200 rows");
+        assert!((60..=66).contains(&at), "first batch after {at} rows");
+        rows.finish().unwrap();
     }
 
     #[test]

@@ -323,6 +323,9 @@ pub async fn search(
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let decayed = req.decay.is_some();
+    if let Some(w) = &req.with_series {
+        core::vectors::check_with_series(w)?;
+    }
     let hits = core::vectors::search(
         db.clone(),
         collection,
@@ -510,9 +513,15 @@ pub async fn export(
         }
         let mut frame = Vec::new();
         for pk in &pks {
-            // Removed or expired since the pks were listed: not part of the export.
-            let Ok(Some(e)) = db.vectors.get(&name, pk) else {
-                continue;
+            // Removed or expired since the pks were listed: not part of the export. A collection
+            // deleted (or replaced) meanwhile ends the export as failed, never as complete.
+            let e = match db.vectors.get(&name, pk) {
+                Ok(Some(e)) if e.vector.len() == dimension => e,
+                Ok(Some(_)) => {
+                    return super::fail_stream(&tx, format!("collection {name:?} was replaced"));
+                }
+                Ok(None) => continue,
+                Err(err) => return super::fail_stream(&tx, err.to_string()),
             };
             let full = match &mut rows {
                 Some(r) => {

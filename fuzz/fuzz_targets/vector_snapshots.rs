@@ -45,6 +45,7 @@ fn template() -> &'static Path {
             distance: Distance::Cosine,
             precision: Precision::F32,
             hnsw: HnswParams::default(),
+            ttl_ms: None,
         };
         e.create_collection(config, &mut log).unwrap();
         for i in 0..20 {
@@ -106,6 +107,7 @@ fuzz_target!(|data: &[u8]| {
                 k: 5,
                 ef: None,
                 filter: None,
+                ..Default::default()
             },
         );
     }

@@ -245,13 +245,23 @@ type CreateDatabase struct {
 	Name        string `json:"name"`
 	RetentionMs int64  `json:"retention_ms,omitempty"`
 	Policy      string `json:"policy,omitempty"`
+	// Downsampling rules, by increasing age (docs/downsampling.md).
+	Downsampling []DownsampleRule `json:"downsampling,omitempty"`
+}
+
+// DownsampleRule keeps points older than AfterMs only as buckets of ResolutionMs (min, max,
+// sum, count, first, last), computed in the background.
+type DownsampleRule struct {
+	AfterMs      int64 `json:"after_ms"`
+	ResolutionMs int64 `json:"resolution_ms"`
 }
 
 // DatabaseInfo describes a database.
 type DatabaseInfo struct {
-	Name        string `json:"name"`
-	RetentionMs int64  `json:"retention_ms"`
-	HasPolicy   bool   `json:"has_policy"`
+	Name         string           `json:"name"`
+	RetentionMs  int64            `json:"retention_ms"`
+	HasPolicy    bool             `json:"has_policy"`
+	Downsampling []DownsampleRule `json:"downsampling"`
 }
 
 // ReplicaInfo names a replica.

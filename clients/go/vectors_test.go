@@ -313,9 +313,14 @@ func TestDatabases(t *testing.T) {
 	ctx := ctxT(t)
 	c := authServer.client(t)
 	name := uniq("db")
-	info, err := c.Databases().Create(ctx, CreateDatabase{Name: name, RetentionMs: 7 * 86400000})
-	if err != nil || info.Name != name || info.RetentionMs != 7*86400000 {
+	rules := []DownsampleRule{{AfterMs: 7 * 86400000, ResolutionMs: 60000}, {AfterMs: 30 * 86400000, ResolutionMs: 3600000}}
+	info, err := c.Databases().Create(ctx, CreateDatabase{Name: name, RetentionMs: 90 * 86400000, Downsampling: rules})
+	if err != nil || info.Name != name || info.RetentionMs != 90*86400000 || len(info.Downsampling) != 2 || info.Downsampling[1] != rules[1] {
 		t.Fatalf("create: %+v %v", info, err)
+	}
+	bad := []DownsampleRule{{AfterMs: 100, ResolutionMs: 60000}, {AfterMs: 200, ResolutionMs: 90000}}
+	if _, err := c.Databases().Create(ctx, CreateDatabase{Name: uniq("db"), Downsampling: bad}); err == nil || !strings.Contains(err.Error(), "downsampling[1].resolution_ms") {
+		t.Fatalf("bad rules: %v", err)
 	}
 	dbs, err := c.Databases().List(ctx)
 	found := false

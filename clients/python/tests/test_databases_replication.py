@@ -21,8 +21,13 @@ def test_system_routes(client):
 
 def test_databases_crud_and_scoping(client, server):
     name = uniq("db")
-    info = client.databases.create(name, retention_ms=0)
+    rules = [{"after_ms": 7 * 86400000, "resolution_ms": 60000}, {"after_ms": 30 * 86400000, "resolution_ms": 3600000}]
+    info = client.databases.create(name, retention_ms=0, downsampling=rules)
     assert isinstance(info, sluice.DatabaseInfo) and info.name == name and not info.has_policy
+    assert info.downsampling == rules
+    with pytest.raises(sluice.BadRequest) as bad:
+        client.databases.create(uniq("db"), downsampling=[{"after_ms": 0, "resolution_ms": 1000}])
+    assert bad.value.field == "downsampling[0].after_ms"
     assert name in [d.name for d in client.databases.list()]
     with pytest.raises(sluice.Conflict) as e:
         client.databases.create(name)

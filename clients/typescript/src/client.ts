@@ -584,9 +584,13 @@ export class CollectionsClient extends Scoped {
 /** Databases (server-wide): `client.databases`. */
 export class DatabasesClient extends Scoped {
   /** `POST /v1/databases`. Throws {@link Conflict} if it exists. */
-  async create(name: string, opts: CallOptions & { retention_ms?: number; policy?: string } = {}): Promise<T.DatabaseInfo> {
+  async create(
+    name: string,
+    opts: CallOptions & { retention_ms?: number; policy?: string; downsampling?: { after_ms: number; resolution_ms: number }[] } = {},
+  ): Promise<T.DatabaseInfo> {
     const body: Record<string, unknown> = { name };
     if (opts.retention_ms !== undefined) body.retention_ms = opts.retention_ms;
+    if (opts.downsampling !== undefined) body.downsampling = opts.downsampling;
     if (opts.policy !== undefined) body.policy = opts.policy;
     return this.send({ method: "POST", path: "/v1/databases", json: body, idempotent: false }, opts);
   }

@@ -212,8 +212,15 @@ test("vectors in another database", async () => {
 test("databases: create, list, delete", async () => {
   const name = uniq("d").toLowerCase();
   const info = await client.databases.create(name, { retention_ms: 3600000 });
-  assert.deepEqual(info, { name, retention_ms: 3600000, retention_rules: [], max_series: 1000000, max_new_series_per_hour: 0, has_policy: false });
+  assert.deepEqual(info, { name, retention_ms: 3600000, retention_rules: [], downsampling: [], max_series: 1000000, max_new_series_per_hour: 0, has_policy: false });
   assert.ok((await client.databases.list()).some((d) => d.name === name));
+  const rules = [{ after_ms: 7 * 86400000, resolution_ms: 60000 }, { after_ms: 30 * 86400000, resolution_ms: 3600000 }];
+  const rolled = await client.databases.create(uniq("d").toLowerCase(), { downsampling: rules });
+  assert.deepEqual(rolled.downsampling, rules);
+  await assert.rejects(
+    () => client.databases.create(uniq("d").toLowerCase(), { downsampling: [{ after_ms: 0, resolution_ms: 1000 }] }),
+    (e) => e.status === 400 && e.field === "downsampling[0].after_ms",
+  );
   await assert.rejects(() => client.databases.create(name), Conflict);
   await assert.rejects(() => client.databases.create("Bad Name"), (e) => e.status === 400);
   assert.equal(await client.databases.delete(name), true);

@@ -13,6 +13,8 @@ pub struct DatabaseInfo {
     pub retention_ms: u64,
     /// Retention by metric name over `retention_ms` (first match wins).
     pub retention_rules: Vec<RetentionRule>,
+    /// Downsampling rules, by increasing age (see docs/downsampling.md).
+    pub downsampling: Vec<DownsampleRule>,
     /// Most series the database may hold.
     pub max_series: u64,
     /// Most new series the database may create in any hour (0 = no limit).
@@ -33,6 +35,21 @@ pub struct RetentionRule {
     pub retention_ms: u64,
 }
 
+/// A downsampling rule: points older than `after_ms` are kept only as buckets of
+/// `resolution_ms` (their min, max, sum, count, first and last), computed in the background.
+/// Rules are ordered by increasing `after_ms`; each `resolution_ms` is coarser than the one
+/// before and a multiple of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownsampleRule {
+    #[schema(example = 604_800_000, minimum = 1)]
+    #[serde(deserialize_with = "crate::int::integer")]
+    pub after_ms: u64,
+    #[schema(example = 60_000, minimum = 1)]
+    #[serde(deserialize_with = "crate::int::integer")]
+    pub resolution_ms: u64,
+}
+
 /// `POST /v1/databases`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +66,9 @@ pub struct CreateDatabase {
     /// Retention by metric name over the database's (first match wins; at most 64 rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention_rules: Vec<RetentionRule>,
+    /// Downsampling rules, by increasing age (at most 8; see docs/downsampling.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downsampling: Vec<DownsampleRule>,
     /// Overrides the server's `ts.max_series` for this database (at least 1).
     #[serde(
         default,

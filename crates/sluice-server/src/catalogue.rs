@@ -41,6 +41,10 @@ pub struct DatabaseSettings {
     /// Retention by metric name over the database's (first match wins).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retention_rules: Vec<RetentionRuleSetting>,
+    /// Downsampling rules, by increasing age: `[[databases.<name>.downsampling]]` tables, or
+    /// `downsampling = [{ after_ms = …, resolution_ms = … }]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub downsampling: Vec<DownsampleSetting>,
     /// Overrides `ts.max_series` for this database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_series: Option<u64>,
@@ -58,6 +62,14 @@ pub struct DatabaseSettings {
 pub struct RetentionRuleSetting {
     pub metric: String,
     pub retention_ms: u64,
+}
+
+/// A `downsampling` entry: `{ after_ms = 604800000, resolution_ms = 60000 }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownsampleSetting {
+    pub after_ms: u64,
+    pub resolution_ms: u64,
 }
 
 /// Why a catalogue change was refused.
@@ -164,6 +176,17 @@ impl Catalogue {
                     rules.push(t);
                 }
                 table.insert("retention_rules", toml_edit::value(rules));
+            }
+            if !settings.downsampling.is_empty() {
+                let mut rules = toml_edit::Array::new();
+                for r in &settings.downsampling {
+                    let mut t = toml_edit::InlineTable::new();
+                    for (key, v) in [("after_ms", r.after_ms), ("resolution_ms", r.resolution_ms)] {
+                        t.insert(key, i64::try_from(v).unwrap_or(i64::MAX).into());
+                    }
+                    rules.push(t);
+                }
+                table.insert("downsampling", toml_edit::value(rules));
             }
             for (key, v) in [
                 ("max_series", settings.max_series),
@@ -349,6 +372,10 @@ mod tests {
                     metric: "debug_*".into(),
                     retention_ms: 9,
                 }],
+                downsampling: vec![DownsampleSetting {
+                    after_ms: 60_000,
+                    resolution_ms: 1_000,
+                }],
                 max_series: Some(7),
                 max_new_series_per_hour: Some(3),
                 policy: None,
@@ -373,6 +400,7 @@ mod tests {
         assert_eq!(entries["db1"].retention_ms, Some(5));
         assert_eq!(entries["db1"].retention_rules[0].metric, "debug_*");
         assert_eq!(entries["db1"].retention_rules[0].retention_ms, 9);
+        assert_eq!(entries["db1"].downsampling[0].resolution_ms, 1_000);
         assert_eq!(
             (
                 entries["db1"].max_series,

@@ -633,6 +633,7 @@ impl Config {
             max_series: self.ts.max_series,
             max_new_series_per_hour: self.ts.max_new_series_per_hour,
             point_limits: self.limits.point_limits(),
+            downsampling: Vec::new(),
         }
     }
 }

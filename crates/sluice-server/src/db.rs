@@ -346,6 +346,14 @@ impl Databases {
                 retention_ms: r.retention_ms,
             })
             .collect();
+        settings.ts.downsampling = db_settings
+            .downsampling
+            .iter()
+            .map(|r| sluice_ts::DownsampleRule {
+                after_ms: r.after_ms,
+                resolution_ms: r.resolution_ms,
+            })
+            .collect();
         if let Some(m) = db_settings.max_series {
             settings.ts.max_series = usize::try_from(m).unwrap_or(usize::MAX);
         }

@@ -5,7 +5,8 @@
 //! steps of [`STEP_SERIES`] (`TsEngine::sweep`, each step under the engine's flush lock): a step
 //! reads those series' chunk keys and headers with one range scan, deletes the chunks whose
 //! newest point is past that series' retention (the database's, or a per-metric rule's), and
-//! merges stranded runs of small chunks (cold compaction), in one synced batch. Queries hide
+//! merges stranded runs of small chunks (cold compaction), and rolls points past a downsampling
+//! rule's age up into buckets (`sluice_ts::rollup`), in one synced batch. Queries hide
 //! expired points at once, whatever the sweep has reached; the sweep frees the space and keeps
 //! reads from fanning out over many small chunks. A failed step is logged and retried at the
 //! next sweep (a step is idempotent; a batch whose sync failed is re-checked next time).
@@ -68,17 +69,26 @@ impl Sweeper {
 
 fn sweep(db: &str, ts: &TsEngine, stop: &(Mutex<bool>, Condvar)) {
     let mut next = Some(0);
-    let (mut expired, mut merged, mut written) = (0, 0, 0);
+    let (mut expired, mut merged, mut written, mut rolled, mut blocks) = (0, 0, 0, 0, 0);
     while let Some(first) = next {
         if *stop.0.lock().unwrap_or_else(PoisonError::into_inner) {
             return;
         }
         match ts.sweep(first, STEP_SERIES) {
             Ok(step) => {
+                tracing::debug!(
+                    db,
+                    first,
+                    rolled = step.rolled,
+                    expired = step.expired,
+                    "sweep step committed"
+                );
                 next = step.next;
                 expired += step.expired;
                 merged += step.merged;
                 written += step.written;
+                rolled += step.rolled;
+                blocks += step.rollup_blocks;
             }
             Err(e) => {
                 tracing::warn!(db, error = %e, "a sweep step failed; retried at the next sweep");
@@ -92,4 +102,8 @@ fn sweep(db: &str, ts: &TsEngine, stop: &(Mutex<bool>, Condvar)) {
     if merged > 0 {
         tracing::info!(db, merged, written, "merged stranded small chunks");
     }
+    if rolled > 0 || blocks > 0 {
+        tracing::info!(db, chunks = rolled, blocks, "downsampled old points");
+    }
+    tracing::debug!(db, "sweep finished");
 }

@@ -63,6 +63,7 @@
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
 
 use crate::series::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -76,9 +77,10 @@ use sluice_wal::Lsn;
 use crate::batch::{Batch, Sample};
 use crate::names::{KnownSeries, NamedBatch, NamedSeries, SeriesCache};
 use crate::point::PointLimits;
-use crate::query::{self, Query, SeriesResult};
+use crate::query::{self, Acc, Query, SeriesResult};
+use crate::rollup::{self, DownsampleRule, Tiers};
 use crate::series::{Narrow, SeriesId, SeriesIndex, SeriesKey};
-use crate::store::{ChunkInfo, ChunkPlan, ChunkStore, ChunkWrite, StoreError};
+use crate::store::{ChunkInfo, ChunkPlan, ChunkStore, ChunkWrite, RollupWrite, StoreError};
 
 /// TSAutoBuffer settings (seed names).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +133,9 @@ pub struct TsConfig {
     /// Most new series a database creates in any hour; 0 for no limit.
     pub max_new_series_per_hour: usize,
     pub point_limits: PointLimits,
+    /// Downsampling rules, by increasing age (see [`crate::rollup`]); checked by
+    /// [`crate::rollup::validate`] when the engine opens.
+    pub downsampling: Vec<DownsampleRule>,
 }
 
 impl Default for TsConfig {
@@ -145,6 +150,7 @@ impl Default for TsConfig {
             max_series: 1_000_000,
             max_new_series_per_hour: 0,
             point_limits: PointLimits::default(),
+            downsampling: Vec::new(),
         }
     }
 }
@@ -250,6 +256,9 @@ pub struct SweepStep {
     /// Small chunks merged, and the chunks written for them.
     pub merged: usize,
     pub written: usize,
+    /// Raw chunks rolled up (downsampled and deleted), and rollup blocks written or deleted.
+    pub rolled: usize,
+    pub rollup_blocks: usize,
 }
 
 /// What a deletion removed.
@@ -492,6 +501,9 @@ impl TsEngine {
             .map(|r| r.regex().map(|re| (re, r.retention_ms)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::Corrupt)?;
+        rollup::validate(&config.downsampling).map_err(|(i, field, e)| {
+            StoreError::Corrupt(format!("downsampling rule {i}: {field} {e}"))
+        })?;
         Ok(TsEngine {
             rules,
             config,
@@ -895,7 +907,35 @@ impl TsEngine {
                 }
             }
         }
-        self.store.commit_rewrite(&writes, &deletes)?;
+        // Downsampled buckets wholly inside the range go too (a bucket only partly inside it
+        // cannot be split, and stays).
+        let mut rollups = Vec::new();
+        for &id in ids {
+            for r in &self.config.downsampling {
+                let res = r.resolution_ms as i64;
+                for (bs, v) in self.store.rollup_blocks(Some(&plan), id, res, from, to)? {
+                    let mut buckets: BTreeMap<i64, Acc> =
+                        decode_rollup(id, &v)?.into_iter().collect();
+                    let gone: u64 = take_buckets(&mut buckets, |start| {
+                        from <= start && start.saturating_add(res - 1) <= to
+                    })
+                    .iter()
+                    .map(|(_, a)| a.count)
+                    .sum();
+                    if gone == 0 {
+                        continue;
+                    }
+                    outcome.points += gone;
+                    rollups.push(RollupWrite {
+                        series: id,
+                        resolution_ms: res,
+                        block_start: bs,
+                        block: (!buckets.is_empty()).then(|| rollup::encode_block(&buckets)),
+                    });
+                }
+            }
+        }
+        self.store.commit_rewrite(&writes, &deletes, &rollups)?;
         fs.small.retain(|_, run| !run.is_empty());
         Ok(outcome)
     }
@@ -1271,7 +1311,7 @@ impl TsEngine {
     /// merges runs of small chunks that no flush will merge any more. Returns the next series
     /// to sweep (`None` after the last) and what it did.
     pub fn sweep(&self, first: SeriesId, count: usize) -> Result<SweepStep, StoreError> {
-        let fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
         let cutoffs: Vec<i64> = {
             let st = self.lock_state();
             let end = st.index.len().min(first as usize + count.max(1));
@@ -1294,11 +1334,17 @@ impl TsEngine {
         }
         let target = self.config.chunk_target_points.max(1);
         let listed = self.store.list_chunks(first, cutoffs.len())?;
+        let tiers = Tiers::at(&self.config.downsampling, now_ms());
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
-        for series in listed.chunk_by(|a, b| a.series == b.series) {
-            let id = series[0].series;
-            let cutoff = cutoffs[(id - first) as usize];
+        let mut rollups = Vec::new();
+        let mut by_series = listed.chunk_by(|a, b| a.series == b.series).peekable();
+        for (i, &cutoff) in cutoffs.iter().enumerate() {
+            let id = first + i as SeriesId;
+            let series: &[ChunkInfo] = match by_series.peek() {
+                Some(s) if s[0].series == id => by_series.next().unwrap_or_default(),
+                _ => &[],
+            };
             let mut live: Vec<&ChunkInfo> = Vec::with_capacity(series.len());
             for c in series {
                 if c.max_ts < cutoff {
@@ -1308,18 +1354,39 @@ impl TsEngine {
                     live.push(c);
                 }
             }
+            if !tiers.is_empty() {
+                let rolled = self.roll_series(id, &live, cutoff, &tiers, &mut rollups)?;
+                step.rolled += rolled.len();
+                let is_rolled = |c: &ChunkInfo| {
+                    rolled
+                        .iter()
+                        .any(|r| (r.min_ts, r.seq) == (c.min_ts, c.seq))
+                };
+                for c in &rolled {
+                    deletes.push((id, c.min_ts, c.seq));
+                }
+                live.retain(|c| !is_rolled(c));
+                // A rolled chunk leaves the flusher's run, as a deleted one does.
+                if let Some(run) = fs.small.get_mut(&id) {
+                    run.retain(|s| {
+                        !rolled
+                            .iter()
+                            .any(|r| (r.min_ts, r.seq) == (s.min_ts, s.seq))
+                    });
+                }
+            }
+            let flusher_run = fs.small.get(&id);
+            let in_flusher_run = |c: &ChunkInfo| {
+                flusher_run
+                    .is_some_and(|r| r.iter().any(|s| (s.min_ts, s.seq) == (c.min_ts, c.seq)))
+            };
             // Runs of small chunks consecutive in write order, outside the run the flusher
             // still merges: merged into one chunk (or full ones) at the run's newest seq, every
             // other chunk of the series stays older or newer than all of them, so which write
             // of a timestamp wins does not change. Chunks of one flush share a seq: a run takes
             // all of a seq or none of it, so the merged chunk's seq is no other chunk's.
             live.sort_by_key(|c| c.seq);
-            let flusher_run = fs.small.get(&id);
-            let stranded = |c: &ChunkInfo| {
-                c.points < target
-                    && !flusher_run
-                        .is_some_and(|r| r.iter().any(|s| (s.min_ts, s.seq) == (c.min_ts, c.seq)))
-            };
+            let stranded = |c: &ChunkInfo| c.points < target && !in_flusher_run(c);
             let by_seq: Vec<&[&ChunkInfo]> = live.chunk_by(|a, b| a.seq == b.seq).collect();
             let all_stranded = |g: &[&ChunkInfo]| g.iter().all(|c| stranded(c));
             for groups in by_seq.chunk_by(|a, b| all_stranded(a) && all_stranded(b)) {
@@ -1349,9 +1416,180 @@ impl TsEngine {
                 step.merged += run.len();
             }
         }
-        self.store.commit_rewrite(&writes, &deletes)?;
+        self.store.commit_rewrite(&writes, &deletes, &rollups)?;
         step.written = writes.len();
+        step.rollup_blocks = rollups.len();
         Ok(step)
+    }
+
+    /// The downsampling part of a sweep step for one series (see [`crate::rollup`]): rolls
+    /// the raw chunks wholly before tier 0's cutoff into buckets of the tier each point's age
+    /// calls for, moves buckets of a tier past the next tier's cutoff into it, and drops
+    /// buckets wholly past retention (`retention` is the oldest timestamp the series keeps).
+    /// Pushes the blocks to write or delete to `out` and returns the raw chunks rolled up,
+    /// which the caller deletes in the same batch.
+    ///
+    /// Only chunks that share no bucket with a chunk left raw are rolled (a chunk left raw
+    /// may overlap it in time and overwrite one of its timestamps): the boundary `r` falls
+    /// from tier 0's cutoff to the aligned start of any chunk kept raw that reaches past it,
+    /// until no kept chunk starts before it.
+    fn roll_series<'c>(
+        &self,
+        id: SeriesId,
+        live: &[&'c ChunkInfo],
+        retention: i64,
+        tiers: &Tiers,
+        out: &mut Vec<RollupWrite>,
+    ) -> Result<Vec<&'c ChunkInfo>, StoreError> {
+        let res0 = tiers.res[0];
+        let mut r = tiers.cutoff[0];
+        loop {
+            let lowest = live
+                .iter()
+                .filter(|c| c.max_ts >= r)
+                .map(|c| rollup::align(c.min_ts, res0))
+                .min();
+            match lowest {
+                Some(m) if m < r => r = m,
+                _ => break,
+            }
+        }
+        let mut rolled: Vec<&ChunkInfo> = live.iter().copied().filter(|c| c.max_ts < r).collect();
+        rolled.sort_by_key(|c| c.seq);
+
+        // Blocks touched, by (tier, block start): their buckets, and whether stored before.
+        let mut blocks: BTreeMap<(usize, i64), (BTreeMap<i64, Acc>, bool)> = BTreeMap::new();
+        let load = |k: usize, bs: i64| -> Result<(BTreeMap<i64, Acc>, bool), StoreError> {
+            match self.store.rollup_block(id, tiers.res[k], bs)? {
+                Some(v) => Ok((decode_rollup(id, &v)?.into_iter().collect(), true)),
+                None => Ok((BTreeMap::new(), false)),
+            }
+        };
+        // Buckets past a coarser tier's cutoff, or past retention: every stored block that
+        // may hold one is read (after a sweep, only the block at each boundary).
+        for k in 0..tiers.res.len() {
+            let upto = tiers
+                .cutoff
+                .get(k + 1)
+                .copied()
+                .unwrap_or(i64::MIN)
+                .max(retention.saturating_sub(tiers.res[k]));
+            if upto == i64::MIN {
+                continue;
+            }
+            for (bs, v) in self
+                .store
+                .rollup_blocks(None, id, tiers.res[k], i64::MIN, upto)?
+            {
+                let mut buckets: BTreeMap<i64, Acc> = decode_rollup(id, &v)?.into_iter().collect();
+                let moved = take_buckets(&mut buckets, |start| {
+                    start.saturating_add(tiers.res[k]) <= retention
+                        || tiers.tier_of(start).is_some_and(|t| t > k)
+                });
+                if moved.is_empty() {
+                    continue;
+                }
+                blocks.insert((k, bs), (buckets, true));
+                for (start, acc) in moved {
+                    if start.saturating_add(tiers.res[k]) <= retention {
+                        continue;
+                    }
+                    let t = tiers.tier_of(start).unwrap_or(k);
+                    let key = (t, tiers.block(t, start));
+                    if let std::collections::btree_map::Entry::Vacant(v) = blocks.entry(key) {
+                        v.insert(load(key.0, key.1)?);
+                    }
+                    if let Some((b, _)) = blocks.get_mut(&key) {
+                        b.entry(tiers.bucket(t, start))
+                            .and_modify(|a| a.merge(&acc))
+                            .or_insert(acc);
+                    }
+                }
+            }
+        }
+        // Raw chunks: the last write of a timestamp wins among them, as in queries.
+        if !rolled.is_empty() {
+            let mut sources = Vec::with_capacity(rolled.len());
+            for c in &rolled {
+                if let Some(chunk) = self.store.chunk(id, c.min_ts, c.seq)? {
+                    sources.push(chunk.points);
+                }
+            }
+            for (t, v) in query::merge_sources(sources, retention, i64::MAX) {
+                if !v.is_finite() {
+                    continue;
+                }
+                let k = tiers.tier_of(t).unwrap_or(0);
+                let key = (k, tiers.block(k, t));
+                if let std::collections::btree_map::Entry::Vacant(v) = blocks.entry(key) {
+                    v.insert(load(key.0, key.1)?);
+                }
+                if let Some((buckets, _)) = blocks.get_mut(&key) {
+                    buckets
+                        .entry(tiers.bucket(k, t))
+                        .and_modify(|a| a.add(t, v))
+                        .or_insert_with(|| Acc::new(t, v));
+                }
+            }
+        }
+        for ((k, bs), (buckets, stored)) in blocks {
+            if buckets.is_empty() && !stored {
+                continue;
+            }
+            out.push(RollupWrite {
+                series: id,
+                resolution_ms: tiers.res[k],
+                block_start: bs,
+                block: (!buckets.is_empty()).then(|| rollup::encode_block(&buckets)),
+            });
+        }
+        Ok(rolled)
+    }
+
+    /// The downsampled buckets of series `id` starting in `[from, to]`, every tier, through
+    /// `plan`'s snapshot (see [`ChunkStore::rollup_blocks`]).
+    fn rollups_in(
+        &self,
+        plan: Option<&ChunkPlan>,
+        id: SeriesId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Acc)>, StoreError> {
+        let mut out = Vec::new();
+        for r in &self.config.downsampling {
+            let res = r.resolution_ms as i64;
+            for (_, v) in self.store.rollup_blocks(plan, id, res, from, to)? {
+                out.extend(
+                    decode_rollup(id, &v)?
+                        .into_iter()
+                        .filter(|(s, _)| (from..=to).contains(s)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::rollups_in`] as points for answers that return points (raw queries, PromQL,
+    /// exports): each bucket's last point, at its own timestamp (as a Prometheus-style
+    /// downsampler keeps the last sample of each interval), in time order.
+    fn rollup_points(
+        &self,
+        plan: Option<&ChunkPlan>,
+        id: SeriesId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        if self.config.downsampling.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut points: Vec<(i64, f64)> = self
+            .rollups_in(plan, id, from, to)?
+            .into_iter()
+            .map(|(_, a)| a.last)
+            .filter(|(t, _)| (from..=to).contains(t))
+            .collect();
+        points.sort_by_key(|p| p.0);
+        Ok(points)
     }
 
     /// Runs a query over chunks, the frozen head and the head.
@@ -1377,11 +1615,13 @@ impl TsEngine {
         let mut series_points = Vec::with_capacity(selected.len());
         let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
         let plan = self.store.plan(&ids, from, q.to_ms)?;
-        for (i, (_, key, buffered)) in selected.into_iter().enumerate() {
+        for (i, (id, key, buffered)) in selected.into_iter().enumerate() {
             let Some(chunks) = self.store.read_planned(&plan, i, &mut decode_budget)? else {
                 return Err(QueryError::TooManyPoints { limit });
             };
-            let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
+            // Downsampled parts first: oldest, so a raw point of the same timestamp wins.
+            let mut sources = vec![self.rollup_points(Some(&plan), id, from, q.to_ms)?];
+            sources.extend(chunks.into_iter().map(|c| c.points));
             sources.extend(buffered);
             let mut points = query::merge_sources(sources, from, q.to_ms);
             // JSON answers carry finite values only (remote write may store NaN and ±Inf).
@@ -1441,12 +1681,18 @@ impl TsEngine {
             .collect();
         let plan = self.store.plan(&ids, from, q.to_ms)?;
         let mut total = 0usize;
-        for (i, (_, _, heads)) in selected.into_iter().enumerate() {
+        for (i, (id, _, heads)) in selected.into_iter().enumerate() {
             let out = &mut buckets[member[i]];
             let before = out.len();
             self.stream_series(&plan, i, heads, from, q.to_ms, limit, |points| {
                 out.add(points.iter().copied().filter(|(_, v)| v.is_finite()));
             })?;
+            // Downsampled parts of the range: whole summaries (so `avg` is sum / count).
+            if !self.config.downsampling.is_empty() {
+                for (start, acc) in self.rollups_in(Some(&plan), id, from, q.to_ms)? {
+                    out.add_summary(start, &acc);
+                }
+            }
             total += out.len() - before;
             if total > limit {
                 return Err(QueryError::TooManyPoints { limit });
@@ -1635,7 +1881,7 @@ impl TsEngine {
             else {
                 return Err(QueryError::TooManyPoints { limit }.into());
             };
-            if chunks.is_empty() && heads.len() <= 1 {
+            if chunks.is_empty() && heads.len() <= 1 && self.config.downsampling.is_empty() {
                 // Only buffered points: already in time order within one head.
                 let points = heads.into_iter().next().unwrap_or_default();
                 if points.windows(2).all(|w| w[0].0 < w[1].0) {
@@ -1645,7 +1891,11 @@ impl TsEngine {
                 }
                 continue;
             }
-            let mut sources: Vec<Vec<(i64, f64)>> = chunks.into_iter().map(|c| c.points).collect();
+            let mut sources = vec![
+                self.rollup_points(Some(&plan), ids[i], from, to)
+                    .map_err(QueryError::from)?,
+            ];
+            sources.extend(chunks.into_iter().map(|c| c.points));
             sources.extend(heads);
             f(i, query::merge_sources(sources, from, to), budget)?;
         }
@@ -1680,7 +1930,12 @@ impl TsEngine {
         let earliest = froms.iter().copied().min().unwrap_or(from);
         let plan = self.store.plan(ids, earliest, to)?;
         for (i, f) in found.iter_mut().enumerate() {
-            *f = *f || plan.spans(i).any(|(_, hi)| hi >= froms[i]);
+            *f = *f
+                || plan.spans(i).any(|(_, hi)| hi >= froms[i])
+                || (!self.config.downsampling.is_empty()
+                    && !self
+                        .rollups_in(Some(&plan), ids[i], froms[i], to)?
+                        .is_empty());
         }
         Ok(found)
     }
@@ -1693,12 +1948,13 @@ impl TsEngine {
     ) -> Result<(), QueryError> {
         let from = q.from_ms.max(self.series_cutoff(&q.metric));
         for (id, key, buffered) in self.select(q) {
-            let mut sources: Vec<Vec<(i64, f64)>> = self
-                .store
-                .chunks_overlapping(id, from, q.to_ms)?
-                .into_iter()
-                .map(|c| c.points)
-                .collect();
+            let mut sources = vec![self.rollup_points(None, id, from, q.to_ms)?];
+            sources.extend(
+                self.store
+                    .chunks_overlapping(id, from, q.to_ms)?
+                    .into_iter()
+                    .map(|c| c.points),
+            );
             sources.extend(buffered);
             for (t, v) in query::merge_sources(sources, from, q.to_ms) {
                 if !v.is_finite() {
@@ -1745,12 +2001,29 @@ impl TsEngine {
 }
 
 /// A chunk's block for `points` (in time order): Gorilla, or decimal when the values allow.
-fn encode_chunk(points: &[(i64, f64)]) -> Vec<u8> {
+pub(crate) fn encode_chunk(points: &[(i64, f64)]) -> Vec<u8> {
     let mut encoder = sluice_gorilla::ChunkEncoder::for_points(points);
     for &(t, v) in points {
         encoder.push(t, v);
     }
     encoder.snapshot()
+}
+
+/// Removes and returns the buckets whose start `pick` accepts.
+fn take_buckets(
+    buckets: &mut BTreeMap<i64, Acc>,
+    mut pick: impl FnMut(i64) -> bool,
+) -> Vec<(i64, Acc)> {
+    let starts: Vec<i64> = buckets.keys().copied().filter(|&s| pick(s)).collect();
+    starts
+        .into_iter()
+        .filter_map(|s| buckets.remove(&s).map(|a| (s, a)))
+        .collect()
+}
+
+fn decode_rollup(id: SeriesId, v: &[u8]) -> Result<Vec<(i64, Acc)>, StoreError> {
+    rollup::decode_block(v)
+        .map_err(|e| StoreError::Corrupt(format!("rollup block of series {id}: {e}")))
 }
 
 /// An answer's series: metric, entity, tags.
@@ -2675,6 +2948,166 @@ mod tests {
         for s in run {
             assert!(e.store.chunk(0, s.min_ts, s.seq).unwrap().is_some());
         }
+    }
+
+    /// Buckets of `step` (aligned to `from`) over a model's points, for each aggregation.
+    fn model_buckets(
+        model: &std::collections::BTreeMap<i64, f64>,
+        agg: query::Aggregation,
+        from: i64,
+        to: i64,
+        step: Option<i64>,
+    ) -> Vec<(i64, f64)> {
+        let inside: Vec<(i64, f64)> = model.range(from..=to).map(|(t, v)| (*t, *v)).collect();
+        query::aggregate([&inside[..]], agg, from, step)
+    }
+
+    fn assert_close(got: &[(i64, f64)], want: &[(i64, f64)], what: &str) {
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{what}: {} buckets, want {}",
+            got.len(),
+            want.len()
+        );
+        for (g, w) in got.iter().zip(want) {
+            let tol = 1e-9 * w.1.abs().max(1.0);
+            assert!(
+                g.0 == w.0 && (g.1 - w.1).abs() <= tol,
+                "{what}: {g:?} != {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn downsampling_rolls_old_chunks_up_and_answers_match_the_raw_points() {
+        use query::Aggregation::*;
+        let dir = tempfile::tempdir().unwrap();
+        // After 1 min: 1-s buckets; after 10 min: 10-s buckets.
+        let rules = vec![
+            DownsampleRule {
+                after_ms: 60_000,
+                resolution_ms: 1_000,
+            },
+            DownsampleRule {
+                after_ms: 600_000,
+                resolution_ms: 10_000,
+            },
+        ];
+        let open = |dir: &Path| {
+            let config = TsConfig {
+                chunk_target_points: 64,
+                downsampling: rules.clone(),
+                ..TsConfig::default()
+            };
+            TsEngine::open(dir, config, TsMetrics::default()).unwrap()
+        };
+        let e = open(dir.path());
+        let now = now_ms();
+        let start = rollup::align(now - 1_200_000, 10_000);
+        let mut model = std::collections::BTreeMap::new();
+        let mut lsn = 0;
+        // 20 minutes at 150 ms, in flushes of 2,000 points written newest batch first (so
+        // chunks overlap in time), with some timestamps written twice.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut value = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 20_000) as f64 / 100.0 - 50.0
+        };
+        let times: Vec<i64> = (start..now).step_by(150).collect();
+        for batch in times.chunks(2_000).rev() {
+            let mut points: Vec<Point> = batch.iter().map(|&t| pt(t, value())).collect();
+            for p in batch.iter().step_by(97) {
+                points.push(pt(*p, value()));
+            }
+            for p in &points {
+                model.insert(p.timestamp_ms, p.value);
+            }
+            write(&e, &mut lsn, points);
+            e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        }
+        let check = |e: &TsEngine, model: &std::collections::BTreeMap<i64, f64>, what: &str| {
+            for agg in [Min, Max, Sum, Avg, Count, First, Last] {
+                for (from, to, step) in [
+                    (start, now, Some(10_000)),
+                    (start, now, Some(60_000)),
+                    // One bucket across both resolutions and the raw part: avg is sum/count.
+                    (start, now, None),
+                    (start + 300_000, now - 30_000, None),
+                ] {
+                    let got = e.query(&agg_query(Some(agg), from, to, step, &[])).unwrap();
+                    let got = got.first().map(|s| s.points.clone()).unwrap_or_default();
+                    let want = model_buckets(model, agg, from, to, step);
+                    assert_close(
+                        &got,
+                        &want,
+                        &format!("{what}: {agg:?} {from}..{to} {step:?}"),
+                    );
+                }
+            }
+        };
+        check(&e, &model, "before the sweep");
+        let step = e.sweep(0, 100).unwrap();
+        assert!(step.rolled > 0 && step.rollup_blocks > 0, "{step:?}");
+        check(&e, &model, "after the sweep");
+        // Raw reads see a downsampled bucket as its last point.
+        let raw = all(&e);
+        assert!(
+            raw.len() < model.len() / 5,
+            "{} raw points of {}",
+            raw.len(),
+            model.len()
+        );
+        let tiers = Tiers::at(&rules, now_ms());
+        for (t, v) in &raw {
+            assert_eq!(model.get(t), Some(v));
+        }
+        assert!(raw.iter().filter(|p| p.0 < tiers.cutoff[1]).count() <= 60 + 1);
+        // Nothing is left raw past tier 0's cutoff.
+        let old_chunks = e
+            .store
+            .chunks_overlapping(0, i64::MIN, tiers.cutoff[0] - 60_000)
+            .unwrap();
+        assert!(
+            old_chunks.is_empty(),
+            "{} chunks left raw",
+            old_chunks.len()
+        );
+        // A second sweep moves nothing it already moved; a restart sees the same answers.
+        let again = e.sweep(0, 100).unwrap();
+        assert!(again.rolled <= 2, "{again:?}");
+        check(&e, &model, "after a second sweep");
+        drop(e);
+        let e = open(dir.path());
+        check(&e, &model, "after a restart");
+        // A late point in a rolled-up range joins its bucket, buffered, flushed and rolled.
+        let late = start + 123_457;
+        assert!(!model.contains_key(&late));
+        write(&e, &mut lsn, vec![pt(late, 1e6)]);
+        model.insert(late, 1e6);
+        check(&e, &model, "a late point, buffered");
+        e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        check(&e, &model, "a late point, flushed");
+        let step = e.sweep(0, 100).unwrap();
+        assert!(step.rolled >= 1, "{step:?}");
+        check(&e, &model, "a late point, rolled up");
+        // A deletion removes the buckets wholly inside its range.
+        let (del_from, del_to) = (start + 100_000, start + 199_999);
+        let q = agg_query(None, del_from, del_to, None, &[]);
+        let mut l = lsn;
+        e.delete(
+            &q,
+            |_| {
+                l += 1;
+                Ok::<_, ()>(((), Lsn(l)))
+            },
+            |_| Ok(()),
+        )
+        .unwrap();
+        model.retain(|t, _| !(del_from..=del_to).contains(t));
+        check(&e, &model, "after a deletion");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   protocol names by its own bytes (the remote-write fast path);
 //! - [`store`]: Gorilla chunks and the series catalogue in fjall;
 //! - [`query`]: selection, aggregation, grouping;
+//! - [`rollup`]: downsampling rules and the stored buckets;
 //! - [`engine`]: the head (TSAutoBuffer), flushes, and queries over head and chunks.
 //!
 //! The engine knows nothing of HTTP: the server converts its wire types into [`Point`]s and
@@ -17,6 +18,7 @@ pub mod names;
 pub mod point;
 pub mod query;
 pub mod record;
+pub mod rollup;
 pub mod series;
 pub mod store;
 
@@ -28,3 +30,4 @@ pub use engine::{
 };
 pub use names::{KnownSeries, NamedBatch, NamedSeries};
 pub use point::{InvalidPoint, Point, PointLimits};
+pub use rollup::DownsampleRule;

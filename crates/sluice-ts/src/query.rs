@@ -175,18 +175,21 @@ pub fn merge_sources(sources: Vec<Vec<(i64, f64)>>, from: i64, to: i64) -> Vec<(
     out
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Acc {
-    min: f64,
-    max: f64,
-    sum: f64,
-    count: u64,
-    first: (i64, f64),
-    last: (i64, f64),
+/// The summary of some points: what a bucket of an aggregation accumulates, and what a
+/// downsampled bucket stores ([`crate::rollup`]). `first` and `last` keep their timestamps, so
+/// summaries of adjacent or interleaved points merge exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Acc {
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: u64,
+    pub first: (i64, f64),
+    pub last: (i64, f64),
 }
 
 impl Acc {
-    fn new(t: i64, v: f64) -> Acc {
+    pub fn new(t: i64, v: f64) -> Acc {
         Acc {
             min: v,
             max: v,
@@ -197,7 +200,22 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, t: i64, v: f64) {
+    /// Folds in the summary of other points (none of them also in `self`); at equal
+    /// timestamps `other`'s first and last win, as a later write does.
+    pub fn merge(&mut self, other: &Acc) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.count += other.count;
+        if other.first.0 <= self.first.0 {
+            self.first = other.first;
+        }
+        if other.last.0 >= self.last.0 {
+            self.last = other.last;
+        }
+    }
+
+    pub fn add(&mut self, t: i64, v: f64) {
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         self.sum += v;
@@ -210,7 +228,7 @@ impl Acc {
         }
     }
 
-    fn value(&self, agg: Aggregation) -> f64 {
+    pub fn value(&self, agg: Aggregation) -> f64 {
         match agg {
             Aggregation::Min => self.min,
             Aggregation::Max => self.max,
@@ -288,6 +306,22 @@ impl Buckets {
     }
 
     /// The buckets' values, by start time.
+    /// Adds a downsampled bucket starting at `start`: it joins the bucket `start` falls in
+    /// (a stored bucket coarser than `step` lands whole in one).
+    pub fn add_summary(&mut self, start: i64, acc: &Acc) {
+        let key = match self.step {
+            Some(s) => {
+                let (t, f, s) = (i128::from(start), i128::from(self.from), i128::from(s));
+                (f + (t - f).div_euclid(s) * s) as i64
+            }
+            None => self.from,
+        };
+        self.map
+            .entry(key)
+            .and_modify(|a| a.merge(acc))
+            .or_insert(*acc);
+    }
+
     pub fn finish(self, agg: Aggregation) -> Vec<(i64, f64)> {
         self.map
             .into_iter()

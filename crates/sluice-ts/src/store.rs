@@ -8,6 +8,8 @@
 //!   `sluice-gorilla`). A series' chunks are contiguous and ordered by start
 //!   time; `seq` (the flush that wrote it) orders overlapping chunks for last-write-wins.
 //! - `meta`: `flushed_lsn` and `next_seq`, written in the same atomic batch as the chunks.
+//! - `rollups`: downsampled buckets in blocks (see [`crate::rollup`]), written by the sweep in
+//!   the same atomic batch that deletes what they summarize.
 //!
 //! A flush commits one cross-keyspace batch and then persists with `SyncAll`: after
 //! [`ChunkStore::commit_flush`] returns, the chunks and `flushed_lsn` are durable together, so
@@ -63,6 +65,7 @@ pub struct ChunkStore {
     series: Keyspace,
     chunks: Keyspace,
     meta: Keyspace,
+    rollups: Keyspace,
     /// Live chunks per series id (see the module doc).
     directory: RwLock<Directory>,
     /// What the fault seam (`sluice_wal::faults`) calls a flush's batch: `<dir>/chunks`.
@@ -184,6 +187,24 @@ pub struct StoredChunk {
     pub points: Vec<(i64, f64)>,
 }
 
+/// A block of downsampled buckets to write (`Some`) or delete (`None`).
+pub struct RollupWrite {
+    pub series: SeriesId,
+    pub resolution_ms: i64,
+    pub block_start: i64,
+    pub block: Option<Vec<u8>>,
+}
+
+/// The key of a rollup block: `series u32 BE ++ resolution u64 BE ++ block_start` (sign bit
+/// flipped, BE), so a series' blocks of one resolution are contiguous and in time order.
+pub fn rollup_key(series: SeriesId, resolution_ms: i64, block_start: i64) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[0..4].copy_from_slice(&series.to_be_bytes());
+    k[4..12].copy_from_slice(&(resolution_ms as u64).to_be_bytes());
+    k[12..20].copy_from_slice(&((block_start as u64) ^ (1 << 63)).to_be_bytes());
+    k
+}
+
 pub fn chunk_key(series: SeriesId, min_ts: i64, seq: u64) -> [u8; 20] {
     let mut k = [0u8; 20];
     k[0..4].copy_from_slice(&series.to_be_bytes());
@@ -217,6 +238,7 @@ impl ChunkStore {
         let series = db.keyspace("series", KeyspaceCreateOptions::default)?;
         let chunks = db.keyspace("chunks", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let rollups = db.keyspace("rollups", KeyspaceCreateOptions::default)?;
 
         let mut keys = Vec::new();
         for kv in series.iter() {
@@ -239,6 +261,7 @@ impl ChunkStore {
                 series,
                 chunks,
                 meta,
+                rollups,
                 directory: RwLock::default(),
                 fault_path: dir.join("chunks"),
             },
@@ -327,12 +350,14 @@ impl ChunkStore {
     /// keeping the `seq` of the chunk it replaces, so last-write-wins among a series' chunks is
     /// unchanged) in one atomic batch, then syncs it. The flushed LSN is not touched: a
     /// deletion replayed over chunks it already rewrote finds nothing more to delete.
+    /// `rollups` (the sweep's downsampling) are written or deleted in the same batch.
     pub fn commit_rewrite(
         &self,
         chunks: &[ChunkWrite],
         deletes: &[(SeriesId, i64, u64)],
+        rollups: &[RollupWrite],
     ) -> Result<(), StoreError> {
-        if chunks.is_empty() && deletes.is_empty() {
+        if chunks.is_empty() && deletes.is_empty() && rollups.is_empty() {
             return Ok(());
         }
         // A chunk rewritten under its own key is replaced, not removed and re-inserted.
@@ -354,7 +379,18 @@ impl ChunkStore {
                 chunk_value(c),
             );
         }
-        let bytes = chunks.iter().map(|c| c.block.len() + 32).sum::<usize>();
+        for r in rollups {
+            let key = rollup_key(r.series, r.resolution_ms, r.block_start).to_vec();
+            match &r.block {
+                Some(block) => batch.insert(&self.rollups, key, block.clone()),
+                None => batch.remove(&self.rollups, key),
+            }
+        }
+        let bytes = chunks.iter().map(|c| c.block.len() + 32).sum::<usize>()
+            + rollups
+                .iter()
+                .map(|r| r.block.as_ref().map_or(20, |b| b.len() + 20))
+                .sum::<usize>();
         if let Some(fault) = sluice_wal::faults::decide_write(&self.fault_path, bytes) {
             return Err(StoreError::Io(fault));
         }
@@ -636,6 +672,57 @@ impl ChunkStore {
         Ok(out)
     }
 
+    /// The rollup blocks of `series` at `resolution_ms` that may hold buckets starting in
+    /// `[from, to]`, as `(block_start, value)`, through the snapshot of `plan` if given (a
+    /// query then sees chunks and rollups of the same moment: never a point in both, or in
+    /// neither) or the store's latest state.
+    pub fn rollup_blocks(
+        &self,
+        plan: Option<&ChunkPlan>,
+        series: SeriesId,
+        resolution_ms: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, fjall::UserValue)>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let span = resolution_ms.saturating_mul(crate::rollup::BLOCK_BUCKETS);
+        let start = rollup_key(series, resolution_ms, crate::rollup::align(from, span));
+        let end = rollup_key(series, resolution_ms, to);
+        let fresh;
+        let snapshot = match plan {
+            Some(p) => &p.snapshot,
+            None => {
+                fresh = self.db.snapshot();
+                &fresh
+            }
+        };
+        let mut out = Vec::new();
+        for kv in snapshot.range(&self.rollups, start..=end) {
+            let (k, v) = kv.into_inner()?;
+            let block_start = k
+                .get(12..20)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+                .ok_or_else(|| StoreError::Corrupt("bad rollup key".into()))?;
+            out.push((block_start, v));
+        }
+        Ok(out)
+    }
+
+    /// One rollup block, if stored.
+    pub fn rollup_block(
+        &self,
+        series: SeriesId,
+        resolution_ms: i64,
+        block_start: i64,
+    ) -> Result<Option<fjall::UserValue>, StoreError> {
+        Ok(self
+            .rollups
+            .get(rollup_key(series, resolution_ms, block_start))?)
+    }
+
     /// Bytes of stored data on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
@@ -739,7 +826,7 @@ mod tests {
         );
         assert!(o.store.list_chunks(1, 5).unwrap().is_empty());
         assert!(o.store.list_chunks(0, 0).unwrap().is_empty());
-        o.store.commit_rewrite(&[], &[(0, 10, 1)]).unwrap();
+        o.store.commit_rewrite(&[], &[(0, 10, 1)], &[]).unwrap();
         assert!(o.store.list_chunks(0, 1).unwrap().is_empty());
         assert!(
             o.store

@@ -500,10 +500,19 @@ def to_ms_or(t: Any, default: int) -> int:
 # ---- server-scoped routes (no database prefix) -------------------------------------------------
 
 
-def db_create(name: str, retention_ms: Optional[int], policy: Optional[str]) -> Req:
+def db_create(
+    name: str,
+    retention_ms: Optional[int],
+    policy: Optional[str],
+    downsampling: Optional[Sequence[Mapping[str, int]]] = None,
+) -> Req:
     body: Dict[str, Any] = {"name": name}
     if retention_ms is not None:
         body["retention_ms"] = int(retention_ms)
+    if downsampling is not None:
+        body["downsampling"] = [
+            {"after_ms": int(r["after_ms"]), "resolution_ms": int(r["resolution_ms"])} for r in downsampling
+        ]
     if policy is not None:
         body["policy"] = policy
     return json_req("POST", "/v1/databases", body, model(m.DatabaseInfo), idempotent=False)

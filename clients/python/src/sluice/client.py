@@ -463,9 +463,19 @@ class Databases:
     def __init__(self, client: "Client") -> None:
         self._client = client
 
-    def create(self, name: str, *, retention_ms: Optional[int] = None, policy: Optional[str] = None) -> m.DatabaseInfo:
-        """``POST /v1/databases`` (409 :class:`Conflict` if it exists)."""
-        return self._client._http.send(_core.db_create(name, retention_ms, policy))  # type: ignore[no-any-return]
+    def create(
+        self,
+        name: str,
+        *,
+        retention_ms: Optional[int] = None,
+        policy: Optional[str] = None,
+        downsampling: Optional[Sequence[Mapping[str, int]]] = None,
+    ) -> m.DatabaseInfo:
+        """``POST /v1/databases`` (409 :class:`Conflict` if it exists). ``downsampling``: rules
+        ``{"after_ms": …, "resolution_ms": …}`` by increasing age (docs/downsampling.md)."""
+        return self._client._http.send(  # type: ignore[no-any-return]
+            _core.db_create(name, retention_ms, policy, downsampling)
+        )
 
     def list(self) -> List[m.DatabaseInfo]:
         """``GET /v1/databases``: those the caller has a role on."""

@@ -452,6 +452,8 @@ class DatabaseInfo(_Model):
     name: str
     retention_ms: int = 0
     has_policy: bool = False
+    #: Downsampling rules: ``{"after_ms": …, "resolution_ms": …}`` by increasing age.
+    downsampling: List[Dict[str, int]] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

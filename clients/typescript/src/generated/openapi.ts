@@ -1667,6 +1667,8 @@ export interface components {
             retention_ms?: number | null;
             /** @description Retention by metric name over the database's (first match wins; at most 64 rules). */
             retention_rules?: components["schemas"]["RetentionRule"][];
+            /** @description Downsampling rules, by increasing age (at most 8; see docs/downsampling.md). */
+            downsampling?: components["schemas"]["DownsampleRule"][];
             /**
              * Format: int64
              * @description Overrides the server's `ts.max_series` for this database (at least 1).
@@ -1723,6 +1725,8 @@ export interface components {
             retention_ms: number;
             /** @description Retention by metric name over `retention_ms` (first match wins). */
             retention_rules: components["schemas"]["RetentionRule"][];
+            /** @description Downsampling rules, by increasing age (see docs/downsampling.md). */
+            downsampling: components["schemas"]["DownsampleRule"][];
             /**
              * Format: int64
              * @description Most series the database may hold.
@@ -1774,6 +1778,24 @@ export interface components {
         };
         /** @enum {string} */
         Distance: "cosine" | "l2" | "ip";
+        /**
+         * @description A downsampling rule: points older than `after_ms` are kept only as buckets of
+         *     `resolution_ms` (their min, max, sum, count, first and last), computed in the background.
+         *     Rules are ordered by increasing `after_ms`; each `resolution_ms` is coarser than the one
+         *     before and a multiple of it.
+         */
+        DownsampleRule: {
+            /**
+             * Format: int64
+             * @example 604800000
+             */
+            after_ms: number;
+            /**
+             * Format: int64
+             * @example 60000
+             */
+            resolution_ms: number;
+        };
         /**
          * @description Every error answer: a message for people, a stable `code` for programs, and the request id
          *     that appears in the server's log lines for this request and in `X-Request-Id`.

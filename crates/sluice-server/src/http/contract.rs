@@ -133,6 +133,7 @@ fn constrain_schemas(doc: &mut Value, config: &Config) -> Vec<String> {
         ),
         ("CreateDatabase", "max_series", json!({"minimum": 1})),
         ("CreateDatabase", "retention_rules", json!({"maxItems": 64})),
+        ("CreateDatabase", "downsampling", json!({"maxItems": 8})),
         ("RetentionRule", "metric", json!({"minLength": 1})),
         ("TsDeleteRequest", "metric", json!({"minLength": 1})),
         (

@@ -129,6 +129,7 @@ async fn http_methods_with_the_seed_names() {
             name: "other".into(),
             retention_ms: None,
             retention_rules: Vec::new(),
+            downsampling: Vec::new(),
             max_series: None,
             max_new_series_per_hour: None,
             policy: None,

@@ -9,6 +9,7 @@ mod cardinality;
 mod cli;
 mod client;
 mod delete;
+mod downsampling;
 mod durability;
 mod http;
 mod import;

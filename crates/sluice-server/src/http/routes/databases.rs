@@ -36,6 +36,16 @@ fn info(db: &Database) -> DatabaseInfo {
                 retention_ms: r.retention_ms,
             })
             .collect(),
+        downsampling: db
+            .ts
+            .config()
+            .downsampling
+            .iter()
+            .map(|r| sluice_api::database::DownsampleRule {
+                after_ms: r.after_ms,
+                resolution_ms: r.resolution_ms,
+            })
+            .collect(),
         max_series: db.ts.config().max_series as u64,
         max_new_series_per_hour: db.ts.config().max_new_series_per_hour as u64,
         has_policy: db.policy.is_some(),
@@ -114,6 +124,22 @@ pub async fn create(
             ));
         }
     }
+    let downsampling: Vec<sluice_ts::DownsampleRule> = req
+        .downsampling
+        .iter()
+        .map(|r| sluice_ts::DownsampleRule {
+            after_ms: r.after_ms,
+            resolution_ms: r.resolution_ms,
+        })
+        .collect();
+    if let Err((i, field, e)) = sluice_ts::rollup::validate(&downsampling) {
+        let at = if field == "downsampling" {
+            field.to_string()
+        } else {
+            format!("downsampling[{i}].{field}")
+        };
+        return Err(ApiError::invalid_field(at, e));
+    }
     if req.max_series == Some(0) {
         return Err(ApiError::invalid_field("max_series", "must be at least 1"));
     }
@@ -125,6 +151,13 @@ pub async fn create(
             .map(|r| crate::catalogue::RetentionRuleSetting {
                 metric: r.metric.clone(),
                 retention_ms: r.retention_ms,
+            })
+            .collect(),
+        downsampling: downsampling
+            .iter()
+            .map(|r| crate::catalogue::DownsampleSetting {
+                after_ms: r.after_ms,
+                resolution_ms: r.resolution_ms,
             })
             .collect(),
         max_series: req.max_series,

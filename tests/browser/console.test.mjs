@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startServer, seed, call, launch, newPage, screenshot, unlabelledControls, text, waitAttr,
+  startServer, seed, call, launch, newPage, screenshot, unlabelledControls, text, waitAttr, waitShown,
   HOSTS, POINTS_PER_SERIES, sleep,
 } from "./helpers.mjs";
 
@@ -167,7 +167,7 @@ test("explorer: a metric written a minute ago, its series and points, table, zoo
 test("vectors: collections, get by pk, more like this, a filter, and an error with its error_id", async () => {
   const { page } = tab;
   await go("#/vectors?db=default");
-  await page.waitForSelector("#collection option[value=articles]");
+  await waitShown(page, "#collection option[value=articles]");
   assert.match(await text(page, "table.collections"), /articles\s*8\s*cosine\s*f32\s*30/);
   // Opening a collection shows a sample of what it holds.
   await waitAttr(page, "#results", "data-kind", (v) => v === "sample");

@@ -218,6 +218,21 @@ export async function unlabelledControls(page) {
 export const text = (page, sel) => page.$eval(sel, (el) => el.textContent.trim());
 
 /** An attribute, waited for until `pred(value)` holds (default: present and not empty). */
+/**
+ * `page.waitForSelector(sel)`, failing with what the page shows instead (its main view's text
+ * and the console's errors), so a timeout says why the element never came.
+ */
+export async function waitShown(page, sel, timeout = 30000) {
+  try {
+    return await page.waitForSelector(sel, { timeout });
+  } catch (e) {
+    const shown = await page
+      .$eval("main", (m) => `${m.dataset.view || "?"} (aria-busy=${m.getAttribute("aria-busy")}): ${m.innerText.slice(0, 1500)}`)
+      .catch((err) => `(no main: ${err.message})`);
+    throw new Error(`${sel} not shown after ${timeout} ms at ${page.url()}; the page shows: ${shown}`, { cause: e });
+  }
+}
+
 export async function waitAttr(page, sel, attr, pred = (v) => v !== null && v !== "", timeout = 15000) {
   const deadline = Date.now() + timeout;
   let last = null;

@@ -58,6 +58,16 @@
 //! write of a timestamp still wins. A step reads its series' chunk keys and headers in one
 //! range scan and decodes only the chunks it merges.
 //!
+//! # Downsampling
+//! With downsampling rules ([`crate::rollup`]), the same sweep step rolls each series' raw
+//! points before the first rule's cutoff up into buckets of the tier their age calls for
+//! (chunks wholly before it deleted, one reaching past it rewritten with its later points),
+//! moves buckets into coarser tiers as they age, and drops buckets past retention: all in
+//! the step's one batch, so a point is raw or in one bucket, never both. Aggregated queries
+//! add each tier's buckets (whole summaries: `avg` is sum / count) to the raw points of their
+//! range; raw reads see a bucket as its last point. A deletion drops the buckets wholly
+//! inside its range.
+//!
 //! # Out of order and duplicates
 //! Points may arrive in any order; chunks of one series may overlap in time. For a timestamp
 //! written more than once, the last write (highest LSN) wins, in queries and in chunks.
@@ -484,6 +494,9 @@ pub struct TsEngine {
 }
 
 const POINT_BYTES: usize = 16;
+/// A sweep step stops taking series once it has this many bytes of chunks and rollups to
+/// write (one series' work may pass it).
+const MAX_SWEEP_STEP_BYTES: usize = 64 << 20;
 
 impl TsEngine {
     /// Opens the engine's storage in `dir`. Replay the WAL after this with [`TsEngine::replay`].
@@ -877,20 +890,8 @@ impl TsEngine {
                 outcome.points += (old.len() - kept.len()) as u64;
                 deletes.push((id, min_ts, seq));
                 let block = (!kept.is_empty()).then(|| encode_chunk(&kept));
-                // A small chunk stays in its series' run (rewritten) or leaves it (removed).
-                if let Some(run) = fs.small.get_mut(&id)
-                    && let Some(at) = run.iter().position(|s| (s.min_ts, s.seq) == (min_ts, seq))
-                {
-                    match &block {
-                        Some(block) => {
-                            run[at].min_ts = kept[0].0;
-                            run[at].count = kept.len();
-                            run[at].stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
-                        }
-                        None => {
-                            run.remove(at);
-                        }
-                    }
+                if let Some(run) = fs.small.get_mut(&id) {
+                    rewrite_in_run(run, min_ts, seq, &kept, block.as_deref());
                 }
                 match block {
                     Some(block) => {
@@ -1266,6 +1267,11 @@ impl TsEngine {
         }
     }
 
+    /// Bytes of the live chunks and rollups (see [`ChunkStore::live_bytes`]); reads them all.
+    pub fn live_bytes(&self) -> Result<u64, StoreError> {
+        self.store.live_bytes()
+    }
+
     /// Net bytes of chunk data stored by flushes since open (Gorilla blocks plus key and header).
     pub fn stored_bytes(&self) -> u64 {
         self.counters.stored_bytes.load(Ordering::Relaxed).max(0) as u64
@@ -1311,6 +1317,11 @@ impl TsEngine {
     /// merges runs of small chunks that no flush will merge any more. Returns the next series
     /// to sweep (`None` after the last) and what it did.
     pub fn sweep(&self, first: SeriesId, count: usize) -> Result<SweepStep, StoreError> {
+        self.sweep_at(first, count, now_ms())
+    }
+
+    /// [`Self::sweep`] with downsampling tiers as of `now` (tests move time with it).
+    fn sweep_at(&self, first: SeriesId, count: usize, now: i64) -> Result<SweepStep, StoreError> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
         let cutoffs: Vec<i64> = {
             let st = self.lock_state();
@@ -1334,13 +1345,28 @@ impl TsEngine {
         }
         let target = self.config.chunk_target_points.max(1);
         let listed = self.store.list_chunks(first, cutoffs.len())?;
-        let tiers = Tiers::at(&self.config.downsampling, now_ms());
+        let tiers = Tiers::at(&self.config.downsampling, now);
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
         let mut rollups = Vec::new();
         let mut by_series = listed.chunk_by(|a, b| a.series == b.series).peekable();
         for (i, &cutoff) in cutoffs.iter().enumerate() {
             let id = first + i as SeriesId;
+            // A step's batch is bounded by bytes too: the first sweep after rules are set on
+            // a large database rolls up months of points, and the flush lock is held for the
+            // step. The rest of the series wait for the next step.
+            let pending = writes
+                .iter()
+                .map(|w: &ChunkWrite| w.block.len())
+                .sum::<usize>()
+                + rollups
+                    .iter()
+                    .map(|r: &RollupWrite| r.block.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>();
+            if pending > MAX_SWEEP_STEP_BYTES {
+                step.next = Some(id);
+                break;
+            }
             let series: &[ChunkInfo] = match by_series.peek() {
                 Some(s) if s[0].series == id => by_series.next().unwrap_or_default(),
                 _ => &[],
@@ -1355,24 +1381,20 @@ impl TsEngine {
                 }
             }
             if !tiers.is_empty() {
-                let rolled = self.roll_series(id, &live, cutoff, &tiers, &mut rollups)?;
-                step.rolled += rolled.len();
-                let is_rolled = |c: &ChunkInfo| {
-                    rolled
-                        .iter()
-                        .any(|r| (r.min_ts, r.seq) == (c.min_ts, c.seq))
-                };
-                for c in &rolled {
-                    deletes.push((id, c.min_ts, c.seq));
-                }
-                live.retain(|c| !is_rolled(c));
-                // A rolled chunk leaves the flusher's run, as a deleted one does.
-                if let Some(run) = fs.small.get_mut(&id) {
-                    run.retain(|s| {
-                        !rolled
-                            .iter()
-                            .any(|r| (r.min_ts, r.seq) == (s.min_ts, s.seq))
-                    });
+                let before = (writes.len(), deletes.len());
+                step.rolled += self.roll_series(
+                    id,
+                    &live,
+                    cutoff,
+                    &tiers,
+                    fs.small.get_mut(&id),
+                    &mut writes,
+                    &mut deletes,
+                    &mut rollups,
+                )?;
+                if (writes.len(), deletes.len()) != before {
+                    // Its chunks changed in this step: merging waits for the next sweep.
+                    continue;
                 }
             }
             let flusher_run = fs.small.get(&id);
@@ -1423,39 +1445,59 @@ impl TsEngine {
     }
 
     /// The downsampling part of a sweep step for one series (see [`crate::rollup`]): rolls
-    /// the raw chunks wholly before tier 0's cutoff into buckets of the tier each point's age
-    /// calls for, moves buckets of a tier past the next tier's cutoff into it, and drops
-    /// buckets wholly past retention (`retention` is the oldest timestamp the series keeps).
-    /// Pushes the blocks to write or delete to `out` and returns the raw chunks rolled up,
-    /// which the caller deletes in the same batch.
+    /// every raw point before tier 0's cutoff into a bucket of the tier its age calls for,
+    /// moves buckets of a tier past the next tier's cutoff into it, and drops buckets wholly
+    /// past retention (`retention` is the oldest timestamp the series keeps).
     ///
-    /// Only chunks that share no bucket with a chunk left raw are rolled (a chunk left raw
-    /// may overlap it in time and overwrite one of its timestamps): the boundary `r` falls
-    /// from tier 0's cutoff to the aligned start of any chunk kept raw that reaches past it,
-    /// until no kept chunk starts before it.
-    fn roll_series<'c>(
+    /// The chunks holding points before the cutoff are decoded together, oldest write first
+    /// (the last write of a timestamp wins, as in queries); those wholly before it are
+    /// deleted, and one reaching past it is rewritten with only its later points, keeping its
+    /// `seq` (as a deletion rewrites it). Chunk writes and deletes go to `writes` and
+    /// `deletes`, rollup blocks to `out`: the caller commits them all in one batch, so a
+    /// point is in a chunk or in a bucket, never both. `run` is the flusher's small-chunk run
+    /// of the series, kept in step with the rewrites. Returns the chunks rolled up.
+    #[allow(clippy::too_many_arguments)]
+    fn roll_series(
         &self,
         id: SeriesId,
-        live: &[&'c ChunkInfo],
+        live: &[&ChunkInfo],
         retention: i64,
         tiers: &Tiers,
+        mut run: Option<&mut Vec<Small>>,
+        writes: &mut Vec<ChunkWrite>,
+        deletes: &mut Vec<(SeriesId, i64, u64)>,
         out: &mut Vec<RollupWrite>,
-    ) -> Result<Vec<&'c ChunkInfo>, StoreError> {
-        let res0 = tiers.res[0];
-        let mut r = tiers.cutoff[0];
-        loop {
-            let lowest = live
+    ) -> Result<usize, StoreError> {
+        let cutoff = tiers.cutoff[0];
+        let mut old: Vec<&ChunkInfo> = live.iter().copied().filter(|c| c.min_ts < cutoff).collect();
+        old.sort_by_key(|c| c.seq);
+        let mut sources = Vec::with_capacity(old.len());
+        for c in &old {
+            let Some(chunk) = self.store.chunk(id, c.min_ts, c.seq)? else {
+                continue;
+            };
+            deletes.push((id, c.min_ts, c.seq));
+            let kept: Vec<(i64, f64)> = chunk
+                .points
                 .iter()
-                .filter(|c| c.max_ts >= r)
-                .map(|c| rollup::align(c.min_ts, res0))
-                .min();
-            match lowest {
-                Some(m) if m < r => r = m,
-                _ => break,
+                .copied()
+                .filter(|p| p.0 >= cutoff)
+                .collect();
+            let block = (!kept.is_empty()).then(|| encode_chunk(&kept));
+            if let Some(run) = run.as_deref_mut() {
+                rewrite_in_run(run, c.min_ts, c.seq, &kept, block.as_deref());
             }
+            if let Some(block) = block {
+                writes.push(ChunkWrite {
+                    series: id,
+                    min_ts: kept[0].0,
+                    max_ts: kept[kept.len() - 1].0,
+                    seq: c.seq,
+                    block,
+                });
+            }
+            sources.push(chunk.points);
         }
-        let mut rolled: Vec<&ChunkInfo> = live.iter().copied().filter(|c| c.max_ts < r).collect();
-        rolled.sort_by_key(|c| c.seq);
 
         // Blocks touched, by (tier, block start): their buckets, and whether stored before.
         let mut blocks: BTreeMap<(usize, i64), (BTreeMap<i64, Acc>, bool)> = BTreeMap::new();
@@ -1481,12 +1523,17 @@ impl TsEngine {
                 .store
                 .rollup_blocks(None, id, tiers.res[k], i64::MIN, upto)?
             {
-                let mut buckets: BTreeMap<i64, Acc> = decode_rollup(id, &v)?.into_iter().collect();
+                // A block a finer tier's moves already filled in this step is taken as it
+                // now is, not as stored.
+                let (mut buckets, touched) = match blocks.remove(&(k, bs)) {
+                    Some((b, _)) => (b, true),
+                    None => (decode_rollup(id, &v)?.into_iter().collect(), false),
+                };
                 let moved = take_buckets(&mut buckets, |start| {
                     start.saturating_add(tiers.res[k]) <= retention
                         || tiers.tier_of(start).is_some_and(|t| t > k)
                 });
-                if moved.is_empty() {
+                if moved.is_empty() && !touched {
                     continue;
                 }
                 blocks.insert((k, bs), (buckets, true));
@@ -1507,15 +1554,9 @@ impl TsEngine {
                 }
             }
         }
-        // Raw chunks: the last write of a timestamp wins among them, as in queries.
-        if !rolled.is_empty() {
-            let mut sources = Vec::with_capacity(rolled.len());
-            for c in &rolled {
-                if let Some(chunk) = self.store.chunk(id, c.min_ts, c.seq)? {
-                    sources.push(chunk.points);
-                }
-            }
-            for (t, v) in query::merge_sources(sources, retention, i64::MAX) {
+        // Raw points: the last write of a timestamp wins among them, as in queries.
+        if !sources.is_empty() {
+            for (t, v) in query::merge_sources(sources, retention, cutoff - 1) {
                 if !v.is_finite() {
                     continue;
                 }
@@ -1543,27 +1584,29 @@ impl TsEngine {
                 block: (!buckets.is_empty()).then(|| rollup::encode_block(&buckets)),
             });
         }
-        Ok(rolled)
+        Ok(old.len())
     }
 
     /// The downsampled buckets of series `id` starting in `[from, to]`, every tier, through
-    /// `plan`'s snapshot (see [`ChunkStore::rollup_blocks`]).
+    /// `plan`'s snapshot (see [`ChunkStore::rollup_blocks`]), decoded for `agg` only
+    /// ([`rollup::decode_block_for`]; a bucket decoded for `first` or `last` alone is placed
+    /// by that point's time).
     fn rollups_in(
         &self,
         plan: Option<&ChunkPlan>,
         id: SeriesId,
         from: i64,
         to: i64,
+        agg: query::Aggregation,
     ) -> Result<Vec<(i64, Acc)>, StoreError> {
         let mut out = Vec::new();
         for r in &self.config.downsampling {
             let res = r.resolution_ms as i64;
             for (_, v) in self.store.rollup_blocks(plan, id, res, from, to)? {
-                out.extend(
-                    decode_rollup(id, &v)?
-                        .into_iter()
-                        .filter(|(s, _)| (from..=to).contains(s)),
-                );
+                let buckets = rollup::decode_block_for(&v, Some(agg)).map_err(|e| {
+                    StoreError::Corrupt(format!("rollup block of series {id}: {e}"))
+                })?;
+                out.extend(buckets.into_iter().filter(|(s, _)| (from..=to).contains(s)));
             }
         }
         Ok(out)
@@ -1583,7 +1626,7 @@ impl TsEngine {
             return Ok(Vec::new());
         }
         let mut points: Vec<(i64, f64)> = self
-            .rollups_in(plan, id, from, to)?
+            .rollups_in(plan, id, from, to, query::Aggregation::Last)?
             .into_iter()
             .map(|(_, a)| a.last)
             .filter(|(t, _)| (from..=to).contains(t))
@@ -1689,9 +1732,7 @@ impl TsEngine {
             })?;
             // Downsampled parts of the range: whole summaries (so `avg` is sum / count).
             if !self.config.downsampling.is_empty() {
-                for (start, acc) in self.rollups_in(Some(&plan), id, from, q.to_ms)? {
-                    out.add_summary(start, &acc);
-                }
+                out.add_summaries(self.rollups_in(Some(&plan), id, from, q.to_ms, agg)?);
             }
             total += out.len() - before;
             if total > limit {
@@ -1902,9 +1943,10 @@ impl TsEngine {
         Ok(())
     }
 
-    /// Which of `ids` hold data in `[from, to]`: a buffered point inside it, or a chunk whose
-    /// time span overlaps it (by the chunks' time spans in the store's chunk directory; nothing is
-    /// decoded, so a look-up over a long range costs no points).
+    /// Which of `ids` hold data in `[from, to]`: a buffered point inside it, a chunk whose
+    /// time span overlaps it (by the chunks' time spans in the store's chunk directory), or a
+    /// rollup block that does (by its key). Nothing is decoded, so a look-up over a long range
+    /// costs no points.
     pub fn series_with_data(
         &self,
         ids: &[SeriesId],
@@ -1932,10 +1974,25 @@ impl TsEngine {
         for (i, f) in found.iter_mut().enumerate() {
             *f = *f
                 || plan.spans(i).any(|(_, hi)| hi >= froms[i])
-                || (!self.config.downsampling.is_empty()
-                    && !self
-                        .rollups_in(Some(&plan), ids[i], froms[i], to)?
-                        .is_empty());
+                || self
+                    .config
+                    .downsampling
+                    .iter()
+                    .try_fold(false, |found, r| {
+                        Ok::<_, StoreError>(
+                            found
+                                || !self
+                                    .store
+                                    .rollup_blocks(
+                                        Some(&plan),
+                                        ids[i],
+                                        r.resolution_ms as i64,
+                                        froms[i],
+                                        to,
+                                    )?
+                                    .is_empty(),
+                        )
+                    })?;
         }
         Ok(found)
     }
@@ -2007,6 +2064,30 @@ pub(crate) fn encode_chunk(points: &[(i64, f64)]) -> Vec<u8> {
         encoder.push(t, v);
     }
     encoder.snapshot()
+}
+
+/// A chunk of a flusher's small-chunk run rewritten with only `kept` (encoded as `block`)
+/// stays in the run, or leaves it when nothing is kept.
+fn rewrite_in_run(
+    run: &mut Vec<Small>,
+    min_ts: i64,
+    seq: u64,
+    kept: &[(i64, f64)],
+    block: Option<&[u8]>,
+) {
+    let Some(at) = run.iter().position(|s| (s.min_ts, s.seq) == (min_ts, seq)) else {
+        return;
+    };
+    match (block, kept.first()) {
+        (Some(block), Some(first)) => {
+            run[at].min_ts = first.0;
+            run[at].count = kept.len();
+            run[at].stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
+        }
+        _ => {
+            run.remove(at);
+        }
+    }
 }
 
 /// Removes and returns the buckets whose start `pick` accepts.
@@ -3108,6 +3189,90 @@ mod tests {
         .unwrap();
         model.retain(|t, _| !(del_from..=del_to).contains(t));
         check(&e, &model, "after a deletion");
+    }
+
+    #[test]
+    fn downsampled_buckets_move_into_coarser_tiers_as_time_passes() {
+        use query::Aggregation::*;
+        let dir = tempfile::tempdir().unwrap();
+        // Three tiers, so a step both fills a tier-1 block from tier 0 and moves buckets of
+        // that same block on into tier 2.
+        let rules = vec![
+            DownsampleRule {
+                after_ms: 10_000,
+                resolution_ms: 1_000,
+            },
+            DownsampleRule {
+                after_ms: 60_000,
+                resolution_ms: 10_000,
+            },
+            DownsampleRule {
+                after_ms: 600_000,
+                resolution_ms: 60_000,
+            },
+        ];
+        let config = TsConfig {
+            chunk_target_points: 50,
+            downsampling: rules,
+            ..TsConfig::default()
+        };
+        let e = TsEngine::open(dir.path(), config, TsMetrics::default()).unwrap();
+        // Whole minutes: the query's buckets are the stored ones.
+        let t0 = 12_000_000i64;
+        let start = t0 - 1_980_000;
+        let mut model = std::collections::BTreeMap::new();
+        let mut lsn = 0;
+        for slab in (start..t0).step_by(90_000) {
+            let points: Vec<Point> = (slab..slab + 90_000)
+                .step_by(250)
+                .map(|t| pt(t, ((t / 250) % 97) as f64 - 40.5))
+                .collect();
+            for p in &points {
+                model.insert(p.timestamp_ms, p.value);
+            }
+            write(&e, &mut lsn, points);
+            e.flush(FlushTrigger::Manual, |_| Ok(())).unwrap();
+        }
+        let check = |what: &str| {
+            for agg in [Min, Max, Sum, Avg, Count, First, Last] {
+                for step in [Some(60_000), None] {
+                    let from = start;
+                    let got = e.query(&agg_query(Some(agg), from, t0, step, &[])).unwrap();
+                    let got = got.first().map(|s| s.points.clone()).unwrap_or_default();
+                    let want = model_buckets(&model, agg, from, t0, step);
+                    assert_close(&got, &want, &format!("{what}: {agg:?} {step:?}"));
+                }
+            }
+        };
+        check("raw");
+        let mut rolled = 0;
+        for now in [
+            t0,
+            t0 + 5_000,
+            t0 + 30_000,
+            t0 + 100_000,
+            t0 + 650_000,
+            t0 + 2_000_000,
+        ] {
+            let step = e.sweep_at(0, 10, now).unwrap();
+            rolled += step.rolled;
+            check(&format!("swept at {now}"));
+            // Everything past the last cutoff is in 1-minute buckets now.
+            let tiers = Tiers::at(&e.config.downsampling, now);
+            for (k, res) in tiers.res.iter().enumerate() {
+                for (_, v) in e
+                    .store
+                    .rollup_blocks(None, 0, *res, i64::MIN, i64::MAX)
+                    .unwrap()
+                {
+                    for (start, _) in rollup::decode_block(&v).unwrap() {
+                        assert_eq!(tiers.tier_of(start), Some(k), "at {now}: bucket {start}");
+                    }
+                }
+            }
+        }
+        assert!(rolled > 0);
+        assert!(all(&e).len() <= 34, "{} raw reads", all(&e).len());
     }
 
     #[test]

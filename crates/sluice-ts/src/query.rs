@@ -251,6 +251,20 @@ pub struct Buckets {
     map: BTreeMap<i64, Acc>,
 }
 
+/// The bucket holding `t`: its bounds `[lo, hi)` (in i128: a span may end past i64::MAX) and
+/// the start it is reported at. `t - from` overflows i64 for ranges spanning most of it; the
+/// start lies between `from` and `t`, so it fits back.
+fn span(from: i64, step: Option<i64>, t: i64) -> (i128, i128, i64) {
+    match step {
+        Some(s) => {
+            let (t, f, s) = (i128::from(t), i128::from(from), i128::from(s));
+            let lo = f + (t - f).div_euclid(s) * s;
+            (lo, lo + s, lo as i64)
+        }
+        None => (i128::from(i64::MIN), i128::from(i64::MAX) + 1, from),
+    }
+}
+
 impl Buckets {
     /// Buckets of `step` starting at `from` (one bucket at `from` without a step).
     pub fn new(from: i64, step: Option<i64>) -> Buckets {
@@ -283,20 +297,7 @@ impl Buckets {
                 acc.add(t, v);
                 continue;
             }
-            let (lo, hi) = match step {
-                // `t - from` overflows i64 for ranges spanning most of it. The start lies
-                // between `from` and `t`, so it fits back.
-                Some(s) => {
-                    let (t, f, s) = (i128::from(t), i128::from(from), i128::from(s));
-                    let lo = f + (t - f).div_euclid(s) * s;
-                    (lo, lo + s)
-                }
-                None => (i128::from(i64::MIN), i128::from(i64::MAX) + 1),
-            };
-            let start = match step {
-                Some(_) => lo as i64,
-                None => from,
-            };
+            let (lo, hi, start) = span(from, step, t);
             let acc = map
                 .entry(start)
                 .and_modify(|a| a.add(t, v))
@@ -305,23 +306,29 @@ impl Buckets {
         }
     }
 
-    /// The buckets' values, by start time.
-    /// Adds a downsampled bucket starting at `start`: it joins the bucket `start` falls in
-    /// (a stored bucket coarser than `step` lands whole in one).
-    pub fn add_summary(&mut self, start: i64, acc: &Acc) {
-        let key = match self.step {
-            Some(s) => {
-                let (t, f, s) = (i128::from(start), i128::from(self.from), i128::from(s));
-                (f + (t - f).div_euclid(s) * s) as i64
+    /// Adds downsampled buckets `(start, summary)`: each joins the bucket its start falls in
+    /// (a stored bucket coarser than `step` lands whole in one); consecutive summaries of one
+    /// bucket cost one map look-up between them.
+    pub fn add_summaries(&mut self, summaries: impl IntoIterator<Item = (i64, Acc)>) {
+        let (from, step, map) = (self.from, self.step, &mut self.map);
+        let mut current: Option<(i128, i128, &mut Acc)> = None;
+        for (t, summary) in summaries {
+            if let Some((lo, hi, acc)) = current.as_mut()
+                && (*lo..*hi).contains(&i128::from(t))
+            {
+                acc.merge(&summary);
+                continue;
             }
-            None => self.from,
-        };
-        self.map
-            .entry(key)
-            .and_modify(|a| a.merge(acc))
-            .or_insert(*acc);
+            let (lo, hi, start) = span(from, step, t);
+            let acc = map
+                .entry(start)
+                .and_modify(|a| a.merge(&summary))
+                .or_insert(summary);
+            current = Some((lo, hi, acc));
+        }
     }
 
+    /// The buckets' values, by start time.
     pub fn finish(self, agg: Aggregation) -> Vec<(i64, f64)> {
         self.map
             .into_iter()

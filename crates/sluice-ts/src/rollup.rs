@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::query::Acc;
+use crate::query::{Acc, Aggregation};
 
 /// Most downsampling rules a database may have.
 pub const MAX_RULES: usize = 8;
@@ -169,9 +169,33 @@ pub fn encode_block(buckets: &BTreeMap<i64, Acc>) -> Vec<u8> {
 }
 
 /// Decodes a stored block into its buckets, in start order.
-pub fn decode_block(mut bytes: &[u8]) -> Result<Vec<(i64, Acc)>, String> {
-    let mut streams: Vec<Vec<(i64, f64)>> = Vec::with_capacity(6);
-    for _ in 0..6 {
+pub fn decode_block(bytes: &[u8]) -> Result<Vec<(i64, Acc)>, String> {
+    decode_block_for(bytes, None)
+}
+
+/// Streams of a block: min, max, sum, count, first, last.
+const STREAMS: usize = 6;
+
+/// [`decode_block`], decoding only the streams `agg` reads (every stream for `None`): the
+/// other fields of each [`Acc`] are left empty (`min` +∞, `max` −∞, `sum` 0, `count` 0,
+/// `first`/`last` at the far ends of time with NaN), so the result serves that aggregation
+/// only. An aggregation reads one stream (two for `avg`), not six.
+pub fn decode_block_for(
+    mut bytes: &[u8],
+    agg: Option<Aggregation>,
+) -> Result<Vec<(i64, Acc)>, String> {
+    let wanted: &[usize] = match agg {
+        None => &[0, 1, 2, 3, 4, 5],
+        Some(Aggregation::Min) => &[0],
+        Some(Aggregation::Max) => &[1],
+        Some(Aggregation::Sum) => &[2],
+        Some(Aggregation::Avg) => &[2, 3],
+        Some(Aggregation::Count) => &[3],
+        Some(Aggregation::First) => &[4],
+        Some(Aggregation::Last) => &[5],
+    };
+    let mut streams: [Option<Vec<(i64, f64)>>; STREAMS] = Default::default();
+    for (i, stream) in streams.iter_mut().enumerate() {
         let (len, rest) = bytes
             .split_first_chunk::<4>()
             .ok_or("rollup block truncated")?;
@@ -179,31 +203,39 @@ pub fn decode_block(mut bytes: &[u8]) -> Result<Vec<(i64, Acc)>, String> {
         if rest.len() < len {
             return Err("rollup block truncated".into());
         }
-        let points = sluice_gorilla::decode_chunk(&rest[..len]).map_err(|e| e.to_string())?;
-        streams.push(points);
+        if wanted.contains(&i) {
+            *stream = Some(sluice_gorilla::decode_chunk(&rest[..len]).map_err(|e| e.to_string())?);
+        }
         bytes = &rest[len..];
     }
-    let n = streams[0].len();
-    if streams.iter().any(|s| s.len() != n) {
+    let n = streams.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    if streams.iter().flatten().any(|s| s.len() != n) {
         return Err("rollup block streams differ in length".into());
     }
+    let at = |s: usize, i: usize| streams[s].as_ref().map(|v| v[i]);
     Ok((0..n)
         .map(|i| {
-            let start = streams[0][i].0;
-            let count = streams[3][i].1;
+            // Every stream but first/last is keyed by the bucket start.
+            let start = [0, 1, 2, 3]
+                .iter()
+                .find_map(|&s| at(s, i).map(|p| p.0))
+                .or_else(|| at(4, i).map(|p| p.0))
+                .or_else(|| at(5, i).map(|p| p.0))
+                .unwrap_or(0);
+            let count = at(3, i).map_or(0.0, |p| p.1);
             (
                 start,
                 Acc {
-                    min: streams[0][i].1,
-                    max: streams[1][i].1,
-                    sum: streams[2][i].1,
+                    min: at(0, i).map_or(f64::INFINITY, |p| p.1),
+                    max: at(1, i).map_or(f64::NEG_INFINITY, |p| p.1),
+                    sum: at(2, i).map_or(0.0, |p| p.1),
                     count: if count.is_finite() && count >= 0.0 {
                         count as u64
                     } else {
                         0
                     },
-                    first: streams[4][i],
-                    last: streams[5][i],
+                    first: at(4, i).unwrap_or((i64::MAX, f64::NAN)),
+                    last: at(5, i).unwrap_or((i64::MIN, f64::NAN)),
                 },
             )
         })

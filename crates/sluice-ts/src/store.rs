@@ -723,6 +723,20 @@ impl ChunkStore {
             .get(rollup_key(series, resolution_ms, block_start))?)
     }
 
+    /// Bytes of the live chunks and rollup blocks (keys and values): what the data costs
+    /// once the LSM has compacted away what was deleted or rewritten. Reads every entry.
+    pub fn live_bytes(&self) -> Result<u64, StoreError> {
+        let snapshot = self.db.snapshot();
+        let mut total = 0u64;
+        for keyspace in [&self.chunks, &self.rollups] {
+            for kv in snapshot.iter(keyspace) {
+                let (k, v) = kv.into_inner()?;
+                total += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(total)
+    }
+
     /// Bytes of stored data on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)

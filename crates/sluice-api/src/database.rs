@@ -42,10 +42,14 @@ pub struct RetentionRule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DownsampleRule {
-    #[schema(example = 604_800_000, minimum = 1)]
+    #[schema(
+        example = 604_800_000,
+        minimum = 1,
+        maximum = 9_223_372_036_854_775_807_u64
+    )]
     #[serde(deserialize_with = "crate::int::integer")]
     pub after_ms: u64,
-    #[schema(example = 60_000, minimum = 1)]
+    #[schema(example = 60_000, minimum = 1, maximum = 1_099_511_627_776_u64)]
     #[serde(deserialize_with = "crate::int::integer")]
     pub resolution_ms: u64,
 }

@@ -489,6 +489,9 @@ pub struct TsEngine {
     /// Series known by a protocol's raw names ([`crate::names`]).
     names: Mutex<SeriesCache>,
     flush: Mutex<FlushState>,
+    /// Odd while a sweep step commits points moving from chunks into downsampled buckets
+    /// (see [`Self::consistent`]).
+    rollup_epoch: AtomicU64,
     counters: Counters,
     metrics: TsMetrics,
 }
@@ -535,6 +538,7 @@ impl TsEngine {
                 persisted_series,
                 small: HashMap::default(),
             }),
+            rollup_epoch: AtomicU64::new(0),
             counters: Counters::default(),
             metrics,
         })
@@ -866,6 +870,7 @@ impl TsEngine {
         let plan = self.store.plan(ids, from, to)?;
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
+        let mut run_edits = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             for (j, (min_ts, max_ts, seq)) in plan.chunks(i).enumerate() {
                 if from <= min_ts && max_ts <= to {
@@ -873,9 +878,7 @@ impl TsEngine {
                     outcome.points += self.store.count_one(&plan, i, j)? as u64;
                     outcome.chunks_removed += 1;
                     deletes.push((id, min_ts, seq));
-                    if let Some(run) = fs.small.get_mut(&id) {
-                        run.retain(|s| (s.min_ts, s.seq) != (min_ts, seq));
-                    }
+                    run_edits.push(RunEdit::new(id, min_ts, seq, &[], None));
                     continue;
                 }
                 let old = self.store.read_one(&plan, i, j)?;
@@ -890,9 +893,7 @@ impl TsEngine {
                 outcome.points += (old.len() - kept.len()) as u64;
                 deletes.push((id, min_ts, seq));
                 let block = (!kept.is_empty()).then(|| encode_chunk(&kept));
-                if let Some(run) = fs.small.get_mut(&id) {
-                    rewrite_in_run(run, min_ts, seq, &kept, block.as_deref());
-                }
+                run_edits.push(RunEdit::new(id, min_ts, seq, &kept, block.as_deref()));
                 match block {
                     Some(block) => {
                         outcome.chunks_rewritten += 1;
@@ -937,7 +938,7 @@ impl TsEngine {
             }
         }
         self.store.commit_rewrite(&writes, &deletes, &rollups)?;
-        fs.small.retain(|_, run| !run.is_empty());
+        apply_run_edits(&mut fs.small, &run_edits);
         Ok(outcome)
     }
 
@@ -1323,6 +1324,9 @@ impl TsEngine {
     /// [`Self::sweep`] with downsampling tiers as of `now` (tests move time with it).
     fn sweep_at(&self, first: SeriesId, count: usize, now: i64) -> Result<SweepStep, StoreError> {
         let mut fs = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        // A deletion whose rewrite failed goes first, as before a flush: rolled into buckets,
+        // its points could no longer be removed exactly.
+        self.complete_deletes(&mut fs, None)?;
         let cutoffs: Vec<i64> = {
             let st = self.lock_state();
             let end = st.index.len().min(first as usize + count.max(1));
@@ -1349,6 +1353,7 @@ impl TsEngine {
         let mut writes = Vec::new();
         let mut deletes = Vec::new();
         let mut rollups = Vec::new();
+        let mut run_edits = Vec::new();
         let mut by_series = listed.chunk_by(|a, b| a.series == b.series).peekable();
         for (i, &cutoff) in cutoffs.iter().enumerate() {
             let id = first + i as SeriesId;
@@ -1387,7 +1392,7 @@ impl TsEngine {
                     &live,
                     cutoff,
                     &tiers,
-                    fs.small.get_mut(&id),
+                    &mut run_edits,
                     &mut writes,
                     &mut deletes,
                     &mut rollups,
@@ -1438,7 +1443,17 @@ impl TsEngine {
                 step.merged += run.len();
             }
         }
-        self.store.commit_rewrite(&writes, &deletes, &rollups)?;
+        if rollups.is_empty() {
+            self.store.commit_rewrite(&writes, &deletes, &rollups)?;
+        } else {
+            // Queries check the epoch around reading the heads and taking their snapshot
+            // (see `Self::consistent`): odd while points move from chunks into buckets.
+            self.rollup_epoch.fetch_add(1, Ordering::AcqRel);
+            let committed = self.store.commit_rewrite(&writes, &deletes, &rollups);
+            self.rollup_epoch.fetch_add(1, Ordering::AcqRel);
+            committed?;
+        }
+        apply_run_edits(&mut fs.small, &run_edits);
         step.written = writes.len();
         step.rollup_blocks = rollups.len();
         Ok(step)
@@ -1454,8 +1469,8 @@ impl TsEngine {
     /// deleted, and one reaching past it is rewritten with only its later points, keeping its
     /// `seq` (as a deletion rewrites it). Chunk writes and deletes go to `writes` and
     /// `deletes`, rollup blocks to `out`: the caller commits them all in one batch, so a
-    /// point is in a chunk or in a bucket, never both. `run` is the flusher's small-chunk run
-    /// of the series, kept in step with the rewrites. Returns the chunks rolled up.
+    /// point is in a chunk or in a bucket, never both, then applies `run_edits` to the
+    /// flusher's small-chunk runs. Returns the chunks rolled up.
     #[allow(clippy::too_many_arguments)]
     fn roll_series(
         &self,
@@ -1463,7 +1478,7 @@ impl TsEngine {
         live: &[&ChunkInfo],
         retention: i64,
         tiers: &Tiers,
-        mut run: Option<&mut Vec<Small>>,
+        run_edits: &mut Vec<RunEdit>,
         writes: &mut Vec<ChunkWrite>,
         deletes: &mut Vec<(SeriesId, i64, u64)>,
         out: &mut Vec<RollupWrite>,
@@ -1484,9 +1499,7 @@ impl TsEngine {
                 .filter(|p| p.0 >= cutoff)
                 .collect();
             let block = (!kept.is_empty()).then(|| encode_chunk(&kept));
-            if let Some(run) = run.as_deref_mut() {
-                rewrite_in_run(run, c.min_ts, c.seq, &kept, block.as_deref());
-            }
+            run_edits.push(RunEdit::new(id, c.min_ts, c.seq, &kept, block.as_deref()));
             if let Some(block) = block {
                 writes.push(ChunkWrite {
                     series: id,
@@ -1648,7 +1661,7 @@ impl TsEngine {
             return self.query_aggregated(q, agg);
         }
         let from = q.from_ms.max(self.series_cutoff(&q.metric));
-        let selected = self.select(q);
+        let (selected, plan) = self.select_planned(q, from)?;
         let limit = self.config.max_query_points;
         let mut collected = 0usize;
         // Chunks hold points outside the range too (and overwritten ones): decoding may take
@@ -1656,8 +1669,6 @@ impl TsEngine {
         let mut decode_budget = limit.saturating_mul(2);
         let mut keys = Vec::with_capacity(selected.len());
         let mut series_points = Vec::with_capacity(selected.len());
-        let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
-        let plan = self.store.plan(&ids, from, q.to_ms)?;
         for (i, (id, key, buffered)) in selected.into_iter().enumerate() {
             let Some(chunks) = self.store.read_planned(&plan, i, &mut decode_budget)? else {
                 return Err(QueryError::TooManyPoints { limit });
@@ -1694,8 +1705,7 @@ impl TsEngine {
             // The range lies wholly before the retention cutoff.
             return Ok(Vec::new());
         }
-        let selected = self.select(q);
-        let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
+        let (selected, plan) = self.select_planned(q, from)?;
         // Output series: one per selected series, or one per group; `member[i]` is series
         // i's output.
         let (outputs, member): (Vec<OutputSeries>, Vec<usize>) = if q.group_by.is_empty() {
@@ -1722,7 +1732,6 @@ impl TsEngine {
         let mut buckets: Vec<query::Buckets> = (0..outputs.len())
             .map(|_| query::Buckets::new(q.from_ms, q.step_ms))
             .collect();
-        let plan = self.store.plan(&ids, from, q.to_ms)?;
         let mut total = 0usize;
         for (i, (id, _, heads)) in selected.into_iter().enumerate() {
             let out = &mut buckets[member[i]];
@@ -1882,37 +1891,40 @@ impl TsEngine {
         mut f: impl FnMut(usize, Vec<(i64, f64)>, &mut usize) -> Result<(), E>,
     ) -> Result<(), E> {
         let limit = *budget;
-        let mut buffered: Vec<Vec<Vec<(i64, f64)>>> = Vec::with_capacity(ids.len());
-        let froms = {
-            let st = self.lock_state();
-            let froms = self.series_froms(&st, ids, from);
-            for (i, id) in ids.iter().enumerate() {
-                let from = froms[i];
-                let mut sources = Vec::new();
-                for head in st.frozen.iter().map(|f| &**f).chain([&st.head]) {
-                    if let Some(points) = head.series.get(id) {
-                        let inside: Vec<(i64, f64)> = points
-                            .iter()
-                            .copied()
-                            .filter(|(t, _)| *t >= from && *t <= to)
-                            .collect();
-                        if !inside.is_empty() {
-                            *budget = budget
-                                .checked_sub(inside.len())
-                                .ok_or(QueryError::TooManyPoints { limit })?;
-                            sources.push(inside);
+        let (buffered, froms, plan) = self.consistent(|| {
+            let mut buffered: Vec<Vec<Vec<(i64, f64)>>> = Vec::with_capacity(ids.len());
+            let mut copied = 0usize;
+            let froms = {
+                let st = self.lock_state();
+                let froms = self.series_froms(&st, ids, from);
+                for (i, id) in ids.iter().enumerate() {
+                    let from = froms[i];
+                    let mut sources = Vec::new();
+                    for head in st.frozen.iter().map(|f| &**f).chain([&st.head]) {
+                        if let Some(points) = head.series.get(id) {
+                            let inside: Vec<(i64, f64)> = points
+                                .iter()
+                                .copied()
+                                .filter(|(t, _)| *t >= from && *t <= to)
+                                .collect();
+                            if !inside.is_empty() {
+                                copied += inside.len();
+                                if copied > limit {
+                                    return Err(QueryError::TooManyPoints { limit });
+                                }
+                                sources.push(inside);
+                            }
                         }
                     }
+                    buffered.push(sources);
                 }
-                buffered.push(sources);
-            }
-            froms
-        };
-        let earliest = froms.iter().copied().min().unwrap_or(from);
-        let plan = self
-            .store
-            .plan(ids, earliest, to)
-            .map_err(QueryError::from)?;
+                froms
+            };
+            let earliest = froms.iter().copied().min().unwrap_or(from);
+            let plan = self.store.plan(ids, earliest, to)?;
+            *budget = limit - copied;
+            Ok((buffered, froms, plan))
+        })?;
         for (i, heads) in buffered.into_iter().enumerate() {
             let from = froms[i];
             let Some(chunks) = self
@@ -1932,10 +1944,13 @@ impl TsEngine {
                 }
                 continue;
             }
-            let mut sources = vec![
-                self.rollup_points(Some(&plan), ids[i], from, to)
-                    .map_err(QueryError::from)?,
-            ];
+            let rolled = self
+                .rollup_points(Some(&plan), ids[i], from, to)
+                .map_err(QueryError::from)?;
+            *budget = budget
+                .checked_sub(rolled.len())
+                .ok_or(QueryError::TooManyPoints { limit })?;
+            let mut sources = vec![rolled];
             sources.extend(chunks.into_iter().map(|c| c.points));
             sources.extend(heads);
             f(i, query::merge_sources(sources, from, to), budget)?;
@@ -2004,14 +2019,17 @@ impl TsEngine {
         mut emit: impl FnMut(&SeriesKey, i64, f64) -> bool,
     ) -> Result<(), QueryError> {
         let from = q.from_ms.max(self.series_cutoff(&q.metric));
-        for (id, key, buffered) in self.select(q) {
-            let mut sources = vec![self.rollup_points(None, id, from, q.to_ms)?];
-            sources.extend(
-                self.store
-                    .chunks_overlapping(id, from, q.to_ms)?
-                    .into_iter()
-                    .map(|c| c.points),
-            );
+        // One snapshot for the whole export: a sweep step during it cannot move points between
+        // what was read and what is still to read.
+        let (selected, plan) = self.select_planned(q, from)?;
+        let mut unbounded = usize::MAX;
+        for (i, (id, key, buffered)) in selected.into_iter().enumerate() {
+            let mut sources = vec![self.rollup_points(Some(&plan), id, from, q.to_ms)?];
+            let chunks = self
+                .store
+                .read_planned(&plan, i, &mut unbounded)?
+                .unwrap_or_default();
+            sources.extend(chunks.into_iter().map(|c| c.points));
             sources.extend(buffered);
             for (t, v) in query::merge_sources(sources, from, q.to_ms) {
                 if !v.is_finite() {
@@ -2025,9 +2043,43 @@ impl TsEngine {
         Ok(())
     }
 
+    /// Runs `read`, which copies buffered points and then takes a snapshot of the store,
+    /// again until no sweep step moved points from chunks into downsampled buckets while it
+    /// ran. Such a step could otherwise leave a point both in the copied head (written late,
+    /// then flushed and rolled up in between) and in a bucket of the snapshot, where no
+    /// timestamp tells the two apart. Sweep steps are rare and short; a retry redoes only the
+    /// copy and the snapshot.
+    fn consistent<T, E>(&self, mut read: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+        loop {
+            let before = self.rollup_epoch.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let r = read()?;
+            if self.rollup_epoch.load(Ordering::Acquire) == before {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// [`Self::select`] and a plan of the selected series' chunks in `[from, q.to_ms]`, taken
+    /// consistently ([`Self::consistent`]).
+    fn select_planned(
+        &self,
+        q: &Query,
+        from: i64,
+    ) -> Result<(Vec<Selected>, ChunkPlan), StoreError> {
+        self.consistent(|| {
+            let selected = self.select(q);
+            let ids: Vec<SeriesId> = selected.iter().map(|(id, _, _)| *id).collect();
+            let plan = self.store.plan(&ids, from, q.to_ms)?;
+            Ok((selected, plan))
+        })
+    }
+
     /// The selected series with copies of their buffered points (frozen first, then head).
-    #[allow(clippy::type_complexity)]
-    fn select(&self, q: &Query) -> Vec<(SeriesId, SeriesKey, Vec<Vec<(i64, f64)>>)> {
+    fn select(&self, q: &Query) -> Vec<Selected> {
         let st = self.lock_state();
         let ids = st.index.select(&q.metric, q.entity.as_deref(), &q.tags);
         let mut out = Vec::new();
@@ -2066,28 +2118,65 @@ pub(crate) fn encode_chunk(points: &[(i64, f64)]) -> Vec<u8> {
     encoder.snapshot()
 }
 
-/// A chunk of a flusher's small-chunk run rewritten with only `kept` (encoded as `block`)
-/// stays in the run, or leaves it when nothing is kept.
-fn rewrite_in_run(
-    run: &mut Vec<Small>,
+/// A chunk rewritten with fewer points, or removed, as the flusher's small-chunk run must see
+/// it: applied ([`apply_run_edits`]) only once the batch holding the change is committed, so
+/// a failed batch leaves the run as the store still is.
+struct RunEdit {
+    series: SeriesId,
     min_ts: i64,
     seq: u64,
-    kept: &[(i64, f64)],
-    block: Option<&[u8]>,
-) {
-    let Some(at) = run.iter().position(|s| (s.min_ts, s.seq) == (min_ts, seq)) else {
-        return;
-    };
-    match (block, kept.first()) {
-        (Some(block), Some(first)) => {
-            run[at].min_ts = first.0;
-            run[at].count = kept.len();
-            run[at].stored_bytes = block.len() + CHUNK_OVERHEAD_BYTES;
-        }
-        _ => {
-            run.remove(at);
+    /// The rewritten chunk's first timestamp, points and stored bytes; `None`: removed.
+    kept: Option<(i64, usize, usize)>,
+}
+
+impl RunEdit {
+    fn new(
+        series: SeriesId,
+        min_ts: i64,
+        seq: u64,
+        kept: &[(i64, f64)],
+        block: Option<&[u8]>,
+    ) -> RunEdit {
+        let kept = match (block, kept.first()) {
+            (Some(block), Some(first)) => {
+                Some((first.0, kept.len(), block.len() + CHUNK_OVERHEAD_BYTES))
+            }
+            _ => None,
+        };
+        RunEdit {
+            series,
+            min_ts,
+            seq,
+            kept,
         }
     }
+}
+
+/// Applies committed [`RunEdit`]s: a run's chunk rewritten stays in the run, one removed
+/// leaves it.
+fn apply_run_edits(small: &mut HashMap<SeriesId, Vec<Small>>, edits: &[RunEdit]) {
+    for e in edits {
+        let Some(run) = small.get_mut(&e.series) else {
+            continue;
+        };
+        let Some(at) = run
+            .iter()
+            .position(|s| (s.min_ts, s.seq) == (e.min_ts, e.seq))
+        else {
+            continue;
+        };
+        match e.kept {
+            Some((first, count, bytes)) => {
+                run[at].min_ts = first;
+                run[at].count = count;
+                run[at].stored_bytes = bytes;
+            }
+            None => {
+                run.remove(at);
+            }
+        }
+    }
+    small.retain(|_, run| !run.is_empty());
 }
 
 /// Removes and returns the buckets whose start `pick` accepts.
@@ -2106,6 +2195,9 @@ fn decode_rollup(id: SeriesId, v: &[u8]) -> Result<Vec<(i64, Acc)>, StoreError> 
     rollup::decode_block(v)
         .map_err(|e| StoreError::Corrupt(format!("rollup block of series {id}: {e}")))
 }
+
+/// A selected series: its id, key, and copies of its buffered points (frozen first, then head).
+type Selected = (SeriesId, SeriesKey, Vec<Vec<(i64, f64)>>);
 
 /// An answer's series: metric, entity, tags.
 type OutputSeries = (String, String, Vec<(String, String)>);

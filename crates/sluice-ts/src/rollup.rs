@@ -33,7 +33,9 @@
 //!
 //! # Limits
 //! At most [`MAX_RULES`] rules; resolutions from 1 ms to 2^40 ms. Non-finite values (NaN,
-//! ±Inf, as remote write may store) are not rolled up: queries skip them anyway.
+//! ±Inf, as remote write may store) are not rolled up: JSON queries skip them anyway, and
+//! Prometheus staleness markers in a rolled-up range are dropped with their points (the
+//! range then reads as one sample per bucket).
 
 use std::collections::BTreeMap;
 
@@ -56,9 +58,9 @@ pub struct DownsampleRule {
 /// Why a set of rules was refused: the index of the rule, the field, the reason.
 pub type RuleError = (usize, &'static str, String);
 
-/// Checks rules: at most [`MAX_RULES`], ages strictly increasing, resolutions strictly
-/// increasing and each a multiple of the one before.
-pub fn validate(rules: &[DownsampleRule]) -> Result<(), RuleError> {
+/// Checks each rule on its own: at most [`MAX_RULES`], `after_ms` in 1..=i64::MAX,
+/// `resolution_ms` in 1..=[`MAX_RESOLUTION_MS`] (what a schema can say).
+pub fn check_ranges(rules: &[DownsampleRule]) -> Result<(), RuleError> {
     if rules.len() > MAX_RULES {
         return Err((
             MAX_RULES,
@@ -77,6 +79,15 @@ pub fn validate(rules: &[DownsampleRule]) -> Result<(), RuleError> {
                 format!("must be between 1 and {MAX_RESOLUTION_MS}"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks rules: [`check_ranges`], then ages strictly increasing, resolutions strictly
+/// increasing and each a multiple of the one before.
+pub fn validate(rules: &[DownsampleRule]) -> Result<(), RuleError> {
+    check_ranges(rules)?;
+    for (i, r) in rules.iter().enumerate() {
         if let Some(prev) = i.checked_sub(1).map(|p| rules[p]) {
             if r.after_ms <= prev.after_ms {
                 return Err((

@@ -5247,7 +5247,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `invalid_value`: the policy is not valid Cedar */
+            /** @description `invalid_value`: the policy is not valid Cedar, or the downsampling rules are out of order (ages and resolutions must increase, each resolution a multiple of the one before) */
             422: {
                 headers: {
                     [name: string]: unknown;

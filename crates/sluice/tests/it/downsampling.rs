@@ -288,22 +288,32 @@ async fn rollups_match_the_points_they_replace_and_rules_are_validated() {
     assert_eq!(ds["downsampling"], rules());
     check(&s, "ds", &model, now).await.unwrap();
 
-    // Bad rules: a 400 naming the rule and field, with an error_id.
-    for (rules, field) in [
+    // Bad rules: a 400 out of range, a 422 out of order, naming the rule and field, with an
+    // error_id.
+    for (rules, status, field) in [
         (
             json!([{"after_ms": 0, "resolution_ms": 1000}]),
+            400,
             "downsampling[0].after_ms",
         ),
         (
             json!([{"after_ms": 10, "resolution_ms": 0}]),
+            400,
+            "downsampling[0].resolution_ms",
+        ),
+        (
+            json!([{"after_ms": 10, "resolution_ms": 1u64 << 41}]),
+            400,
             "downsampling[0].resolution_ms",
         ),
         (
             json!([{"after_ms": 100, "resolution_ms": 1000}, {"after_ms": 50, "resolution_ms": 60000}]),
+            422,
             "downsampling[1].after_ms",
         ),
         (
             json!([{"after_ms": 100, "resolution_ms": 60000}, {"after_ms": 500, "resolution_ms": 90000}]),
+            422,
             "downsampling[1].resolution_ms",
         ),
     ] {
@@ -313,7 +323,7 @@ async fn rollups_match_the_points_they_replace_and_rules_are_validated() {
                 &json!({"name": "bad", "downsampling": rules}),
             )
             .await;
-        assert_eq!(st, 400, "{body}");
+        assert_eq!(st, status, "{body}");
         assert_eq!(body["field"], field, "{body}");
         assert!(
             body["error_id"].as_str().is_some_and(|id| !id.is_empty()),

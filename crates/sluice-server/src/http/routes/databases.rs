@@ -88,7 +88,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Created", body = DatabaseInfo),
         (status = 400, description = "Invalid name or retention", body = ErrorBody),
-        (status = 422, description = "`invalid_value`: the policy is not valid Cedar", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the policy is not valid Cedar, or the downsampling rules are out of order (ages and resolutions must increase, each resolution a multiple of the one before)", body = ErrorBody),
         (status = 409, description = "A database of that name exists", body = ErrorBody),
         (status = 503, description = "The configuration file was edited by hand since the server read it (nothing written), or not ready", body = ErrorBody),
     ))]
@@ -132,13 +132,19 @@ pub async fn create(
             resolution_ms: r.resolution_ms,
         })
         .collect();
-    if let Err((i, field, e)) = sluice_ts::rollup::validate(&downsampling) {
-        let at = if field == "downsampling" {
+    let at = |i: usize, field: &str| {
+        if field == "downsampling" {
             field.to_string()
         } else {
             format!("downsampling[{i}].{field}")
-        };
-        return Err(ApiError::invalid_field(at, e));
+        }
+    };
+    // Out of range: 400 (the schema says so); in range but out of order: 422.
+    if let Err((i, field, e)) = sluice_ts::rollup::check_ranges(&downsampling) {
+        return Err(ApiError::invalid_field(at(i, field), e));
+    }
+    if let Err((i, field, e)) = sluice_ts::rollup::validate(&downsampling) {
+        return Err(ApiError::invalid_value(at(i, field), e));
     }
     if req.max_series == Some(0) {
         return Err(ApiError::invalid_field("max_series", "must be at least 1"));

@@ -7,17 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, TestServer, wait_until};
+use crate::support::{Options, TestServer, now_ms, wait_until};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// After 10 min, 10-s buckets; after 1 h, 1-min buckets.
 fn rules() -> Value {
@@ -367,27 +360,15 @@ async fn rollups_survive_kill_9_mid_sweep_without_double_counting() {
     // second is rolling series 1024..2048 up.
     for _ in 0..3 {
         let s = TestServer::start_in(&dir, opts()).await;
-        wait_until("a sweep step", Duration::from_secs(60), || async {
-            if s.stderr().contains("sweep step committed") {
-                Ok(())
-            } else {
-                Err("no step yet")
-            }
-        })
-        .await;
+        s.wait_for_log("sweep step committed", Duration::from_secs(60))
+            .await;
         s.kill9();
     }
     let s = TestServer::start_in(&dir, opts()).await;
     // Mid-sweep or not, a query sees each point once.
     check(&s, "ds", &model, now).await.unwrap();
-    wait_until("the sweep finishes", Duration::from_secs(120), || async {
-        if s.stderr().contains("sweep finished") {
-            Ok(())
-        } else {
-            Err("sweeping")
-        }
-    })
-    .await;
+    s.wait_for_log("sweep finished", Duration::from_secs(120))
+        .await;
     check(&s, "ds", &model, now).await.unwrap();
     // The kills came before the second step committed: this sweep still had its series to
     // roll up.

@@ -1,9 +1,9 @@
 //! Security and tenancy on a real server: bearer tokens, JWT, roles, Cedar policies,
 //! admission control, databases, and the transport (TLS 1.3, compression).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::support::{Options, TestServer};
+use crate::support::{Options, TestServer, now_ms};
 use serde_json::json;
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -59,13 +59,6 @@ async fn get_as(s: &TestServer, path: &str, token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn point(ts: i64) -> serde_json::Value {

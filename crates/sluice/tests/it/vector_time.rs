@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, TestServer, wait_until};
+use crate::support::{Options, TestServer, now_ms, wait_until};
 
 async fn search(node: &TestServer, collection: &str, body: Value) -> Vec<String> {
     let (s, out) = node
@@ -29,13 +29,6 @@ async fn info(node: &TestServer, collection: &str) -> Value {
         .await;
     assert_eq!(s, 200, "{out}");
     out
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]

@@ -109,6 +109,18 @@ impl TestServer {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits until the server's log holds `text` (fails the test after `within`).
+    pub async fn wait_for_log(&self, text: &str, within: Duration) {
+        wait_until(&format!("{text:?} in the log"), within, || async {
+            if self.stderr().contains(text) {
+                Ok(())
+            } else {
+                Err("not yet")
+            }
+        })
+        .await
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self.client.get(self.url(path)).send().await.unwrap();
         let status = r.status().as_u16();
@@ -264,6 +276,14 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
         .read_to_string(&mut err)
         .unwrap();
     (status, out, err)
+}
+
+/// The wall clock in Unix ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 pub fn point(metric: &str, ts: i64, value: f64) -> serde_json::Value {

@@ -1354,20 +1354,21 @@ impl TsEngine {
         let mut deletes = Vec::new();
         let mut rollups = Vec::new();
         let mut run_edits = Vec::new();
+        let (mut pending, mut counted) = (0usize, (0usize, 0usize));
         let mut by_series = listed.chunk_by(|a, b| a.series == b.series).peekable();
         for (i, &cutoff) in cutoffs.iter().enumerate() {
             let id = first + i as SeriesId;
             // A step's batch is bounded by bytes too: the first sweep after rules are set on
             // a large database rolls up months of points, and the flush lock is held for the
             // step. The rest of the series wait for the next step.
-            let pending = writes
-                .iter()
-                .map(|w: &ChunkWrite| w.block.len())
-                .sum::<usize>()
-                + rollups
-                    .iter()
-                    .map(|r: &RollupWrite| r.block.as_ref().map_or(0, Vec::len))
+            // (Counted as they are added: the lists only grow.)
+            let (w, r): (&[ChunkWrite], &[RollupWrite]) =
+                (&writes[counted.0..], &rollups[counted.1..]);
+            pending += w.iter().map(|w| w.block.len()).sum::<usize>()
+                + r.iter()
+                    .map(|r| r.block.as_ref().map_or(0, Vec::len))
                     .sum::<usize>();
+            counted = (writes.len(), rollups.len());
             if pending > MAX_SWEEP_STEP_BYTES {
                 step.next = Some(id);
                 break;
